@@ -1,0 +1,435 @@
+"""One check, end to end: due? -> lock -> (skip | cooldown? | download) -> state, log; yt-dlp only after the lock."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+import traceback
+from typing import Any
+
+from playlist_cron import clock, exit_codes, lock, log
+from playlist_cron import state as state_module
+from playlist_cron.config import Config
+from playlist_cron.console import Console
+from playlist_cron.errors import ConfigError, Interrupted, StateError
+from playlist_cron.state import StateStore
+
+SKIP_REASON = "previous download still in progress"
+WATCHDOG_TICK_S = 0.25
+WATCHDOG_GRACE_S = 15.0  # after asking the main thread to stop, how long before the watchdog ends the process itself
+MAX_COOLDOWN_FACTOR = 64
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def run(config: Config, *, force: bool, console: Console) -> int:
+    """Run one check for `config` and return its exit code."""
+    store = StateStore(config.state_dir)
+    now_s = clock.now_s()
+    if not force:
+        due, due_at = state_module.is_due(store.read(), config.check_interval_seconds, now_s)
+        if not due:
+            console.say(
+                f"Not due yet: the next check is due at {clock.iso(due_at)} (in {due_at - now_s:.0f} s); "
+                "run with --now to check anyway."
+            )
+            return exit_codes.OK
+    store.ensure_directory()
+    logger = log.configure(config.log_file, config.path)
+    try:
+        config.archive_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(str(config.path), [f"At 'archive_file': cannot create its folder: {error.strerror}"]) from None
+    held = lock.try_lock(config.lock_file)
+    if held is None:
+        return _skip(config, store, logger, console, now_s)
+    try:
+        return _Check(config, store, logger, console, held).run()
+    finally:
+        held.release()
+
+
+def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_s: float) -> int:
+    holder = lock.holder(config.lock_file)
+    with store.update() as state:
+        state["checks_total"] += 1
+        state["skipped_total"] += 1
+        state["consecutive_skipped"] += 1
+        state["last_check_at"] = clock.iso(now_s)
+        state["last_outcome"] = "SKIPPED"
+        number = state["checks_total"]
+    logger = logger.bind(check=number)
+    _log_recovery(store, logger, console)
+    held_s = holder.held_s(now_s) if holder else None
+    overdue = held_s is not None and held_s > config.max_runtime_seconds
+    holder_pid = holder.pid if holder else None
+    (logger.error if overdue else logger.warning)(
+        log.CHECK_SKIPPED,
+        outcome="SKIPPED",
+        reason=SKIP_REASON,
+        skipped_total=state["skipped_total"],
+        consecutive_skipped=state["consecutive_skipped"],
+        holder_pid=holder_pid,
+        lock_held_s=held_s,
+        message=f"Check #{number} - SKIPPED ({SKIP_REASON}) - Total skipped: {state['skipped_total']}",
+    )
+    if overdue:
+        console.alert(
+            f"playlist-cron: the lock {config.lock_file} has been held by pid {holder_pid} for {held_s:.0f} s, "
+            f"longer than max_runtime_seconds ({config.max_runtime_seconds}); is a download stuck?"
+        )
+    else:
+        console.say(f"Check #{number} SKIPPED: {SKIP_REASON} (pid {holder_pid}, for {held_s or 0:.0f} s)")
+    return config.skip_exit_code
+
+
+def _log_recovery(store: StateStore, logger: Any, console: Console) -> None:
+    for note in dict.fromkeys(store.recovery_notes):
+        logger.warning("state_recovered", message=note)
+        console.alert(f"playlist-cron: {note}")
+    store.recovery_notes.clear()
+
+
+def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
+    """Given the state and a check's final event (as logged), count it; shared by a check and its recovery."""
+    outcome = event["outcome"]
+    state[{"COMPLETED": "completed_total", "FAILED": "failed_total", "DEFERRED": "deferred_total"}[outcome]] += 1
+    state["last_outcome"] = outcome
+    state["last_ran_outcome"] = outcome
+    state["last_duration_s"] = event.get("duration_s")
+    state["consecutive_skipped"] = 0
+    running = state.get("running")
+    if running and running.get("check") == event.get("check"):
+        state["running"] = None
+    if outcome == "COMPLETED":
+        state["last_completed_at"] = event.get("timestamp")
+    elif outcome == "FAILED":
+        state["last_failure_reason"] = event.get("reason")
+        state["last_error"] = event.get("error")
+
+
+class _Watchdog(threading.Thread):
+    """Ends a check that runs past `max_runtime_seconds` or makes no progress for `stall_timeout_seconds`."""
+
+    def __init__(self, check: _Check) -> None:
+        super().__init__(name="playlist-cron-watchdog", daemon=True)
+        self.check = check
+        self.stopped = threading.Event()
+        self.fired: Interrupted | None = None
+        self.main_thread_id = threading.main_thread().ident or 0
+
+    def run(self) -> None:
+        config = self.check.config
+        while not self.stopped.wait(WATCHDOG_TICK_S):
+            now = time.monotonic()
+            if now - self.check.started_monotonic > config.max_runtime_seconds:
+                self.fired = Interrupted(
+                    "timeout", f"the check ran longer than max_runtime_seconds ({config.max_runtime_seconds} s)"
+                )
+            elif now - self.check.last_activity > config.stall_timeout_seconds:
+                self.fired = Interrupted(
+                    "stalled", f"no download progress for stall_timeout_seconds ({config.stall_timeout_seconds} s)"
+                )
+            else:
+                continue
+            signal.pthread_kill(self.main_thread_id, signal.SIGUSR1)
+            if not self.stopped.wait(WATCHDOG_GRACE_S):
+                # The main thread is stuck somewhere a signal cannot reach: end the process from here.
+                # Like kill -9, this loses nothing: the archive, the state and the log are only ever appended
+                # to or replaced whole, and the partial file resumes next time.
+                self.check.finish_failed(self.fired, from_watchdog=True)
+                os._exit(exit_codes.FAILED)
+            return
+
+
+class _Check:
+    """A check that holds the run lock; also the `Reporter` the downloader tells what happens."""
+
+    def __init__(self, config: Config, store: StateStore, logger: Any, console: Console, held: lock.HeldLock) -> None:
+        self.config = config
+        self.store = store
+        self.logger = logger
+        self.console = console
+        self.started_at = held.started_at
+        self.started_monotonic = time.monotonic()
+        self.last_activity = self.started_monotonic
+        self.number = 0
+        self.failed_videos: dict[str, Any] = {}
+        self.cooldown_until: float | None = None
+        self.cooldown_level = 0
+        self.downloaded = 0
+        self.failed = 0
+        self.finished = False
+        self._finish_lock = threading.Lock()
+        self._titles: dict[str, str] = {}
+
+    # -- the check ----------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._begin()
+        watchdog = _Watchdog(self)
+        previous_handlers = self._install_signal_handlers(watchdog)
+        watchdog.start()
+        try:
+            return self._work()
+        except Interrupted as interrupted:
+            self.finish_failed(interrupted)
+            if interrupted.signal_number is not None:
+                return exit_codes.for_signal(interrupted.signal_number)
+            return exit_codes.FAILED
+        except ConfigError as error:
+            self.finish_failed(Interrupted("error", error.one_line()))
+            raise
+        except Exception as error:
+            self.logger.error("check_error", traceback=traceback.format_exc())
+            self.finish_failed(Interrupted("error", f"{type(error).__name__}: {error}"))
+            return exit_codes.FAILED
+        finally:
+            watchdog.stopped.set()
+            for signal_number, handler in previous_handlers.items():
+                signal.signal(signal_number, handler)
+
+    def _begin(self) -> None:
+        """Count this check and note that it runs; first settle a check that died without a final event."""
+        with self.store.update() as state:
+            orphan = state.get("running")
+            if orphan:
+                self._settle_orphan(state, orphan)
+            state["checks_total"] += 1
+            self.number = state["checks_total"]
+            state["last_check_at"] = clock.iso(self.started_at)
+            state["running"] = {"check": self.number, "pid": os.getpid(), "started_at": clock.iso(self.started_at)}
+            self.failed_videos = state["failed_videos"]
+            self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
+            self.cooldown_level = int(state.get("cooldown_level") or 0)
+        self.logger = self.logger.bind(check=self.number)
+        _log_recovery(self.store, self.logger, self.console)
+        self.logger.info(
+            log.CHECK_STARTED,
+            pid=os.getpid(),
+            playlists=[playlist.url for playlist in self.config.playlists],
+            message=f"Check #{self.number} - {clock.iso(self.started_at)}",
+        )
+        self.console.say(f"Check #{self.number} started")
+
+    def _settle_orphan(self, state: dict[str, Any], orphan: dict[str, Any]) -> None:
+        """The check `orphan` was killed: count its final event if it got one into the log, else log one for it."""
+        for event in reversed(log.read_tail(self.config.log_file)):
+            if event.get("check") == orphan["check"] and event.get("event") in log.FINAL_EVENTS:
+                apply_final_event(state, event)
+                return
+        event = {
+            "check": orphan["check"],
+            "outcome": "FAILED",
+            "reason": "interrupted",
+            "error": f"the check (pid {orphan.get('pid')}) ended without a final event: it was killed",
+            "duration_s": None,
+            "started_at": orphan.get("started_at"),
+        }
+        self.logger.error(log.CHECK_FAILED, **event)
+        event["timestamp"] = clock.iso(clock.now_s())
+        apply_final_event(state, event)
+
+    def _work(self) -> int:
+        now_s = clock.now_s()
+        if self.cooldown_until is not None and now_s < self.cooldown_until:
+            return self._finish_deferred("cooldown", "the site asked us to slow down; waiting out the cooldown")
+        shortage = self._disk_shortage()
+        if shortage:
+            return self._finish("FAILED", reason="disk_space", error=shortage)
+        from playlist_cron import download  # only now that the lock is held: the skip path never pays for yt-dlp
+
+        results = []
+        try:
+            for playlist in self.config.playlists:
+                self.console.say(f"Reading {playlist.url}")
+                results.append(download.download_playlist(self.config, playlist, self))
+        except download.RateLimited as limited:
+            return self._start_cooldown(str(limited), results)
+        fields = {
+            "downloaded": sum(result.downloaded for result in results),
+            "failed": sum(result.failed for result in results),
+            "already_archived": sum(result.already_archived for result in results),
+            "waiting_retry": sum(result.waiting_retry for result in results),
+            "bytes": sum(result.bytes for result in results),
+            "playlists": [result.summary() for result in results],
+        }
+        errors = [f"{result.url}: {result.error}" for result in results if result.error]
+        if errors:
+            return self._finish("FAILED", reason="playlist_error", error="; ".join(errors), **fields)
+        return self._finish("COMPLETED", **fields)
+
+    def _disk_shortage(self) -> str | None:
+        directory = self.config.download_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        free_bytes = shutil.disk_usage(directory).free
+        if free_bytes < self.config.min_free_bytes:
+            return (
+                f"only {free_bytes} bytes free in {directory}, below min_free_bytes ({self.config.min_free_bytes}); "
+                "no download was started"
+            )
+        return None
+
+    # -- endings ------------------------------------------------------------------------------------------------
+
+    def _start_cooldown(self, message: str, results: list[Any]) -> int:
+        level = self.cooldown_level + 1
+        cooldown_s = self.config.cooldown_seconds * min(2 ** (level - 1), MAX_COOLDOWN_FACTOR)
+        until = clock.now_s() + cooldown_s
+        with self.store.update() as state:
+            state["cooldown_until"] = clock.iso(until)
+            state["cooldown_level"] = level
+        self.cooldown_until = until
+        return self._finish_deferred(
+            "rate_limited",
+            f"the site said to slow down ({message}); no request until {clock.iso(until)}",
+            downloaded=sum(result.downloaded for result in results),
+        )
+
+    def _finish_deferred(self, reason: str, error: str, **fields: Any) -> int:
+        return self._finish(
+            "DEFERRED", reason=reason, error=error, cooldown_until=clock.iso(self.cooldown_until), **fields
+        )
+
+    def finish_failed(self, interrupted: Interrupted, *, from_watchdog: bool = False) -> None:
+        self._finish("FAILED", reason=interrupted.reason, error=interrupted.detail)
+
+    def _finish(self, outcome: str, **fields: Any) -> int:
+        """Log the one final event of this check, then count it in the state; safe to call from two threads."""
+        with self._finish_lock:
+            if self.finished:
+                return exit_codes.FAILED if outcome == "FAILED" else exit_codes.OK
+            self.finished = True
+            duration_s = round(time.monotonic() - self.started_monotonic, 3)
+            event_name = {
+                "COMPLETED": log.CHECK_COMPLETED,
+                "FAILED": log.CHECK_FAILED,
+                "DEFERRED": log.CHECK_DEFERRED,
+            }[outcome]
+            if outcome == "COMPLETED":
+                fields["message"] = f"Check completed in {duration_s:.1f} seconds"
+            level = {"COMPLETED": "info", "FAILED": "error", "DEFERRED": "warning"}[outcome]
+            getattr(self.logger, level)(event_name, outcome=outcome, duration_s=duration_s, **fields)
+            event = {"check": self.number, "outcome": outcome, "duration_s": duration_s, **fields}
+            event["timestamp"] = clock.iso(clock.now_s())
+            with self.store.update() as state:
+                apply_final_event(state, event)
+                if outcome == "COMPLETED":
+                    state["cooldown_level"] = 0
+                    state["cooldown_until"] = None
+            if outcome == "FAILED":
+                self.console.alert(
+                    f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
+                    f"(log: {self.config.log_file})"
+                )
+            else:
+                summary = (
+                    f"Check #{self.number} {outcome} in {duration_s:.1f} s: {fields.get('downloaded', 0)} downloaded, "
+                    f"{fields.get('failed', 0)} failed, {fields.get('already_archived', 0)} already archived"
+                )
+                self.console.say(summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}")
+            return exit_codes.FAILED if outcome == "FAILED" else exit_codes.OK
+
+    # -- signals ------------------------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self, watchdog: _Watchdog) -> dict[int, Any]:
+        def on_signal(signal_number: int, frame: object) -> None:
+            if self.finished:
+                return
+            name = signal.Signals(signal_number).name
+            raise Interrupted("interrupted", f"received {name}", signal_number)
+
+        def on_watchdog(signal_number: int, frame: object) -> None:
+            if self.finished or watchdog.fired is None:
+                return
+            raise watchdog.fired
+
+        previous = {number: signal.getsignal(number) for number in (*HANDLED_SIGNALS, signal.SIGUSR1)}
+        for number in HANDLED_SIGNALS:
+            signal.signal(number, on_signal)
+        signal.signal(signal.SIGUSR1, on_watchdog)
+        return previous
+
+    # -- the Reporter the downloader talks to -------------------------------------------------------------------
+
+    def activity(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def retry_is_due(self, archive_id: str) -> bool:
+        record = self.failed_videos.get(archive_id)
+        if record is None:
+            return True
+        if record.get("given_up"):
+            return False
+        next_retry_s = clock.parse_iso(record.get("next_retry_at"))
+        return next_retry_s is None or next_retry_s <= clock.now_s()
+
+    def video_started(self, video_id: str, title: str | None) -> None:
+        self.activity()
+        self._titles[video_id] = title or video_id
+        self.console.say(f"Downloading {title or video_id}")
+
+    def video_progress(
+        self, video_id: str, downloaded_bytes: int, total_bytes: int | None, speed_bps: float | None, eta_s: float | None
+    ) -> None:
+        self.activity()
+        self.console.progress(self._titles.get(video_id, video_id), downloaded_bytes, total_bytes, speed_bps, eta_s)
+
+    def video_downloaded(
+        self, video_id: str, archive_id: str | None, title: str | None, filename: str, size_bytes: int, duration_s: float
+    ) -> None:
+        self.activity()
+        with self.store.update() as state:
+            state["downloaded_total"] += 1
+            if archive_id:
+                state["failed_videos"].pop(archive_id, None)
+            self.failed_videos = state["failed_videos"]
+        self.logger.info(
+            log.VIDEO_DOWNLOADED,
+            video_id=video_id,
+            title=title,
+            filename=filename,
+            bytes=size_bytes,
+            duration_s=round(duration_s, 3),
+        )
+        self.console.say(f"Downloaded {title or video_id} ({size_bytes} bytes) in {duration_s:.1f} s")
+
+    def video_failed(self, video_id: str, archive_id: str | None, title: str | None, url: str | None, error: str) -> None:
+        self.activity()
+        key = archive_id or video_id
+        now_s = clock.now_s()
+        steps = self.config.retry_backoff_seconds
+        with self.store.update() as state:
+            record = state["failed_videos"].get(key) or {"video_id": video_id, "attempts": 0, "first_failed_at": clock.iso(now_s)}
+            record["attempts"] += 1
+            record["error"] = error
+            record["title"] = title
+            record["url"] = url
+            record["last_failed_at"] = clock.iso(now_s)
+            record["given_up"] = record["attempts"] > len(steps)
+            record["next_retry_at"] = None if record["given_up"] else clock.iso(now_s + steps[record["attempts"] - 1])
+            state["failed_videos"][key] = record
+            self.failed_videos = state["failed_videos"]
+        self.logger.warning(
+            log.VIDEO_FAILED,
+            video_id=video_id,
+            title=title,
+            error=error,
+            attempts=record["attempts"],
+            next_retry_at=record["next_retry_at"],
+        )
+        if record["given_up"]:
+            self.logger.error(
+                log.VIDEO_GIVEN_UP,
+                video_id=video_id,
+                title=title,
+                attempts=record["attempts"],
+                error=error,
+                message=f"gave up on {video_id} after {record['attempts']} attempts; `playlist-cron retry {video_id}` tries again",
+            )
+        self.console.say(f"Failed {title or video_id}: {error}")
+
+    def warning(self, message: str) -> None:
+        self.logger.warning("yt_dlp_warning", message=message)

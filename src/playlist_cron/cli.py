@@ -1,0 +1,104 @@
+"""The command line: one function per command, and the only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from playlist_cron import __version__, exit_codes
+from playlist_cron.errors import ConfigError, PlaylistCronError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="playlist-cron",
+        description="Keep a local copy of online playlists; cron runs `playlist-cron check` every minute.",
+    )
+    parser.add_argument("--version", action="version", version=f"playlist-cron {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    config_help = "the config file (default: $PLAYLIST_CRON_CONFIG, then ./config.json)"
+
+    check = commands.add_parser("check", help="run one check: the job cron starts every minute")
+    check.add_argument("--config", metavar="PATH", help=config_help)
+    check.add_argument("--now", action="store_true", help="check even if check_interval_seconds says it is not due")
+
+    status = commands.add_parser("status", help="counters, last check, lock holder and health (exit 1 when unhealthy)")
+    status.add_argument("--config", metavar="PATH", help=config_help)
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+
+    retry = commands.add_parser("retry", help="make failed or given-up videos due again at the next check")
+    retry.add_argument("--config", metavar="PATH", help=config_help)
+    retry.add_argument("video_ids", nargs="*", metavar="VIDEO_ID", help="the videos to retry (default: all)")
+
+    demo = commands.add_parser("demo", help="an offline demo: a loopback feed, overlapping checks, SKIPPED live")
+    demo.add_argument("--dir", metavar="PATH", help="where to keep the demo's files (default: a new temporary folder)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` and return the exit code."""
+    try:
+        arguments = _parser().parse_args(argv)
+    except SystemExit as exit_request:  # argparse: --help, --version, or a usage error (exit 2)
+        return int(exit_request.code or 0)
+    try:
+        if arguments.command == "check":
+            return _check(arguments)
+        if arguments.command == "status":
+            return _status(arguments)
+        if arguments.command == "retry":
+            return _retry(arguments)
+        return _demo(arguments)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"playlist-cron: {error.path}: {problem}", file=sys.stderr)
+        return exit_codes.CONFIG
+    except PlaylistCronError as error:
+        print(str(error), file=sys.stderr)
+        return exit_codes.FAILED
+    except KeyboardInterrupt:
+        return exit_codes.for_signal(2)
+    except Exception as error:  # a bug: one line for cron's mail rather than a traceback
+        print(f"playlist-cron: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        return exit_codes.FAILED
+
+
+def _load(arguments: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from playlist_cron import config
+
+    return config.load(config.config_path(arguments.config))
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    from playlist_cron import check
+    from playlist_cron.console import Console
+
+    return check.run(_load(arguments), force=arguments.now, console=Console())
+
+
+def _status(arguments: argparse.Namespace) -> int:
+    from playlist_cron import status
+
+    report = status.report(_load(arguments))
+    if arguments.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(status.render_text(report))
+    return exit_codes.OK if report["healthy"] else exit_codes.FAILED
+
+
+def _retry(arguments: argparse.Namespace) -> int:
+    from playlist_cron import retry
+
+    unknown = retry.make_due(_load(arguments), arguments.video_ids)
+    for video_id in unknown:
+        print(f"playlist-cron: {video_id} is not among the failed videos (see `playlist-cron status`)", file=sys.stderr)
+    return exit_codes.FAILED if unknown else exit_codes.OK
+
+
+def _demo(arguments: argparse.Namespace) -> int:
+    from playlist_cron.demo import run
+
+    return run.main(arguments.dir)

@@ -1,0 +1,278 @@
+"""A loopback RSS feed server: the demo's playlist and the tests' stand-in for a real site."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from datetime import datetime, timezone
+from xml.sax.saxutils import escape, quoteattr
+
+CHUNK_BYTES = 16 * 1024
+BOT_CHECK_PAGE = (
+    b"<html><body><h1>Sign in to confirm you're not a bot</h1>"
+    b"<p>This helps protect our community.</p></body></html>"
+)
+
+
+def media_bytes(guid: str, size_bytes: int) -> bytes:
+    """Given an item's guid and size, return its deterministic content."""
+    block = hashlib.sha256(guid.encode()).digest() * 64  # 2 KiB of repeating, guid-specific bytes
+    repeats = size_bytes // len(block) + 1
+    return (block * repeats)[:size_bytes]
+
+
+@dataclass
+class FeedItem:
+    """One `<item>` of the feed and the file its enclosure points to."""
+
+    guid: str
+    title: str
+    size_bytes: int = 200_000
+    published: datetime | None = None
+    media_status: int = 200  # 404 or 403 stands in for a removed or private video
+
+    @property
+    def content(self) -> bytes:
+        return media_bytes(self.guid, self.size_bytes)
+
+
+@dataclass
+class RequestRecord:
+    """What the server saw of one request."""
+
+    method: str
+    path: str
+    range_header: str | None
+    status: int
+    at: float
+
+
+@dataclass
+class FeedSettings:
+    """Behaviour that a test may change while the server runs."""
+
+    bytes_per_second: int | None = None  # None: as fast as the socket takes it
+    stall_after_bytes: int | None = None  # stop sending (but keep the connection) after this many body bytes
+    feed_status: int = 200
+    feed_body: bytes | None = None  # replaces the generated feed, e.g. to serve something that is not XML
+    media_status_override: int | None = None  # e.g. 429 for every media request
+    bot_check: bool = False  # answer every request with a "confirm you're not a bot" page
+    title: str = "Loopback Channel"
+    items: list[FeedItem] = field(default_factory=list)
+
+
+class FeedServer:
+    """An HTTP server on 127.0.0.1 serving `/feed.xml` and `/media/<guid>.mp4`, with Range and throttling."""
+
+    def __init__(self, items: list[FeedItem] | None = None, *, port: int = 0, **settings: object) -> None:
+        self.settings = FeedSettings(items=list(items or []), **settings)  # type: ignore[arg-type]
+        self.requests: list[RequestRecord] = []
+        self._requests_lock = threading.Lock()
+        self._stop_stalling = threading.Event()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def feed_url(self) -> str:
+        return f"{self.base_url}/feed.xml"
+
+    def media_url(self, guid: str) -> str:
+        return f"{self.base_url}/media/{guid}.mp4"
+
+    def start(self) -> FeedServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="feed-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop_stalling.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FeedServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def item(self, guid: str) -> FeedItem:
+        return next(item for item in self.settings.items if item.guid == guid)
+
+    def record(self, record: RequestRecord) -> None:
+        with self._requests_lock:
+            self.requests.append(record)
+
+    def requests_for(self, prefix: str) -> list[RequestRecord]:
+        with self._requests_lock:
+            return [r for r in self.requests if r.path.startswith(prefix)]
+
+    def release_stalls(self) -> None:
+        """End every stalled response (the connection closes) and stop stalling new ones."""
+        self.settings.stall_after_bytes = None
+        self._stop_stalling.set()
+        self._stop_stalling = threading.Event()
+
+    def feed_xml(self) -> bytes:
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            '<rss version="2.0"><channel>',
+            f"<title>{escape(self.settings.title)}</title>",
+            f"<link>{self.base_url}/</link>",
+            "<description>A feed served on the loopback interface</description>",
+        ]
+        for item in self.settings.items:
+            parts.append("<item>")
+            parts.append(f"<title>{escape(item.title)}</title>")
+            parts.append(f'<guid isPermaLink="false">{escape(item.guid)}</guid>')
+            if item.published is not None:
+                parts.append(f"<pubDate>{format_datetime(item.published.astimezone(timezone.utc))}</pubDate>")
+            parts.append(
+                f"<enclosure url={quoteattr(self.media_url(item.guid))} "
+                f'length="{item.size_bytes}" type="video/mp4"/>'
+            )
+            parts.append("</item>")
+        parts.append("</channel></rss>")
+        return "\n".join(parts).encode()
+
+
+def make_items(count: int, *, size_bytes: int = 200_000, prefix: str = "video") -> list[FeedItem]:
+    """Return `count` items, the newest first, one day apart."""
+    newest = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    return [
+        FeedItem(
+            guid=f"{prefix}-{number:05d}",
+            title=f"Video {number}",
+            size_bytes=size_bytes,
+            published=datetime.fromtimestamp(newest.timestamp() - 86400 * (count - number), tz=timezone.utc),
+        )
+        for number in range(count, 0, -1)
+    ]
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Given a `Range: bytes=...` header, return (first, last) inclusive, or None when absent or unusable."""
+    if not header or not header.startswith("bytes="):
+        return None
+    spec = header[len("bytes="):].split(",")[0].strip()
+    first_text, _, last_text = spec.partition("-")
+    try:
+        if first_text == "":
+            length = int(last_text)
+            return max(0, size - length), size - 1
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    return first, min(last, size - 1)
+
+
+def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            pass
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            # Recorded as the answer starts, so a request whose body is still streaming is already counted.
+            feed.record(RequestRecord(self.command, self.path, self.headers.get("Range"), code, time.time()))
+            super().send_response(code, message)
+
+        def do_HEAD(self) -> None:
+            self._answer(send_body=False)
+
+        def do_GET(self) -> None:
+            self._answer(send_body=True)
+
+        def _answer(self, *, send_body: bool) -> None:
+            settings = feed.settings
+            path = self.path.split("?")[0]
+            if settings.bot_check:
+                self._send_simple(200, BOT_CHECK_PAGE, "text/html; charset=utf-8", send_body)
+            elif path == "/feed.xml":
+                status = settings.feed_status
+                body = settings.feed_body if settings.feed_body is not None else feed.feed_xml()
+                if status != 200:
+                    body = f"error {status}".encode()
+                self._send_simple(status, body, "application/rss+xml; charset=utf-8", send_body)
+            elif path.startswith("/media/") and path.endswith(".mp4"):
+                self._send_media(path[len("/media/"):-len(".mp4")], self.headers.get("Range"), send_body)
+            else:
+                self._send_simple(404, b"not found", "text/plain", send_body)
+
+        def _send_simple(self, status: int, body: bytes, content_type: str, send_body: bool) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            if status == 429:
+                self.send_header("Retry-After", "60")
+            self.end_headers()
+            if send_body:
+                self.wfile.write(body)
+
+        def _send_media(self, guid: str, range_header: str | None, send_body: bool) -> None:
+            settings = feed.settings
+            item = next((i for i in settings.items if i.guid == guid), None)
+            status = settings.media_status_override or (item.media_status if item else 404)
+            if item is None or status != 200:
+                self._send_simple(status, f"error {status}".encode(), "text/plain", send_body)
+                return
+            content = item.content
+            byte_range = _parse_range(range_header, len(content))
+            if byte_range is not None and byte_range[0] >= len(content):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(content)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            first, last = byte_range or (0, len(content) - 1)
+            status = 206 if byte_range else 200
+            self.send_response(status)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(last - first + 1))
+            if byte_range:
+                self.send_header("Content-Range", f"bytes {first}-{last}/{len(content)}")
+            self.end_headers()
+            if send_body:
+                self._stream(content[first:last + 1])
+
+        def _stream(self, body: bytes) -> None:
+            settings = feed.settings
+            stall_event = feed._stop_stalling
+            sent = 0
+            started = time.monotonic()
+            while sent < len(body):
+                if settings.stall_after_bytes is not None and sent >= settings.stall_after_bytes:
+                    stall_event.wait()  # hold the connection open, sending nothing
+                    self.close_connection = True
+                    return
+                chunk = body[sent:sent + CHUNK_BYTES]
+                if settings.stall_after_bytes is not None:
+                    chunk = chunk[: max(1, settings.stall_after_bytes - sent)]
+                try:
+                    self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+                    return
+                sent += len(chunk)
+                rate = settings.bytes_per_second
+                if rate:
+                    ahead_s = sent / rate - (time.monotonic() - started)
+                    if ahead_s > 0:
+                        time.sleep(ahead_s)
+
+    return Handler

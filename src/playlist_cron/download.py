@@ -1,0 +1,341 @@
+"""Download one playlist's new videos through yt-dlp's Python API; the only module that imports yt_dlp."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import yt_dlp
+from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, unsmuggle_url
+
+from playlist_cron.config import Config, Playlist
+from playlist_cron.errors import ConfigError
+
+RATE_LIMIT_PATTERNS = re.compile(
+    r"HTTP Error 429|Too Many Requests|confirm you.re not a bot|Sign in to confirm|rate.limit", re.IGNORECASE
+)
+# Messages yt-dlp gives on every generic feed item: noise in a log that people read.
+QUIET_WARNINGS = ("Falling back on generic information extractor",)
+RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
+
+
+class Reporter(Protocol):
+    """What the check wants to hear from a download, as it happens."""
+
+    def activity(self) -> None: ...
+
+    def video_started(self, video_id: str, title: str | None) -> None: ...
+
+    def video_progress(
+        self, video_id: str, downloaded_bytes: int, total_bytes: int | None, speed_bps: float | None, eta_s: float | None
+    ) -> None: ...
+
+    def video_downloaded(
+        self, video_id: str, archive_id: str | None, title: str | None, filename: str, size_bytes: int, duration_s: float
+    ) -> None: ...
+
+    def video_failed(self, video_id: str, archive_id: str | None, title: str | None, url: str | None, error: str) -> None: ...
+
+    def retry_is_due(self, archive_id: str) -> bool: ...
+
+    def warning(self, message: str) -> None: ...
+
+
+class RateLimited(Exception):
+    """The site answered HTTP 429 or asked to confirm we are not a bot: stop making requests now."""
+
+
+class _StopPlaylist(DownloadCancelled):  # type: ignore[misc]
+    """Stop reading this playlist: the first archived video was met, or the per-check limit was reached."""
+
+    msg = "playlist-cron stopped reading the playlist"
+
+
+@dataclass
+class PlaylistResult:
+    """What one playlist's part of a check did."""
+
+    url: str
+    title: str | None = None
+    downloaded: int = 0
+    failed: int = 0
+    already_archived: int = 0
+    waiting_retry: int = 0
+    filtered: int = 0
+    bytes: int = 0
+    error: str | None = None
+    stopped: str | None = None  # why reading stopped early, when it did
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "title": self.title,
+            "downloaded": self.downloaded,
+            "failed": self.failed,
+            "already_archived": self.already_archived,
+            "waiting_retry": self.waiting_retry,
+            "error": self.error,
+        }
+
+
+@dataclass
+class _Entry:
+    """One playlist entry while yt-dlp works on it."""
+
+    depth: int
+    archive_id: str | None
+    url: str | None
+    title: str | None
+    started_at: float = field(default_factory=time.monotonic)
+    info: dict[str, Any] | None = None
+    filename: str | None = None
+    archived: bool = False
+    is_container: bool = False
+
+    @property
+    def video_id(self) -> str:
+        if self.info and self.info.get("id"):
+            return str(self.info["id"])
+        if self.archive_id:
+            return self.archive_id.split(" ", 1)[-1]
+        return self.url or "?"
+
+
+def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> dict[str, Any]:
+    """Given the user's yt-dlp options, return yt-dlp's params for them; raise ConfigError as yt-dlp would refuse them."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+            parsed = yt_dlp.parse_options(list(arguments))
+    except SystemExit:
+        message = captured.getvalue().strip().splitlines()
+        reason = message[-1] if message else "rejected by yt-dlp"
+        raise ConfigError(str(config.path), [f"At '{key}': {reason.removeprefix('yt-dlp: ')}"]) from None
+    if parsed.urls:
+        raise ConfigError(
+            str(config.path), [f"At '{key}': {parsed.urls[0]!r} is not an option (URLs go in 'playlists')"]
+        )
+    params: dict[str, Any] = dict(parsed.ydl_opts)
+    return params
+
+
+def _archive_id(ydl: yt_dlp.YoutubeDL, entry: dict[str, Any]) -> str | None:
+    """Return an entry's archive id without a request: from yt-dlp, or from the id a feed smuggles into the URL."""
+    archive_id = ydl._make_archive_id(entry)
+    if archive_id:
+        return str(archive_id)
+    url = entry.get("url")
+    if not isinstance(url, str):
+        return None
+    plain_url, data = unsmuggle_url(url, {})
+    video_id = data.get("force_videoid") if isinstance(data, dict) else None
+    if not video_id:
+        return None
+    extractor = ydl._make_archive_id({"id": video_id, "url": plain_url})
+    return str(extractor) if extractor else None
+
+
+class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
+    """yt-dlp's YoutubeDL, told to report each playlist entry's outcome to playlist-cron."""
+
+    def __init__(self, params: dict[str, Any], playlist: Playlist, result: PlaylistResult, reporter: Reporter) -> None:
+        self._playlist = playlist
+        self._result = result
+        self._reporter = reporter
+        self._entries: list[_Entry] = []
+        self._playlist_depth = 0
+        params = dict(params)
+        params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
+        params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
+        params["logger"] = _Logger(reporter, self._current)
+        super().__init__(params)
+
+    def _current(self) -> _Entry | None:
+        return self._entries[-1] if self._entries else None
+
+    def process_ie_result(self, ie_result: Any, download: bool = True, extra_info: Any = None) -> Any:
+        if isinstance(ie_result, dict) and ie_result.get("_type") in ("playlist", "multi_video"):
+            if self._entries:
+                self._entries[-1].is_container = True
+            if self._playlist_depth == 0 and self._result.title is None:
+                self._result.title = ie_result.get("title")
+            self._playlist_depth += 1
+            try:
+                return super().process_ie_result(ie_result, download, extra_info)
+            finally:
+                self._playlist_depth -= 1
+        is_new_entry = (
+            extra_info is not None
+            and "playlist_autonumber" in extra_info
+            and (not self._entries or self._entries[-1].depth < self._playlist_depth)
+        )
+        if not is_new_entry:
+            return super().process_ie_result(ie_result, download, extra_info)
+        return self._process_entry(ie_result, download, extra_info)
+
+    def _process_entry(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
+        result, playlist = self._result, self._playlist
+        archive_id = _archive_id(self, ie_result)
+        entry = _Entry(self._playlist_depth, archive_id, ie_result.get("url"), ie_result.get("title"))
+        self._reporter.activity()
+        if archive_id and archive_id in self.archive:
+            result.already_archived += 1
+            if playlist.stop_at_first_archived:
+                result.stopped = "first archived video"
+                raise _StopPlaylist()
+            return None
+        if archive_id and not self._reporter.retry_is_due(archive_id):
+            result.waiting_retry += 1
+            return None
+        self._entries.append(entry)
+        try:
+            answer = super().process_ie_result(ie_result, download, extra_info)
+        except DownloadCancelled:
+            raise
+        except Exception as error:  # one bad video must not end the playlist: it is recorded and retried later
+            message = _one_line(error)
+            if RATE_LIMIT_PATTERNS.search(message):
+                raise RateLimited(message) from None
+            result.failed += 1
+            self._reporter.video_failed(entry.video_id, entry.archive_id, entry.title, entry.url, message)
+            return None
+        finally:
+            self._entries.pop()
+        if entry.is_container:
+            return answer
+        if entry.filename is not None:
+            size_bytes = _size(entry.filename)
+            result.downloaded += 1
+            result.bytes += size_bytes
+            self._reporter.video_downloaded(
+                entry.video_id,
+                self._make_archive_id(entry.info) if entry.info else entry.archive_id,
+                (entry.info or {}).get("title") or entry.title,
+                entry.filename,
+                size_bytes,
+                time.monotonic() - entry.started_at,
+            )
+            if playlist.max_downloads_per_check and result.downloaded >= playlist.max_downloads_per_check:
+                result.stopped = "max_downloads_per_check"
+                raise _StopPlaylist()
+        elif entry.archived:
+            result.already_archived += 1
+            if playlist.stop_at_first_archived:
+                result.stopped = "first archived video"
+                raise _StopPlaylist()
+        else:
+            result.filtered += 1
+        return answer
+
+    def process_info(self, info_dict: dict[str, Any]) -> Any:
+        entry = self._current()
+        if entry is not None:
+            entry.info = info_dict
+            entry.started_at = time.monotonic()
+            self._reporter.video_started(str(info_dict.get("id")), info_dict.get("title"))
+        return super().process_info(info_dict)
+
+    def in_download_archive(self, info_dict: dict[str, Any]) -> bool:
+        found = bool(super().in_download_archive(info_dict))
+        entry = self._current()
+        if found and entry is not None:
+            entry.archived = True
+        return found
+
+    def _on_progress(self, progress: dict[str, Any]) -> None:
+        info = progress.get("info_dict") or {}
+        video_id = str(info.get("id") or "?")
+        if progress.get("status") == "downloading":
+            entry = self._current()
+            if entry is not None and entry.info is None:
+                entry.info = info
+            self._reporter.video_progress(
+                video_id,
+                int(progress.get("downloaded_bytes") or 0),
+                progress.get("total_bytes") or progress.get("total_bytes_estimate"),
+                progress.get("speed"),
+                progress.get("eta"),
+            )
+
+    def _on_finished_file(self, filename: str) -> None:
+        entry = self._current()
+        if entry is not None:
+            entry.filename = filename
+
+
+class _Logger:
+    """yt-dlp's logger: its warnings go to our log, its chatter only proves it is alive."""
+
+    def __init__(self, reporter: Reporter, current: Callable[[], _Entry | None]) -> None:
+        self._reporter = reporter
+        self._current = current
+
+    def debug(self, message: str) -> None:
+        if not RETRY_WORDS.search(message):
+            self._reporter.activity()
+
+    info = debug
+
+    def warning(self, message: str) -> None:
+        if not any(quiet in message for quiet in QUIET_WARNINGS):
+            self._reporter.warning(_one_line(message))
+
+    def error(self, message: str) -> None:
+        pass  # raised as DownloadError right after, and reported there with the video it belongs to
+
+
+def _one_line(error: object) -> str:
+    text = str(error).replace("\n", " ").strip()
+    return re.sub(r"^ERROR:\s*", "", text)
+
+
+def _size(filename: str) -> int:
+    try:
+        return os.path.getsize(filename)
+    except OSError:
+        return 0
+
+
+def download_playlist(config: Config, playlist: Playlist, reporter: Reporter) -> PlaylistResult:
+    """Given a playlist, download what is new in it and return what happened.
+
+    Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`, and RateLimited when the site says
+    to slow down; every other problem is recorded in the result (a video's, or the playlist's `error`).
+    """
+    params = parse_yt_dlp_args(config, playlist.yt_dlp_args_key, playlist.yt_dlp_args)
+    params.update(
+        {
+            "download_archive": str(config.archive_file),
+            "outtmpl": {**(params.get("outtmpl") or {}), "default": playlist.output_template},
+            "paths": {"home": str(config.download_dir)},
+            "quiet": True,
+            "no_warnings": False,
+            "noprogress": True,
+            "ignoreerrors": False,
+            "color": {"stdout": "never", "stderr": "never"},
+        }
+    )
+    if config.cookies_file is not None:
+        params["cookiefile"] = str(config.cookies_file)
+    if playlist.date_after is not None:
+        params["daterange"] = DateRange(playlist.date_after)
+    result = PlaylistResult(url=playlist.url)
+    with _Downloader(params, playlist, result, reporter) as ydl:
+        try:
+            ydl.extract_info(playlist.url, download=True)
+        except _StopPlaylist:
+            pass
+        except DownloadCancelled as cancelled:  # yt-dlp's own --break-* and max-downloads stops end a check normally
+            result.stopped = type(cancelled).__name__
+        except DownloadError as error:
+            message = _one_line(error)
+            if RATE_LIMIT_PATTERNS.search(message):
+                raise RateLimited(message) from None
+            result.error = message
+    return result

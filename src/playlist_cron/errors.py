@@ -1,0 +1,36 @@
+"""The few exceptions a user can meet; `cli` turns each into an exit code and a one-line message."""
+
+from __future__ import annotations
+
+
+class PlaylistCronError(Exception):
+    """Base of the errors that end a command with a message instead of a traceback."""
+
+
+class ConfigError(PlaylistCronError):
+    """The config file is missing, unreadable or wrong; the message names the file and each key."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"playlist-cron: config error in {self.path}: " + "; ".join(self.problems)
+
+
+class StateError(PlaylistCronError):
+    """The state folder or file cannot be read or written, and could not be recovered."""
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by a signal handler or the watchdog to end a running check.
+
+    A BaseException so that yt-dlp's `except Exception` blocks do not swallow it.
+    """
+
+    def __init__(self, reason: str, detail: str, signal_number: int | None = None) -> None:
+        self.reason = reason  # a check_failed reason: interrupted, timeout, stalled
+        self.detail = detail
+        self.signal_number = signal_number
+        super().__init__(detail)

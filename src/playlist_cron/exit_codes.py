@@ -1,0 +1,12 @@
+"""The exit codes of `playlist-cron`, named; `cli` is the only module that returns them."""
+
+OK = 0
+FAILED = 1  # a check that ran and failed; `status` when unhealthy
+USAGE = 2
+CONFIG = 78  # EX_CONFIG from sysexits.h
+SIGNAL_BASE = 128  # ended by signal N: 128 + N
+
+
+def for_signal(signal_number: int) -> int:
+    """Given a signal number, return the exit code a shell would report for it."""
+    return SIGNAL_BASE + signal_number

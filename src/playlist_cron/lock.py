@@ -1,0 +1,177 @@
+"""The run lock: an exclusive, non-blocking flock(2) on `<archive_file>.lock`, held for a whole check."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import portalocker
+
+from playlist_cron import clock
+from playlist_cron.errors import StateError
+
+LOCK_FILE_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the run lock, as far as the lock file and the kernel tell."""
+
+    pid: int | None
+    started_at: float | None
+
+    def held_s(self, now_s: float) -> float | None:
+        return None if self.started_at is None else round(max(0.0, now_s - self.started_at), 3)
+
+    def as_dict(self, now_s: float) -> dict[str, object]:
+        return {"pid": self.pid, "started_at": clock.iso(self.started_at), "held_s": self.held_s(now_s)}
+
+
+class HeldLock:
+    """A run lock this process holds; the OS frees it when the process exits, however it exits."""
+
+    def __init__(self, path: Path, file: BinaryIO, started_at: float) -> None:
+        self.path = path
+        self._file = file
+        self.started_at = started_at
+
+    def release(self) -> None:
+        portalocker.unlock(self._file)
+        self._file.close()
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (creating, mode 0600) the lock file without following a symlink and without truncating it."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, LOCK_FILE_MODE)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise StateError(f"playlist-cron: refusing the lock file {path}: it is a symbolic link") from None
+        raise StateError(f"playlist-cron: cannot open the lock file {path}: {error.strerror}") from None
+
+
+def try_lock(path: Path) -> HeldLock | None:
+    """Given the lock file's path, return a held lock, or None at once when another process holds it."""
+    fd = _open_lock_file(path)
+    file = os.fdopen(fd, "r+b", buffering=0)
+    try:
+        portalocker.lock(file, portalocker.LOCK_EX | portalocker.LOCK_NB)
+    except portalocker.exceptions.LockException:
+        file.close()
+        return None
+    started_at = clock.now_s()
+    # Only the holder writes, and only after it holds the lock: a contender never truncates the file.
+    record = json.dumps({"pid": os.getpid(), "started_at": clock.iso(started_at)}).encode() + b"\n"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record, 0)
+    return HeldLock(path, file, started_at)
+
+
+@contextlib.contextmanager
+def hold(path: Path, wait_s: float) -> Iterator[bool]:
+    """Hold a short-lived exclusive lock on `path`, waiting up to `wait_s`; yield whether it was had."""
+    fd = _open_lock_file(path)
+    with os.fdopen(fd, "r+b", buffering=0) as file:
+        deadline = time.monotonic() + wait_s
+        pause_s = 0.0005
+        while True:
+            try:
+                portalocker.lock(file, portalocker.LOCK_EX | portalocker.LOCK_NB)
+                break
+            except portalocker.exceptions.LockException:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(pause_s)
+                pause_s = min(pause_s * 2, 0.01)
+        try:
+            yield True
+        finally:
+            portalocker.unlock(file)
+
+
+def holder(path: Path) -> Holder | None:
+    """Given the lock file's path, return who holds the lock, or None when nobody does.
+
+    The kernel's /proc/locks names the real holder, so a foreign `flock(1)` is seen for what it is;
+    the file's own record (pid, start time) is believed only when it names that same process.
+    """
+    try:
+        stat = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    recorded_pid, recorded_start = _read_record(path)
+    kernel_pids = _kernel_holders(stat.st_dev, stat.st_ino)
+    if kernel_pids is None:
+        return _probe(path, recorded_pid, recorded_start)
+    if not kernel_pids:
+        return None
+    if recorded_pid in kernel_pids:
+        return Holder(recorded_pid, recorded_start)
+    pid = kernel_pids[0]
+    return Holder(pid, _process_start(pid))
+
+
+def _read_record(path: Path) -> tuple[int | None, float | None]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None, None
+    try:
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    try:
+        record = json.loads(data)
+        return int(record["pid"]), clock.parse_iso(record["started_at"])
+    except (ValueError, KeyError, TypeError):
+        return None, None
+
+
+def _kernel_holders(device: int, inode: int) -> list[int] | None:
+    """Return the pids holding a FLOCK on this file per /proc/locks, or None when /proc/locks is missing."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            lines = locks.readlines()
+    except OSError:
+        return None
+    wanted = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+    pids = []
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; a blocked waiter's line reads "1: -> FLOCK ..."
+        if len(fields) >= 6 and fields[1] == "FLOCK":
+            if fields[5] == wanted:
+                try:
+                    pids.append(int(fields[4]))
+                except ValueError:
+                    continue
+    return pids
+
+
+def _process_start(pid: int) -> float | None:
+    """Return when a process started, in seconds since the epoch, from /proc (None where that is unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat_file:
+            stat_fields = stat_file.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat", encoding="ascii") as system_stat:
+            boot_s = next(int(line.split()[1]) for line in system_stat if line.startswith("btime "))
+        return boot_s + int(stat_fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
+def _probe(path: Path, recorded_pid: int | None, recorded_start: float | None) -> Holder | None:
+    """Where /proc/locks is missing, test the lock briefly (a check starting in that instant may skip)."""
+    probe = try_lock(path)
+    if probe is None:
+        return Holder(recorded_pid, recorded_start)
+    probe.release()
+    return None

@@ -1,0 +1,122 @@
+"""`status`: the counters, the last check, the lock holder and a health verdict, as JSON or as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playlist_cron import clock, lock
+from playlist_cron.config import Config
+from playlist_cron.state import StateStore
+
+STALE_AFTER_INTERVALS = 3
+
+
+def report(config: Config) -> dict[str, Any]:
+    """Given a config, return the `status --json` object."""
+    store = StateStore(config.state_dir)
+    state = store.read()
+    now_s = clock.now_s()
+    holder = lock.holder(config.lock_file)
+    problems = []
+    last_check_s = clock.parse_iso(state["last_check_at"])
+    stale_after_s = STALE_AFTER_INTERVALS * config.check_interval_seconds
+    if last_check_s is None:
+        problems.append("no check has run yet: is the crontab entry installed?")
+    elif now_s - last_check_s > stale_after_s:
+        problems.append(
+            f"the last check started {now_s - last_check_s:.0f} s ago, more than three intervals ({stale_after_s} s): "
+            "is cron running the command?"
+        )
+    held_s = holder.held_s(now_s) if holder else None
+    if holder is not None and held_s is not None and held_s > config.max_runtime_seconds:
+        problems.append(
+            f"the lock has been held by pid {holder.pid} for {held_s:.0f} s, longer than max_runtime_seconds "
+            f"({config.max_runtime_seconds})"
+        )
+    if state.get("last_ran_outcome") == "FAILED":
+        problems.append(f"the last check failed ({state.get('last_failure_reason')}): {state.get('last_error')}")
+    failed_videos = [
+        {
+            "video_id": record.get("video_id"),
+            "archive_id": archive_id,
+            "title": record.get("title"),
+            "attempts": record.get("attempts"),
+            "next_retry_at": record.get("next_retry_at"),
+            "given_up": bool(record.get("given_up")),
+            "error": record.get("error"),
+        }
+        for archive_id, record in sorted(state["failed_videos"].items())
+    ]
+    return {
+        "config": str(config.path),
+        "checks_total": state["checks_total"],
+        "skipped_total": state["skipped_total"],
+        "consecutive_skipped": state["consecutive_skipped"],
+        "completed_total": state["completed_total"],
+        "failed_total": state["failed_total"],
+        "deferred_total": state["deferred_total"],
+        "downloaded_total": state["downloaded_total"],
+        "last_check_at": state["last_check_at"],
+        "last_outcome": state["last_outcome"],
+        "last_duration_s": state["last_duration_s"],
+        "last_completed_at": state["last_completed_at"],
+        "last_failure_reason": state.get("last_failure_reason"),
+        "last_error": state.get("last_error"),
+        "next_check_due_at": clock.iso(last_check_s + config.check_interval_seconds) if last_check_s else None,
+        "lock_file": str(config.lock_file),
+        "lock_holder": holder.as_dict(now_s) if holder else None,
+        "cooldown_until": state["cooldown_until"] if _in_future(state["cooldown_until"], now_s) else None,
+        "failed_videos": failed_videos,
+        "log_file": str(config.log_file),
+        "healthy": not problems,
+        "problems": problems,
+        "notes": list(store.recovery_notes),
+    }
+
+
+def _in_future(timestamp: str | None, now_s: float) -> bool:
+    moment = clock.parse_iso(timestamp)
+    return moment is not None and moment > now_s
+
+
+def render_text(status: dict[str, Any]) -> str:
+    """Given the `status --json` object, return it as lines for a person."""
+    lines = [
+        f"playlist-cron status for {status['config']}",
+        f"Total checks performed: {status['checks_total']}",
+        f"Checks skipped due to long downloads: {status['skipped_total']}",
+        f"Completed: {status['completed_total']}  Failed: {status['failed_total']}  "
+        f"Deferred: {status['deferred_total']}  Videos downloaded: {status['downloaded_total']}",
+    ]
+    if status["last_check_at"]:
+        duration = f" in {status['last_duration_s']:.1f} s" if status["last_duration_s"] is not None else ""
+        lines.append(f"Last check: {status['last_check_at']} {status['last_outcome']}{duration}")
+        lines.append(f"Next check due: {status['next_check_due_at']}")
+    else:
+        lines.append("Last check: none yet")
+    lines.append(f"Last completed: {status['last_completed_at'] or 'never'}")
+    if status["consecutive_skipped"]:
+        lines.append(f"Consecutive skips: {status['consecutive_skipped']}")
+    holder = status["lock_holder"]
+    if holder:
+        held = f"{holder['held_s']:.0f} s" if holder["held_s"] is not None else "an unknown time"
+        lines.append(f"Lock: held by pid {holder['pid']} for {held} ({status['lock_file']})")
+    else:
+        lines.append(f"Lock: free ({status['lock_file']})")
+    if status["cooldown_until"]:
+        lines.append(f"Cooldown: no requests until {status['cooldown_until']}")
+    if status["failed_videos"]:
+        given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
+        lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")
+        for video in status["failed_videos"]:
+            when = "given up" if video["given_up"] else f"next try at {video['next_retry_at']}"
+            lines.append(f"  {video['video_id']}: {video['attempts']} attempts, {when}: {video['error']}")
+    lines.append(f"Log: {status['log_file']}")
+    for note in status["notes"]:
+        lines.append(f"Note: {note}")
+    if status["healthy"]:
+        lines.append("Health: OK")
+    else:
+        lines.append("Health: UNHEALTHY")
+        lines.extend(f"  - {problem}" for problem in status["problems"])
+    return "\n".join(lines)
