@@ -139,7 +139,7 @@ class _Watchdog(threading.Thread):
                 # The main thread is stuck somewhere a signal cannot reach: end the process from here.
                 # Like kill -9, this loses nothing: the archive, the state and the log are only ever appended
                 # to or replaced whole, and the partial file resumes next time.
-                self.check.finish_failed(self.fired, from_watchdog=True)
+                self.check.finish_failed(self.fired)
                 os._exit(exit_codes.FAILED)
             return
 
@@ -179,8 +179,8 @@ class _Check:
             if interrupted.signal_number is not None:
                 return exit_codes.for_signal(interrupted.signal_number)
             return exit_codes.FAILED
-        except ConfigError as error:
-            self.finish_failed(Interrupted("error", error.one_line()))
+        except ConfigError as error:  # cli prints it: one line on stderr, exit 78
+            self.finish_failed(Interrupted("error", "; ".join(error.problems)), alert=False)
             raise
         except Exception as error:
             self.logger.error("check_error", traceback=traceback.format_exc())
@@ -293,10 +293,10 @@ class _Check:
             "DEFERRED", reason=reason, error=error, cooldown_until=clock.iso(self.cooldown_until), **fields
         )
 
-    def finish_failed(self, interrupted: Interrupted, *, from_watchdog: bool = False) -> None:
-        self._finish("FAILED", reason=interrupted.reason, error=interrupted.detail)
+    def finish_failed(self, interrupted: Interrupted, *, alert: bool = True) -> None:
+        self._finish("FAILED", alert=alert, reason=interrupted.reason, error=" ".join(interrupted.detail.split()))
 
-    def _finish(self, outcome: str, **fields: Any) -> int:
+    def _finish(self, outcome: str, *, alert: bool = True, **fields: Any) -> int:
         """Log the one final event of this check, then count it in the state; safe to call from two threads."""
         with self._finish_lock:
             if self.finished:
@@ -320,10 +320,11 @@ class _Check:
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
             if outcome == "FAILED":
-                self.console.alert(
-                    f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
-                    f"(log: {self.config.log_file})"
-                )
+                if alert:
+                    self.console.alert(
+                        f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
+                        f"(log: {self.config.log_file})"
+                    )
             else:
                 summary = (
                     f"Check #{self.number} {outcome} in {duration_s:.1f} s: {fields.get('downloaded', 0)} downloaded, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import optparse
 import os
 import re
 import time
@@ -113,10 +114,11 @@ def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> d
     try:
         with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
             parsed = yt_dlp.parse_options(list(arguments))
-    except SystemExit:
-        message = captured.getvalue().strip().splitlines()
-        reason = message[-1] if message else "rejected by yt-dlp"
-        raise ConfigError(str(config.path), [f"At '{key}': {reason.removeprefix('yt-dlp: ')}"]) from None
+    except (SystemExit, optparse.OptParseError) as refusal:
+        said = (str(refusal) if isinstance(refusal, optparse.OptParseError) else captured.getvalue()).strip()
+        reason = said.splitlines()[-1] if said else "rejected by yt-dlp"
+        reason = re.sub(r"^[\w.-]+: error: ", "", reason)
+        raise ConfigError(str(config.path), [f"At '{key}': yt-dlp says: {reason}"]) from None
     if parsed.urls:
         raise ConfigError(
             str(config.path), [f"At '{key}': {parsed.urls[0]!r} is not an option (URLs go in 'playlists')"]

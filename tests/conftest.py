@@ -1,0 +1,185 @@
+"""Shared fixtures: the loopback feed server, a config in a temporary folder, and the installed command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from playlist_cron.demo.feed import FeedServer, make_items
+
+BIN_DIR = Path(sys.executable).parent
+COMMAND = str(BIN_DIR / "playlist-cron")
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedServer]:
+    """Three 200 kB videos on 127.0.0.1, unthrottled."""
+    with FeedServer(make_items(3)) as server:
+        yield server
+
+
+class Project:
+    """A config folder as a user would have it, and ways to run the installed command against it."""
+
+    def __init__(self, root: Path, feed: FeedServer) -> None:
+        self.root = root
+        self.feed = feed
+        self.config_path = root / "config.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "logs" / "downloader.log"
+
+    @property
+    def archive_file(self) -> Path:
+        return self.root / "archive.txt"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "archive.txt.lock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state" / "state.json"
+
+    @property
+    def download_dir(self) -> Path:
+        return self.root / "downloads"
+
+    def write_config(self, **overrides: Any) -> Path:
+        values: dict[str, Any] = {"playlist_url": self.feed.feed_url, "min_free_bytes": 0}
+        values.update(overrides)
+        for key in [key for key, value in values.items() if value is None]:
+            del values[key]
+        self.config_path.write_text(json.dumps(values, indent=2))
+        return self.config_path
+
+    def command(self, *arguments: str, config: bool = True) -> list[str]:
+        extra = ["--config", str(self.config_path)] if config and arguments[0] not in ("demo",) else []
+        return [COMMAND, *arguments, *extra]
+
+    def run(self, *arguments: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run the installed command as cron would: no terminal, no stdin, started in another folder."""
+        kwargs.setdefault("cwd", "/")
+        return subprocess.run(
+            self.command(*arguments),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=clean_env(),
+            **kwargs,
+        )
+
+    def start(self, *arguments: str, **kwargs: Any) -> subprocess.Popen[str]:
+        kwargs.setdefault("cwd", "/")
+        return subprocess.Popen(
+            self.command(*arguments),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+            **kwargs,
+        )
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        return read_events(self.log_file, name)
+
+    def status(self) -> dict[str, Any]:
+        result = self.run("status", "--json")
+        assert result.returncode in (0, 1), result.stderr
+        status: dict[str, Any] = json.loads(result.stdout)
+        return status
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads(self.state_file.read_text())
+        return state
+
+    def archive_lines(self) -> list[str]:
+        return self.archive_file.read_text().splitlines() if self.archive_file.exists() else []
+
+    def downloaded_files(self) -> list[Path]:
+        return sorted(path for path in self.download_dir.rglob("*") if path.is_file())
+
+    def file_for(self, guid: str) -> Path:
+        matches = [path for path in self.downloaded_files() if f"[{guid}]" in path.name and path.suffix == ".mp4"]
+        assert len(matches) == 1, f"expected one file for {guid}, found {matches}"
+        return matches[0]
+
+
+class FlockHolder:
+    """`flock -n FILE sleep N`, the way a user's own cron wrapper would hold our lock."""
+
+    def __init__(self, path: Path, seconds: int = 120) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # It says "locked" once it holds the lock: probing with a second flock(1) would race with it.
+        self.process = subprocess.Popen(
+            ["flock", "-n", str(path), "sh", "-c", f"echo locked; exec sleep {seconds}"],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.path = path
+        said = self.process.stdout.readline()  # type: ignore[union-attr]
+        assert said == "locked\n", f"flock(1) could not take {path}: exit {self.process.wait()}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def release(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> FlockHolder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def flock_busy(path: Path) -> bool:
+    """Whether `flock -n FILE true` fails, i.e. somebody holds the lock."""
+    return subprocess.run(["flock", "-n", str(path), "true"]).returncode != 0
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PLAYLIST_CRON")}
+    env.update(extra)
+    return env
+
+
+def read_events(log_file: Path, name: str | None = None) -> list[dict[str, Any]]:
+    if not log_file.exists():
+        return []
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    return [event for event in events if name is None or event["event"] == name]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def project(tmp_path: Path, feed: FeedServer) -> Project:
+    project = Project(tmp_path / "project", feed)
+    project.root.mkdir()
+    project.write_config()
+    return project

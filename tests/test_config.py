@@ -1,0 +1,266 @@
+"""Unit: reading the config file, and the messages a user gets for every kind of mistake."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from playlist_cron import config
+from playlist_cron.errors import ConfigError
+
+URL = "https://www.youtube.com/playlist?list=PL123"
+
+
+def write(tmp_path: Path, values: Any, name: str = "config.json") -> Path:
+    path = tmp_path / name
+    path.write_text(values if isinstance(values, str) else json.dumps(values))
+    return path
+
+
+def problems(tmp_path: Path, values: Any) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        config.load(write(tmp_path, values))
+    assert raised.value.path == str(tmp_path / "config.json")
+    return raised.value.problems
+
+
+def test_defaults_follow_the_contract(tmp_path: Path) -> None:
+    loaded = config.load(write(tmp_path, {"playlist_url": URL}))
+    assert loaded.download_dir == tmp_path / "downloads"
+    assert loaded.archive_file == tmp_path / "archive.txt"
+    assert loaded.lock_file == tmp_path / "archive.txt.lock"
+    assert loaded.log_file == tmp_path / "logs" / "downloader.log"
+    assert loaded.state_dir == tmp_path / "state"
+    assert loaded.check_interval_seconds == 60
+    assert loaded.max_runtime_seconds == 14400
+    assert loaded.stall_timeout_seconds == 900
+    assert loaded.min_free_bytes == 1_000_000_000
+    assert loaded.cooldown_seconds == 900
+    assert loaded.skip_exit_code == 0
+    assert loaded.retry_backoff_seconds == (900, 3600, 21600, 86400)
+    assert loaded.cookies_file is None and loaded.healthcheck_url is None and loaded.metrics_file is None
+    [playlist] = loaded.playlists
+    assert playlist.url == URL
+    assert playlist.output_template == "%(playlist_title)s/%(title)s [%(id)s].%(ext)s"
+    assert playlist.yt_dlp_args == ()
+    assert playlist.stop_at_first_archived is False
+    assert playlist.max_downloads_per_check is None and playlist.date_after is None
+
+
+def test_relative_paths_resolve_against_the_config_folder_not_the_current_one(tmp_path: Path) -> None:
+    os.chdir("/")
+    loaded = config.load(write(tmp_path, {"playlist_url": URL, "download_dir": "../media", "archive_file": "a/b.txt"}))
+    assert loaded.download_dir == tmp_path / ".." / "media"
+    assert loaded.archive_file == tmp_path / "a" / "b.txt"
+    assert loaded.lock_file == tmp_path / "a" / "b.txt.lock"
+
+
+def test_absolute_and_home_paths_are_kept(tmp_path: Path) -> None:
+    loaded = config.load(write(tmp_path, {"playlist_url": URL, "download_dir": "/srv/videos", "state_dir": "~/pc"}))
+    assert loaded.download_dir == Path("/srv/videos")
+    assert loaded.state_dir == Path.home() / "pc"
+
+
+def test_playlists_take_strings_and_objects_with_their_own_options(tmp_path: Path) -> None:
+    loaded = config.load(
+        write(
+            tmp_path,
+            {
+                "playlists": [URL, {"url": URL + "2", "output_template": "%(id)s.%(ext)s", "yt_dlp_args": ["-f", "b"],
+                                    "stop_at_first_archived": True, "max_downloads_per_check": 5,
+                                    "date_after": "now-30days"}],
+                "yt_dlp_args": ["--embed-metadata"],
+            },
+        )
+    )
+    first, second = loaded.playlists
+    assert first.yt_dlp_args == ("--embed-metadata",)
+    assert second.yt_dlp_args == ("-f", "b")
+    assert second.yt_dlp_args_key == "playlists[1].yt_dlp_args"
+    assert (second.output_template, second.stop_at_first_archived, second.max_downloads_per_check) == (
+        "%(id)s.%(ext)s", True, 5)
+    assert second.date_after == "now-30days"
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config.load(tmp_path / "nope.json")
+    assert "does not exist" in raised.value.one_line()
+    assert str(tmp_path / "nope.json") in raised.value.one_line()
+
+
+def test_invalid_json_says_where(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, '{"playlist_url": "x",\n  oops}')
+    assert problem.startswith("invalid JSON at line 2 column 3")
+
+
+def test_top_level_must_be_an_object(tmp_path: Path) -> None:
+    assert problems(tmp_path, [URL]) == ["expected a JSON object at the top level"]
+
+
+def test_unknown_key_suggests_the_closest_known_one(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, {"playlist_url": URL, "check_intervall_seconds": 60})
+    assert problem == "At 'check_intervall_seconds': unknown key (did you mean 'check_interval_seconds'?)"
+
+
+def test_unknown_key_inside_a_playlist_object(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, {"playlists": [{"url": URL, "output_templat": "x"}]})
+    assert problem == "At 'playlists[0].output_templat': unknown key (did you mean 'output_template'?)"
+
+
+def test_both_or_neither_playlist_keys(tmp_path: Path) -> None:
+    assert problems(tmp_path, {}) == ["At 'playlist_url': set exactly one of 'playlist_url' and 'playlists'"]
+    assert problems(tmp_path, {"playlist_url": URL, "playlists": [URL]}) == [
+        "At 'playlist_url': set exactly one of 'playlist_url' and 'playlists' (both are set)"
+    ]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        {
+            "playlists": [URL, "not a url", {"url": 5}, 7, {"title": "x"}],
+            "check_interval_seconds": 0,
+            "max_runtime_seconds": "1h",
+            "stall_timeout_seconds": True,
+            "min_free_bytes": -1,
+            "cooldown_seconds": 1.5,
+            "skip_exit_code": 256,
+            "stop_at_first_archived": "yes",
+            "max_downloads_per_check": 0,
+            "date_after": "last tuesday",
+            "retry_backoff_seconds": [900, -1],
+            "healthcheck_url": "hc-ping.com/abc",
+            "yt_dlp_args": "-f best",
+            "download_dir": 3,
+            "output_template": "",
+        },
+    )
+    keys = [problem.split("'")[1] for problem in found]
+    assert keys == [
+        "output_template", "yt_dlp_args", "stop_at_first_archived", "max_downloads_per_check", "date_after",
+        "playlists[1]", "playlists[2].url", "playlists[3]", "playlists[4].title", "playlists[4].url",
+        "download_dir", "check_interval_seconds", "max_runtime_seconds", "stall_timeout_seconds",
+        "min_free_bytes", "cooldown_seconds", "skip_exit_code", "retry_backoff_seconds", "healthcheck_url",
+    ]
+    assert "At 'skip_exit_code': expected a whole number from 0 to 255, got 256" in found
+    assert "At 'stall_timeout_seconds': expected a whole number, got a boolean" in found
+    assert "At 'max_runtime_seconds': expected a whole number, got a string" in found
+
+
+@pytest.mark.parametrize(
+    ("arguments", "option", "key"),
+    [
+        (["-o", "x"], "-o", "output_template"),
+        (["--output=%(id)s"], "--output", "output_template"),
+        (["-oX"], "-o", "output_template"),
+        (["--download-archive", "a.txt"], "--download-archive", "archive_file"),
+        (["-P", "/tmp"], "-P", "download_dir"),
+        (["--paths", "/tmp"], "--paths", "download_dir"),
+        (["--cookies", "c.txt"], "--cookies", "cookies_file"),
+        (["--max-downloads", "3"], "--max-downloads", "max_downloads_per_check"),
+        (["--dateafter", "20260101"], "--dateafter", "date_after"),
+        (["-a", "list.txt"], "-a", "playlist_url"),
+        (["--config-locations", "x"], "--config-locations", "yt_dlp_args"),
+    ],
+)
+def test_options_the_tool_manages_are_refused_in_yt_dlp_args(
+    tmp_path: Path, arguments: list[str], option: str, key: str
+) -> None:
+    [problem] = problems(tmp_path, {"playlist_url": URL, "yt_dlp_args": ["-f", "best", *arguments]})
+    assert problem == f"At 'yt_dlp_args[2]': {option} is managed by playlist-cron: set '{key}' in the config instead"
+
+
+def test_date_forms_of_yt_dlp_are_accepted(tmp_path: Path) -> None:
+    for value in ("20260101", "now", "today-2weeks", "now-30days", "yesterday"):
+        assert config.load(write(tmp_path, {"playlist_url": URL, "date_after": value})).playlists[0].date_after
+
+
+def test_config_path_order_is_argument_then_environment_then_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PLAYLIST_CRON_CONFIG", "/etc/pc.json")
+    assert config.config_path("x.json") == tmp_path / "x.json"
+    assert config.config_path(None) == Path("/etc/pc.json")
+    monkeypatch.delenv("PLAYLIST_CRON_CONFIG")
+    assert config.config_path(None) == tmp_path / "config.json"
+
+
+def test_example_config_loads() -> None:
+    example = Path(__file__).parent.parent / "config.example.json"
+    loaded = config.load(example)
+    assert loaded.playlists
+
+
+def run_cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "PLAYLIST_CRON_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "playlist_cron", *arguments], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("command", ["check", "status", "retry"])
+def test_config_errors_exit_78_naming_the_file_and_every_key_on_stderr(tmp_path: Path, command: str) -> None:
+    path = write(tmp_path, {"playlist_url": "nope", "chek_interval_seconds": 5, "skip_exit_code": -1})
+    result = run_cli(command, "--config", str(path), cwd=Path("/"))
+    assert result.returncode == 78
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert line.startswith(f"playlist-cron: {path}: At '")
+    assert "'chek_interval_seconds': unknown key (did you mean 'check_interval_seconds'?)" in result.stderr
+    assert "'playlist_url': expected a URL" in result.stderr
+    assert "'skip_exit_code'" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"], "a config error writes nothing"
+
+
+def test_missing_config_exits_78_with_one_line(tmp_path: Path) -> None:
+    result = run_cli("check", cwd=tmp_path)
+    assert result.returncode == 78
+    assert result.stderr == f"playlist-cron: {tmp_path / 'config.json'}: the file does not exist (create it from config.example.json)\n"
+
+
+def test_unreadable_config_exits_78() -> None:
+    # Root reads any file, so as root the command runs as `nobody` (setpriv, util-linux) on a root-only file.
+    folder = Path(tempfile.mkdtemp(prefix="playlist-cron-unreadable-"))
+    try:
+        folder.chmod(0o755)
+        path = write(folder, {"playlist_url": URL})
+        path.chmod(0)
+        prefix: list[str] = []
+        if os.geteuid() == 0:
+            assert shutil.which("setpriv"), "setpriv (util-linux) is needed to run as another user"
+            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "playlist_cron", "check", "--config", str(path)],
+            cwd="/", capture_output=True, text=True,
+        )
+    finally:
+        shutil.rmtree(folder)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr == f"playlist-cron: {path}: cannot read the file: Permission denied\n"
+
+
+def test_config_that_is_a_folder_exits_78(tmp_path: Path) -> None:
+    (tmp_path / "config.json").mkdir()
+    result = run_cli("check", cwd=tmp_path)
+    assert result.returncode == 78
+    assert "cannot read the file: Is a directory" in result.stderr
+
+
+def test_unwritable_log_folder_is_a_config_error_naming_log_file(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    path = write(tmp_path, {"playlist_url": URL, "log_file": "blocker/downloader.log", "min_free_bytes": 0})
+    result = run_cli("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 78
+    assert f"playlist-cron: {path}: At 'log_file': cannot open" in result.stderr

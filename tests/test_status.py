@@ -1,0 +1,94 @@
+"""`status` and `status --json`: the contract's fields, the seed's summary lines, and the health verdict."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import FlockHolder, Project
+
+from playlist_cron import clock
+
+CONTRACT_FIELDS = {
+    "checks_total", "skipped_total", "consecutive_skipped", "completed_total", "failed_total", "deferred_total",
+    "downloaded_total", "last_check_at", "last_outcome", "last_duration_s", "last_completed_at", "lock_file",
+    "lock_holder", "cooldown_until", "failed_videos", "healthy", "problems",
+}
+
+
+def test_status_before_any_check_is_unhealthy_and_says_why(project: Project) -> None:
+    result = project.run("status", "--json")
+    assert result.returncode == 1
+    status = json.loads(result.stdout)
+    assert CONTRACT_FIELDS <= set(status)
+    assert status["checks_total"] == 0
+    assert status["healthy"] is False
+    assert status["problems"] == ["no check has run yet: is the crontab entry installed?"]
+
+
+def test_status_after_checks_has_every_contract_field(project: Project) -> None:
+    assert project.run("check").returncode == 0
+    with FlockHolder(project.lock_file) as holder:
+        assert project.run("check", "--now").returncode == 0
+        during = project.status()
+    result = project.run("status", "--json")
+    assert result.returncode == 0
+    status = json.loads(result.stdout)
+    assert CONTRACT_FIELDS <= set(status)
+    assert (status["checks_total"], status["skipped_total"], status["completed_total"]) == (2, 1, 1)
+    assert (status["failed_total"], status["deferred_total"], status["downloaded_total"]) == (0, 0, 3)
+    assert status["consecutive_skipped"] == 1
+    assert status["last_outcome"] == "SKIPPED"
+    assert status["last_duration_s"] > 0
+    assert clock.parse_iso(status["last_completed_at"]) <= time.time()  # type: ignore[operator]
+    assert status["lock_file"] == str(project.lock_file)
+    assert status["lock_holder"] is None
+    assert status["cooldown_until"] is None
+    assert status["failed_videos"] == []
+    assert (status["healthy"], status["problems"]) == (True, [])
+    assert during["lock_holder"]["pid"] == holder.pid
+    assert during["lock_holder"]["held_s"] >= 0
+
+
+def test_plain_status_prints_the_seed_summary_lines(project: Project) -> None:
+    assert project.run("check").returncode == 0
+    with FlockHolder(project.lock_file):
+        project.run("check", "--now")
+        project.run("check", "--now")
+    result = project.run("status")
+    assert result.returncode == 0
+    assert "Total checks performed: 3\n" in result.stdout
+    assert "Checks skipped due to long downloads: 2\n" in result.stdout
+    assert "Health: OK" in result.stdout
+
+
+def test_status_is_unhealthy_when_the_last_check_failed(project: Project) -> None:
+    project.write_config(playlist_url="http://127.0.0.1:9/feed.xml")
+    assert project.run("check").returncode == 1
+    result = project.run("status")
+    assert result.returncode == 1
+    assert "Health: UNHEALTHY" in result.stdout
+    assert "the last check failed (playlist_error)" in result.stdout
+
+
+def test_status_is_unhealthy_when_the_last_check_is_older_than_three_intervals(project: Project) -> None:
+    assert project.run("check").returncode == 0
+    state = project.state()
+    state["last_check_at"] = clock.iso(time.time() - 181)
+    project.state_file.write_text(json.dumps(state))
+    status = project.status()
+    assert status["healthy"] is False
+    assert status["problems"][0].startswith("the last check started 181 s ago, more than three intervals (180 s)")
+    state["last_check_at"] = clock.iso(time.time() - 170)
+    project.state_file.write_text(json.dumps(state))
+    assert project.status()["healthy"] is True
+
+
+def test_status_is_unhealthy_when_the_lock_is_held_past_max_runtime(project: Project) -> None:
+    assert project.run("check").returncode == 0
+    project.write_config(max_runtime_seconds=1)
+    with FlockHolder(project.lock_file):
+        time.sleep(2.2)  # flock(1)'s start time is when it took the lock; wait past max_runtime_seconds
+        status = project.status()
+    assert status["healthy"] is False
+    assert any("longer than max_runtime_seconds (1)" in problem for problem in status["problems"])
