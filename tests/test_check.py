@@ -11,7 +11,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from conftest import FlockHolder, Project, flock_busy, wait_for
-
 from playlist_cron import clock
 
 
@@ -68,8 +67,11 @@ def test_every_due_check_ends_with_exactly_one_final_event(project: Project) -> 
     assert project.run("check", "--now").returncode == 0
     assert first.wait(60) == 0
     project.run("check", "--now")
-    finals = [e for e in project.events() if e["event"] in ("check_completed", "check_skipped", "check_failed",
-                                                          "check_deferred")]
+    finals = [
+        e
+        for e in project.events()
+        if e["event"] in ("check_completed", "check_skipped", "check_failed", "check_deferred")
+    ]
     assert sorted(event["check"] for event in finals) == [1, 2, 3]
     assert [e["outcome"] for e in sorted(finals, key=lambda e: e["check"])] == ["COMPLETED", "SKIPPED", "COMPLETED"]
     for event in finals:
@@ -249,8 +251,9 @@ def test_not_due_on_a_terminal_says_when_the_next_check_is(project: Project) -> 
 
 
 def test_relative_paths_resolve_against_the_config_folder(project: Project) -> None:
-    project.write_config(download_dir="media", archive_file="data/archive.txt", log_file="l/events.log",
-                         state_dir="data/state")
+    project.write_config(
+        download_dir="media", archive_file="data/archive.txt", log_file="l/events.log", state_dir="data/state"
+    )
     result = project.run("check", cwd=str(project.root.parent))
     assert result.returncode == 0, result.stderr
     assert len(list((project.root / "media").rglob("*.mp4"))) == 3

@@ -74,9 +74,17 @@ def test_playlists_take_strings_and_objects_with_their_own_options(tmp_path: Pat
         write(
             tmp_path,
             {
-                "playlists": [URL, {"url": URL + "2", "output_template": "%(id)s.%(ext)s", "yt_dlp_args": ["-f", "b"],
-                                    "stop_at_first_archived": True, "max_downloads_per_check": 5,
-                                    "date_after": "now-30days"}],
+                "playlists": [
+                    URL,
+                    {
+                        "url": URL + "2",
+                        "output_template": "%(id)s.%(ext)s",
+                        "yt_dlp_args": ["-f", "b"],
+                        "stop_at_first_archived": True,
+                        "max_downloads_per_check": 5,
+                        "date_after": "now-30days",
+                    },
+                ],
                 "yt_dlp_args": ["--embed-metadata"],
             },
         )
@@ -86,7 +94,10 @@ def test_playlists_take_strings_and_objects_with_their_own_options(tmp_path: Pat
     assert second.yt_dlp_args == ("-f", "b")
     assert second.yt_dlp_args_key == "playlists[1].yt_dlp_args"
     assert (second.output_template, second.stop_at_first_archived, second.max_downloads_per_check) == (
-        "%(id)s.%(ext)s", True, 5)
+        "%(id)s.%(ext)s",
+        True,
+        5,
+    )
     assert second.date_after == "now-30days"
 
 
@@ -146,10 +157,25 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     )
     keys = [problem.split("'")[1] for problem in found]
     assert keys == [
-        "output_template", "yt_dlp_args", "stop_at_first_archived", "max_downloads_per_check", "date_after",
-        "playlists[1]", "playlists[2].url", "playlists[3]", "playlists[4].title", "playlists[4].url",
-        "download_dir", "check_interval_seconds", "max_runtime_seconds", "stall_timeout_seconds",
-        "min_free_bytes", "cooldown_seconds", "skip_exit_code", "retry_backoff_seconds", "healthcheck_url",
+        "output_template",
+        "yt_dlp_args",
+        "stop_at_first_archived",
+        "max_downloads_per_check",
+        "date_after",
+        "playlists[1]",
+        "playlists[2].url",
+        "playlists[3]",
+        "playlists[4].title",
+        "playlists[4].url",
+        "download_dir",
+        "check_interval_seconds",
+        "max_runtime_seconds",
+        "stall_timeout_seconds",
+        "min_free_bytes",
+        "cooldown_seconds",
+        "skip_exit_code",
+        "retry_backoff_seconds",
+        "healthcheck_url",
     ]
     assert "At 'skip_exit_code': expected a whole number from 0 to 255, got 256" in found
     assert "At 'stall_timeout_seconds': expected a whole number, got a boolean" in found
@@ -163,8 +189,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         (["--output=%(id)s"], "--output", "output_template"),
         (["-oX"], "-o", "output_template"),
         (["--download-archive", "a.txt"], "--download-archive", "archive_file"),
-        (["-P", "/tmp"], "-P", "download_dir"),
-        (["--paths", "/tmp"], "--paths", "download_dir"),
+        (["-P", "media"], "-P", "download_dir"),
+        (["--paths", "media"], "--paths", "download_dir"),
         (["--cookies", "c.txt"], "--cookies", "cookies_file"),
         (["--max-downloads", "3"], "--max-downloads", "max_downloads_per_check"),
         (["--dateafter", "20260101"], "--dateafter", "date_after"),
@@ -227,7 +253,10 @@ def test_config_errors_exit_78_naming_the_file_and_every_key_on_stderr(tmp_path:
 def test_missing_config_exits_78_with_one_line(tmp_path: Path) -> None:
     result = run_cli("check", cwd=tmp_path)
     assert result.returncode == 78
-    assert result.stderr == f"playlist-cron: {tmp_path / 'config.json'}: the file does not exist (create it from config.example.json)\n"
+    assert (
+        result.stderr
+        == f"playlist-cron: {tmp_path / 'config.json'}: the file does not exist (create it from config.example.json)\n"
+    )
 
 
 def test_unreadable_config_exits_78() -> None:
@@ -243,7 +272,9 @@ def test_unreadable_config_exits_78() -> None:
             prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
         result = subprocess.run(
             [*prefix, sys.executable, "-m", "playlist_cron", "check", "--config", str(path)],
-            cwd="/", capture_output=True, text=True,
+            cwd="/",
+            capture_output=True,
+            text=True,
         )
     finally:
         shutil.rmtree(folder)

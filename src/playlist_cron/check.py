@@ -14,7 +14,7 @@ from playlist_cron import clock, exit_codes, lock, log
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
 from playlist_cron.console import Console
-from playlist_cron.errors import ConfigError, Interrupted, StateError
+from playlist_cron.errors import ConfigError, Interrupted
 from playlist_cron.state import StateStore
 
 SKIP_REASON = "previous download still in progress"
@@ -41,7 +41,9 @@ def run(config: Config, *, force: bool, console: Console) -> int:
     try:
         config.archive_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(str(config.path), [f"At 'archive_file': cannot create its folder: {error.strerror}"]) from None
+        raise ConfigError(
+            str(config.path), [f"At 'archive_file': cannot create its folder: {error.strerror}"]
+        ) from None
     held = lock.try_lock(config.lock_file)
     if held is None:
         return _skip(config, store, logger, console, now_s)
@@ -60,6 +62,7 @@ def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_
         state["last_check_at"] = clock.iso(now_s)
         state["last_outcome"] = "SKIPPED"
         number = state["checks_total"]
+        state["last_outcome_check"] = number
     logger = logger.bind(check=number)
     _log_recovery(store, logger, console)
     held_s = holder.held_s(now_s) if holder else None
@@ -97,6 +100,7 @@ def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
     outcome = event["outcome"]
     state[{"COMPLETED": "completed_total", "FAILED": "failed_total", "DEFERRED": "deferred_total"}[outcome]] += 1
     state["last_outcome"] = outcome
+    state["last_outcome_check"] = event.get("check")
     state["last_ran_outcome"] = outcome
     state["last_duration_s"] = event.get("duration_s")
     state["consecutive_skipped"] = 0
@@ -139,8 +143,10 @@ class _Watchdog(threading.Thread):
                 # The main thread is stuck somewhere a signal cannot reach: end the process from here.
                 # Like kill -9, this loses nothing: the archive, the state and the log are only ever appended
                 # to or replaced whole, and the partial file resumes next time.
-                self.check.finish_failed(self.fired)
-                os._exit(exit_codes.FAILED)
+                try:
+                    self.check.finish_failed(self.fired)
+                finally:
+                    os._exit(exit_codes.FAILED)
             return
 
 
@@ -248,7 +254,7 @@ class _Check:
                 results.append(download.download_playlist(self.config, playlist, self))
         except download.RateLimited as limited:
             return self._start_cooldown(str(limited), results)
-        fields = {
+        fields: dict[str, Any] = {
             "downloaded": sum(result.downloaded for result in results),
             "failed": sum(result.failed for result in results),
             "already_archived": sum(result.already_archived for result in results),
@@ -298,7 +304,10 @@ class _Check:
 
     def _finish(self, outcome: str, *, alert: bool = True, **fields: Any) -> int:
         """Log the one final event of this check, then count it in the state; safe to call from two threads."""
-        with self._finish_lock:
+        # The watchdog may call this while the main thread is stuck in it: it must not wait forever.
+        if not self._finish_lock.acquire(timeout=WATCHDOG_GRACE_S):
+            return exit_codes.FAILED
+        try:
             if self.finished:
                 return exit_codes.FAILED if outcome == "FAILED" else exit_codes.OK
             self.finished = True
@@ -330,8 +339,12 @@ class _Check:
                     f"Check #{self.number} {outcome} in {duration_s:.1f} s: {fields.get('downloaded', 0)} downloaded, "
                     f"{fields.get('failed', 0)} failed, {fields.get('already_archived', 0)} already archived"
                 )
-                self.console.say(summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}")
+                self.console.say(
+                    summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}"
+                )
             return exit_codes.FAILED if outcome == "FAILED" else exit_codes.OK
+        finally:
+            self._finish_lock.release()
 
     # -- signals ------------------------------------------------------------------------------------------------
 
@@ -347,7 +360,7 @@ class _Check:
                 return
             raise watchdog.fired
 
-        previous = {number: signal.getsignal(number) for number in (*HANDLED_SIGNALS, signal.SIGUSR1)}
+        previous: dict[int, Any] = {number: signal.getsignal(number) for number in (*HANDLED_SIGNALS, signal.SIGUSR1)}
         for number in HANDLED_SIGNALS:
             signal.signal(number, on_signal)
         signal.signal(signal.SIGUSR1, on_watchdog)
@@ -373,13 +386,24 @@ class _Check:
         self.console.say(f"Downloading {title or video_id}")
 
     def video_progress(
-        self, video_id: str, downloaded_bytes: int, total_bytes: int | None, speed_bps: float | None, eta_s: float | None
+        self,
+        video_id: str,
+        downloaded_bytes: int,
+        total_bytes: int | None,
+        speed_bps: float | None,
+        eta_s: float | None,
     ) -> None:
         self.activity()
         self.console.progress(self._titles.get(video_id, video_id), downloaded_bytes, total_bytes, speed_bps, eta_s)
 
     def video_downloaded(
-        self, video_id: str, archive_id: str | None, title: str | None, filename: str, size_bytes: int, duration_s: float
+        self,
+        video_id: str,
+        archive_id: str | None,
+        title: str | None,
+        filename: str,
+        size_bytes: int,
+        duration_s: float,
     ) -> None:
         self.activity()
         with self.store.update() as state:
@@ -397,13 +421,19 @@ class _Check:
         )
         self.console.say(f"Downloaded {title or video_id} ({size_bytes} bytes) in {duration_s:.1f} s")
 
-    def video_failed(self, video_id: str, archive_id: str | None, title: str | None, url: str | None, error: str) -> None:
+    def video_failed(
+        self, video_id: str, archive_id: str | None, title: str | None, url: str | None, error: str
+    ) -> None:
         self.activity()
         key = archive_id or video_id
         now_s = clock.now_s()
         steps = self.config.retry_backoff_seconds
         with self.store.update() as state:
-            record = state["failed_videos"].get(key) or {"video_id": video_id, "attempts": 0, "first_failed_at": clock.iso(now_s)}
+            record = state["failed_videos"].get(key) or {
+                "video_id": video_id,
+                "attempts": 0,
+                "first_failed_at": clock.iso(now_s),
+            }
             record["attempts"] += 1
             record["error"] = error
             record["title"] = title
@@ -428,7 +458,10 @@ class _Check:
                 title=title,
                 attempts=record["attempts"],
                 error=error,
-                message=f"gave up on {video_id} after {record['attempts']} attempts; `playlist-cron retry {video_id}` tries again",
+                message=(
+                    f"gave up on {video_id} after {record['attempts']} attempts; "
+                    f"`playlist-cron retry {video_id}` tries again"
+                ),
             )
         self.console.say(f"Failed {title or video_id}: {error}")
 

@@ -41,13 +41,35 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+\S*$")
 _DATE = re.compile(r"^(?:\d{8}|(?:now|today|yesterday)(?:[+-]\d+(?:day|week|month|year)s?)?)$")
 
 PLAYLIST_KEYS = (
-    "url", "output_template", "yt_dlp_args", "stop_at_first_archived", "max_downloads_per_check", "date_after",
+    "url",
+    "output_template",
+    "yt_dlp_args",
+    "stop_at_first_archived",
+    "max_downloads_per_check",
+    "date_after",
 )
 TOP_LEVEL_KEYS = (
-    "playlist_url", "playlists", "download_dir", "archive_file", "log_file", "state_dir", "output_template",
-    "yt_dlp_args", "check_interval_seconds", "max_runtime_seconds", "stall_timeout_seconds", "min_free_bytes",
-    "cooldown_seconds", "skip_exit_code", "stop_at_first_archived", "max_downloads_per_check", "date_after",
-    "cookies_file", "retry_backoff_seconds", "healthcheck_url", "metrics_file",
+    "playlist_url",
+    "playlists",
+    "download_dir",
+    "archive_file",
+    "log_file",
+    "state_dir",
+    "output_template",
+    "yt_dlp_args",
+    "check_interval_seconds",
+    "max_runtime_seconds",
+    "stall_timeout_seconds",
+    "min_free_bytes",
+    "cooldown_seconds",
+    "skip_exit_code",
+    "stop_at_first_archived",
+    "max_downloads_per_check",
+    "date_after",
+    "cookies_file",
+    "retry_backoff_seconds",
+    "healthcheck_url",
+    "metrics_file",
 )
 
 
@@ -108,7 +130,9 @@ def load(path: Path) -> Config:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigError(str(path), [f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"]) from None
+        raise ConfigError(
+            str(path), [f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"]
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["expected a JSON object at the top level"])
     return _Reader(path, raw).config()
@@ -162,7 +186,8 @@ class _Reader:
         has_one, has_many = "playlist_url" in self.raw, "playlists" in self.raw
         if has_one == has_many:
             self.problem(
-                "playlist_url", "set exactly one of 'playlist_url' and 'playlists'" + (" (both are set)" if has_one else "")
+                "playlist_url",
+                "set exactly one of 'playlist_url' and 'playlists'" + (" (both are set)" if has_one else ""),
             )
             return []
         if has_one:

@@ -34,14 +34,27 @@ class Reporter(Protocol):
     def video_started(self, video_id: str, title: str | None) -> None: ...
 
     def video_progress(
-        self, video_id: str, downloaded_bytes: int, total_bytes: int | None, speed_bps: float | None, eta_s: float | None
+        self,
+        video_id: str,
+        downloaded_bytes: int,
+        total_bytes: int | None,
+        speed_bps: float | None,
+        eta_s: float | None,
     ) -> None: ...
 
     def video_downloaded(
-        self, video_id: str, archive_id: str | None, title: str | None, filename: str, size_bytes: int, duration_s: float
+        self,
+        video_id: str,
+        archive_id: str | None,
+        title: str | None,
+        filename: str,
+        size_bytes: int,
+        duration_s: float,
     ) -> None: ...
 
-    def video_failed(self, video_id: str, archive_id: str | None, title: str | None, url: str | None, error: str) -> None: ...
+    def video_failed(
+        self, video_id: str, archive_id: str | None, title: str | None, url: str | None, error: str
+    ) -> None: ...
 
     def retry_is_due(self, archive_id: str) -> bool: ...
 
@@ -109,7 +122,7 @@ class _Entry:
 
 
 def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> dict[str, Any]:
-    """Given the user's yt-dlp options, return yt-dlp's params for them; raise ConfigError as yt-dlp would refuse them."""
+    """Given the user's yt-dlp options, return yt-dlp's params for them; ConfigError where yt-dlp refuses them."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):

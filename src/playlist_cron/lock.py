@@ -147,12 +147,11 @@ def _kernel_holders(device: int, inode: int) -> list[int] | None:
     for line in lines:
         fields = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; a blocked waiter's line reads "1: -> FLOCK ..."
-        if len(fields) >= 6 and fields[1] == "FLOCK":
-            if fields[5] == wanted:
-                try:
-                    pids.append(int(fields[4]))
-                except ValueError:
-                    continue
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            try:
+                pids.append(int(fields[4]))
+            except ValueError:
+                continue
     return pids
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ DIRECTORY_MODE = 0o700
 _FIRST_KEYS = ("timestamp", "level", "event", "check", "outcome")
 
 
-def _in_reading_order(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _in_reading_order(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """Put timestamp, level, event and check first, so a person reading the raw log sees them first."""
     ordered = {key: event_dict.pop(key) for key in _FIRST_KEYS if key in event_dict}
     ordered.update(event_dict)
@@ -81,7 +82,7 @@ def read_tail(log_file: Path, max_bytes: int = 256 * 1024) -> list[dict[str, Any
     except OSError:
         return []
     events = []
-    for line in data.splitlines()[1 if size > max_bytes else 0:]:
+    for line in data.splitlines()[1 if size > max_bytes else 0 :]:
         try:
             event = json.loads(line)
         except ValueError:

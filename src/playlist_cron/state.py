@@ -39,6 +39,7 @@ def empty() -> dict[str, Any]:
         **{name: 0 for name in COUNTERS},
         "last_check_at": None,  # when the last due check started (any outcome): the due clock
         "last_outcome": None,
+        "last_outcome_check": None,  # the number of the check whose final event set last_outcome
         "last_duration_s": None,
         "last_completed_at": None,
         "last_failure_reason": None,
@@ -78,23 +79,28 @@ class StateStore:
         self.previous_path = state_dir / (STATE_FILE_NAME + ".prev")
         self.lock_path = state_dir / (STATE_FILE_NAME + ".lock")
         self.recovery_notes: list[str] = []  # what a read had to repair, for the caller to log
+        self._file_is_sound = True  # whether the last read found state.json whole (else it is not kept as .prev)
 
     def ensure_directory(self) -> None:
         try:
             self.state_dir.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         except OSError as error:
-            raise StateError(f"playlist-cron: cannot create the state folder {self.state_dir}: {error.strerror}") from None
+            raise StateError(
+                f"playlist-cron: cannot create the state folder {self.state_dir}: {error.strerror}"
+            ) from None
         if not os.access(self.state_dir, os.W_OK | os.X_OK):
             raise StateError(f"playlist-cron: the state folder {self.state_dir} is not writable")
 
     def read(self) -> dict[str, Any]:
         """Return the current state (no lock needed: the file is only ever replaced whole)."""
         text = _read_text(self.path)
+        self._file_is_sound = True
         if text is None:
             return empty()
         state, problems = _parse(text)
         if not problems:
             return state
+        self._file_is_sound = False
         return self._recover(problems)
 
     @contextlib.contextmanager
@@ -104,7 +110,8 @@ class StateStore:
         with lock.hold(self.lock_path, LOCK_WAIT_S) as held:
             if not held:
                 raise StateError(
-                    f"playlist-cron: the state lock {self.lock_path} was busy for {LOCK_WAIT_S:.0f} s; is a process stuck?"
+                    f"playlist-cron: the state lock {self.lock_path} was busy for {LOCK_WAIT_S:.0f} s; "
+                    "is a process stuck?"
                 )
             before = self.read()
             state = json.loads(json.dumps(before))
@@ -130,7 +137,7 @@ class StateStore:
             finally:
                 os.close(fd)
             # Keep the last good state beside the new one: the way back if the file is ever damaged.
-            if _is_regular_file(self.path):
+            if self._file_is_sound and _is_regular_file(self.path):
                 previous_temporary = self.state_dir / f".{STATE_FILE_NAME}.{os.getpid()}.prev"
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(previous_temporary)

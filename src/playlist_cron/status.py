@@ -58,6 +58,7 @@ def report(config: Config) -> dict[str, Any]:
         "downloaded_total": state["downloaded_total"],
         "last_check_at": state["last_check_at"],
         "last_outcome": state["last_outcome"],
+        "last_outcome_check": state.get("last_outcome_check"),
         "last_duration_s": state["last_duration_s"],
         "last_completed_at": state["last_completed_at"],
         "last_failure_reason": state.get("last_failure_reason"),
@@ -89,8 +90,12 @@ def render_text(status: dict[str, Any]) -> str:
         f"Deferred: {status['deferred_total']}  Videos downloaded: {status['downloaded_total']}",
     ]
     if status["last_check_at"]:
-        duration = f" in {status['last_duration_s']:.1f} s" if status["last_duration_s"] is not None else ""
-        lines.append(f"Last check: {status['last_check_at']} {status['last_outcome']}{duration}")
+        lines.append(f"Last check started: {status['last_check_at']}")
+        duration = ""
+        if status["last_duration_s"] is not None:
+            took = "in" if status["last_outcome"] != "SKIPPED" else "; the last check that ran took"
+            duration = f" {took} {status['last_duration_s']:.1f} s"
+        lines.append(f"Last outcome: {status['last_outcome']} (check #{status['last_outcome_check']}){duration}")
         lines.append(f"Next check due: {status['next_check_due_at']}")
     else:
         lines.append("Last check: none yet")

@@ -7,14 +7,13 @@ import http.server
 import threading
 import time
 from dataclasses import dataclass, field
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime
 from xml.sax.saxutils import escape, quoteattr
 
 CHUNK_BYTES = 16 * 1024
 BOT_CHECK_PAGE = (
-    b"<html><body><h1>Sign in to confirm you're not a bot</h1>"
-    b"<p>This helps protect our community.</p></body></html>"
+    b"<html><body><h1>Sign in to confirm you're not a bot</h1><p>This helps protect our community.</p></body></html>"
 )
 
 
@@ -140,8 +139,7 @@ class FeedServer:
             if item.published is not None:
                 parts.append(f"<pubDate>{format_datetime(item.published.astimezone(timezone.utc))}</pubDate>")
             parts.append(
-                f"<enclosure url={quoteattr(self.media_url(item.guid))} "
-                f'length="{item.size_bytes}" type="video/mp4"/>'
+                f'<enclosure url={quoteattr(self.media_url(item.guid))} length="{item.size_bytes}" type="video/mp4"/>'
             )
             parts.append("</item>")
         parts.append("</channel></rss>")
@@ -166,7 +164,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """Given a `Range: bytes=...` header, return (first, last) inclusive, or None when absent or unusable."""
     if not header or not header.startswith("bytes="):
         return None
-    spec = header[len("bytes="):].split(",")[0].strip()
+    spec = header[len("bytes=") :].split(",")[0].strip()
     first_text, _, last_text = spec.partition("-")
     try:
         if first_text == "":
@@ -209,7 +207,7 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
                     body = f"error {status}".encode()
                 self._send_simple(status, body, "application/rss+xml; charset=utf-8", send_body)
             elif path.startswith("/media/") and path.endswith(".mp4"):
-                self._send_media(path[len("/media/"):-len(".mp4")], self.headers.get("Range"), send_body)
+                self._send_media(path[len("/media/") : -len(".mp4")], self.headers.get("Range"), send_body)
             else:
                 self._send_simple(404, b"not found", "text/plain", send_body)
 
@@ -248,7 +246,7 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {first}-{last}/{len(content)}")
             self.end_headers()
             if send_body:
-                self._stream(content[first:last + 1])
+                self._stream(content[first : last + 1])
 
         def _stream(self, body: bytes) -> None:
             settings = feed.settings
@@ -260,7 +258,7 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
                     stall_event.wait()  # hold the connection open, sending nothing
                     self.close_connection = True
                     return
-                chunk = body[sent:sent + CHUNK_BYTES]
+                chunk = body[sent : sent + CHUNK_BYTES]
                 if settings.stall_after_bytes is not None:
                     chunk = chunk[: max(1, settings.stall_after_bytes - sent)]
                 try:

@@ -1,0 +1,82 @@
+"""Unit: pure pieces — exit-code mapping, the due clock, the feed server's Range parsing, state validation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from playlist_cron import clock, exit_codes, state
+from playlist_cron.cli import main
+from playlist_cron.demo.feed import _parse_range
+
+
+def test_named_exit_codes_match_the_contract() -> None:
+    assert (exit_codes.OK, exit_codes.FAILED, exit_codes.USAGE, exit_codes.CONFIG) == (0, 1, 2, 78)
+    assert exit_codes.for_signal(15) == 143
+    assert exit_codes.for_signal(2) == 130
+
+
+def test_cli_maps_usage_errors_to_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert main(["status", "--jsn"]) == 2
+    assert main(["--version"]) == 0
+    assert "playlist-cron" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("seconds_ago", "interval", "due"),
+    [
+        (None, 60, True),
+        (61, 60, True),
+        (60, 60, True),
+        (55, 60, True),
+        (53, 60, False),
+        (1, 60, False),
+        (290, 300, True),
+        (289, 300, False),
+        (0.95, 1, True),
+        (0.85, 1, False),
+        (-10_000, 60, True),
+    ],
+)
+def test_due_clock_tolerates_cron_jitter(seconds_ago: float | None, interval: int, due: bool) -> None:
+    now = time.time()
+    saved = state.empty()
+    if seconds_ago is not None:
+        saved["last_check_at"] = clock.iso(now - seconds_ago)
+    assert state.is_due(saved, interval, now)[0] is due
+
+
+def test_iso_timestamps_round_trip_in_utc() -> None:
+    moment = 1795929194.5
+    text = clock.iso(moment)
+    assert text == "2026-11-29T05:13:14.500Z"
+    assert clock.parse_iso(text) == moment
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("bytes=0-", (0, 99)),
+        ("bytes=10-19", (10, 19)),
+        ("bytes=90-200", (90, 99)),
+        ("bytes=-5", (95, 99)),
+        ("items=1-2", None),
+        ("bytes=x-", None),
+    ],
+)
+def test_feed_server_parses_range_headers(header: str | None, expected: tuple[int, int] | None) -> None:
+    assert _parse_range(header, 100) == expected
+
+
+def test_state_validation_names_what_is_wrong() -> None:
+    assert state.validate(state.empty()) == []
+    broken = state.empty() | {"checks_total": -1, "version": 9, "failed_videos": []}
+    assert state.validate(broken) == [
+        "version 9, expected 1",
+        "checks_total is -1, expected a whole number >= 0",
+        "failed_videos is not an object",
+    ]
+    assert state.validate([]) == ["not a JSON object"]
