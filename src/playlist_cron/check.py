@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import threading
@@ -14,10 +15,11 @@ from playlist_cron import clock, exit_codes, lock, log
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
 from playlist_cron.console import Console
-from playlist_cron.errors import ConfigError, Interrupted
+from playlist_cron.errors import ConfigError, Interrupted, StateError
 from playlist_cron.state import StateStore
 
 SKIP_REASON = "previous download still in progress"
+ARCHIVE_LINE = re.compile(rb"[A-Za-z0-9_.:-]+ \S+")
 WATCHDOG_TICK_S = 0.25
 WATCHDOG_GRACE_S = 15.0  # after asking the main thread to stop, how long before the watchdog ends the process itself
 MAX_COOLDOWN_FACTOR = 64
@@ -29,14 +31,17 @@ def run(config: Config, *, force: bool, console: Console) -> int:
     store = StateStore(config.state_dir)
     now_s = clock.now_s()
     if not force:
-        due, due_at = state_module.is_due(store.read(), config.check_interval_seconds, now_s)
+        due, due_at = state_module.is_due(_read_state(config, store), config.check_interval_seconds, now_s)
         if not due:
             console.say(
                 f"Not due yet: the next check is due at {clock.iso(due_at)} (in {due_at - now_s:.0f} s); "
                 "run with --now to check anyway."
             )
             return exit_codes.OK
-    store.ensure_directory()
+    try:
+        store.ensure_directory()
+    except StateError as error:
+        raise ConfigError(str(config.path), [f"At 'state_dir': {error.detail}"]) from None
     logger = log.configure(config.log_file, config.path)
     try:
         config.archive_file.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +56,15 @@ def run(config: Config, *, force: bool, console: Console) -> int:
         return _Check(config, store, logger, console, held).run()
     finally:
         held.release()
+
+
+def _read_state(config: Config, store: StateStore) -> dict[str, Any]:
+    try:
+        return store.read()
+    except StateError as error:
+        if error.unusable_folder:
+            raise ConfigError(str(config.path), [f"At 'state_dir': {error.detail}"]) from None
+        raise
 
 
 def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_s: float) -> int:
@@ -245,6 +259,7 @@ class _Check:
         shortage = self._disk_shortage()
         if shortage:
             return self._finish("FAILED", reason="disk_space", error=shortage)
+        self._tend_archive()
         from playlist_cron import download  # only now that the lock is held: the skip path never pays for yt-dlp
 
         results = []
@@ -266,6 +281,47 @@ class _Check:
         if errors:
             return self._finish("FAILED", reason="playlist_error", error="; ".join(errors), **fields)
         return self._finish("COMPLETED", **fields)
+
+    def _tend_archive(self) -> None:
+        """Mend a last line cut short by a crash, and say so when the archive holds lines yt-dlp cannot use."""
+        path = self.config.archive_file
+        try:
+            with open(path, "rb+") as archive:
+                data = archive.read()
+                if data and not data.endswith(b"\n"):
+                    # yt-dlp appends "id\n": without this, the next id would be glued to the cut-short line.
+                    archive.write(b"\n")
+                    data += b"\n"
+                    self.logger.warning(
+                        "archive_repaired",
+                        archive_file=str(path),
+                        message="the archive's last line had no line break (a crash while it was written?); "
+                        "one was added",
+                    )
+        except FileNotFoundError:
+            return
+        bad_lines = [
+            number
+            for number, line in enumerate(data.split(b"\n")[:-1], start=1)
+            if not ARCHIVE_LINE.fullmatch(line.strip())
+        ]
+        if not bad_lines:
+            return
+        self.logger.warning(
+            "archive_garbage",
+            archive_file=str(path),
+            bad_lines=len(bad_lines),
+            first_bad_line_numbers=bad_lines[:10],
+            message=f"{len(bad_lines)} lines of the archive are not 'extractor id' lines; yt-dlp ignores them",
+        )
+        with self.store.update() as state:
+            reported = state.get("archive_garbage_reported", 0)
+            state["archive_garbage_reported"] = len(bad_lines)
+        if len(bad_lines) > reported:
+            self.console.alert(
+                f"playlist-cron: {path} has {len(bad_lines)} lines that are not 'extractor id' lines "
+                f"(first at line {bad_lines[0]}); yt-dlp ignores them, but you may want to look"
+            )
 
     def _disk_shortage(self) -> str | None:
         directory = self.config.download_dir
@@ -311,6 +367,7 @@ class _Check:
             if self.finished:
                 return exit_codes.FAILED if outcome == "FAILED" else exit_codes.OK
             self.finished = True
+            fields = log.redact_value(fields)  # the state file keeps these too, and `status` shows them
             duration_s = round(time.monotonic() - self.started_monotonic, 3)
             event_name = {
                 "COMPLETED": log.CHECK_COMPLETED,
@@ -435,9 +492,9 @@ class _Check:
                 "first_failed_at": clock.iso(now_s),
             }
             record["attempts"] += 1
-            record["error"] = error
+            record["error"] = log.redact(error)
             record["title"] = title
-            record["url"] = url
+            record["url"] = log.redact(url) if url else None
             record["last_failed_at"] = clock.iso(now_s)
             record["given_up"] = record["attempts"] > len(steps)
             record["next_retry_at"] = None if record["given_up"] else clock.iso(now_s + steps[record["attempts"] - 1])

@@ -24,8 +24,10 @@ class Console:
 
     def alert(self, message: str) -> None:
         """A line a human must read, printed even under cron (cron mails it)."""
+        from playlist_cron.log import redact
+
         self._end_progress()
-        print(message, file=self.stream, flush=True)
+        print(redact(message), file=self.stream, flush=True)
 
     def say(self, message: str) -> None:
         """A line for a person at a terminal; nothing under cron."""

@@ -7,20 +7,27 @@ import io
 import optparse
 import os
 import re
+import shutil
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import yt_dlp
+from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, unsmuggle_url
 
 from playlist_cron.config import Config, Playlist
-from playlist_cron.errors import ConfigError
+from playlist_cron.errors import ConfigError, Interrupted
 
 RATE_LIMIT_PATTERNS = re.compile(
     r"HTTP Error 429|Too Many Requests|confirm you.re not a bot|Sign in to confirm|rate.limit", re.IGNORECASE
 )
+BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
+PAGE_PEEK_MAX_BYTES = 4 * 1024 * 1024  # an HTML page is read whole (and handed on) to look for a bot check
+DISK_CHECK_EVERY_S = 1.0
+NO_SPACE_PATTERN = re.compile(r"No space left on device|Errno 28|ENOSPC|Disk quota exceeded", re.IGNORECASE)
 # Messages yt-dlp gives on every generic feed item: noise in a log that people read.
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
@@ -165,6 +172,10 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._reporter = reporter
         self._entries: list[_Entry] = []
         self._playlist_depth = 0
+        self._min_free_bytes = 0
+        self._download_dir = ""
+        self._next_disk_check = 0.0
+        self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
@@ -211,12 +222,14 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._entries.append(entry)
         try:
             answer = super().process_ie_result(ie_result, download, extra_info)
-        except DownloadCancelled:
+        except (DownloadCancelled, RateLimited):
             raise
         except Exception as error:  # one bad video must not end the playlist: it is recorded and retried later
             message = _one_line(error)
-            if RATE_LIMIT_PATTERNS.search(message):
-                raise RateLimited(message) from None
+            if self.rate_limited or RATE_LIMIT_PATTERNS.search(message):
+                raise RateLimited(self.rate_limited or message) from None
+            if NO_SPACE_PATTERN.search(message):
+                raise Interrupted("disk_space", message) from None  # not the video's fault: no retry step is spent
             result.failed += 1
             self._reporter.video_failed(entry.video_id, entry.archive_id, entry.title, entry.url, message)
             return None
@@ -263,10 +276,45 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             entry.archived = True
         return found
 
+    def urlopen(self, req: Any) -> Any:
+        """Every request yt-dlp makes passes here: notice HTTP 429 and "confirm you're not a bot" pages."""
+        try:
+            response = super().urlopen(req)
+        except HTTPError as error:
+            if error.status == 429:
+                self.rate_limited = f"HTTP 429 Too Many Requests from {_host(error.response.url)}"
+            raise
+        content_type = response.headers.get("Content-Type", "")
+        length = int(response.headers.get("Content-Length") or 0)
+        if "html" in content_type and length <= PAGE_PEEK_MAX_BYTES:
+            body = response.read()
+            response.fp = io.BytesIO(body)  # hand the page on unread, as if we had never looked
+            if BOT_CHECK_PATTERN.search(body):
+                self.rate_limited = f"{_host(response.url)} asked to confirm we are not a bot"
+        return response
+
+    def watch_disk(self, download_dir: str, min_free_bytes: int) -> None:
+        self._download_dir = download_dir
+        self._min_free_bytes = min_free_bytes
+
+    def _check_disk(self) -> None:
+        now = time.monotonic()
+        if now < self._next_disk_check:
+            return
+        self._next_disk_check = now + DISK_CHECK_EVERY_S
+        free_bytes = shutil.disk_usage(self._download_dir).free
+        if free_bytes < self._min_free_bytes:
+            raise Interrupted(
+                "disk_space",
+                f"free space in {self._download_dir} fell to {free_bytes} bytes during a download, "
+                f"below min_free_bytes ({self._min_free_bytes}); the partial file resumes next time",
+            )
+
     def _on_progress(self, progress: dict[str, Any]) -> None:
         info = progress.get("info_dict") or {}
         video_id = str(info.get("id") or "?")
         if progress.get("status") == "downloading":
+            self._check_disk()
             entry = self._current()
             if entry is not None and entry.info is None:
                 entry.info = info
@@ -303,6 +351,10 @@ class _Logger:
 
     def error(self, message: str) -> None:
         pass  # raised as DownloadError right after, and reported there with the video it belongs to
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url
 
 
 def _one_line(error: object) -> str:
@@ -342,6 +394,7 @@ def download_playlist(config: Config, playlist: Playlist, reporter: Reporter) ->
         params["daterange"] = DateRange(playlist.date_after)
     result = PlaylistResult(url=playlist.url)
     with _Downloader(params, playlist, result, reporter) as ydl:
+        ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
         try:
             ydl.extract_info(playlist.url, download=True)
         except _StopPlaylist:
@@ -350,7 +403,9 @@ def download_playlist(config: Config, playlist: Playlist, reporter: Reporter) ->
             result.stopped = type(cancelled).__name__
         except DownloadError as error:
             message = _one_line(error)
-            if RATE_LIMIT_PATTERNS.search(message):
-                raise RateLimited(message) from None
+            if ydl.rate_limited or RATE_LIMIT_PATTERNS.search(message):
+                raise RateLimited(ydl.rate_limited or message) from None
+            if NO_SPACE_PATTERN.search(message):
+                raise Interrupted("disk_space", message) from None
             result.error = message
     return result

@@ -22,6 +22,11 @@ class ConfigError(PlaylistCronError):
 class StateError(PlaylistCronError):
     """The state folder or file cannot be read or written, and could not be recovered."""
 
+    def __init__(self, message: str, *, detail: str | None = None, unusable_folder: bool = False) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+        self.unusable_folder = unusable_folder  # the folder itself is the problem: a config error
+
 
 class Interrupted(BaseException):
     """Raised in the main thread by a signal handler or the watchdog to end a running check.

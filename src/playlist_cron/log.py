@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,37 @@ VIDEO_FAILED = "video_failed"
 VIDEO_GIVEN_UP = "video_given_up"
 FINAL_EVENTS = (CHECK_SKIPPED, CHECK_DEFERRED, CHECK_COMPLETED, CHECK_FAILED)
 
+_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]+:[^/\s@]*@")
+_SECRET_QUERY = re.compile(
+    r"(?P<name>[?&](?:token|key|api_key|apikey|password|passwd|secret|sig|signature)=)[^&\s]+", re.IGNORECASE
+)
+
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
 _FIRST_KEYS = ("timestamp", "level", "event", "check", "outcome")
+
+
+def redact(text: str) -> str:
+    """Given text that may hold a URL, return it with `user:password@` and secret query values masked."""
+    text = _CREDENTIALS_IN_URL.sub(r"\g<scheme>***:***@", text)
+    return _SECRET_QUERY.sub(r"\g<name>***", text)
+
+
+def redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(item) for item in value]
+    return value
+
+
+def _redact_secrets(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """No password in a URL, and no token in a query string, ever reaches the log."""
+    for key, value in event_dict.items():
+        event_dict[key] = redact_value(value)
+    return event_dict
 
 
 def _in_reading_order(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -60,6 +89,7 @@ def configure(log_file: Path, config_path: Path) -> structlog.typing.FilteringBo
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             structlog.processors.format_exc_info,
+            _redact_secrets,
             _in_reading_order,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],

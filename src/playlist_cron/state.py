@@ -85,11 +85,11 @@ class StateStore:
         try:
             self.state_dir.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         except OSError as error:
-            raise StateError(
-                f"playlist-cron: cannot create the state folder {self.state_dir}: {error.strerror}"
-            ) from None
+            detail = f"cannot create the folder {self.state_dir}: {error.strerror}"
+            raise StateError(f"playlist-cron: {detail}", detail=detail, unusable_folder=True) from None
         if not os.access(self.state_dir, os.W_OK | os.X_OK):
-            raise StateError(f"playlist-cron: the state folder {self.state_dir} is not writable")
+            detail = f"the folder {self.state_dir} is not writable"
+            raise StateError(f"playlist-cron: {detail}", detail=detail, unusable_folder=True)
 
     def read(self) -> dict[str, Any]:
         """Return the current state (no lock needed: the file is only ever replaced whole)."""
