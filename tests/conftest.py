@@ -183,3 +183,19 @@ def project(tmp_path: Path, feed: FeedServer) -> Project:
     project.root.mkdir()
     project.write_config()
     return project
+
+
+RELIABILITY_LINES: list[str] = []
+
+
+@pytest.fixture
+def reliability() -> Callable[[str], None]:
+    """Record one line for the end-of-run "Reliability" summary (what was tried, and what happened)."""
+    return RELIABILITY_LINES.append
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if RELIABILITY_LINES:
+        terminalreporter.section("Reliability")
+        for line in RELIABILITY_LINES:
+            terminalreporter.write_line(line)

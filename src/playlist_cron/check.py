@@ -15,7 +15,7 @@ from playlist_cron import clock, exit_codes, lock, log
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
 from playlist_cron.console import Console
-from playlist_cron.errors import ConfigError, Interrupted, StateError
+from playlist_cron.errors import ConfigError, Interrupted
 from playlist_cron.state import StateStore
 
 SKIP_REASON = "previous download still in progress"
@@ -31,17 +31,14 @@ def run(config: Config, *, force: bool, console: Console) -> int:
     store = StateStore(config.state_dir)
     now_s = clock.now_s()
     if not force:
-        due, due_at = state_module.is_due(_read_state(config, store), config.check_interval_seconds, now_s)
+        due, due_at = state_module.is_due(store.read(), config.check_interval_seconds, now_s)
         if not due:
             console.say(
                 f"Not due yet: the next check is due at {clock.iso(due_at)} (in {due_at - now_s:.0f} s); "
                 "run with --now to check anyway."
             )
             return exit_codes.OK
-    try:
-        store.ensure_directory()
-    except StateError as error:
-        raise ConfigError(str(config.path), [f"At 'state_dir': {error.detail}"]) from None
+    store.ensure_directory()
     logger = log.configure(config.log_file, config.path)
     try:
         config.archive_file.parent.mkdir(parents=True, exist_ok=True)
@@ -56,15 +53,6 @@ def run(config: Config, *, force: bool, console: Console) -> int:
         return _Check(config, store, logger, console, held).run()
     finally:
         held.release()
-
-
-def _read_state(config: Config, store: StateStore) -> dict[str, Any]:
-    try:
-        return store.read()
-    except StateError as error:
-        if error.unusable_folder:
-            raise ConfigError(str(config.path), [f"At 'state_dir': {error.detail}"]) from None
-        raise
 
 
 def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_s: float) -> int:

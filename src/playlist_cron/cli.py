@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from playlist_cron import __version__, exit_codes
-from playlist_cron.errors import ConfigError, PlaylistCronError
+from playlist_cron.errors import ConfigError, PlaylistCronError, StateError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(f"playlist-cron: {error.path}: {problem}", file=sys.stderr)
         return exit_codes.CONFIG
+    except StateError as error:
+        if error.unusable_folder:  # the config points at a folder that cannot be used: a config error
+            path = _config_path(arguments)
+            print(f"playlist-cron: {path}: At 'state_dir': {error.detail}", file=sys.stderr)
+            return exit_codes.CONFIG
+        print(str(error), file=sys.stderr)
+        return exit_codes.FAILED
     except PlaylistCronError as error:
         print(str(error), file=sys.stderr)
         return exit_codes.FAILED
@@ -63,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug: one line for cron's mail rather than a traceback
         print(f"playlist-cron: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return exit_codes.FAILED
+
+
+def _config_path(arguments: argparse.Namespace) -> str:
+    from playlist_cron import config
+
+    return str(config.config_path(getattr(arguments, "config", None)))
 
 
 def _load(arguments: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError
-from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, unsmuggle_url
+from yt_dlp.utils import DateRange, DownloadCancelled, unsmuggle_url
 
 from playlist_cron.config import Config, Playlist
 from playlist_cron.errors import ConfigError, Interrupted
@@ -396,12 +396,21 @@ def download_playlist(config: Config, playlist: Playlist, reporter: Reporter) ->
     with _Downloader(params, playlist, result, reporter) as ydl:
         ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
         try:
-            ydl.extract_info(playlist.url, download=True)
+            info = ydl.extract_info(playlist.url, download=False, process=False)
+            if ydl.rate_limited:
+                raise RateLimited(ydl.rate_limited)
+            if info is None or info.get("_type", "video") == "video":
+                # Not a playlist: for a feed, what came back did not parse as RSS. Nothing is downloaded.
+                result.error = "yt-dlp found a single video, not a playlist, at this URL"
+            else:
+                ydl.process_ie_result(info, download=True)
         except _StopPlaylist:
             pass
         except DownloadCancelled as cancelled:  # yt-dlp's own --break-* and max-downloads stops end a check normally
             result.stopped = type(cancelled).__name__
-        except DownloadError as error:
+        except RateLimited:
+            raise
+        except Exception as error:  # the playlist itself could not be read: the other playlists still are
             message = _one_line(error)
             if ydl.rate_limited or RATE_LIMIT_PATTERNS.search(message):
                 raise RateLimited(ydl.rate_limited or message) from None

@@ -191,6 +191,9 @@ def _read_text(path: Path) -> str | None:
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise StateError(f"playlist-cron: refusing the state file {path}: it is a symbolic link") from None
+        if error.errno in (errno.ENOTDIR, errno.EACCES):
+            detail = f"cannot read {path}: {error.strerror}"
+            raise StateError(f"playlist-cron: {detail}", detail=detail, unusable_folder=True) from None
         raise StateError(f"playlist-cron: cannot read the state file {path}: {error.strerror}") from None
     try:
         with os.fdopen(fd, "rb") as file:
