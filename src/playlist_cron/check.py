@@ -11,7 +11,7 @@ import time
 import traceback
 from typing import Any
 
-from playlist_cron import clock, exit_codes, lock, log
+from playlist_cron import clock, exit_codes, lock, log, metrics
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
 from playlist_cron.console import Console
@@ -68,6 +68,7 @@ def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_
     logger = logger.bind(check=number)
     _log_recovery(store, logger, console)
     held_s = holder.held_s(now_s) if holder else None
+    _write_metrics(config, state, held_s, logger)
     overdue = held_s is not None and held_s > config.max_runtime_seconds
     holder_pid = holder.pid if holder else None
     (logger.error if overdue else logger.warning)(
@@ -88,6 +89,15 @@ def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_
     else:
         console.say(f"Check #{number} SKIPPED: {SKIP_REASON} (pid {holder_pid}, for {held_s or 0:.0f} s)")
     return config.skip_exit_code
+
+
+def _write_metrics(config: Config, state: dict[str, Any], lock_held_s: float | None, logger: Any) -> None:
+    if config.metrics_file is None:
+        return
+    try:
+        metrics.write(config.metrics_file, metrics.render(config.path, state, lock_held_s))
+    except OSError as error:  # monitoring must not fail a check; the log says why the file is stale
+        logger.warning("metrics_failed", metrics_file=str(config.metrics_file), error=str(error))
 
 
 def _log_recovery(store: StateStore, logger: Any, console: Console) -> None:
@@ -170,6 +180,7 @@ class _Check:
         self.downloaded = 0
         self.failed = 0
         self.finished = False
+        self.pinger: Any = None
         self._finish_lock = threading.Lock()
         self._titles: dict[str, str] = {}
 
@@ -213,6 +224,9 @@ class _Check:
             self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
             self.cooldown_level = int(state.get("cooldown_level") or 0)
         self.logger = self.logger.bind(check=self.number)
+        from playlist_cron.ping import Pinger  # urllib is not needed on the skip path
+
+        self.pinger = Pinger(self.config.healthcheck_url, self.logger)
         _log_recovery(self.store, self.logger, self.console)
         self.logger.info(
             log.CHECK_STARTED,
@@ -244,6 +258,7 @@ class _Check:
         now_s = clock.now_s()
         if self.cooldown_until is not None and now_s < self.cooldown_until:
             return self._finish_deferred("cooldown", "the site asked us to slow down; waiting out the cooldown")
+        self.pinger.start()
         shortage = self._disk_shortage()
         if shortage:
             return self._finish("FAILED", reason="disk_space", error=shortage)
@@ -373,6 +388,10 @@ class _Check:
                 if outcome == "COMPLETED":
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
+            _write_metrics(self.config, state, 0.0, self.logger)
+            # A started run is closed either way: a ban that DEFERRED it needs a human as much as a failure.
+            summary_line = fields.get("message") or f"{outcome} ({fields.get('reason')}): {fields.get('error')}"
+            self.pinger.finish("success" if outcome == "COMPLETED" else "fail", summary_line)
             if outcome == "FAILED":
                 if alert:
                     self.console.alert(
