@@ -20,14 +20,17 @@ def report(config: Config) -> dict[str, Any]:
     problems = []
     last_check_s = clock.parse_iso(state["last_check_at"])
     stale_after_s = STALE_AFTER_INTERVALS * config.check_interval_seconds
-    if last_check_s is None:
-        problems.append("no check has run yet: is the crontab entry installed?")
-    elif now_s - last_check_s > stale_after_s:
+    held_s = holder.held_s(now_s) if holder else None
+    # A check that holds the lock within max_runtime_seconds is the reason no other has started (systemd's
+    # timer never starts one beside it): that is not staleness. A lock held longer is its own problem below.
+    running = holder is not None and (held_s is None or held_s <= config.max_runtime_seconds)
+    if last_check_s is None and not running:
+        problems.append("no check has run yet: is the crontab entry (or the systemd timer) installed?")
+    elif last_check_s is not None and now_s - last_check_s > stale_after_s and not running:
         problems.append(
             f"the last check started {now_s - last_check_s:.0f} s ago, more than three intervals ({stale_after_s} s): "
-            "is cron running the command?"
+            "is cron (or the systemd timer) running the command?"
         )
-    held_s = holder.held_s(now_s) if holder else None
     if holder is not None and held_s is not None and held_s > config.max_runtime_seconds:
         problems.append(
             f"the lock has been held by pid {holder.pid} for {held_s:.0f} s, longer than max_runtime_seconds "
