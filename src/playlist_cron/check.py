@@ -26,7 +26,7 @@ MAX_COOLDOWN_FACTOR = 64
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def run(config: Config, *, force: bool, console: Console) -> int:
+def run(config: Config, *, force: bool, console: Console, mark_archived: bool = False) -> int:
     """Run one check for `config` and return its exit code."""
     store = StateStore(config.state_dir)
     now_s = clock.now_s()
@@ -50,7 +50,7 @@ def run(config: Config, *, force: bool, console: Console) -> int:
     if held is None:
         return _skip(config, store, logger, console, now_s)
     try:
-        return _Check(config, store, logger, console, held).run()
+        return _Check(config, store, logger, console, held, mark_archived=mark_archived).run()
     finally:
         held.release()
 
@@ -165,8 +165,18 @@ class _Watchdog(threading.Thread):
 class _Check:
     """A check that holds the run lock; also the `Reporter` the downloader tells what happens."""
 
-    def __init__(self, config: Config, store: StateStore, logger: Any, console: Console, held: lock.HeldLock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: StateStore,
+        logger: Any,
+        console: Console,
+        held: lock.HeldLock,
+        *,
+        mark_archived: bool = False,
+    ) -> None:
         self.config = config
+        self.mark_archived = mark_archived
         self.store = store
         self.logger = logger
         self.console = console
@@ -263,13 +273,16 @@ class _Check:
         if shortage:
             return self._finish("FAILED", reason="disk_space", error=shortage)
         self._tend_archive()
+        self._check_cookies_file()
         from playlist_cron import download  # only now that the lock is held: the skip path never pays for yt-dlp
 
         results = []
         try:
             for playlist in self.config.playlists:
                 self.console.say(f"Reading {playlist.url}")
-                results.append(download.download_playlist(self.config, playlist, self))
+                results.append(
+                    download.download_playlist(self.config, playlist, self, mark_archived=self.mark_archived)
+                )
         except download.RateLimited as limited:
             return self._start_cooldown(str(limited), results)
         fields: dict[str, Any] = {
@@ -280,10 +293,28 @@ class _Check:
             "bytes": sum(result.bytes for result in results),
             "playlists": [result.summary() for result in results],
         }
+        if self.mark_archived:
+            fields["marked_archived"] = sum(result.marked_archived for result in results)
         errors = [f"{result.url}: {result.error}" for result in results if result.error]
         if errors:
             return self._finish("FAILED", reason="playlist_error", error="; ".join(errors), **fields)
         return self._finish("COMPLETED", **fields)
+
+    def _check_cookies_file(self) -> None:
+        path = self.config.cookies_file
+        if path is None:
+            return
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError as error:
+            raise ConfigError(str(self.config.path), [f"At 'cookies_file': {path}: {error.strerror}"]) from None
+        if mode & 0o077:
+            self.logger.warning(
+                "cookies_file_readable",
+                cookies_file=str(path),
+                mode=f"{mode:04o}",
+                message=f"other users can read the cookies in {path} (mode {mode:04o}): chmod 600 it",
+            )
 
     def _tend_archive(self) -> None:
         """Mend a last line cut short by a crash, and say so when the archive holds lines yt-dlp cannot use."""
@@ -402,6 +433,7 @@ class _Check:
                 summary = (
                     f"Check #{self.number} {outcome} in {duration_s:.1f} s: {fields.get('downloaded', 0)} downloaded, "
                     f"{fields.get('failed', 0)} failed, {fields.get('already_archived', 0)} already archived"
+                    + (f", {fields['marked_archived']} marked as archived" if "marked_archived" in fields else "")
                 )
                 self.console.say(
                     summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}"
@@ -435,8 +467,8 @@ class _Check:
     def activity(self) -> None:
         self.last_activity = time.monotonic()
 
-    def retry_is_due(self, archive_id: str) -> bool:
-        record = self.failed_videos.get(archive_id)
+    def retry_is_due(self, key: str) -> bool:
+        record = self.failed_videos.get(key)
         if record is None:
             return True
         if record.get("given_up"):
@@ -463,7 +495,7 @@ class _Check:
     def video_downloaded(
         self,
         video_id: str,
-        archive_id: str | None,
+        key: str,
         title: str | None,
         filename: str,
         size_bytes: int,
@@ -472,8 +504,7 @@ class _Check:
         self.activity()
         with self.store.update() as state:
             state["downloaded_total"] += 1
-            if archive_id:
-                state["failed_videos"].pop(archive_id, None)
+            state["failed_videos"].pop(key, None)
             self.failed_videos = state["failed_videos"]
         self.logger.info(
             log.VIDEO_DOWNLOADED,
@@ -485,11 +516,8 @@ class _Check:
         )
         self.console.say(f"Downloaded {title or video_id} ({size_bytes} bytes) in {duration_s:.1f} s")
 
-    def video_failed(
-        self, video_id: str, archive_id: str | None, title: str | None, url: str | None, error: str
-    ) -> None:
+    def video_failed(self, video_id: str, key: str, title: str | None, url: str | None, error: str) -> None:
         self.activity()
-        key = archive_id or video_id
         now_s = clock.now_s()
         steps = self.config.retry_backoff_seconds
         with self.store.update() as state:

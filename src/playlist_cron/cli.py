@@ -23,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="run one check: the job cron starts every minute")
     check.add_argument("--config", metavar="PATH", help=config_help)
     check.add_argument("--now", action="store_true", help="check even if check_interval_seconds says it is not due")
+    check.add_argument(
+        "--mark-archived",
+        action="store_true",
+        help="record every video of the playlists in the archive without downloading it, for files you already "
+        "have (implies --now)",
+    )
 
     status = commands.add_parser("status", help="counters, last check, lock holder and health (exit 1 when unhealthy)")
     status.add_argument("--config", metavar="PATH", help=config_help)
@@ -88,7 +94,12 @@ def _check(arguments: argparse.Namespace) -> int:
     from playlist_cron import check
     from playlist_cron.console import Console
 
-    return check.run(_load(arguments), force=arguments.now, console=Console())
+    return check.run(
+        _load(arguments),
+        force=arguments.now or arguments.mark_archived,
+        console=Console(),
+        mark_archived=arguments.mark_archived,
+    )
 
 
 def _status(arguments: argparse.Namespace) -> int:

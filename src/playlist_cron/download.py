@@ -52,18 +52,16 @@ class Reporter(Protocol):
     def video_downloaded(
         self,
         video_id: str,
-        archive_id: str | None,
+        key: str,
         title: str | None,
         filename: str,
         size_bytes: int,
         duration_s: float,
     ) -> None: ...
 
-    def video_failed(
-        self, video_id: str, archive_id: str | None, title: str | None, url: str | None, error: str
-    ) -> None: ...
+    def video_failed(self, video_id: str, key: str, title: str | None, url: str | None, error: str) -> None: ...
 
-    def retry_is_due(self, archive_id: str) -> bool: ...
+    def retry_is_due(self, key: str) -> bool: ...
 
     def warning(self, message: str) -> None: ...
 
@@ -89,6 +87,7 @@ class PlaylistResult:
     already_archived: int = 0
     waiting_retry: int = 0
     filtered: int = 0
+    marked_archived: int = 0
     bytes: int = 0
     error: str | None = None
     stopped: str | None = None  # why reading stopped early, when it did
@@ -102,6 +101,7 @@ class PlaylistResult:
             "already_archived": self.already_archived,
             "waiting_retry": self.waiting_retry,
             "error": self.error,
+            **({"marked_archived": self.marked_archived} if self.marked_archived else {}),
         }
 
 
@@ -118,6 +118,11 @@ class _Entry:
     filename: str | None = None
     archived: bool = False
     is_container: bool = False
+
+    @property
+    def key(self) -> str:
+        """What its failures are remembered under: the archive id, or the URL when that is not known yet."""
+        return self.archive_id or self.url or "?"
 
     @property
     def video_id(self) -> str:
@@ -166,8 +171,18 @@ def _archive_id(ydl: yt_dlp.YoutubeDL, entry: dict[str, Any]) -> str | None:
 class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
     """yt-dlp's YoutubeDL, told to report each playlist entry's outcome to playlist-cron."""
 
-    def __init__(self, params: dict[str, Any], playlist: Playlist, result: PlaylistResult, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        params: dict[str, Any],
+        playlist: Playlist,
+        result: PlaylistResult,
+        reporter: Reporter,
+        *,
+        mark_archived: bool = False,
+    ) -> None:
         self._playlist = playlist
+        self._mark_archived = mark_archived
+        self._date_range = DateRange(playlist.date_after) if playlist.date_after else None
         self._result = result
         self._reporter = reporter
         self._entries: list[_Entry] = []
@@ -212,11 +227,19 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._reporter.activity()
         if archive_id and archive_id in self.archive:
             result.already_archived += 1
-            if playlist.stop_at_first_archived:
+            if playlist.stop_at_first_archived and not self._mark_archived:
                 result.stopped = "first archived video"
                 raise _StopPlaylist()
             return None
-        if archive_id and not self._reporter.retry_is_due(archive_id):
+        if self._before_date_after(ie_result):
+            result.filtered += 1  # known from the playlist itself: no request for it
+            return None
+        if self._mark_archived and archive_id:
+            extractor, _, video_id = archive_id.partition(" ")
+            self.record_download_archive({"extractor_key": extractor, "id": video_id})
+            result.marked_archived += 1
+            return None
+        if not self._reporter.retry_is_due(entry.key):
             result.waiting_retry += 1
             return None
         self._entries.append(entry)
@@ -231,11 +254,15 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             if NO_SPACE_PATTERN.search(message):
                 raise Interrupted("disk_space", message) from None  # not the video's fault: no retry step is spent
             result.failed += 1
-            self._reporter.video_failed(entry.video_id, entry.archive_id, entry.title, entry.url, message)
+            self._reporter.video_failed(entry.video_id, entry.key, entry.title, entry.url, message)
             return None
         finally:
             self._entries.pop()
         if entry.is_container:
+            return answer
+        if self._mark_archived:
+            result.marked_archived += 0 if entry.archived else 1
+            result.already_archived += 1 if entry.archived else 0
             return answer
         if entry.filename is not None:
             size_bytes = _size(entry.filename)
@@ -243,7 +270,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             result.bytes += size_bytes
             self._reporter.video_downloaded(
                 entry.video_id,
-                self._make_archive_id(entry.info) if entry.info else entry.archive_id,
+                entry.key,
                 (entry.info or {}).get("title") or entry.title,
                 entry.filename,
                 size_bytes,
@@ -260,6 +287,15 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         else:
             result.filtered += 1
         return answer
+
+    def _before_date_after(self, entry: dict[str, Any]) -> bool:
+        """Whether the playlist already tells this entry is older than `date_after` (yt-dlp checks the rest)."""
+        if self._date_range is None:
+            return False
+        upload_date = entry.get("upload_date")
+        if not upload_date and isinstance(entry.get("timestamp"), (int, float)):
+            upload_date = time.strftime("%Y%m%d", time.gmtime(entry["timestamp"]))
+        return bool(upload_date) and upload_date not in self._date_range
 
     def process_info(self, info_dict: dict[str, Any]) -> Any:
         entry = self._current()
@@ -369,7 +405,9 @@ def _size(filename: str) -> int:
         return 0
 
 
-def download_playlist(config: Config, playlist: Playlist, reporter: Reporter) -> PlaylistResult:
+def download_playlist(
+    config: Config, playlist: Playlist, reporter: Reporter, *, mark_archived: bool = False
+) -> PlaylistResult:
     """Given a playlist, download what is new in it and return what happened.
 
     Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`, and RateLimited when the site says
@@ -392,8 +430,19 @@ def download_playlist(config: Config, playlist: Playlist, reporter: Reporter) ->
         params["cookiefile"] = str(config.cookies_file)
     if playlist.date_after is not None:
         params["daterange"] = DateRange(playlist.date_after)
+    if mark_archived:  # record what the playlist holds, download nothing
+        params.update(
+            {
+                "skip_download": True,
+                "force_write_download_archive": True,
+                "writethumbnail": False,
+                "writesubtitles": False,
+                "writeinfojson": False,
+                "postprocessors": [],
+            }
+        )
     result = PlaylistResult(url=playlist.url)
-    with _Downloader(params, playlist, result, reporter) as ydl:
+    with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived) as ydl:
         ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
         try:
             info = ydl.extract_info(playlist.url, download=False, process=False)
@@ -401,7 +450,10 @@ def download_playlist(config: Config, playlist: Playlist, reporter: Reporter) ->
                 raise RateLimited(ydl.rate_limited)
             if info is None or info.get("_type", "video") == "video":
                 # Not a playlist: for a feed, what came back did not parse as RSS. Nothing is downloaded.
-                result.error = "yt-dlp found a single video, not a playlist, at this URL"
+                result.error = (
+                    "this URL did not give a playlist: yt-dlp read it as one video (a feed that does not parse as "
+                    "RSS looks like this)"
+                )
             else:
                 ydl.process_ie_result(info, download=True)
         except _StopPlaylist:
