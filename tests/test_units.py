@@ -80,3 +80,31 @@ def test_state_validation_names_what_is_wrong() -> None:
         "failed_videos is not an object",
     ]
     assert state.validate([]) == ["not a JSON object"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["check"], (None, False)),
+        (["check", "--now"], (None, True)),
+        (["check", "--config", "/x/c.json", "--now"], ("/x/c.json", True)),
+        (["check", "--now", "--config=/x/c.json"], ("/x/c.json", True)),
+        (["check", "--conf", "x"], None),  # an abbreviation: argparse decides
+        (["check", "--config"], None),  # a mistake: argparse explains it
+        (["check", "--mark-archived"], None),
+        (["status"], None),
+        (["check", "-h"], None),
+    ],
+)
+def test_the_cron_line_is_parsed_without_argparse_and_anything_else_with_it(
+    argv: list[str], expected: tuple[str | None, bool] | None
+) -> None:
+    from playlist_cron.cli import _parser, _quick_check_arguments
+
+    quick = _quick_check_arguments(argv)
+    if expected is None:
+        assert quick is None
+        return
+    assert (quick.config, quick.now) == expected
+    full = _parser().parse_args(argv)
+    assert (full.config, full.now, full.mark_archived) == (quick.config, quick.now, quick.mark_archived)

@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from playlist_cron import __version__, exit_codes
 from playlist_cron.errors import ConfigError, PlaylistCronError, StateError
 
+if TYPE_CHECKING:
+    import argparse
+
+
+def _quick_check_arguments(argv: Sequence[str]) -> Any:
+    """Parse the line cron runs 1,440 times a day, `check [--config PATH] [--now]`, without loading argparse.
+
+    Return None for anything else (help, other commands, abbreviations, mistakes): argparse then parses it.
+    """
+    if not argv or argv[0] != "check":
+        return None
+    config, now = None, False
+    words = list(argv[1:])
+    while words:
+        word = words.pop(0)
+        if word == "--now":
+            now = True
+        elif word == "--config" and words and not words[0].startswith("-"):
+            config = words.pop(0)
+        elif word.startswith("--config=") and len(word) > len("--config="):
+            config = word.split("=", 1)[1]
+        else:
+            return None
+    return SimpleNamespace(command="check", config=config, now=now, mark_archived=False)
+
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="playlist-cron",
         description="Keep a local copy of online playlists; cron runs `playlist-cron check` every minute.",
@@ -45,10 +73,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` and return the exit code."""
-    try:
-        arguments = _parser().parse_args(argv)
-    except SystemExit as exit_request:  # argparse: --help, --version, or a usage error (exit 2)
-        return int(exit_request.code or 0)
+    arguments = _quick_check_arguments(sys.argv[1:] if argv is None else argv)
+    if arguments is None:
+        try:
+            arguments = _parser().parse_args(argv)
+        except SystemExit as exit_request:  # argparse: --help, --version, or a usage error (exit 2)
+            return int(exit_request.code or 0)
     try:
         if arguments.command == "check":
             return _check(arguments)

@@ -59,9 +59,13 @@ class Reporter(Protocol):
         duration_s: float,
     ) -> None: ...
 
-    def video_failed(self, video_id: str, key: str, title: str | None, url: str | None, error: str) -> None: ...
+    def video_failed(
+        self, video_id: str, key: str, title: str | None, url: str | None, error: str, playlist_url: str
+    ) -> None: ...
 
     def retry_is_due(self, key: str) -> bool: ...
+
+    def due_retries(self, playlist_url: str) -> list[tuple[str, str | None]]: ...
 
     def warning(self, message: str) -> None: ...
 
@@ -254,7 +258,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             if NO_SPACE_PATTERN.search(message):
                 raise Interrupted("disk_space", message) from None  # not the video's fault: no retry step is spent
             result.failed += 1
-            self._reporter.video_failed(entry.video_id, entry.key, entry.title, entry.url, message)
+            self._reporter.video_failed(entry.video_id, entry.key, entry.title, entry.url, message, self._playlist.url)
             return None
         finally:
             self._entries.pop()
@@ -287,6 +291,18 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         else:
             result.filtered += 1
         return answer
+
+    def retry_behind_first_archived(self) -> None:
+        """Reading stopped at the first archived video: try the playlist's failed videos that are due anyway."""
+        result = self._result
+        playlist_fields = {"playlist": result.title, "playlist_title": result.title, "playlist_id": result.url}
+        for url, title in self._reporter.due_retries(self._playlist.url):
+            entry = {"_type": "url", "url": url, "title": title}
+            try:
+                self.process_ie_result(entry, download=True, extra_info={**playlist_fields, "playlist_autonumber": 0})
+            except _StopPlaylist:
+                if result.stopped == "max_downloads_per_check":
+                    return
 
     def _before_date_after(self, entry: dict[str, Any]) -> bool:
         """Whether the playlist already tells this entry is older than `date_after` (yt-dlp checks the rest)."""
@@ -430,6 +446,8 @@ def download_playlist(
         params["cookiefile"] = str(config.cookies_file)
     if playlist.date_after is not None:
         params["daterange"] = DateRange(playlist.date_after)
+    if playlist.stop_at_first_archived and not mark_archived:
+        params["lazy_playlist"] = True  # read page by page, so that stopping early saves the pages after
     if mark_archived:  # record what the playlist holds, download nothing
         params.update(
             {
@@ -456,8 +474,11 @@ def download_playlist(
                 )
             else:
                 ydl.process_ie_result(info, download=True)
+            if result.stopped == "first archived video":
+                ydl.retry_behind_first_archived()
         except _StopPlaylist:
-            pass
+            if result.stopped == "first archived video":
+                ydl.retry_behind_first_archived()
         except DownloadCancelled as cancelled:  # yt-dlp's own --break-* and max-downloads stops end a check normally
             result.stopped = type(cancelled).__name__
         except RateLimited:

@@ -1,0 +1,275 @@
+"""Benchmarks: whole processes against a loopback feed, each case as a ratio to a baseline measured in the same run.
+
+    .venv/bin/python benchmarks/bench.py            # every case, 7 runs each after a warm-up
+    .venv/bin/python benchmarks/bench.py --runs 5 --only skip,not_due
+
+Prints a Markdown table: median, min and max wall time, the ratio of medians to the case's baseline, peak memory
+(maximum resident set size of the process, from wait4) and its ratio, and the target from the benchmarks issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from playlist_cron.demo.feed import FeedServer, make_items
+
+BIN_DIR = Path(sys.executable).parent
+COMMAND = str(BIN_DIR / "playlist-cron")
+YT_DLP = str(BIN_DIR / "yt-dlp")
+TEMPLATE = "%(playlist_title)s/%(title)s [%(id)s].%(ext)s"
+
+
+@dataclass
+class Measurement:
+    """Wall times (s) and peak memory (KiB) of repeated runs of one command."""
+
+    name: str
+    wall_s: list[float] = field(default_factory=list)
+    peak_kib: list[int] = field(default_factory=list)
+    requests: int | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.wall_s)
+
+    @property
+    def median_kib(self) -> float:
+        return statistics.median(self.peak_kib)
+
+
+def run_once(argv: list[str], cwd: Path) -> tuple[float, int, int]:
+    """Run a command; return (wall seconds, peak RSS KiB, exit code)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall_s = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return wall_s, usage.ru_maxrss, process.returncode
+
+
+def measure(name: str, argv: list[str], cwd: Path, runs: int, *, before_each: Callable[[], None] | None = None,
+            expect_code: int = 0) -> Measurement:
+    measurement = Measurement(name)
+    for attempt in range(runs + 1):  # the first run warms the page cache and is not counted
+        if before_each:
+            before_each()
+        wall_s, peak_kib, code = run_once(argv, cwd)
+        if code != expect_code:
+            raise SystemExit(f"{name}: {' '.join(argv)} exited {code}, expected {expect_code}")
+        if attempt:
+            measurement.wall_s.append(wall_s)
+            measurement.peak_kib.append(peak_kib)
+    return measurement
+
+
+def write_config(folder: Path, feed_url: str, **extra: object) -> Path:
+    config = folder / "config.json"
+    config.write_text(json.dumps({"playlist_url": feed_url, "min_free_bytes": 0, "output_template": TEMPLATE,
+                                  **extra}))
+    return config
+
+
+def archive_all(folder: Path, feed: FeedServer, filler_lines: int = 0) -> None:
+    """An archive holding every item of the feed, after `filler_lines` lines of other videos."""
+    with open(folder / "archive.txt", "w") as archive:
+        for number in range(filler_lines):
+            archive.write(f"youtube filler{number:07d}\n")
+        for item in feed.settings.items:
+            archive.write(f"generic {item.guid}\n")
+
+
+@dataclass
+class Row:
+    case: str
+    measurement: Measurement
+    baseline: Measurement | None
+    target: str
+    limit: float | None  # the ratio the target allows, or None for a reference row
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| case | median s | min s | max s | time ratio | peak MiB | memory ratio | requests | target | met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        m, b = row.measurement, row.baseline
+        time_ratio = m.median_s / b.median_s if b else None
+        memory_ratio = m.median_kib / b.median_kib if b else None
+        met = ""
+        if row.limit is not None and time_ratio is not None:
+            memory_ok = memory_ratio is None or "memory" not in row.target or memory_ratio <= row.limit
+            met = "yes" if time_ratio <= row.limit and memory_ok else "NO"
+        lines.append(
+            f"| {row.case} | {m.median_s:.3f} | {min(m.wall_s):.3f} | {max(m.wall_s):.3f} | "
+            f"{f'{time_ratio:.2f}x' if time_ratio is not None else 'baseline'} | {m.median_kib / 1024:.1f} | "
+            f"{f'{memory_ratio:.2f}x' if memory_ratio is not None else ''} | "
+            f"{m.requests if m.requests is not None else ''} | {row.target} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def bench_skip_and_not_due(root: Path, runs: int) -> list[Row]:
+    folder = root / "skip"
+    folder.mkdir()
+    with FeedServer(make_items(3, size_bytes=10_000)) as feed:
+        config = write_config(folder, feed.feed_url, check_interval_seconds=3600)
+        floor = measure("floor", [sys.executable, "-c", "import structlog, portalocker"], folder, runs)
+        subprocess.run([COMMAND, "check", "--config", str(config)], check=True, cwd=folder)  # the due clock starts
+        not_due = measure("not due", [COMMAND, "check", "--config", str(config)], folder, runs)
+        holder = subprocess.Popen(["flock", "-n", str(folder / "archive.txt.lock"), "sh", "-c", "echo held; sleep 600"],
+                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert holder.stdout and holder.stdout.readline() == "held\n"
+        try:
+            flock_reference = measure("flock -n", ["flock", "-n", str(folder / "archive.txt.lock"), "true"], folder,
+                                      runs, expect_code=1)
+            skip = measure("skip", [COMMAND, "check", "--now", "--config", str(config)], folder, runs)
+        finally:
+            os.killpg(holder.pid, 9)
+            holder.wait()
+    return [
+        Row("floor: python -c 'import structlog, portalocker'", floor, None, "baseline", None),
+        Row("reference: flock -n (lock held)", flock_reference, floor, "for reference", None),
+        Row("skip path (lock held)", skip, floor, "<= 1.10x time and memory", 1.10),
+        Row("not-due path", not_due, floor, "<= 1.10x time and memory", 1.10),
+    ]
+
+
+def bench_all_archived(root: Path, runs: int) -> list[Row]:
+    rows = []
+    with FeedServer(make_items(200, size_bytes=1000)) as feed:
+        bare_folder, ours_folder = root / "bare-200", root / "ours-200"
+        for folder in (bare_folder, ours_folder):
+            folder.mkdir()
+            archive_all(folder, feed)
+        config = write_config(ours_folder, feed.feed_url)
+        bare_argv = [YT_DLP, "--quiet", "--no-warnings", "--download-archive", str(bare_folder / "archive.txt"),
+                     "-o", TEMPLATE, "-P", str(bare_folder / "downloads"), feed.feed_url]
+        feed.requests.clear()
+        bare = measure("bare", bare_argv, bare_folder, runs)
+        bare.requests = len(feed.requests) // (runs + 1)
+        feed.requests.clear()
+        ours = measure("ours", [COMMAND, "check", "--now", "--config", str(config)], ours_folder, runs)
+        ours.requests = len(feed.requests) // (runs + 1)
+        rows.append(Row("bare yt-dlp, 200-item feed, all archived", bare, None, "baseline", None))
+        rows.append(Row("playlist-cron check, same feed, all archived", ours, bare, "<= 1.10x time", 1.10))
+
+        growth: dict[int, Measurement] = {}
+        for lines in (1_000, 10_000, 100_000):
+            folder = root / f"growth-{lines}"
+            folder.mkdir()
+            archive_all(folder, feed, filler_lines=lines - 200)
+            config = write_config(folder, feed.feed_url)
+            growth[lines] = measure(f"{lines}", [COMMAND, "check", "--now", "--config", str(config)], folder, runs)
+        rows.append(Row("growth: all archived, 1,000-line archive", growth[1_000], None, "baseline", None))
+        rows.append(Row("growth: 10,000-line archive", growth[10_000], growth[1_000], "for reference", None))
+        rows.append(Row("growth: 100,000-line archive", growth[100_000], growth[1_000], "<= 1.5x time", 1.5))
+    return rows
+
+
+def bench_downloads(root: Path, runs: int) -> list[Row]:
+    with FeedServer(make_items(20, size_bytes=5_000_000)) as feed:
+        bare_folder, ours_folder = root / "bare-dl", root / "ours-dl"
+        bare_folder.mkdir()
+        ours_folder.mkdir()
+        config = write_config(ours_folder, feed.feed_url)
+
+        def fresh(folder: Path) -> Callable[[], None]:
+            def clean() -> None:
+                for name in ("downloads", "archive.txt", "state", "logs"):
+                    path = folder / name
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif path.exists():
+                        path.unlink()
+            return clean
+
+        bare_argv = [YT_DLP, "--quiet", "--no-warnings", "--download-archive", str(bare_folder / "archive.txt"),
+                     "-o", TEMPLATE, "-P", str(bare_folder / "downloads"), feed.feed_url]
+        bare = measure("bare", bare_argv, bare_folder, runs, before_each=fresh(bare_folder))
+        ours = measure("ours", [COMMAND, "check", "--now", "--config", str(config)], ours_folder, runs,
+                       before_each=fresh(ours_folder))
+    return [
+        Row("bare yt-dlp, 20 x 5 MB downloads", bare, None, "baseline", None),
+        Row("playlist-cron check, 20 x 5 MB downloads", ours, bare, "<= 1.10x time", 1.10),
+    ]
+
+
+def bench_stop_at_first_archived(root: Path, runs: int) -> list[Row]:
+    with FeedServer(make_items(1000, size_bytes=1000)) as feed:
+        rows = []
+        measured: dict[str, Measurement] = {}
+        bare_folder = root / "bare-1000"
+        bare_folder.mkdir()
+        archive_all(bare_folder, feed)
+        bare_argv = [YT_DLP, "--quiet", "--no-warnings", "--download-archive", str(bare_folder / "archive.txt"),
+                     "-o", TEMPLATE, "-P", str(bare_folder / "downloads"), feed.feed_url]
+        feed.requests.clear()
+        measured["bare"] = measure("bare", bare_argv, bare_folder, runs)
+        measured["bare"].requests = len(feed.requests) // (runs + 1)
+        for name, stop in (("plain", False), ("stop", True)):
+            folder = root / f"{name}-1000"
+            folder.mkdir()
+            archive_all(folder, feed)
+            config = write_config(folder, feed.feed_url, stop_at_first_archived=stop)
+            feed.requests.clear()
+            measured[name] = measure(name, [COMMAND, "check", "--now", "--config", str(config)], folder, runs)
+            measured[name].requests = len(feed.requests) // (runs + 1)
+        rows.append(Row("bare yt-dlp, 1,000-item newest-first feed, all archived", measured["bare"], None,
+                        "baseline (requests: one per item)", None))
+        rows.append(Row("playlist-cron check, same", measured["plain"], measured["bare"], "for reference", None))
+        rows.append(Row("playlist-cron check, stop_at_first_archived", measured["stop"], measured["bare"],
+                        "<= 2 requests", None))
+        stop_requests = measured["stop"].requests or 0
+        if stop_requests > 2:
+            rows[-1].target += f" (NOT MET: {stop_requests})"
+    return rows
+
+
+CASES = {
+    "skip": bench_skip_and_not_due,
+    "archived": bench_all_archived,
+    "downloads": bench_downloads,
+    "stop": bench_stop_at_first_archived,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7, help="measured runs of each command, after one warm-up")
+    parser.add_argument("--only", default=",".join(CASES), help=f"a comma-separated subset of {', '.join(CASES)}")
+    arguments = parser.parse_args()
+    if not shutil.which("flock"):
+        raise SystemExit("flock(1) (util-linux) is needed")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="playlist-cron-bench-") as temporary:
+        root = Path(temporary)
+        for name in arguments.only.split(","):
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            rows.extend(CASES[name](root, arguments.runs))
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"playlist-cron benchmarks, {stamp}, {arguments.runs} runs per command after a warm-up, "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
+    print(table(rows))
+    missed = [row.case for row in rows if row.limit is not None and "| NO |" in table([row])]
+    missed += [row.case for row in rows if "NOT MET" in row.target]
+    if missed:
+        print(f"\nTargets missed: {', '.join(missed)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
