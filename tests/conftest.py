@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -185,17 +186,35 @@ def project(tmp_path: Path, feed: FeedServer) -> Project:
     return project
 
 
-RELIABILITY_LINES: list[str] = []
+RELIABILITY_FILE = "PLAYLIST_CRON_TESTS_RELIABILITY_FILE"  # shared with pytest-xdist's workers through the environment
+
+
+def pytest_configure(config: Any) -> None:
+    if not hasattr(config, "workerinput"):  # the controlling process (or a run without workers)
+        handle, path = tempfile.mkstemp(prefix="playlist-cron-reliability-", suffix=".txt")
+        os.close(handle)
+        os.environ[RELIABILITY_FILE] = path
 
 
 @pytest.fixture
 def reliability() -> Callable[[str], None]:
     """Record one line for the end-of-run "Reliability" summary (what was tried, and what happened)."""
-    return RELIABILITY_LINES.append
+
+    def record(line: str) -> None:
+        with open(os.environ[RELIABILITY_FILE], "a") as summary:
+            summary.write(line.replace("\n", " ") + "\n")
+
+    return record
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if RELIABILITY_LINES:
+    path = os.environ.get(RELIABILITY_FILE)
+    if not path or not os.path.exists(path):
+        return
+    with open(path) as summary:
+        lines = sorted(summary.read().splitlines())
+    os.unlink(path)
+    if lines:
         terminalreporter.section("Reliability")
-        for line in RELIABILITY_LINES:
+        for line in lines:
             terminalreporter.write_line(line)

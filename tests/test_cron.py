@@ -68,6 +68,7 @@ def cron_daemon() -> Iterator[None]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # four cron minutes, plus the wait for the first one
 def test_cron_runs_checks_every_minute_skipping_while_a_download_runs(
     project: Project, cron_daemon: None, tmp_path: Path, reliability: Callable[[str], None]
 ) -> None:

@@ -11,6 +11,7 @@ from playlist_cron import __version__
 from playlist_cron.log import redact
 
 PING_TIMEOUT_S = 5.0  # per ping, whatever the endpoint does: a check pings at most twice
+JOIN_SLACK_S = 0.5  # the socket's own timeout normally ends a silent ping first
 SUFFIXES = {"start": "/start", "success": "", "fail": "/fail"}
 
 
@@ -36,6 +37,7 @@ class Pinger:
     def _send(self, kind: str, body: str | None) -> None:
         url = f"{self.base_url}{SUFFIXES[kind]}?rid={self.run_id}"
         outcome: dict[str, Any] = {}
+        no_answer = f"no answer within {PING_TIMEOUT_S:.0f} s"
 
         def send() -> None:
             request = urllib.request.Request(
@@ -48,13 +50,14 @@ class Pinger:
                 with urllib.request.urlopen(request, timeout=PING_TIMEOUT_S) as response:
                     outcome["status"] = response.status
             except Exception as error:  # a monitoring endpoint that is down must not fail the check
-                outcome["error"] = f"{type(error).__name__}: {error}"
+                timed_out = isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
+                outcome["error"] = no_answer if timed_out else f"{type(error).__name__}: {error}"
 
         # A thread bounds the whole ping (connect, a trickling answer) by the timeout, not each socket call.
         sender = threading.Thread(target=send, name=f"ping-{kind}", daemon=True)
         sender.start()
-        sender.join(PING_TIMEOUT_S)
+        sender.join(PING_TIMEOUT_S + JOIN_SLACK_S)
         if sender.is_alive():
-            outcome["error"] = f"no answer within {PING_TIMEOUT_S:.0f} s"
+            outcome["error"] = no_answer
         if "error" in outcome:
             self.logger.warning("ping_failed", ping=kind, url=redact(url), error=redact(outcome["error"]))
