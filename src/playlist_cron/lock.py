@@ -100,15 +100,19 @@ def hold(path: Path, wait_s: float) -> Iterator[bool]:
 def holder(path: Path) -> Holder | None:
     """Given the lock file's path, return who holds the lock, or None when nobody does.
 
-    The kernel's /proc/locks names the real holder, so a foreign `flock(1)` is seen for what it is;
-    the file's own record (pid, start time) is believed only when it names that same process.
+    The file's own record (pid, start time) is believed only when the kernel says that process holds the lock
+    (its /proc/PID/fdinfo, cheap); otherwise /proc/locks names the real holder, so a foreign `flock(1)` is seen
+    for what it is. /proc/locks is the slow way: its first read in a process waits for an RCU grace period.
     """
     try:
         stat = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         return None
     recorded_pid, recorded_start = _read_record(path)
-    kernel_pids = _kernel_holders(stat.st_dev, stat.st_ino)
+    wanted = _lock_id(stat.st_dev, stat.st_ino)
+    if recorded_pid is not None and _process_holds(recorded_pid, wanted):
+        return Holder(recorded_pid, recorded_start)
+    kernel_pids = _kernel_holders(wanted)
     if kernel_pids is None:
         return _probe(path, recorded_pid, recorded_start)
     if not kernel_pids:
@@ -135,14 +139,37 @@ def _read_record(path: Path) -> tuple[int | None, float | None]:
         return None, None
 
 
-def _kernel_holders(device: int, inode: int) -> list[int] | None:
+def _lock_id(device: int, inode: int) -> str:
+    """The file as /proc names it in lock lines: major:minor:inode."""
+    return f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+
+
+def _process_holds(pid: int, wanted: str) -> bool:
+    """Whether one of the process's open files carries a FLOCK on the file `wanted` (per /proc/PID/fdinfo)."""
+    folder = f"/proc/{pid}/fdinfo"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            with open(f"{folder}/{name}", "rb") as fdinfo:
+                text = fdinfo.read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(b"lock:") and b" FLOCK " in line and wanted.encode() in line.split():
+                return True
+    return False
+
+
+def _kernel_holders(wanted: str) -> list[int] | None:
     """Return the pids holding a FLOCK on this file per /proc/locks, or None when /proc/locks is missing."""
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as locks:
             lines = locks.readlines()
     except OSError:
         return None
-    wanted = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
     pids = []
     for line in lines:
         fields = line.split()
