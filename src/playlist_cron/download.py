@@ -156,7 +156,7 @@ def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> d
     return params
 
 
-def _archive_id(ydl: yt_dlp.YoutubeDL, entry: dict[str, Any]) -> str | None:
+def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:
     """Return an entry's archive id without a request: from yt-dlp, or from the id a feed smuggles into the URL."""
     archive_id = ydl._make_archive_id(entry)
     if archive_id:
@@ -168,6 +168,11 @@ def _archive_id(ydl: yt_dlp.YoutubeDL, entry: dict[str, Any]) -> str | None:
     video_id = data.get("force_videoid") if isinstance(data, dict) else None
     if not video_id:
         return None
+    # yt-dlp would find the extractor by trying every one of its ~1,800 on the URL: milliseconds an entry. When the
+    # archive holds this id under one extractor, that is the answer; only new ids pay for the full search.
+    extractors = ydl.archived_extractors(str(video_id))
+    if len(extractors) == 1:
+        return f"{next(iter(extractors))} {video_id}"
     extractor = ydl._make_archive_id({"id": video_id, "url": plain_url})
     return str(extractor) if extractor else None
 
@@ -195,6 +200,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._download_dir = ""
         self._next_disk_check = 0.0
         self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
+        self._archive_index: dict[str, set[str]] | None = None
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
@@ -203,6 +209,22 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
 
     def _current(self) -> _Entry | None:
         return self._entries[-1] if self._entries else None
+
+    def archived_extractors(self, video_id: str) -> set[str]:
+        """The extractor keys under which the archive holds `video_id` (indexed once, on first use)."""
+        if self._archive_index is None:
+            self._archive_index = {}
+            for line in self.archive:
+                key, _, archived_id = line.partition(" ")
+                self._archive_index.setdefault(archived_id, set()).add(key)
+        return self._archive_index.get(video_id, set())
+
+    def record_download_archive(self, info_dict: dict[str, Any]) -> None:
+        super().record_download_archive(info_dict)
+        archive_id = self._make_archive_id(info_dict)
+        if self._archive_index is not None and archive_id:
+            key, _, archived_id = str(archive_id).partition(" ")
+            self._archive_index.setdefault(archived_id, set()).add(key)
 
     def process_ie_result(self, ie_result: Any, download: bool = True, extra_info: Any = None) -> Any:
         if isinstance(ie_result, dict) and ie_result.get("_type") in ("playlist", "multi_video"):
