@@ -200,7 +200,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._download_dir = ""
         self._next_disk_check = 0.0
         self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
-        self._archive_index: dict[str, set[str]] | None = None
+        self._archive_keys: set[str] | None = None
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
@@ -211,20 +211,20 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         return self._entries[-1] if self._entries else None
 
     def archived_extractors(self, video_id: str) -> set[str]:
-        """The extractor keys under which the archive holds `video_id` (indexed once, on first use)."""
-        if self._archive_index is None:
-            self._archive_index = {}
-            for line in self.archive:
-                key, _, archived_id = line.partition(" ")
-                self._archive_index.setdefault(archived_id, set()).add(key)
-        return self._archive_index.get(video_id, set())
+        """The extractor keys under which the archive holds `video_id`.
+
+        An archive names few extractors (youtube, generic, ...): they are gathered once, and then each is tried
+        against the archive's own set, with no index of 100,000 ids to hold in memory.
+        """
+        if self._archive_keys is None:
+            self._archive_keys = {line.partition(" ")[0] for line in self.archive}
+        return {key for key in self._archive_keys if f"{key} {video_id}" in self.archive}
 
     def record_download_archive(self, info_dict: dict[str, Any]) -> None:
         super().record_download_archive(info_dict)
         archive_id = self._make_archive_id(info_dict)
-        if self._archive_index is not None and archive_id:
-            key, _, archived_id = str(archive_id).partition(" ")
-            self._archive_index.setdefault(archived_id, set()).add(key)
+        if self._archive_keys is not None and archive_id:
+            self._archive_keys.add(str(archive_id).partition(" ")[0])
 
     def process_ie_result(self, ie_result: Any, download: bool = True, extra_info: Any = None) -> Any:
         if isinstance(ie_result, dict) and ie_result.get("_type") in ("playlist", "multi_video"):
