@@ -173,8 +173,8 @@ def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:
     extractors = ydl.archived_extractors(str(video_id))
     if len(extractors) == 1:
         return f"{next(iter(extractors))} {video_id}"
-    extractor = ydl._make_archive_id({"id": video_id, "url": plain_url})
-    return str(extractor) if extractor else None
+    extractor = ydl.extractor_key_for(plain_url)
+    return f"{extractor} {video_id}" if extractor else None
 
 
 class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
@@ -201,6 +201,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._next_disk_check = 0.0
         self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
         self._archive_keys: set[str] | None = None
+        self._extractor_keys: dict[tuple[str, str], str | None] = {}
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
@@ -209,6 +210,20 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
 
     def _current(self) -> _Entry | None:
         return self._entries[-1] if self._entries else None
+
+    def extractor_key_for(self, url: str) -> str | None:
+        """The archive key of the extractor yt-dlp would pick for `url`, looked up once per folder of URLs.
+
+        A feed's enclosures share a host and a folder, and the search tries every extractor's pattern (a few
+        milliseconds each time); yt-dlp repeats it when it processes the entry, so without this cache a new entry
+        would pay for it twice.
+        """
+        folder, _, name = url.rpartition("/")
+        shape = (folder, name.rpartition(".")[2] if "." in name else "")
+        if shape not in self._extractor_keys:
+            archive_id = self._make_archive_id({"id": "x", "url": url})
+            self._extractor_keys[shape] = str(archive_id).partition(" ")[0] if archive_id else None
+        return self._extractor_keys[shape]
 
     def archived_extractors(self, video_id: str) -> set[str]:
         """The extractor keys under which the archive holds `video_id`.
