@@ -94,12 +94,18 @@ def measure(
 
 
 def measure_interleaved(
-    commands: dict[str, list[str]], cwd: Path, runs: int, expect_codes: dict[str, int] | None = None
+    commands: dict[str, list[str]],
+    cwd: Path,
+    runs: int,
+    expect_codes: dict[str, int] | None = None,
+    before_each: dict[str, Callable[[], None]] | None = None,
 ) -> dict[str, Measurement]:
     """Measure several commands round-robin, so that the machine's drift falls on all of them alike."""
     measurements = {name: Measurement(name) for name in commands}
     for attempt in range(runs + 1):  # the first round warms the page cache and is not counted
         for name, argv in commands.items():
+            if before_each and name in before_each:
+                before_each[name]()
             wall_s, peak_kib, code = run_once(argv, cwd)
             expected = (expect_codes or {}).get(name, 0)
             if code != expected:
@@ -292,14 +298,13 @@ def bench_downloads(root: Path, runs: int) -> list[Row]:
             str(bare_folder / "downloads"),
             feed.feed_url,
         ]
-        bare = measure("bare", bare_argv, bare_folder, runs, before_each=fresh(bare_folder))
-        ours = measure(
-            "ours",
-            [COMMAND, "check", "--now", "--config", str(config)],
-            ours_folder,
+        measured = measure_interleaved(
+            {"bare": bare_argv, "ours": [COMMAND, "check", "--now", "--config", str(config)]},
+            root,
             runs,
-            before_each=fresh(ours_folder),
+            before_each={"bare": fresh(bare_folder), "ours": fresh(ours_folder)},
         )
+        bare, ours = measured["bare"], measured["ours"]
     return [
         Row("bare yt-dlp, 20 x 5 MB downloads", bare, None, "baseline", None),
         Row("playlist-cron check, 20 x 5 MB downloads", ours, bare, "<= 1.10x time", 1.10),

@@ -221,9 +221,14 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         folder, _, name = url.rpartition("/")
         shape = (folder, name.rpartition(".")[2] if "." in name else "")
         if shape not in self._extractor_keys:
-            archive_id = self._make_archive_id({"id": "x", "url": url})
-            self._extractor_keys[shape] = str(archive_id).partition(" ")[0] if archive_id else None
-        return self._extractor_keys[shape]
+            self._extractor_keys[shape] = next((key for key, ie in self._ies.items() if ie.suitable(url)), None)
+        ie_key = self._extractor_keys[shape]
+        return ie_key.lower() if ie_key else None
+
+    def known_ie_key(self, url: str) -> str | None:
+        """The extractor already looked up for this folder of URLs, if any: yt-dlp need not search again."""
+        folder, _, name = url.rpartition("/")
+        return self._extractor_keys.get((folder, name.rpartition(".")[2] if "." in name else ""))
 
     def archived_extractors(self, video_id: str) -> set[str]:
         """The extractor keys under which the archive holds `video_id`.
@@ -283,6 +288,10 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         if not self._reporter.retry_is_due(entry.key):
             result.waiting_retry += 1
             return None
+        if ie_result.get("_type") in ("url", "url_transparent") and not ie_result.get("ie_key"):
+            ie_key = self.known_ie_key(unsmuggle_url(str(ie_result.get("url")), {})[0])
+            if ie_key:
+                ie_result = {**ie_result, "ie_key": ie_key}
         self._entries.append(entry)
         try:
             answer = super().process_ie_result(ie_result, download, extra_info)
