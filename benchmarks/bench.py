@@ -116,6 +116,23 @@ def measure_interleaved(
     return measurements
 
 
+def bare_yt_dlp(folder: Path, feed_url: str) -> list[str]:
+    """The yt-dlp command line doing what a check does: same archive file name, output template and feed."""
+    archive, downloads = str(folder / "archive.txt"), str(folder / "downloads")
+    return [
+        YT_DLP,
+        "--quiet",
+        "--no-warnings",
+        "--download-archive",
+        archive,
+        "-o",
+        TEMPLATE,
+        "-P",
+        downloads,
+        feed_url,
+    ]
+
+
 def write_config(folder: Path, feed_url: str, **extra: object) -> Path:
     config = folder / "config.json"
     config.write_text(json.dumps({"playlist_url": feed_url, "min_free_bytes": 0, "output_template": TEMPLATE, **extra}))
@@ -234,18 +251,7 @@ def bench_all_archived(root: Path, runs: int) -> list[Row]:
             folder.mkdir()
             archive_all(folder, feed)
         config = write_config(ours_folder, feed.feed_url)
-        bare_argv = [
-            YT_DLP,
-            "--quiet",
-            "--no-warnings",
-            "--download-archive",
-            str(bare_folder / "archive.txt"),
-            "-o",
-            TEMPLATE,
-            "-P",
-            str(bare_folder / "downloads"),
-            feed.feed_url,
-        ]
+        bare_argv = bare_yt_dlp(bare_folder, feed.feed_url)
         feed.requests.clear()
         bare = measure("bare", bare_argv, bare_folder, runs)
         bare.requests = len(feed.requests) // (runs + 1)
@@ -286,18 +292,7 @@ def bench_downloads(root: Path, runs: int) -> list[Row]:
 
             return clean
 
-        bare_argv = [
-            YT_DLP,
-            "--quiet",
-            "--no-warnings",
-            "--download-archive",
-            str(bare_folder / "archive.txt"),
-            "-o",
-            TEMPLATE,
-            "-P",
-            str(bare_folder / "downloads"),
-            feed.feed_url,
-        ]
+        bare_argv = bare_yt_dlp(bare_folder, feed.feed_url)
         measured = measure_interleaved(
             {"bare": bare_argv, "ours": [COMMAND, "check", "--now", "--config", str(config)]},
             root,
@@ -318,18 +313,7 @@ def bench_stop_at_first_archived(root: Path, runs: int) -> list[Row]:
         bare_folder = root / "bare-1000"
         bare_folder.mkdir()
         archive_all(bare_folder, feed)
-        bare_argv = [
-            YT_DLP,
-            "--quiet",
-            "--no-warnings",
-            "--download-archive",
-            str(bare_folder / "archive.txt"),
-            "-o",
-            TEMPLATE,
-            "-P",
-            str(bare_folder / "downloads"),
-            feed.feed_url,
-        ]
+        bare_argv = bare_yt_dlp(bare_folder, feed.feed_url)
         feed.requests.clear()
         measured["bare"] = measure("bare", bare_argv, bare_folder, runs)
         measured["bare"].requests = len(feed.requests) // (runs + 1)

@@ -187,8 +187,6 @@ class _Check:
         self.failed_videos: dict[str, Any] = {}
         self.cooldown_until: float | None = None
         self.cooldown_level = 0
-        self.downloaded = 0
-        self.failed = 0
         self.finished = False
         self.pinger: Any = None
         self._finish_lock = threading.Lock()

@@ -104,6 +104,8 @@ class PlaylistResult:
             "failed": self.failed,
             "already_archived": self.already_archived,
             "waiting_retry": self.waiting_retry,
+            "filtered": self.filtered,
+            "stopped": self.stopped,
             "error": self.error,
             **({"marked_archived": self.marked_archived} if self.marked_archived else {}),
         }
