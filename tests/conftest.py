@@ -186,29 +186,40 @@ def project(tmp_path: Path, feed: FeedServer) -> Project:
     return project
 
 
-RELIABILITY_FILE = "PLAYLIST_CRON_TESTS_RELIABILITY_FILE"  # shared with pytest-xdist's workers through the environment
+RELIABILITY_FILE = pytest.StashKey[str]()
 
 
 def pytest_configure(config: Any) -> None:
-    if not hasattr(config, "workerinput"):  # the controlling process (or a run without workers)
-        handle, path = tempfile.mkstemp(prefix="playlist-cron-reliability-", suffix=".txt")
-        os.close(handle)
-        os.environ[RELIABILITY_FILE] = path
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller named the file
+        config.stash[RELIABILITY_FILE] = config.workerinput["reliability_file"]
+        return
+    handle, path = tempfile.mkstemp(prefix="playlist-cron-reliability-", suffix=".txt")
+    os.close(handle)
+    config.stash[RELIABILITY_FILE] = path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Tell each pytest-xdist worker where the summary lines go."""
+    node.workerinput["reliability_file"] = node.config.stash[RELIABILITY_FILE]
 
 
 @pytest.fixture
-def reliability() -> Callable[[str], None]:
+def reliability(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Record one line for the end-of-run "Reliability" summary (what was tried, and what happened)."""
+    path = request.config.stash[RELIABILITY_FILE]
 
     def record(line: str) -> None:
-        with open(os.environ[RELIABILITY_FILE], "a") as summary:
+        with open(path, "a") as summary:
             summary.write(line.replace("\n", " ") + "\n")
 
     return record
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    path = os.environ.get(RELIABILITY_FILE)
+def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
+    if hasattr(config, "workerinput"):  # only the controller prints (and removes) the summary
+        return
+    path = config.stash.get(RELIABILITY_FILE, None)
     if not path or not os.path.exists(path):
         return
     with open(path) as summary:
