@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from playlist_cron.demo.feed import FeedServer, make_items
+from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
 
 BIN_DIR = Path(sys.executable).parent
 COMMAND = str(BIN_DIR / "playlist-cron")
@@ -111,6 +112,24 @@ class Project:
 
     def downloaded_files(self) -> list[Path]:
         return sorted(path for path in self.download_dir.rglob("*") if path.is_file())
+
+    def only_item(self, size_bytes: int) -> FeedItem:
+        """Leave one video of `size_bytes` in the feed, and return it."""
+        item = self.feed.settings.items[0]
+        item.size_bytes = size_bytes
+        self.feed.settings.items = [item]
+        return item
+
+    def assert_next_check_resumes(self, item: FeedItem) -> None:
+        """The next check, unthrottled, resumes `item` where it stopped (a Range request answered 206): whole file."""
+        self.feed.settings.bytes_per_second = None
+        self.feed.requests.clear()
+        result = self.run("check", "--now")
+        assert result.returncode == 0, result.stderr
+        media = self.feed.requests_for("/media/")
+        resumed = [r for r in media if r.status == 206 and re.fullmatch(r"bytes=[1-9]\d*-\d*", r.range_header or "")]
+        assert resumed, [(r.range_header, r.status) for r in media]
+        assert self.file_for(item.guid).read_bytes() == item.content
 
     def file_for(self, guid: str) -> Path:
         matches = [path for path in self.downloaded_files() if f"[{guid}]" in path.name and path.suffix == ".mp4"]

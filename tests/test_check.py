@@ -164,9 +164,7 @@ def test_lock_file_is_private_and_names_its_holder(project: Project) -> None:
 
 
 def test_kill_9_frees_the_lock_and_the_next_check_resumes_the_partial_file(project: Project) -> None:
-    project.feed.settings.items = project.feed.settings.items[:1]
-    item = project.feed.settings.items[0]
-    item.size_bytes = 2_000_000
+    item = project.only_item(2_000_000)
     project.feed.settings.bytes_per_second = 400_000
     check = project.start("check")
     part_files = lambda: [p for p in project.download_dir.rglob("*.part") if p.stat().st_size > 300_000]  # noqa: E731
@@ -177,14 +175,7 @@ def test_kill_9_frees_the_lock_and_the_next_check_resumes_the_partial_file(proje
     partial_size = part_files()[0].stat().st_size
     assert partial_size < item.size_bytes
 
-    project.feed.settings.bytes_per_second = None
-    project.feed.requests.clear()
-    result = project.run("check", "--now")
-    assert result.returncode == 0, result.stderr
-    ranges = [r.range_header for r in project.feed.requests_for("/media/") if r.range_header]
-    assert any(r.startswith("bytes=") and int(r[6:].split("-")[0]) > 0 for r in ranges), ranges
-    assert any(r.status == 206 for r in project.feed.requests_for("/media/"))
-    assert project.file_for(item.guid).read_bytes() == item.content
+    project.assert_next_check_resumes(item)
     assert project.archive_lines() == [f"generic {item.guid}"]
     [orphan] = project.events("check_failed")
     assert orphan["check"] == 1

@@ -73,8 +73,7 @@ def test_cron_runs_checks_every_minute_skipping_while_a_download_runs(
     project: Project, cron_daemon: None, tmp_path: Path, reliability: Callable[[str], None]
 ) -> None:
     feed = project.feed
-    feed.settings.items = feed.settings.items[:1]
-    feed.settings.items[0].size_bytes = 900_000
+    project.only_item(900_000)
     feed.settings.bytes_per_second = 10_000  # 90 s: the download outlasts the next minute's check
     stdout_file, stderr_file = tmp_path / "cron-stdout.txt", tmp_path / "cron-stderr.txt"
     crontab = crontab_from_example(project, stdout_file, stderr_file)

@@ -171,9 +171,7 @@ def test_server_that_stops_sending_fails_stalled_and_the_file_resumes(
     project: Project, reliability: Callable[[str], None]
 ) -> None:
     feed = project.feed
-    feed.settings.items = feed.settings.items[:1]
-    item = feed.settings.items[0]
-    item.size_bytes = 1_000_000
+    item = project.only_item(1_000_000)
     feed.settings.stall_after_bytes = 300_000
     project.write_config(stall_timeout_seconds=3)
     started = time.monotonic()
@@ -187,10 +185,7 @@ def test_server_that_stops_sending_fails_stalled_and_the_file_resumes(
     assert elapsed_s < 3 + 10, f"a stall of 3 s took {elapsed_s:.1f} s to end"
     assert not flock_busy(project.lock_file)
     feed.release_stalls()
-    feed.requests.clear()
-    assert project.run("check", "--now").returncode == 0
-    assert any((r.range_header or "").startswith("bytes=") and r.status == 206 for r in feed.requests_for("/media/"))
-    assert project.file_for(item.guid).read_bytes() == item.content
+    project.assert_next_check_resumes(item)
     reliability(
         f"stall: server stopped after 300 kB of 1 MB, stall_timeout_seconds 3 -> FAILED stalled after "
         f"{failed['duration_s']:.1f} s, lock free, next check resumed with a Range request (206), file byte-identical"
@@ -243,9 +238,7 @@ def test_signal_during_a_download_fails_interrupted_and_resumes(
     project: Project, signal_number: int, reliability: Callable[[str], None]
 ) -> None:
     feed = project.feed
-    feed.settings.items = feed.settings.items[:1]
-    item = feed.settings.items[0]
-    item.size_bytes = 1_000_000
+    item = project.only_item(1_000_000)
     feed.settings.bytes_per_second = 200_000
     check = project.start("check")
     # yt-dlp writes in growing blocks: wait for the first one, so there is something to resume.
@@ -258,11 +251,7 @@ def test_signal_during_a_download_fails_interrupted_and_resumes(
     assert failed["duration_s"] > 0
     state = project.state()
     assert (state["checks_total"], state["failed_total"], state["running"]) == (1, 1, None)
-    feed.settings.bytes_per_second = None
-    feed.requests.clear()
-    assert project.run("check", "--now").returncode == 0
-    assert any((r.range_header or "").startswith("bytes=") for r in feed.requests_for("/media/"))
-    assert project.file_for(item.guid).read_bytes() == item.content
+    project.assert_next_check_resumes(item)
     reliability(
         f"{signal.Signals(signal_number).name} during a download -> FAILED interrupted, exit "
         f"{128 + signal_number}, counters saved, partial file resumed"
