@@ -158,9 +158,18 @@ class FlockHolder:
         return self.process.pid
 
     def release(self) -> None:
+        """Kill flock(1) and its `sleep`, and return once the lock is free again.
+
+        The `sleep` child holds the lock too (it inherited the descriptor); waiting for flock(1) alone returned
+        while the child, killed but not yet gone, still held it.
+        """
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        deadline = time.monotonic() + 30
+        while flock_busy(self.path):
+            assert time.monotonic() < deadline, f"{self.path} still locked 30 s after its flock(1) holder was killed"
+            time.sleep(0.01)
 
     def __enter__(self) -> FlockHolder:
         return self
