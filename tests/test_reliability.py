@@ -182,7 +182,8 @@ def test_server_that_stops_sending_fails_stalled_and_the_file_resumes(
     [failed] = project.events("check_failed")
     assert failed["reason"] == "stalled"
     assert failed["duration_s"] >= 3
-    assert elapsed_s < 3 + 10, f"a stall of 3 s took {elapsed_s:.1f} s to end"
+    # The server never sends the rest: without stall detection the check would run until the subprocess timeout.
+    assert elapsed_s < 3 + 30, f"a stall of 3 s took {elapsed_s:.1f} s to end"
     assert not flock_busy(project.lock_file)
     feed.release_stalls()
     project.assert_next_check_resumes(item)
@@ -193,20 +194,20 @@ def test_server_that_stops_sending_fails_stalled_and_the_file_resumes(
 
 
 def test_check_longer_than_max_runtime_fails_timeout(project: Project, reliability: Callable[[str], None]) -> None:
-    project.feed.settings.bytes_per_second = 100_000  # 600 kB: 6 s
+    project.feed.settings.bytes_per_second = 10_000  # 600 kB: 60 s, far past the limit and the margin below
     project.write_config(max_runtime_seconds=2)
     result = project.run("check")
     assert result.returncode == 1
     assert "FAILED (timeout)" in result.stderr
     [failed] = project.events("check_failed")
     assert failed["reason"] == "timeout"
-    assert 2 <= failed["duration_s"] < 2 + 10
+    assert 2 <= failed["duration_s"] < 2 + 20  # a margin for a loaded machine, still far below the 60 s download
     assert not flock_busy(project.lock_file)
     project.feed.settings.bytes_per_second = None
     assert project.run("check", "--now").returncode == 0
     assert_archive_and_files_are_whole(project)
     reliability(
-        f"timeout: max_runtime_seconds 2 on a 6 s download -> FAILED timeout after {failed['duration_s']:.1f} s"
+        f"timeout: max_runtime_seconds 2 on a 60 s download -> FAILED timeout after {failed['duration_s']:.1f} s"
     )
 
 
