@@ -31,6 +31,14 @@ NO_SPACE_PATTERN = re.compile(r"No space left on device|Errno 28|ENOSPC|Disk quo
 # Messages yt-dlp gives on every generic feed item: noise in a log that people read.
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
+# A file's name leaves this much room below the filesystem's limit for what yt-dlp appends while it works:
+# ".f<format id>.<ext>.part-Frag<n>.part" for a fragment of one format (about 45 bytes), ".temp.<ext>", ".ytdl".
+NAME_RESERVE_BYTES = 60
+# The names of files written beside the video (".info.json", ".en.vtt", ".jpg") get only ".part" or ".temp" added.
+SIDECAR_RESERVE_BYTES = 16
+NAME_MAX_FALLBACK_BYTES = 255
+KEPT_FIELDS = frozenset({"id", "ext"})  # a name always keeps them: the id finds the file again, the extension opens it
+MAX_FIT_ROUNDS = 8
 
 
 class Reporter(Protocol):
@@ -158,6 +166,66 @@ def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> d
     return params
 
 
+def cut_to_bytes(text: str, limit_bytes: int) -> str:
+    """Given text, return its longest beginning that takes at most `limit_bytes` in UTF-8, cut between characters."""
+    return text.encode("utf-8", "surrogateescape")[: max(limit_bytes, 0)].decode("utf-8", "ignore")
+
+
+def _too_long_part(path: str, limit_bytes: int) -> int | None:
+    """Given a path, return the index of its first part longer than `limit_bytes`, or None."""
+    for index, part in enumerate(path.split(os.sep)):
+        if len(os.fsencode(part)) > limit_bytes:
+            return index
+    return None
+
+
+def _part_bytes(path: str, index: int, parts: int) -> int | None:
+    split = path.split(os.sep)
+    return len(os.fsencode(split[index])) if len(split) == parts else None
+
+
+def fit_fields(evaluate: Callable[[dict[str, Any]], str], info: dict[str, Any], limit_bytes: int) -> dict[str, Any]:
+    """Given the fields of a video and how they become a path, return them with text fields shortened until every
+    part of the path takes at most `limit_bytes`.
+
+    The path is measured after templating, so sanitizing (a "/" becomes a 3-byte "⧸") and the template's own text
+    count. Each round shortens the field that gives the too-long part the most bytes; `id` and `ext` are never
+    shortened. A part that stays too long (the template's own text, or an id) is left for yt-dlp to report.
+    """
+    path = evaluate(info)
+    for _ in range(MAX_FIT_ROUNDS):
+        index = _too_long_part(path, limit_bytes) if path else None
+        if index is None:
+            return info
+        parts = len(path.split(os.sep))
+        before_bytes = len(os.fsencode(path.split(os.sep)[index]))
+        gains: dict[str, int] = {}
+        for key, value in info.items():
+            if key in KEPT_FIELDS or not isinstance(value, str) or not value:
+                continue
+            probe_bytes = _part_bytes(
+                evaluate({**info, key: cut_to_bytes(value, len(value.encode()) // 2)}), index, parts
+            )
+            if probe_bytes is not None and probe_bytes < before_bytes:
+                gains[key] = before_bytes - probe_bytes
+        if not gains:
+            return info
+        key = max(gains, key=lambda name: gains[name])
+        value = str(info[key])
+        # The longest beginning of the field with which the part fits: the part's length grows with the field's.
+        low, high = 0, len(value.encode()) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            middle_bytes = _part_bytes(evaluate({**info, key: cut_to_bytes(value, middle)}), index, parts)
+            if middle_bytes is not None and middle_bytes <= limit_bytes:
+                low = middle
+            else:
+                high = middle - 1
+        info = {**info, key: cut_to_bytes(value, low).rstrip()}
+        path = evaluate(info)
+    return info
+
+
 def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:
     """Return an entry's archive id without a request: from yt-dlp, or from the id a feed smuggles into the URL."""
     archive_id = ydl._make_archive_id(entry)
@@ -204,6 +272,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
         self._archive_keys: set[str] | None = None
         self._extractor_keys: dict[tuple[str, str], str | None] = {}
+        self._name_max_bytes: int | None = None
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
@@ -360,6 +429,38 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         if not upload_date and isinstance(entry.get("timestamp"), (int, float)):
             upload_date = time.strftime("%Y%m%d", time.gmtime(entry["timestamp"]))
         return bool(upload_date) and upload_date not in self._date_range
+
+    def prepare_filename(
+        self, info_dict: dict[str, Any], dir_type: str = "", *, outtmpl: Any = None, warn: bool = False
+    ) -> Any:
+        """yt-dlp's file name, with the longest fields shortened until every part of the path fits the filesystem.
+
+        The video's own name decides first, so that the files written beside it (".info.json", subtitles) share it.
+        """
+        name_max_bytes = self._filesystem_name_max_bytes()
+        video_fields = fit_fields(
+            lambda fields: str(super(_Downloader, self).prepare_filename(fields) or ""),
+            info_dict,
+            name_max_bytes - NAME_RESERVE_BYTES,
+        )
+        if dir_type or outtmpl is not None:
+            reserve_bytes = NAME_RESERVE_BYTES if dir_type == "temp" else SIDECAR_RESERVE_BYTES
+            video_fields = fit_fields(
+                lambda fields: str(super(_Downloader, self).prepare_filename(fields, dir_type, outtmpl=outtmpl) or ""),
+                video_fields,
+                name_max_bytes - reserve_bytes,
+            )
+        return super().prepare_filename(video_fields, dir_type, outtmpl=outtmpl, warn=warn)
+
+    def _filesystem_name_max_bytes(self) -> int:
+        """The longest file name, in bytes, that the download folder's filesystem takes."""
+        if self._name_max_bytes is None:
+            home = (self.params.get("paths") or {}).get("home") or "."
+            try:
+                self._name_max_bytes = int(os.pathconf(home, "PC_NAME_MAX"))
+            except (OSError, ValueError):
+                self._name_max_bytes = NAME_MAX_FALLBACK_BYTES
+        return self._name_max_bytes
 
     def process_info(self, info_dict: dict[str, Any]) -> Any:
         entry = self._current()
