@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError
-from yt_dlp.utils import DateRange, DownloadCancelled, unsmuggle_url
+from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError, unsmuggle_url
 
 from playlist_cron.config import Config, Playlist
 from playlist_cron.errors import ConfigError, Interrupted
@@ -39,6 +39,7 @@ SIDECAR_RESERVE_BYTES = 16
 NAME_MAX_FALLBACK_BYTES = 255
 KEPT_FIELDS = frozenset({"id", "ext"})  # a name always keeps them: the id finds the file again, the extension opens it
 MAX_FIT_ROUNDS = 8
+FEED_CONTENT_TYPES = ("application/atom+xml", "application/rss+xml", "application/xml", "text/xml")
 
 
 class Reporter(Protocol):
@@ -80,6 +81,10 @@ class Reporter(Protocol):
 
 class RateLimited(Exception):
     """The site answered HTTP 429 or asked to confirm we are not a bot: stop making requests now."""
+
+
+class _NotAPlaylist(Exception):
+    """The playlist URL led to one video: nothing is downloaded, and the check says why."""
 
 
 class _StopPlaylist(DownloadCancelled):  # type: ignore[misc]
@@ -226,6 +231,22 @@ def fit_fields(evaluate: Callable[[dict[str, Any]], str], info: dict[str, Any], 
     return info
 
 
+def _not_a_playlist(content_type: str | None, what: str) -> str:
+    """The playlist error for a URL that gave `what` (one video, or nothing yt-dlp can read) instead of a playlist."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type == "application/atom+xml":
+        return (
+            f"this URL is not a playlist yt-dlp can read: it is an Atom feed, and yt-dlp reads only RSS feeds as "
+            f"playlists ({what}); give the site's RSS feed or its playlist page instead"
+        )
+    if media_type in FEED_CONTENT_TYPES:
+        return (
+            f"this URL is not a playlist yt-dlp can read: it answered with an XML document ({media_type}) that is not "
+            f"an RSS feed ({what}); give the site's RSS feed or its playlist page instead"
+        )
+    return f"this URL is not a playlist: {what}; give a playlist, channel or feed URL instead"
+
+
 def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:
     """Return an entry's archive id without a request: from yt-dlp, or from the id a feed smuggles into the URL."""
     archive_id = ydl._make_archive_id(entry)
@@ -273,6 +294,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._archive_keys: set[str] | None = None
         self._extractor_keys: dict[tuple[str, str], str | None] = {}
         self._name_max_bytes: int | None = None
+        self.first_content_type: str | None = None  # of the playlist URL's answer: says what a non-playlist was
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
@@ -318,6 +340,14 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             self._archive_keys.add(str(archive_id).partition(" ")[0])
 
     def process_ie_result(self, ie_result: Any, download: bool = True, extra_info: Any = None) -> Any:
+        if (
+            isinstance(ie_result, dict)
+            and ie_result.get("_type", "video") == "video"
+            and self._playlist_depth == 0
+            and not self._entries
+        ):
+            # The playlist URL led, through a redirect or a url result, to one video: not what was configured.
+            raise _NotAPlaylist(f"yt-dlp resolved it to one video (id {ie_result.get('id')!r}); nothing was downloaded")
         if isinstance(ie_result, dict) and ie_result.get("_type") in ("playlist", "multi_video"):
             if self._entries:
                 self._entries[-1].is_container = True
@@ -486,6 +516,8 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
                 self.rate_limited = f"HTTP 429 Too Many Requests from {_host(error.response.url)}"
             raise
         content_type = response.headers.get("Content-Type", "")
+        if self.first_content_type is None:
+            self.first_content_type = content_type
         length = int(response.headers.get("Content-Length") or 0)
         if "html" in content_type and length <= PAGE_PEEK_MAX_BYTES:
             body = response.read()
@@ -570,6 +602,22 @@ def _size(filename: str) -> int:
         return 0
 
 
+def _read_playlist(ydl: _Downloader, url: str) -> Any:
+    """Return what yt-dlp reads at `url`, its entries not yet processed.
+
+    Raise _NotAPlaylist when yt-dlp has no extractor for a document that is a feed (an Atom feed, say), so that the
+    check says what it is rather than yt-dlp's "Unsupported URL".
+    """
+    try:
+        return ydl.extract_info(url, download=False, process=False)
+    except DownloadError as error:
+        media_type = (ydl.first_content_type or "").partition(";")[0].strip().lower()
+        exc_info = getattr(error, "exc_info", None) or (None, None, None)
+        if isinstance(exc_info[1], UnsupportedError) and media_type in FEED_CONTENT_TYPES:
+            raise _NotAPlaylist("yt-dlp found no videos in it") from None
+        raise
+
+
 def download_playlist(
     config: Config, playlist: Playlist, reporter: Reporter, *, mark_archived: bool = False
 ) -> PlaylistResult:
@@ -612,15 +660,12 @@ def download_playlist(
     with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived) as ydl:
         ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
         try:
-            info = ydl.extract_info(playlist.url, download=False, process=False)
+            info = _read_playlist(ydl, playlist.url)
             if ydl.rate_limited:
                 raise RateLimited(ydl.rate_limited)
             if info is None or info.get("_type", "video") == "video":
                 # Not a playlist: for a feed, what came back did not parse as RSS. Nothing is downloaded.
-                result.error = (
-                    "this URL did not give a playlist: yt-dlp read it as one video (a feed that does not parse as "
-                    "RSS looks like this)"
-                )
+                result.error = _not_a_playlist(ydl.first_content_type, "yt-dlp read it as one video")
             else:
                 ydl.process_ie_result(info, download=True)
             if result.stopped == "first archived video":
@@ -632,6 +677,8 @@ def download_playlist(
             result.stopped = type(cancelled).__name__
         except RateLimited:
             raise
+        except _NotAPlaylist as refusal:
+            result.error = _not_a_playlist(ydl.first_content_type, str(refusal))
         except Exception as error:  # the playlist itself could not be read: the other playlists still are
             message = _one_line(error)
             if ydl.rate_limited or RATE_LIMIT_PATTERNS.search(message):
