@@ -1,12 +1,17 @@
-"""What is not a playlist is never counted wrong: a URL that leads to one video, an Atom feed."""
+"""What is not a playlist is never counted wrong: a URL that leads to one video, an Atom feed, ids with line breaks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from conftest import Project
+from playlist_cron.demo.feed import FeedItem
+
+SPACED_FAILING_GUID = "\n    1234\n"  # as real feeds write it: the XML's line breaks and indentation kept
+SPACED_GOOD_GUID = "\n\t  5678  \n"
 
 
 def assert_nothing_downloaded(project: Project) -> None:
@@ -62,3 +67,70 @@ def test_a_real_playlist_still_downloads_after_these_checks(project: Project) ->
     result = project.run("check", "--now")
     assert result.returncode == 0, result.stderr
     assert project.events("check_completed")[-1]["downloaded"] == 3
+
+
+def spaced_feed(project: Project) -> None:
+    project.feed.settings.items = [
+        FeedItem(guid=SPACED_FAILING_GUID, title="Removed episode", media_status=404),
+        FeedItem(guid=SPACED_GOOD_GUID, title="Good episode"),
+    ]
+
+
+def failed_video_lines(status_text: str) -> list[str]:
+    lines = status_text.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("Failed videos:"))
+    return lines[start + 1 : next(index for index, line in enumerate(lines) if line.startswith("Log:"))]
+
+
+def test_ids_with_line_breaks_are_archived_shown_and_retried_on_one_line(
+    project: Project, reliability: Callable[[str], None]
+) -> None:
+    spaced_feed(project)
+    first = project.run("check", "--now")
+    assert first.returncode == 0, first.stderr
+    [completed] = project.events("check_completed")
+    assert (completed["downloaded"], completed["failed"]) == (1, 1)
+    assert project.archive_lines() == ["generic 5678"]
+    assert project.file_for("5678").read_bytes() == project.feed.item(SPACED_GOOD_GUID).content
+    assert [event["video_id"] for event in project.events("video_failed")] == ["1234"]
+
+    second = project.run("check", "--now")
+    assert (second.returncode, second.stderr) == (0, "")
+    assert project.events("check_completed")[-1]["already_archived"] == 1
+    assert project.events("check_completed")[-1]["downloaded"] == 0
+    assert project.events("archive_garbage") == []
+
+    text = project.run("status")
+    [line] = failed_video_lines(text.stdout)
+    assert line.startswith("  1234: 1 attempts, next try at ")
+    status: dict[str, Any] = project.status()
+    [video] = status["failed_videos"]
+    assert video["video_id"] == "1234"
+    assert "\n" not in video["archive_id"]
+
+    retried = project.run("retry", line.split(":")[0].strip())
+    assert (retried.returncode, retried.stderr) == (0, "")
+    assert project.status()["failed_videos"] == []
+    project.feed.requests.clear()
+    third = project.run("check", "--now")
+    assert third.returncode == 0, third.stderr
+    assert [r.status for r in project.feed.requests_for("/media/")] == [404], "due again at once"
+    reliability(
+        "feed guids with line breaks ('\\n    1234\\n'): archive line 'generic 5678' (before: split over 3 lines, "
+        "the video downloaded again at every check), status shows '1234' on one line, `retry 1234` makes it due"
+    )
+
+
+def test_failures_recorded_under_an_id_with_line_breaks_are_shown_and_retried_on_one_line() -> None:
+    from playlist_cron import retry, status
+
+    # What an earlier version recorded for such a guid: the key and the id with the XML's whitespace.
+    failed = {
+        "generic \n    1234\n": {"video_id": "\n    1234\n", "attempts": 2, "next_retry_at": None, "given_up": True},
+        "generic 99": {"video_id": "99", "attempts": 1, "next_retry_at": None},
+    }
+    assert retry.matching_keys(failed, "1234") == ["generic \n    1234\n"]
+    assert retry.matching_keys(failed, "generic 1234") == ["generic \n    1234\n"]
+    assert retry.matching_keys(failed, "  99 ") == ["generic 99"]
+    assert status.printed_id("\n    1234\n") == "1234"
+    assert status.printed_id("a\n b") == "a b"

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError
-from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError, unsmuggle_url
+from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError, smuggle_url, unsmuggle_url
 
 from playlist_cron.config import Config, Playlist
 from playlist_cron.errors import ConfigError, Interrupted
@@ -231,6 +231,25 @@ def fit_fields(evaluate: Callable[[dict[str, Any]], str], info: dict[str, Any], 
     return info
 
 
+def _with_plain_id(entry: dict[str, Any]) -> dict[str, Any]:
+    """Given a playlist entry, return it with its id on one line.
+
+    A feed's guid often keeps the XML's line breaks and indentation ("\\n    1234\\n"): as yt-dlp's id it would break
+    the archive's line in three, so the video would never be found there and come again at every check.
+    """
+    entry_id = entry.get("id")
+    if isinstance(entry_id, str) and entry_id != " ".join(entry_id.split()):
+        entry = {**entry, "id": " ".join(entry_id.split())}
+    url = entry.get("url")
+    if not isinstance(url, str):
+        return entry
+    plain_url, data = unsmuggle_url(url, {})
+    video_id = data.get("force_videoid") if isinstance(data, dict) else None
+    if not isinstance(video_id, str) or video_id == " ".join(video_id.split()):
+        return entry
+    return {**entry, "url": smuggle_url(plain_url, {**data, "force_videoid": " ".join(video_id.split())})}
+
+
 def _not_a_playlist(content_type: str | None, what: str) -> str:
     """The playlist error for a URL that gave `what` (one video, or nothing yt-dlp can read) instead of a playlist."""
     media_type = (content_type or "").partition(";")[0].strip().lower()
@@ -369,6 +388,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
 
     def _process_entry(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         result, playlist = self._result, self._playlist
+        ie_result = _with_plain_id(ie_result)
         archive_id = _archive_id(self, ie_result)
         entry = _Entry(self._playlist_depth, archive_id, ie_result.get("url"), ie_result.get("title"))
         self._reporter.activity()
