@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError
-from yt_dlp.utils import DateRange, DownloadCancelled, unsmuggle_url
+from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError, smuggle_url, unsmuggle_url
 
 from playlist_cron.config import Config, Playlist
 from playlist_cron.errors import ConfigError, Interrupted
@@ -31,6 +31,15 @@ NO_SPACE_PATTERN = re.compile(r"No space left on device|Errno 28|ENOSPC|Disk quo
 # Messages yt-dlp gives on every generic feed item: noise in a log that people read.
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
+# A file's name leaves this much room below the filesystem's limit for what yt-dlp appends while it works:
+# ".f<format id>.<ext>.part-Frag<n>.part" for a fragment of one format (about 45 bytes), ".temp.<ext>", ".ytdl".
+NAME_RESERVE_BYTES = 60
+# The names of files written beside the video (".info.json", ".en.vtt", ".jpg") get only ".part" or ".temp" added.
+SIDECAR_RESERVE_BYTES = 16
+NAME_MAX_FALLBACK_BYTES = 255
+KEPT_FIELDS = frozenset({"id", "ext"})  # a name always keeps them: the id finds the file again, the extension opens it
+MAX_FIT_ROUNDS = 8
+FEED_CONTENT_TYPES = ("application/atom+xml", "application/rss+xml", "application/xml", "text/xml")
 
 
 class Reporter(Protocol):
@@ -72,6 +81,10 @@ class Reporter(Protocol):
 
 class RateLimited(Exception):
     """The site answered HTTP 429 or asked to confirm we are not a bot: stop making requests now."""
+
+
+class _NotAPlaylist(Exception):
+    """The playlist URL led to one video: nothing is downloaded, and the check says why."""
 
 
 class _StopPlaylist(DownloadCancelled):  # type: ignore[misc]
@@ -158,6 +171,101 @@ def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> d
     return params
 
 
+def cut_to_bytes(text: str, limit_bytes: int) -> str:
+    """Given text, return its longest beginning that takes at most `limit_bytes` in UTF-8, cut between characters."""
+    return text.encode("utf-8", "surrogateescape")[: max(limit_bytes, 0)].decode("utf-8", "ignore")
+
+
+def _too_long_part(path: str, limit_bytes: int) -> int | None:
+    """Given a path, return the index of its first part longer than `limit_bytes`, or None."""
+    for index, part in enumerate(path.split(os.sep)):
+        if len(os.fsencode(part)) > limit_bytes:
+            return index
+    return None
+
+
+def _part_bytes(path: str, index: int, parts: int) -> int | None:
+    split = path.split(os.sep)
+    return len(os.fsencode(split[index])) if len(split) == parts else None
+
+
+def fit_fields(evaluate: Callable[[dict[str, Any]], str], info: dict[str, Any], limit_bytes: int) -> dict[str, Any]:
+    """Given the fields of a video and how they become a path, return them with text fields shortened until every
+    part of the path takes at most `limit_bytes`.
+
+    The path is measured after templating, so sanitizing (a "/" becomes a 3-byte "⧸") and the template's own text
+    count. Each round shortens the field that gives the too-long part the most bytes; `id` and `ext` are never
+    shortened. A part that stays too long (the template's own text, or an id) is left for yt-dlp to report.
+    """
+    path = evaluate(info)
+    for _ in range(MAX_FIT_ROUNDS):
+        index = _too_long_part(path, limit_bytes) if path else None
+        if index is None:
+            return info
+        parts = len(path.split(os.sep))
+        before_bytes = len(os.fsencode(path.split(os.sep)[index]))
+        gains: dict[str, int] = {}
+        for key, value in info.items():
+            if key in KEPT_FIELDS or not isinstance(value, str) or not value:
+                continue
+            probe_bytes = _part_bytes(
+                evaluate({**info, key: cut_to_bytes(value, len(value.encode()) // 2)}), index, parts
+            )
+            if probe_bytes is not None and probe_bytes < before_bytes:
+                gains[key] = before_bytes - probe_bytes
+        if not gains:
+            return info
+        key = max(gains, key=lambda name: gains[name])
+        value = str(info[key])
+        # The longest beginning of the field with which the part fits: the part's length grows with the field's.
+        low, high = 0, len(value.encode()) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            middle_bytes = _part_bytes(evaluate({**info, key: cut_to_bytes(value, middle)}), index, parts)
+            if middle_bytes is not None and middle_bytes <= limit_bytes:
+                low = middle
+            else:
+                high = middle - 1
+        info = {**info, key: cut_to_bytes(value, low).rstrip()}
+        path = evaluate(info)
+    return info
+
+
+def _with_plain_id(entry: dict[str, Any]) -> dict[str, Any]:
+    """Given a playlist entry, return it with its id on one line.
+
+    A feed's guid often keeps the XML's line breaks and indentation ("\\n    1234\\n"): as yt-dlp's id it would break
+    the archive's line in three, so the video would never be found there and come again at every check.
+    """
+    entry_id = entry.get("id")
+    if isinstance(entry_id, str) and entry_id != " ".join(entry_id.split()):
+        entry = {**entry, "id": " ".join(entry_id.split())}
+    url = entry.get("url")
+    if not isinstance(url, str):
+        return entry
+    plain_url, data = unsmuggle_url(url, {})
+    video_id = data.get("force_videoid") if isinstance(data, dict) else None
+    if not isinstance(video_id, str) or video_id == " ".join(video_id.split()):
+        return entry
+    return {**entry, "url": smuggle_url(plain_url, {**data, "force_videoid": " ".join(video_id.split())})}
+
+
+def _not_a_playlist(content_type: str | None, what: str) -> str:
+    """The playlist error for a URL that gave `what` (one video, or nothing yt-dlp can read) instead of a playlist."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type == "application/atom+xml":
+        return (
+            f"this URL is not a playlist yt-dlp can read: it is an Atom feed, and yt-dlp reads only RSS feeds as "
+            f"playlists ({what}); give the site's RSS feed or its playlist page instead"
+        )
+    if media_type in FEED_CONTENT_TYPES:
+        return (
+            f"this URL is not a playlist yt-dlp can read: it answered with an XML document ({media_type}) that is not "
+            f"an RSS feed ({what}); give the site's RSS feed or its playlist page instead"
+        )
+    return f"this URL is not a playlist: {what}; give a playlist, channel or feed URL instead"
+
+
 def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:
     """Return an entry's archive id without a request: from yt-dlp, or from the id a feed smuggles into the URL."""
     archive_id = ydl._make_archive_id(entry)
@@ -204,6 +312,8 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
         self._archive_keys: set[str] | None = None
         self._extractor_keys: dict[tuple[str, str], str | None] = {}
+        self._name_max_bytes: int | None = None
+        self.first_content_type: str | None = None  # of the playlist URL's answer: says what a non-playlist was
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
@@ -249,6 +359,14 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             self._archive_keys.add(str(archive_id).partition(" ")[0])
 
     def process_ie_result(self, ie_result: Any, download: bool = True, extra_info: Any = None) -> Any:
+        if (
+            isinstance(ie_result, dict)
+            and ie_result.get("_type", "video") == "video"
+            and self._playlist_depth == 0
+            and not self._entries
+        ):
+            # The playlist URL led, through a redirect or a url result, to one video: not what was configured.
+            raise _NotAPlaylist(f"yt-dlp resolved it to one video (id {ie_result.get('id')!r}); nothing was downloaded")
         if isinstance(ie_result, dict) and ie_result.get("_type") in ("playlist", "multi_video"):
             if self._entries:
                 self._entries[-1].is_container = True
@@ -270,6 +388,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
 
     def _process_entry(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         result, playlist = self._result, self._playlist
+        ie_result = _with_plain_id(ie_result)
         archive_id = _archive_id(self, ie_result)
         entry = _Entry(self._playlist_depth, archive_id, ie_result.get("url"), ie_result.get("title"))
         self._reporter.activity()
@@ -361,6 +480,38 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             upload_date = time.strftime("%Y%m%d", time.gmtime(entry["timestamp"]))
         return bool(upload_date) and upload_date not in self._date_range
 
+    def prepare_filename(
+        self, info_dict: dict[str, Any], dir_type: str = "", *, outtmpl: Any = None, warn: bool = False
+    ) -> Any:
+        """yt-dlp's file name, with the longest fields shortened until every part of the path fits the filesystem.
+
+        The video's own name decides first, so that the files written beside it (".info.json", subtitles) share it.
+        """
+        name_max_bytes = self._filesystem_name_max_bytes()
+        video_fields = fit_fields(
+            lambda fields: str(super(_Downloader, self).prepare_filename(fields) or ""),
+            info_dict,
+            name_max_bytes - NAME_RESERVE_BYTES,
+        )
+        if dir_type or outtmpl is not None:
+            reserve_bytes = NAME_RESERVE_BYTES if dir_type == "temp" else SIDECAR_RESERVE_BYTES
+            video_fields = fit_fields(
+                lambda fields: str(super(_Downloader, self).prepare_filename(fields, dir_type, outtmpl=outtmpl) or ""),
+                video_fields,
+                name_max_bytes - reserve_bytes,
+            )
+        return super().prepare_filename(video_fields, dir_type, outtmpl=outtmpl, warn=warn)
+
+    def _filesystem_name_max_bytes(self) -> int:
+        """The longest file name, in bytes, that the download folder's filesystem takes."""
+        if self._name_max_bytes is None:
+            home = (self.params.get("paths") or {}).get("home") or "."
+            try:
+                self._name_max_bytes = int(os.pathconf(home, "PC_NAME_MAX"))
+            except (OSError, ValueError):
+                self._name_max_bytes = NAME_MAX_FALLBACK_BYTES
+        return self._name_max_bytes
+
     def process_info(self, info_dict: dict[str, Any]) -> Any:
         entry = self._current()
         if entry is not None:
@@ -385,6 +536,8 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
                 self.rate_limited = f"HTTP 429 Too Many Requests from {_host(error.response.url)}"
             raise
         content_type = response.headers.get("Content-Type", "")
+        if self.first_content_type is None:
+            self.first_content_type = content_type
         length = int(response.headers.get("Content-Length") or 0)
         if "html" in content_type and length <= PAGE_PEEK_MAX_BYTES:
             body = response.read()
@@ -469,6 +622,22 @@ def _size(filename: str) -> int:
         return 0
 
 
+def _read_playlist(ydl: _Downloader, url: str) -> Any:
+    """Return what yt-dlp reads at `url`, its entries not yet processed.
+
+    Raise _NotAPlaylist when yt-dlp has no extractor for a document that is a feed (an Atom feed, say), so that the
+    check says what it is rather than yt-dlp's "Unsupported URL".
+    """
+    try:
+        return ydl.extract_info(url, download=False, process=False)
+    except DownloadError as error:
+        media_type = (ydl.first_content_type or "").partition(";")[0].strip().lower()
+        exc_info = getattr(error, "exc_info", None) or (None, None, None)
+        if isinstance(exc_info[1], UnsupportedError) and media_type in FEED_CONTENT_TYPES:
+            raise _NotAPlaylist("yt-dlp found no videos in it") from None
+        raise
+
+
 def download_playlist(
     config: Config, playlist: Playlist, reporter: Reporter, *, mark_archived: bool = False
 ) -> PlaylistResult:
@@ -511,15 +680,12 @@ def download_playlist(
     with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived) as ydl:
         ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
         try:
-            info = ydl.extract_info(playlist.url, download=False, process=False)
+            info = _read_playlist(ydl, playlist.url)
             if ydl.rate_limited:
                 raise RateLimited(ydl.rate_limited)
             if info is None or info.get("_type", "video") == "video":
                 # Not a playlist: for a feed, what came back did not parse as RSS. Nothing is downloaded.
-                result.error = (
-                    "this URL did not give a playlist: yt-dlp read it as one video (a feed that does not parse as "
-                    "RSS looks like this)"
-                )
+                result.error = _not_a_playlist(ydl.first_content_type, "yt-dlp read it as one video")
             else:
                 ydl.process_ie_result(info, download=True)
             if result.stopped == "first archived video":
@@ -531,6 +697,8 @@ def download_playlist(
             result.stopped = type(cancelled).__name__
         except RateLimited:
             raise
+        except _NotAPlaylist as refusal:
+            result.error = _not_a_playlist(ydl.first_content_type, str(refusal))
         except Exception as error:  # the playlist itself could not be read: the other playlists still are
             message = _one_line(error)
             if ydl.rate_limited or RATE_LIMIT_PATTERNS.search(message):

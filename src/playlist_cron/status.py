@@ -11,6 +11,11 @@ from playlist_cron.state import StateStore
 STALE_AFTER_INTERVALS = 3
 
 
+def printed_id(text: str) -> str:
+    """Given a video id or key as recorded, return it on one line: a feed's guid may hold line breaks."""
+    return " ".join(text.split())
+
+
 def report(config: Config) -> dict[str, Any]:
     """Given a config, return the `status --json` object."""
     store = StateStore(config.state_dir)
@@ -40,8 +45,8 @@ def report(config: Config) -> dict[str, Any]:
         problems.append(f"the last check failed ({state.get('last_failure_reason')}): {state.get('last_error')}")
     failed_videos = [
         {
-            "video_id": record.get("video_id"),
-            "archive_id": archive_id,
+            "video_id": printed_id(record["video_id"]) if isinstance(record.get("video_id"), str) else None,
+            "archive_id": printed_id(archive_id),
             "title": record.get("title"),
             "attempts": record.get("attempts"),
             "next_retry_at": record.get("next_retry_at"),
@@ -118,7 +123,8 @@ def render_text(status: dict[str, Any]) -> str:
         lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")
         for video in status["failed_videos"]:
             when = "given up" if video["given_up"] else f"next try at {video['next_retry_at']}"
-            lines.append(f"  {video['video_id']}: {video['attempts']} attempts, {when}: {video['error']}")
+            error = printed_id(str(video["error"]))
+            lines.append(f"  {video['video_id']}: {video['attempts']} attempts, {when}: {error}")
     lines.append(f"Log: {status['log_file']}")
     for note in status["notes"]:
         lines.append(f"Note: {note}")

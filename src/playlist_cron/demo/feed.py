@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -61,6 +62,7 @@ class FeedSettings:
     media_status_override: int | None = None  # e.g. 429 for every media request
     bot_check: bool = False  # answer every request with a "confirm you're not a bot" page
     title: str = "Loopback Channel"
+    feed_format: str = "rss"  # or "atom", a format yt-dlp does not read as a playlist
     items: list[FeedItem] = field(default_factory=list)
 
 
@@ -89,7 +91,11 @@ class FeedServer:
         return f"{self.base_url}/feed.xml"
 
     def media_url(self, guid: str) -> str:
-        return f"{self.base_url}/media/{guid}.mp4"
+        return f"{self.base_url}/media/{urllib.parse.quote(guid, safe='')}.mp4"
+
+    def redirect_url(self, guid: str) -> str:
+        """A URL that answers 302 with the item's media URL as its Location."""
+        return f"{self.base_url}/redirect/{urllib.parse.quote(guid, safe='')}"
 
     def start(self) -> FeedServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="feed-server", daemon=True)
@@ -125,6 +131,8 @@ class FeedServer:
         self._stop_stalling = threading.Event()
 
     def feed_xml(self) -> bytes:
+        if self.settings.feed_format == "atom":
+            return self.atom_xml()
         parts = [
             '<?xml version="1.0" encoding="UTF-8"?>',
             '<rss version="2.0"><channel>',
@@ -143,6 +151,29 @@ class FeedServer:
             )
             parts.append("</item>")
         parts.append("</channel></rss>")
+        return "\n".join(parts).encode()
+
+    def atom_xml(self) -> bytes:
+        """The items as an Atom feed, each media file an enclosure link."""
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            '<feed xmlns="http://www.w3.org/2005/Atom">',
+            f"<title>{escape(self.settings.title)}</title>",
+            f"<id>{self.base_url}/</id>",
+            "<updated>2026-11-01T12:00:00Z</updated>",
+        ]
+        for item in self.settings.items:
+            published = (item.published or datetime(2026, 11, 1, tzinfo=timezone.utc)).astimezone(timezone.utc)
+            parts.append("<entry>")
+            parts.append(f"<title>{escape(item.title)}</title>")
+            parts.append(f"<id>{escape(item.guid)}</id>")
+            parts.append(f"<updated>{published.strftime('%Y-%m-%dT%H:%M:%SZ')}</updated>")
+            parts.append(
+                f'<link rel="enclosure" href={quoteattr(self.media_url(item.guid))} type="video/mp4" '
+                f'length="{item.size_bytes}"/>'
+            )
+            parts.append("</entry>")
+        parts.append("</feed>")
         return "\n".join(parts).encode()
 
 
@@ -197,7 +228,7 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
 
         def _answer(self, *, send_body: bool) -> None:
             settings = feed.settings
-            path = self.path.split("?")[0]
+            path = urllib.parse.unquote(self.path.split("?")[0])
             if settings.bot_check:
                 self._send_simple(200, BOT_CHECK_PAGE, "text/html; charset=utf-8", send_body)
             elif path == "/feed.xml":
@@ -205,7 +236,13 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
                 body = settings.feed_body if settings.feed_body is not None else feed.feed_xml()
                 if status != 200:
                     body = f"error {status}".encode()
-                self._send_simple(status, body, "application/rss+xml; charset=utf-8", send_body)
+                content_type = f"application/{settings.feed_format}+xml; charset=utf-8"
+                self._send_simple(status, body, content_type, send_body)
+            elif path.startswith("/redirect/"):
+                self.send_response(302)
+                self.send_header("Location", feed.media_url(path[len("/redirect/") :]))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             elif path.startswith("/media/") and path.endswith(".mp4"):
                 self._send_media(path[len("/media/") : -len(".mp4")], self.headers.get("Range"), send_body)
             else:
