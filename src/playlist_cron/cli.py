@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -44,7 +45,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="playlist-cron",
         description="Keep a local copy of online playlists; cron runs `playlist-cron check` every minute.",
     )
-    parser.add_argument("--version", action="version", version=f"playlist-cron {__version__}")
+
+    class Version(argparse.Action):
+        """`--version`: the versions are looked up only when asked for (yt-dlp's costs a fifth of a second)."""
+
+        def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+            print(_version())
+            parser.exit()
+
+    parser.add_argument("--version", action=Version, nargs=0, help="show the versions of playlist-cron, yt-dlp, Python")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     config_help = "the config file (default: $PLAYLIST_CRON_CONFIG, then ./config.json)"
 
@@ -71,8 +80,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The versions a bug report needs: users upgrade yt-dlp often, apart from playlist-cron."""
+    import platform
+
+    try:
+        from yt_dlp.version import __version__ as yt_dlp_version  # yt-dlp's own spelling (2025.01.15)
+    except ImportError:
+        yt_dlp_version = "not installed"
+    return f"playlist-cron {__version__} (yt-dlp {yt_dlp_version}, Python {platform.python_version()})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` and return the exit code."""
+    try:
+        code = _main(argv)
+        if sys.stdout is not None:  # None when started with stdout closed
+            sys.stdout.flush()  # here, not at exit, so that a reader gone away is noticed below
+    except BrokenPipeError:  # `status | head -1`: the reader has what it wanted; say nothing, like cat or seq
+        import signal
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's final flush would complain
+        return exit_codes.for_signal(signal.SIGPIPE)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = _quick_check_arguments(sys.argv[1:] if argv is None else argv)
     if arguments is None:
         try:
@@ -103,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.FAILED
     except KeyboardInterrupt:
         return exit_codes.for_signal(2)
+    except BrokenPipeError:
+        raise
     except Exception as error:  # a bug: one line for cron's mail rather than a traceback
         print(f"playlist-cron: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return exit_codes.FAILED

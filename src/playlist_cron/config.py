@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,22 @@ DEFAULT_CONFIG_NAME = "config.json"
 DEFAULT_OUTPUT_TEMPLATE = "%(playlist_title)s/%(title)s [%(id)s].%(ext)s"
 DEFAULT_RETRY_BACKOFF_SECONDS = (900, 3600, 21600, 86400)
 
-# yt-dlp options that playlist-cron sets itself: a user's copy would fight ours.
+# yt-dlp's options that playlist-cron sets itself, by the `dest` yt-dlp's parser stores them in: a user's copy
+# would fight ours. `download.parse_yt_dlp_args` asks yt-dlp's own parser which dest each argument sets.
+MANAGED_DESTS = {
+    "outtmpl": "output_template",
+    "paths": "download_dir",
+    "download_archive": "archive_file",
+    "force_write_download_archive": "archive_file",
+    "batchfile": "playlist_url",
+    "config_locations": "yt_dlp_args",
+    "cookiefile": "cookies_file",
+    "max_downloads": "max_downloads_per_check",
+    "dateafter": "date_after",
+    "date": "date_after",
+}
+# Every spelling yt-dlp has for those dests (a test keeps this equal to yt-dlp's parser), so that the config
+# check needs no yt-dlp: it runs on every cron minute, where importing yt-dlp costs a second.
 MANAGED_OPTIONS = {
     "-o": "output_template",
     "--output": "output_template",
@@ -26,19 +43,31 @@ MANAGED_OPTIONS = {
     "--no-download-archive": "archive_file",
     "--force-download-archive": "archive_file",
     "--force-write-archive": "archive_file",
+    "--force-write-download-archive": "archive_file",
     "-a": "playlist_url",
     "--batch-file": "playlist_url",
-    "--config-location": "yt_dlp_args",
+    "--no-batch-file": "playlist_url",
     "--config-locations": "yt_dlp_args",
+    "--no-config-locations": "yt_dlp_args",
     "--cookies": "cookies_file",
+    "--no-cookies": "cookies_file",
     "--max-downloads": "max_downloads_per_check",
     "--dateafter": "date_after",
     "--date": "date_after",
 }
+# yt-dlp's own options whose names begin a managed one's: optparse takes an exact name before an abbreviation.
+UNMANAGED_PREFIXES = frozenset({"--no-config", "--no-download"})
+
+# Upper bounds of the whole-number keys. A wait longer than a year is a typo, and a far larger one overflows the
+# dates it is added to (a cooldown grows to 64 times `cooldown_seconds`: 64 years, still within year 9999).
+ONE_YEAR_S = 365 * 24 * 3600
+ONE_EIB = 2**60  # more free space than any filesystem has
+MAX_DOWNLOADS_PER_CHECK = 1_000_000  # more videos than the largest channel has
 
 _MISSING: Any = object()  # "no value given", as distinct from a JSON null
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+\S*$")
-_DATE = re.compile(r"^(?:\d{8}|(?:now|today|yesterday)(?:[+-]\d+(?:day|week|month|year)s?)?)$")
+# yt-dlp's strict date forms (`DateRange`): YYYYMMDD, or now/today/yesterday minus an amount; never plus.
+_DATE = re.compile(r"(?P<ymd>\d{8})|(?P<base>now|today|yesterday)(?:-(?P<amount>\d+)(?P<unit>day|week|month|year)s?)?")
 
 PLAYLIST_KEYS = (
     "url",
@@ -128,11 +157,11 @@ def load(path: Path) -> Config:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), [f"cannot read the file: {getattr(error, 'strerror', None) or error}"]) from None
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, parse_int=_whole_number)
     except json.JSONDecodeError as error:
-        raise ConfigError(
-            str(path), [f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"]
-        ) from None
+        raise ConfigError(str(path), [_json_problem(error)]) from None
+    except RecursionError:
+        raise ConfigError(str(path), ["invalid JSON: nested too deeply"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["expected a JSON object at the top level"])
     return _Reader(path, raw).config()
@@ -158,7 +187,9 @@ class _Reader:
             "output_template": self.string("output_template", DEFAULT_OUTPUT_TEMPLATE),
             "yt_dlp_args": self.yt_dlp_args("yt_dlp_args", self.raw.get("yt_dlp_args", [])),
             "stop_at_first_archived": self.boolean("stop_at_first_archived", False),
-            "max_downloads_per_check": self.integer("max_downloads_per_check", None, minimum=1),
+            "max_downloads_per_check": self.integer(
+                "max_downloads_per_check", None, minimum=1, maximum=MAX_DOWNLOADS_PER_CHECK, said="a million"
+            ),
             "date_after": self.date("date_after", self.raw.get("date_after")),
         }
         playlists = self.playlists(defaults)
@@ -167,11 +198,11 @@ class _Reader:
             "archive_file": self.path_value("archive_file", "archive.txt"),
             "log_file": self.path_value("log_file", "logs/downloader.log"),
             "state_dir": self.path_value("state_dir", "state"),
-            "check_interval_seconds": self.integer("check_interval_seconds", 60, minimum=1),
-            "max_runtime_seconds": self.integer("max_runtime_seconds", 14400, minimum=1),
-            "stall_timeout_seconds": self.integer("stall_timeout_seconds", 900, minimum=1),
-            "min_free_bytes": self.integer("min_free_bytes", 1_000_000_000, minimum=0),
-            "cooldown_seconds": self.integer("cooldown_seconds", 900, minimum=0),
+            "check_interval_seconds": self.seconds("check_interval_seconds", 60, minimum=1),
+            "max_runtime_seconds": self.seconds("max_runtime_seconds", 14400, minimum=1),
+            "stall_timeout_seconds": self.seconds("stall_timeout_seconds", 900, minimum=1),
+            "min_free_bytes": self.integer("min_free_bytes", 1_000_000_000, minimum=0, maximum=ONE_EIB, said="1 EiB"),
+            "cooldown_seconds": self.seconds("cooldown_seconds", 900, minimum=0),
             "skip_exit_code": self.integer("skip_exit_code", 0, minimum=0, maximum=255),
             "cookies_file": self.path_value("cookies_file", None),
             "retry_backoff_seconds": self.backoff("retry_backoff_seconds"),
@@ -234,7 +265,12 @@ class _Reader:
             )
         if "max_downloads_per_check" in entry:
             values["max_downloads_per_check"] = self.integer(
-                f"{key}.max_downloads_per_check", None, minimum=1, value=entry["max_downloads_per_check"]
+                f"{key}.max_downloads_per_check",
+                None,
+                minimum=1,
+                maximum=MAX_DOWNLOADS_PER_CHECK,
+                said="a million",
+                value=entry["max_downloads_per_check"],
             )
         if "date_after" in entry:
             values["date_after"] = self.date(f"{key}.date_after", entry["date_after"])
@@ -255,8 +291,9 @@ class _Reader:
         return value
 
     def integer(
-        self, key: str, default: int | None, *, minimum: int, maximum: int | None = None, value: Any = _MISSING
+        self, key: str, default: int | None, *, minimum: int, maximum: int, said: str = "", value: Any = _MISSING
     ) -> Any:
+        """Given a key and its bounds (`said` names the upper one in words), return its whole number or `default`."""
         if value is _MISSING:
             if key not in self.raw:
                 return default
@@ -264,11 +301,13 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int):
             self.problem(key, f"expected a whole number, got {_json_type(value)}")
             return default
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
-            self.problem(key, f"expected a whole number {bound}, got {value}")
+        if not minimum <= value <= maximum:
+            self.problem(key, f"expected a whole number {_range(minimum, maximum, said)}, got {value}")
             return default
         return value
+
+    def seconds(self, key: str, default: int, *, minimum: int) -> Any:
+        return self.integer(key, default, minimum=minimum, maximum=ONE_YEAR_S, said="one year")
 
     def url_value(self, key: str, value: Any, *, optional: bool = False) -> Any:
         if value is None and optional:
@@ -281,10 +320,18 @@ class _Reader:
     def date(self, key: str, value: Any) -> str | None:
         if value is None:
             return None
-        if not isinstance(value, str) or not _DATE.match(value):
-            self.problem(key, f"expected a date as YYYYMMDD or like 'now-30days', got {_show(value)}")
+        match = _DATE.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            self.problem(
+                key,
+                "expected a date as YYYYMMDD, or now, today or yesterday minus days, weeks, months or years "
+                f"('now-30days'), got {_show(value)}",
+            )
             return None
-        return value
+        if not _is_a_day(match):
+            self.problem(key, f"{_show(value)} is not a day between the years 1 and 9999")
+            return None
+        return match.string
 
     def path_value(self, key: str, default: str | None) -> Any:
         value = self.raw.get(key, default)
@@ -300,12 +347,11 @@ class _Reader:
             self.problem(key, 'expected a list of strings, as typed on the command line: ["-f", "best"]')
             return ()
         for index, argument in enumerate(value):
-            option = argument.split("=", 1)[0] if argument.startswith("--") else argument[:2]
-            if option in MANAGED_OPTIONS:
-                self.problem(
-                    f"{key}[{index}]",
-                    f"{option} is managed by playlist-cron: set '{MANAGED_OPTIONS[option]}' in the config instead",
-                )
+            if argument == "--":  # the rest are not options (yt-dlp reads them as URLs and refuses them)
+                break
+            managed = managed_option(argument)
+            if managed:
+                self.problem(f"{key}[{index}]", managed_message(typed_option(argument), managed))
         return tuple(value)
 
     def backoff(self, key: str) -> tuple[int, ...]:
@@ -313,22 +359,106 @@ class _Reader:
         if (
             not isinstance(value, list)
             or not value
-            or not all(isinstance(step, int) and not isinstance(step, bool) and step > 0 for step in value)
+            or not all(
+                isinstance(step, int) and not isinstance(step, bool) and 0 < step <= ONE_YEAR_S for step in value
+            )
         ):
-            self.problem(key, f"expected a non-empty list of whole numbers of seconds above 0, got {_show(value)}")
+            self.problem(
+                key,
+                f"expected a non-empty list of whole numbers of seconds, each {_range(1, ONE_YEAR_S, 'one year')}, "
+                f"got {_show(value)}",
+            )
             return DEFAULT_RETRY_BACKOFF_SECONDS
         return tuple(value)
+
+
+def managed_option(argument: str) -> str | None:
+    """Given one of `yt_dlp_args`, return the managed option it spells or abbreviates (yt-dlp takes any unique
+    prefix of a long option), else None.
+
+    A prefix of several managed options (`--dat`) is returned too: yt-dlp refuses an ambiguous one anyway.
+    Only the first letter of a short-option cluster is looked at: which letters take a value is yt-dlp's to say.
+    """
+    typed = typed_option(argument)
+    if typed in MANAGED_OPTIONS:
+        return typed
+    if not typed.startswith("--") or len(typed) <= 2 or typed in UNMANAGED_PREFIXES:
+        return None
+    return next((option for option in MANAGED_OPTIONS if option.startswith(typed)), None)
+
+
+def typed_option(argument: str) -> str:
+    """The option part of an argument as typed: `--batch-fil` of `--batch-fil=x`, `-o` of `-oX`."""
+    return argument.split("=", 1)[0] if argument.startswith("--") else argument[:2]
+
+
+def managed_message(typed: str, option: str) -> str:
+    """Given an option as typed and the managed option yt-dlp reads it as, say so; never with its value (a path)."""
+    spelled = typed if typed == option else f"{typed} (yt-dlp reads it as {option})"
+    return f"{spelled} is managed by playlist-cron: set '{MANAGED_OPTIONS[option]}' in the config instead"
+
+
+def _range(minimum: int, maximum: int, said: str) -> str:
+    return f"from {minimum} to {maximum}" + (f" ({said})" if said else "")
+
+
+def _is_a_day(match: re.Match[str]) -> bool:
+    """Whether a `_DATE` match names a day that Python's dates (and so yt-dlp) can hold."""
+    try:
+        if match["ymd"]:
+            datetime.strptime(match["ymd"], "%Y%m%d")
+            return True
+        day = date.today() - timedelta(days=1 if match["base"] == "yesterday" else 0)
+        amount = int(match["amount"] or 0)
+        if match["unit"] in ("month", "year"):  # as yt-dlp counts them: calendar months back from this one
+            months = amount * (12 if match["unit"] == "year" else 1)
+            return day.year + (day.month - 1 - months) // 12 >= 1
+        day -= timedelta(days=amount * (7 if match["unit"] == "week" else 1))
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+class _LongNumber:
+    """A JSON whole number too long for Python to read (`sys.get_int_max_str_digits`): no key takes one."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+    def __str__(self) -> str:
+        return f"a number of {len(self.digits.lstrip('-'))} digits"
+
+
+def _whole_number(digits: str) -> int | _LongNumber:
+    limit = sys.get_int_max_str_digits()
+    return _LongNumber(digits) if limit and len(digits.lstrip("-")) > limit else int(digits)
+
+
+def _json_problem(error: json.JSONDecodeError) -> str:
+    """Given the decoder's error, say where it is; name a trailing comma, the usual slip, when that is the cause."""
+    before = error.doc[: error.pos].rstrip()
+    if before.endswith(",") and error.doc[error.pos : error.pos + 1] in ("}", "]"):
+        comma = len(before) - 1
+        line = error.doc.count("\n", 0, comma) + 1
+        column = comma - error.doc.rfind("\n", 0, comma)
+        return (
+            f"invalid JSON at line {line} column {column}: a trailing comma before "
+            f"'{error.doc[error.pos]}' is the likely cause (JSON allows no comma after the last item)"
+        )
+    return f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
 
 
 def _json_type(value: Any) -> str:
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
     if value is None:
         return "null"
+    if isinstance(value, _LongNumber):
+        return str(value)
     return names.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value)
+    text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import optparse
 import os
@@ -16,9 +17,10 @@ from typing import Any, Protocol
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError
+from yt_dlp.options import create_parser
 from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError, smuggle_url, unsmuggle_url
 
-from playlist_cron.config import Config, Playlist
+from playlist_cron.config import MANAGED_DESTS, Config, Playlist, managed_message
 from playlist_cron.errors import ConfigError, Interrupted
 
 RATE_LIMIT_PATTERNS = re.compile(
@@ -153,16 +155,20 @@ class _Entry:
 
 
 def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> dict[str, Any]:
-    """Given the user's yt-dlp options, return yt-dlp's params for them; ConfigError where yt-dlp refuses them."""
+    """Given the user's yt-dlp options, return yt-dlp's params for them; ConfigError where yt-dlp refuses them.
+
+    Options that playlist-cron manages are refused before yt-dlp reads anything: it reads a `--batch-file` or a
+    `--config-locations` file while it parses, and would show their lines in its complaints.
+    """
+    _refuse_managed_options(config, key, arguments)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
             parsed = yt_dlp.parse_options(list(arguments))
     except (SystemExit, optparse.OptParseError) as refusal:
-        said = (str(refusal) if isinstance(refusal, optparse.OptParseError) else captured.getvalue()).strip()
-        reason = said.splitlines()[-1] if said else "rejected by yt-dlp"
-        reason = re.sub(r"^[\w.-]+: error: ", "", reason)
-        raise ConfigError(str(config.path), [f"At '{key}': yt-dlp says: {reason}"]) from None
+        raise ConfigError(
+            str(config.path), [f"At '{key}': yt-dlp says: {_refusal_reason(refusal, captured)}"]
+        ) from None
     if parsed.urls:
         raise ConfigError(
             str(config.path), [f"At '{key}': {parsed.urls[0]!r} is not an option (URLs go in 'playlists')"]
@@ -264,6 +270,81 @@ def _not_a_playlist(content_type: str | None, what: str) -> str:
             f"an RSS feed ({what}); give the site's RSS feed or its playlist page instead"
         )
     return f"this URL is not a playlist: {what}; give a playlist, channel or feed URL instead"
+
+
+def _refusal_reason(refusal: BaseException, captured: io.StringIO) -> str:
+    said = (str(refusal) if isinstance(refusal, optparse.OptParseError) else captured.getvalue()).strip()
+    reason = said.splitlines()[-1] if said else "rejected by yt-dlp"
+    return re.sub(r"^[\w.-]+: error: ", "", reason)
+
+
+def _refuse_managed_options(config: Config, key: str, arguments: tuple[str, ...]) -> None:
+    """Raise ConfigError when yt-dlp's own parser reads one of `arguments` as an option playlist-cron manages.
+
+    First each argument as yt-dlp resolves it (abbreviations, short-option clusters), to name it; then the
+    options parsed into a values object, which also sees what an `--alias` expands to. Neither reads a file.
+    """
+    parser = create_parser()
+    found = _managed_arguments(parser, arguments)
+    problems = [f"At '{key}[{index}]': {said}" for index, said in found]
+    if not problems:
+        defaults = copy.deepcopy(vars(parser.get_default_values()))
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+                values, _ = parser.parse_args(list(arguments))
+        except (SystemExit, optparse.OptParseError) as refusal:  # said before yt-dlp reads any file named here
+            problems = [f"At '{key}': yt-dlp says: {_refusal_reason(refusal, captured)}"]
+        else:
+            problems = [
+                f"At '{key}': an --alias sets {_spelling(parser, dest)}, which is managed by playlist-cron: "
+                f"set '{config_key}' in the config instead"
+                for dest, config_key in MANAGED_DESTS.items()
+                if getattr(values, dest, None) != defaults.get(dest)
+            ]
+    if problems:
+        raise ConfigError(str(config.path), problems)
+
+
+def _spelling(parser: optparse.OptionParser, dest: str) -> str:
+    """Given a dest, return the long option a user knows it by (the one that takes a value, like --batch-file)."""
+    named = sorted((name, not option.takes_value()) for name, option in parser._long_opt.items() if option.dest == dest)
+    return min(named, key=lambda pair: pair[1])[0] if named else dest
+
+
+def _managed_arguments(parser: optparse.OptionParser, arguments: tuple[str, ...]) -> list[tuple[int, str]]:
+    """Given yt-dlp's parser, return (index, what to say) for each argument that it reads as a managed option."""
+    found = []
+    index = 0
+    while index < len(arguments):
+        argument = arguments[index]
+        if argument == "--":
+            break
+        if argument.startswith("--"):
+            typed = argument.split("=", 1)[0]
+            try:
+                name = parser._match_long_opt(typed)  # optparse's own rule: a unique prefix, or the exact name
+            except optparse.BadOptionError:  # unknown or ambiguous: yt-dlp's parse says so
+                index += 1
+                continue
+            option = parser._long_opt[name]
+            if option.dest in MANAGED_DESTS:
+                found.append((index, managed_message(typed, name)))
+            if option.takes_value() and "=" not in argument:
+                index += option.nargs or 1
+        elif argument.startswith("-") and argument != "-":
+            for position, letter in enumerate(argument[1:], start=1):  # a cluster: -ia is -i -a
+                short_option = parser._short_opt.get("-" + letter)
+                if short_option is None:
+                    break
+                if short_option.dest in MANAGED_DESTS:
+                    found.append((index, managed_message(argument[: position + 1], "-" + letter)))
+                if short_option.takes_value():
+                    if position == len(argument) - 1:  # the value is the next argument, not the rest of this one
+                        index += short_option.nargs or 1
+                    break
+        index += 1
+    return found
 
 
 def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:

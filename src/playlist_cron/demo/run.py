@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,18 @@ CHECK_EVERY_S = 4.0
 CHECKS = 5
 VIDEO_BYTES = 600_000
 BYTES_PER_SECOND = 200_000  # each video takes about 3 s, so the first check outlasts the next two starts
+
+
+def shell_command(argv0: str, executable: str) -> str:
+    """Given how this process was started, return a shell command that runs playlist-cron again from anywhere.
+
+    The demo is often run as `.venv/bin/playlist-cron demo` with the venv not on PATH: a bare `playlist-cron`
+    would not be found, so the hint names the running program by its absolute path.
+    """
+    program = Path(argv0)
+    if program.name == "playlist-cron" and program.is_file():
+        return shlex.quote(str(program.absolute()))
+    return f"{shlex.quote(executable)} -m playlist_cron"  # started as `python -m playlist_cron`
 
 
 def _describe(event: dict[str, Any]) -> str | None:
@@ -131,7 +144,7 @@ def main(directory: str | None) -> int:
     print(f"  log       {root / 'logs' / 'downloader.log'}   (try: grep SKIPPED, or jq)")
     print(f"  archive   {root / 'archive.txt'}")
     print(f"  videos    {root / 'downloads'} ({len(downloads)} files)")
-    print(f"  status    playlist-cron status --config {config_path}")
+    print(f"  status    {shell_command(sys.argv[0], sys.executable)} status --config {shlex.quote(str(config_path))}")
     if errors:
         print(f"\nThe checks printed:\n{errors}")
     expected = len(items) + 1
