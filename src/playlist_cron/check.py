@@ -39,7 +39,8 @@ def run(config: Config, *, force: bool, console: Console, mark_archived: bool = 
             )
             return exit_codes.OK
     store.ensure_directory()
-    logger = log.configure(config.log_file, config.path)
+    log_file = log.open_log_file(config.log_file, config.path, console.alert)
+    logger = log.configure(log_file)
     try:
         config.archive_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -48,14 +49,14 @@ def run(config: Config, *, force: bool, console: Console, mark_archived: bool = 
         ) from None
     held = lock.try_lock(config.lock_file)
     if held is None:
-        return _skip(config, store, logger, console, now_s)
+        return _skip(config, store, log_file, logger, console, now_s)
     try:
-        return _Check(config, store, logger, console, held, mark_archived=mark_archived).run()
+        return _Check(config, store, log_file, logger, console, held, mark_archived=mark_archived).run()
     finally:
         held.release()
 
 
-def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_s: float) -> int:
+def _skip(config: Config, store: StateStore, log_file: log.LogFile, logger: Any, console: Console, now_s: float) -> int:
     holder = lock.holder(config.lock_file)
     with store.update() as state:
         state["checks_total"] += 1
@@ -88,7 +89,23 @@ def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_
         )
     else:
         console.say(f"Check #{number} SKIPPED: {SKIP_REASON} (pid {holder_pid}, for {held_s or 0:.0f} s)")
+    if log_file.uncounted_lines:
+        with store.update() as state:
+            _count_lost_log_lines(state, log_file, number)
     return config.skip_exit_code
+
+
+def _count_lost_log_lines(state: dict[str, Any], log_file: log.LogFile, number: int) -> None:
+    """Count in the state the lines the log could not record, so that no counter counts what the log lacks unsaid."""
+    lost = log_file.take_uncounted()
+    if not lost:
+        return
+    state["log_write_failures_total"] = state.get("log_write_failures_total", 0) + lost
+    state["last_log_write_failure"] = {
+        "check": number,
+        "at": clock.iso(clock.now_s()),
+        "error": log.describe(log_file.error) if log_file.error else None,
+    }
 
 
 def _write_metrics(config: Config, state: dict[str, Any], lock_held_s: float | None, logger: Any) -> None:
@@ -169,6 +186,7 @@ class _Check:
         self,
         config: Config,
         store: StateStore,
+        log_file: log.LogFile,
         logger: Any,
         console: Console,
         held: lock.HeldLock,
@@ -178,6 +196,7 @@ class _Check:
         self.config = config
         self.mark_archived = mark_archived
         self.store = store
+        self.log_file = log_file
         self.logger = logger
         self.console = console
         self.started_at = held.started_at
@@ -219,6 +238,9 @@ class _Check:
             watchdog.stopped.set()
             for signal_number, handler in previous_handlers.items():
                 signal.signal(signal_number, handler)
+            if self.log_file.uncounted_lines:  # what the log missed after the final count (a ping or metrics warning)
+                with self.store.update() as state:
+                    _count_lost_log_lines(state, self.log_file, self.number)
 
     def _begin(self) -> None:
         """Count this check and note that it runs; first settle a check that died without a final event."""
@@ -420,6 +442,7 @@ class _Check:
             event["timestamp"] = clock.iso(clock.now_s())
             with self.store.update() as state:
                 apply_final_event(state, event)
+                _count_lost_log_lines(state, self.log_file, self.number)
                 if outcome == "COMPLETED":
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
