@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import threading
 import time
 from typing import Any
@@ -143,6 +144,22 @@ def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
         state["last_error"] = event.get("error")
 
 
+def _is_private_group(uid: int, gid: int) -> bool:
+    """Whether `gid` is the user private group of `uid` (same name, no other member): group write is no risk then.
+
+    Where each user has such a group (Debian's usergroups), the umask is often 002 and files are group-writable.
+    """
+    import grp
+    import pwd
+
+    try:
+        user = pwd.getpwuid(uid)
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return user.pw_gid == gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+
+
 class _Watchdog(threading.Thread):
     """Ends a check that runs past `max_runtime_seconds` or makes no progress for `stall_timeout_seconds`."""
 
@@ -206,6 +223,7 @@ class _Check:
         self.failed_videos: dict[str, Any] = {}
         self.cooldown_until: float | None = None
         self.cooldown_level = 0
+        self.config_writable_reported: str | None = None
         self.finished = False
         self.pinger: Any = None
         self._finish_lock = threading.Lock()
@@ -253,6 +271,7 @@ class _Check:
             state["last_check_at"] = clock.iso(self.started_at)
             state["running"] = {"check": self.number, "pid": os.getpid(), "started_at": clock.iso(self.started_at)}
             self.failed_videos = state["failed_videos"]
+            self.config_writable_reported = state.get("config_file_writable_reported")
             self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
             self.cooldown_level = int(state.get("cooldown_level") or 0)
         self.logger = self.logger.bind(check=self.number)
@@ -296,6 +315,7 @@ class _Check:
             return self._finish("FAILED", reason="disk_space", error=shortage)
         self._tend_archive()
         self._check_cookies_file()
+        self._check_config_file()
         from playlist_cron import download  # only now that the lock is held: the skip path never pays for yt-dlp
 
         results = []
@@ -337,6 +357,50 @@ class _Check:
                 mode=f"{mode:04o}",
                 message=f"other users can read the cookies in {path} (mode {mode:04o}): chmod 600 it",
             )
+
+    def _check_config_file(self) -> None:
+        """Warn when others can change the config: its yt_dlp_args can hold --exec, run as this user.
+
+        Logged at every check like a readable cookies file; told on stderr once (a human must act, and cron
+        would mail it every minute otherwise), and again when it changes, or comes back after a fix.
+        """
+        path = self.config.path
+        try:
+            file_stat = os.stat(path)  # through a link: what matters is the file that was read
+        except OSError:
+            return  # it was read a moment ago: an editor replacing it now is no reason to stop a check
+        mode = stat.S_IMODE(file_stat.st_mode)
+        owner_uid = file_stat.st_uid
+        reasons, hints = [], []
+        if mode & 0o002 or (mode & 0o020 and not _is_private_group(owner_uid, file_stat.st_gid)):
+            reasons.append(f"mode {mode:04o}")
+            hints.append(f"chmod go-w {path}")
+        if owner_uid not in (os.geteuid(), 0):  # its owner can chmod it at will; root is trusted anyway
+            import pwd  # only here: the skip path never needs it
+
+            try:
+                owner = f"uid {owner_uid} ({pwd.getpwuid(owner_uid).pw_name})"
+            except KeyError:
+                owner = f"uid {owner_uid}"
+            reasons.append(f"owned by {owner}")
+            hints.append(f"chown it to the user that runs the check ({os.geteuid()})")
+        signature = f"{mode:04o}:{owner_uid}" if reasons else None
+        changed = signature != self.config_writable_reported
+        if changed:  # a state write only when it changes: a safe config costs a check one stat(2)
+            with self.store.update() as state:
+                state["config_file_writable_reported"] = signature
+            self.config_writable_reported = signature
+        if signature is None:
+            return
+        message = (
+            f"other users can change the config {path} ({', '.join(reasons)}), and its yt_dlp_args can run "
+            f"commands (--exec) as this user: {'; '.join(hints)}"
+        )
+        self.logger.warning(
+            "config_file_writable", config_file=str(path), mode=f"{mode:04o}", owner_uid=owner_uid, message=message
+        )
+        if changed:
+            self.console.alert(f"playlist-cron: {message}")
 
     def _tend_archive(self) -> None:
         """Mend a last line cut short by a crash, and say so when the archive holds lines yt-dlp cannot use."""
