@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -143,10 +144,12 @@ class LogFile:
             what = f"the event {event['event']}" + (f" of check #{event['check']}" if "check" in event else "")
         except (ValueError, KeyError, TypeError):
             what = "an event"
-        self._alert(
-            f"playlist-cron: the log {self.path} is unwritable ({describe(error)}): {what} was not recorded; "
-            "the check goes on, and `playlist-cron status` counts the lines the log missed (log_write_failures_total)"
-        )
+        with contextlib.suppress(OSError):  # a closed stderr must not turn a lost log line into a failed check
+            self._alert(
+                f"playlist-cron: the log {self.path} is unwritable ({describe(error)}): {what} was not recorded; "
+                "the check goes on, and `playlist-cron status` counts the lines the log missed "
+                "(log_write_failures_total)"
+            )
 
 
 def _ends_mid_line(fd: int) -> bool:
