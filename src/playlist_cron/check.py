@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import threading
 import time
 from typing import Any
@@ -39,7 +40,8 @@ def run(config: Config, *, force: bool, console: Console, mark_archived: bool = 
             )
             return exit_codes.OK
     store.ensure_directory()
-    logger = log.configure(config.log_file, config.path)
+    log_file = log.open_log_file(config.log_file, config.path, console.alert)
+    logger = log.configure(log_file)
     try:
         config.archive_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -48,14 +50,14 @@ def run(config: Config, *, force: bool, console: Console, mark_archived: bool = 
         ) from None
     held = lock.try_lock(config.lock_file)
     if held is None:
-        return _skip(config, store, logger, console, now_s)
+        return _skip(config, store, log_file, logger, console, now_s)
     try:
-        return _Check(config, store, logger, console, held, mark_archived=mark_archived).run()
+        return _Check(config, store, log_file, logger, console, held, mark_archived=mark_archived).run()
     finally:
         held.release()
 
 
-def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_s: float) -> int:
+def _skip(config: Config, store: StateStore, log_file: log.LogFile, logger: Any, console: Console, now_s: float) -> int:
     holder = lock.holder(config.lock_file)
     with store.update() as state:
         state["checks_total"] += 1
@@ -88,7 +90,23 @@ def _skip(config: Config, store: StateStore, logger: Any, console: Console, now_
         )
     else:
         console.say(f"Check #{number} SKIPPED: {SKIP_REASON} (pid {holder_pid}, for {held_s or 0:.0f} s)")
+    if log_file.uncounted_lines:
+        with store.update() as state:
+            _count_lost_log_lines(state, log_file, number)
     return config.skip_exit_code
+
+
+def _count_lost_log_lines(state: dict[str, Any], log_file: log.LogFile, number: int) -> None:
+    """Count in the state the lines the log could not record, so that no counter counts what the log lacks unsaid."""
+    lost = log_file.take_uncounted()
+    if not lost:
+        return
+    state["log_write_failures_total"] = state.get("log_write_failures_total", 0) + lost
+    state["last_log_write_failure"] = {
+        "check": number,
+        "at": clock.iso(clock.now_s()),
+        "error": log.describe(log_file.error) if log_file.error else None,
+    }
 
 
 def _write_metrics(config: Config, state: dict[str, Any], lock_held_s: float | None, logger: Any) -> None:
@@ -124,6 +142,22 @@ def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
     elif outcome == "FAILED":
         state["last_failure_reason"] = event.get("reason")
         state["last_error"] = event.get("error")
+
+
+def _is_private_group(uid: int, gid: int) -> bool:
+    """Whether `gid` is the user private group of `uid` (same name, no other member): group write is no risk then.
+
+    Where each user has such a group (Debian's usergroups), the umask is often 002 and files are group-writable.
+    """
+    import grp
+    import pwd
+
+    try:
+        user = pwd.getpwuid(uid)
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return user.pw_gid == gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
 
 
 class _Watchdog(threading.Thread):
@@ -169,6 +203,7 @@ class _Check:
         self,
         config: Config,
         store: StateStore,
+        log_file: log.LogFile,
         logger: Any,
         console: Console,
         held: lock.HeldLock,
@@ -178,6 +213,7 @@ class _Check:
         self.config = config
         self.mark_archived = mark_archived
         self.store = store
+        self.log_file = log_file
         self.logger = logger
         self.console = console
         self.started_at = held.started_at
@@ -187,6 +223,7 @@ class _Check:
         self.failed_videos: dict[str, Any] = {}
         self.cooldown_until: float | None = None
         self.cooldown_level = 0
+        self.config_writable_reported: str | None = None
         self.finished = False
         self.pinger: Any = None
         self._finish_lock = threading.Lock()
@@ -219,6 +256,9 @@ class _Check:
             watchdog.stopped.set()
             for signal_number, handler in previous_handlers.items():
                 signal.signal(signal_number, handler)
+            if self.log_file.uncounted_lines:  # what the log missed after the final count (a ping or metrics warning)
+                with self.store.update() as state:
+                    _count_lost_log_lines(state, self.log_file, self.number)
 
     def _begin(self) -> None:
         """Count this check and note that it runs; first settle a check that died without a final event."""
@@ -231,6 +271,7 @@ class _Check:
             state["last_check_at"] = clock.iso(self.started_at)
             state["running"] = {"check": self.number, "pid": os.getpid(), "started_at": clock.iso(self.started_at)}
             self.failed_videos = state["failed_videos"]
+            self.config_writable_reported = state.get("config_file_writable_reported")
             self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
             self.cooldown_level = int(state.get("cooldown_level") or 0)
         self.logger = self.logger.bind(check=self.number)
@@ -274,6 +315,7 @@ class _Check:
             return self._finish("FAILED", reason="disk_space", error=shortage)
         self._tend_archive()
         self._check_cookies_file()
+        self._check_config_file()
         from playlist_cron import download  # only now that the lock is held: the skip path never pays for yt-dlp
 
         results = []
@@ -315,6 +357,50 @@ class _Check:
                 mode=f"{mode:04o}",
                 message=f"other users can read the cookies in {path} (mode {mode:04o}): chmod 600 it",
             )
+
+    def _check_config_file(self) -> None:
+        """Warn when others can change the config: its yt_dlp_args can hold --exec, run as this user.
+
+        Logged at every check like a readable cookies file; told on stderr once (a human must act, and cron
+        would mail it every minute otherwise), and again when it changes, or comes back after a fix.
+        """
+        path = self.config.path
+        try:
+            file_stat = os.stat(path)  # through a link: what matters is the file that was read
+        except OSError:
+            return  # it was read a moment ago: an editor replacing it now is no reason to stop a check
+        mode = stat.S_IMODE(file_stat.st_mode)
+        owner_uid = file_stat.st_uid
+        reasons, hints = [], []
+        if mode & 0o002 or (mode & 0o020 and not _is_private_group(owner_uid, file_stat.st_gid)):
+            reasons.append(f"mode {mode:04o}")
+            hints.append(f"chmod go-w {path}")
+        if owner_uid not in (os.geteuid(), 0):  # its owner can chmod it at will; root is trusted anyway
+            import pwd  # only here: the skip path never needs it
+
+            try:
+                owner = f"uid {owner_uid} ({pwd.getpwuid(owner_uid).pw_name})"
+            except KeyError:
+                owner = f"uid {owner_uid}"
+            reasons.append(f"owned by {owner}")
+            hints.append(f"chown it to the user that runs the check ({os.geteuid()})")
+        signature = f"{mode:04o}:{owner_uid}" if reasons else None
+        changed = signature != self.config_writable_reported
+        if changed:  # a state write only when it changes: a safe config costs a check one stat(2)
+            with self.store.update() as state:
+                state["config_file_writable_reported"] = signature
+            self.config_writable_reported = signature
+        if signature is None:
+            return
+        message = (
+            f"other users can change the config {path} ({', '.join(reasons)}), and its yt_dlp_args can run "
+            f"commands (--exec) as this user: {'; '.join(hints)}"
+        )
+        self.logger.warning(
+            "config_file_writable", config_file=str(path), mode=f"{mode:04o}", owner_uid=owner_uid, message=message
+        )
+        if changed:
+            self.console.alert(f"playlist-cron: {message}")
 
     def _tend_archive(self) -> None:
         """Mend a last line cut short by a crash, and say so when the archive holds lines yt-dlp cannot use."""
@@ -420,6 +506,7 @@ class _Check:
             event["timestamp"] = clock.iso(clock.now_s())
             with self.store.update() as state:
                 apply_final_event(state, event)
+                _count_lost_log_lines(state, self.log_file, self.number)
                 if outcome == "COMPLETED":
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None

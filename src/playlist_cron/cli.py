@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from playlist_cron import __version__, exit_codes
-from playlist_cron.errors import ConfigError, PlaylistCronError, StateError
+from playlist_cron.errors import ConfigError, NotARegularFile, PlaylistCronError, StateError
 
 if TYPE_CHECKING:
     import argparse
@@ -123,6 +123,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except ConfigError as error:
         for problem in error.problems:
             print(f"playlist-cron: {error.path}: {problem}", file=sys.stderr)
+        return exit_codes.CONFIG
+    except NotARegularFile as error:  # the lock file's place derives from archive_file: the setting to look at
+        print(f"playlist-cron: {_config_path(arguments)}: At 'archive_file': {error.detail}", file=sys.stderr)
         return exit_codes.CONFIG
     except StateError as error:
         if error.unusable_folder:  # the config points at a folder that cannot be used: a config error

@@ -28,6 +28,15 @@ class StateError(PlaylistCronError):
         self.unusable_folder = unusable_folder  # the folder itself is the problem: a config error
 
 
+class NotARegularFile(PlaylistCronError):
+    """The run lock's place (`<archive_file>.lock`) holds a FIFO, socket, device or folder: `cli` says so, exit 78."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"playlist-cron: {detail}")
+        self.path = path
+        self.detail = detail
+
+
 class Interrupted(BaseException):
     """Raised in the main thread by a signal handler or the watchdog to end a running check.
 

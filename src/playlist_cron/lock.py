@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import BinaryIO
 import portalocker
 
 from playlist_cron import clock
-from playlist_cron.errors import StateError
+from playlist_cron.errors import NotARegularFile, StateError
 
 LOCK_FILE_MODE = 0o600
 
@@ -47,14 +48,49 @@ class HeldLock:
         self._file.close()
 
 
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def _refuse_odd_file(path: Path, mode: int) -> None:
+    """Raise NotARegularFile unless `mode` is a regular file's (or a link's: O_NOFOLLOW refuses those on its own)."""
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    raise NotARegularFile(
+        str(path), f"the lock file {path} is {kind}, not a regular file; remove it (a check creates the lock file)"
+    )
+
+
 def _open_lock_file(path: Path) -> int:
-    """Open (creating, mode 0600) the lock file without following a symlink and without truncating it."""
+    """Open (creating, mode 0600) the lock file without following a symlink and without truncating it.
+
+    Raise NotARegularFile for a FIFO, socket or device there: opening a FIFO for reading waits for a writer
+    forever, and opening a device can do things. It is looked at before opening, and what was opened is looked
+    at again (O_NONBLOCK: a FIFO put there in between cannot make the open wait).
+    """
+    with contextlib.suppress(FileNotFoundError):
+        _refuse_odd_file(path, os.lstat(path).st_mode)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, LOCK_FILE_MODE)
+        fd = os.open(path, flags, LOCK_FILE_MODE)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise StateError(f"playlist-cron: refusing the lock file {path}: it is a symbolic link") from None
+        with contextlib.suppress(OSError):
+            _refuse_odd_file(path, os.lstat(path).st_mode)  # a socket put there in between: ENXIO
         raise StateError(f"playlist-cron: cannot open the lock file {path}: {error.strerror}") from None
+    try:
+        _refuse_odd_file(path, os.fstat(fd).st_mode)
+    except NotARegularFile:
+        os.close(fd)
+        raise
+    return fd  # O_NONBLOCK changes nothing for a regular file: flock(2) is asked not to wait anyway
 
 
 def try_lock(path: Path) -> HeldLock | None:
@@ -105,11 +141,12 @@ def holder(path: Path) -> Holder | None:
     for what it is. /proc/locks is the slow way: its first read in a process waits for an RCU grace period.
     """
     try:
-        stat = os.stat(path, follow_symlinks=False)
+        file_stat = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    _refuse_odd_file(path, file_stat.st_mode)
     recorded_pid, recorded_start = _read_record(path)
-    wanted = _lock_id(stat.st_dev, stat.st_ino)
+    wanted = _lock_id(file_stat.st_dev, file_stat.st_ino)
     if recorded_pid is not None and _process_holds(recorded_pid, wanted):
         return Holder(recorded_pid, recorded_start)
     kernel_pids = _kernel_holders(wanted)
@@ -125,11 +162,14 @@ def holder(path: Path) -> Holder | None:
 
 def _read_record(path: Path) -> tuple[int | None, float | None]:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: should a FIFO have been put there since the caller looked, the open does not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None, None
     try:
-        data = os.read(fd, 4096)
+        data = os.read(fd, 4096) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        data = b""
     finally:
         os.close(fd)
     try:

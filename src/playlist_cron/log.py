@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import structlog
 
@@ -68,21 +70,125 @@ def _dumps(event_dict: dict[str, Any], **kwargs: Any) -> bytes:
     return json.dumps(event_dict, ensure_ascii=False, default=str, separators=(",", ":")).encode("utf-8")
 
 
-def open_log_file(log_file: Path, config_path: Path) -> Any:
-    """Open the log for appending, unbuffered, creating it 0600 (and its folder 0700); a ConfigError if we can't."""
+# The open() errors that say the log_file setting itself is wrong (a file where a folder should be, a folder or a
+# link where the file should be): a config error. Any other (read-only, full, no permission) only costs the log.
+_PATH_ERRORS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG})
+
+
+def describe(error: OSError) -> str:
+    """Given an OSError, return why in words from its errno (`No space left on device (ENOSPC)`), never its text."""
+    if error.errno is None:
+        return type(error).__name__
+    return f"{os.strerror(error.errno)} ({errno.errorcode.get(error.errno, error.errno)})"
+
+
+class LogFile:
+    """The log's file: one write(2) per line, and a line it cannot write is counted, never raised.
+
+    A full or read-only log must not stop a check: the check still downloads or skips, `alert` tells a person once
+    per process (one check) why the log is unwritable, and the caller counts `lost_lines` in the state.
+    """
+
+    def __init__(self, path: Path, fd: int | None, open_error: OSError | None, alert: Callable[[str], None]) -> None:
+        self.path = path
+        self._fd = fd
+        self._alert = alert
+        self.error: OSError | None = open_error
+        self.lost_lines = 0
+        self._counted_lines = 0
+        # A line cut short by a full disk (ours or another process's) leaves the log without a final line break:
+        # the next line then starts with one, so that it is not glued to the fragment and stays one JSON object.
+        self._line_open = fd is not None and _ends_mid_line(fd)
+
+    def write(self, line: bytes) -> int:
+        data = b"\n" + line if self._line_open else line
+        try:
+            if self._fd is None:
+                raise self.error or OSError(errno.EBADF, os.strerror(errno.EBADF))
+            written = os.write(self._fd, data)
+        except OSError as error:
+            self._lost(line, error)
+            return 0
+        if written < len(data):  # a full disk took part of the line: the rest either fits now or says why not
+            try:
+                written += os.write(self._fd, data[written:])
+            except OSError as error:
+                self._line_open = True
+                self._lost(line, error)
+                return written
+        self._line_open = written < len(data)
+        if self._line_open:
+            self._lost(line, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        return written
+
+    @property
+    def uncounted_lines(self) -> int:
+        return self.lost_lines - self._counted_lines
+
+    def take_uncounted(self) -> int:
+        """Return how many lines were lost since the last call, for the caller to count once."""
+        uncounted = self.lost_lines - self._counted_lines
+        self._counted_lines = self.lost_lines
+        return uncounted
+
+    def flush(self) -> None:
+        """Nothing to flush: every line went out in its own write(2)."""
+
+    def _lost(self, line: bytes, error: OSError) -> None:
+        self.lost_lines += 1
+        self.error = error
+        if self.lost_lines > 1:
+            return
+        try:
+            event = json.loads(line)
+            what = f"the event {event['event']}" + (f" of check #{event['check']}" if "check" in event else "")
+        except (ValueError, KeyError, TypeError):
+            what = "an event"
+        with contextlib.suppress(OSError):  # a closed stderr must not turn a lost log line into a failed check
+            self._alert(
+                f"playlist-cron: the log {self.path} is unwritable ({describe(error)}): {what} was not recorded; "
+                "the check goes on, and `playlist-cron status` counts the lines the log missed "
+                "(log_write_failures_total)"
+            )
+
+
+def _ends_mid_line(fd: int) -> bool:
+    try:
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+    except OSError:  # opened write-only where reading is refused: assume the log is whole
+        return False
+
+
+def _open_for_appending(log_file: Path) -> int:
+    flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        # Read and write: the last byte says whether a line was cut short (O_APPEND still puts every write at the end).
+        return os.open(log_file, os.O_RDWR | flags, FILE_MODE)
+    except PermissionError:  # a log we may append to but not read: write-only does
+        return os.open(log_file, os.O_WRONLY | flags, FILE_MODE)
+
+
+def open_log_file(log_file: Path, config_path: Path, alert: Callable[[str], None]) -> LogFile:
+    """Open the log for appending, creating it 0600 (and its folder 0700).
+
+    Raise ConfigError when `log_file` names no place a file can be (a file in the way of its folder, a folder or a
+    link at its name); any other failure gives a LogFile that counts every line as lost.
+    """
     try:
         log_file.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-        fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        fd = _open_for_appending(log_file)
     except OSError as error:
-        raise ConfigError(
-            str(config_path), [f"At 'log_file': cannot open {log_file} for writing: {error.strerror}"]
-        ) from None
-    return os.fdopen(fd, "ab", buffering=0)
+        if error.errno in _PATH_ERRORS:
+            raise ConfigError(
+                str(config_path), [f"At 'log_file': cannot open {log_file} for writing: {error.strerror}"]
+            ) from None
+        return LogFile(log_file, None, error, alert)
+    return LogFile(log_file, fd, None, alert)
 
 
-def configure(log_file: Path, config_path: Path) -> structlog.typing.FilteringBoundLogger:
+def configure(log_file: LogFile) -> structlog.typing.FilteringBoundLogger:
     """Send every event of this process to `log_file`, and return the logger to use."""
-    file = open_log_file(log_file, config_path)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -93,7 +199,7 @@ def configure(log_file: Path, config_path: Path) -> structlog.typing.FilteringBo
             _in_reading_order,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
-        logger_factory=structlog.BytesLoggerFactory(file=file),
+        logger_factory=structlog.BytesLoggerFactory(file=cast(BinaryIO, log_file)),
         wrapper_class=structlog.make_filtering_bound_logger(0),
         cache_logger_on_first_use=False,
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Any
 
 from playlist_cron import clock
+
+TEMPORARY_FILE_MODE = 0o644
+TEMPORARY_NAME_TRIES = 8
 
 OUTCOMES = {
     "COMPLETED": "completed_total",
@@ -95,13 +99,38 @@ def render(config_path: Path, state: dict[str, Any], lock_held_s: float | None) 
 
 
 def write(metrics_file: Path, text: str) -> None:
-    """Replace `metrics_file` with `text` atomically: the collector never reads half a file."""
+    """Replace `metrics_file` with `text` atomically: the collector never reads half a file.
+
+    The textfile collector's folder is often writable by others: the temporary file gets a name nobody can
+    guess and is created exclusively, never through a link planted there, so that no other file is ever written
+    or chmod'ed. A link planted at `metrics_file` itself is replaced by the new file, its target left alone.
+    """
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = metrics_file.with_name(f".{metrics_file.name}.{os.getpid()}.tmp")
+    data = text.encode("utf-8")
+    fd, temporary = _create_temporary(metrics_file)
     try:
-        temporary.write_text(text, encoding="utf-8")
-        os.chmod(temporary, 0o644)  # node_exporter usually runs as another user
+        try:
+            os.fchmod(fd, TEMPORARY_FILE_MODE)  # node_exporter usually runs as another user; the umask would narrow it
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, metrics_file)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _create_temporary(metrics_file: Path) -> tuple[int, Path]:
+    """Create a new file beside `metrics_file` under an unpredictable name; return its descriptor and path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(TEMPORARY_NAME_TRIES):
+        temporary = metrics_file.with_name(f".{metrics_file.name}.{os.urandom(8).hex()}.tmp")
+        try:
+            return os.open(temporary, flags, TEMPORARY_FILE_MODE), temporary
+        except FileExistsError:  # 64 random bits taken already: someone is planting names; draw again
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {metrics_file}")

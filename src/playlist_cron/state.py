@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from playlist_cron import clock, lock
-from playlist_cron.errors import StateError
+from playlist_cron.errors import NotARegularFile, StateError
 
 STATE_VERSION = 1
 STATE_FILE_NAME = "state.json"
@@ -107,7 +107,7 @@ class StateStore:
     def update(self) -> Iterator[dict[str, Any]]:
         """Read the state under the state lock, let the caller change it, then write it back atomically."""
         self.ensure_directory()
-        with lock.hold(self.lock_path, LOCK_WAIT_S) as held:
+        with _state_lock(self.lock_path) as held:
             if not held:
                 raise StateError(
                     f"playlist-cron: the state lock {self.lock_path} was busy for {LOCK_WAIT_S:.0f} s; "
@@ -169,6 +169,17 @@ class StateStore:
             f"previous good state ({previous['checks_total']} checks) was used"
         )
         return previous
+
+
+@contextlib.contextmanager
+def _state_lock(path: Path) -> Iterator[bool]:
+    """Hold the state lock; a FIFO, socket or device at its place is the state folder's problem, a config error."""
+    with contextlib.ExitStack() as stack:
+        try:
+            held = stack.enter_context(lock.hold(path, LOCK_WAIT_S))
+        except NotARegularFile as error:
+            raise StateError(f"playlist-cron: {error.detail}", detail=error.detail, unusable_folder=True) from None
+        yield held
 
 
 def _parse(text: str) -> tuple[dict[str, Any], list[str]]:

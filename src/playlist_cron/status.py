@@ -43,6 +43,13 @@ def report(config: Config) -> dict[str, Any]:
         )
     if state.get("last_ran_outcome") == "FAILED":
         problems.append(f"the last check failed ({state.get('last_failure_reason')}): {state.get('last_error')}")
+    log_failure = state.get("last_log_write_failure")
+    if isinstance(log_failure, dict) and log_failure.get("check") == state["checks_total"]:
+        # Only while the latest check could not write: a check that writes its log again clears it.
+        problems.append(
+            f"the log {config.log_file} could not record the events of check #{log_failure['check']} "
+            f"({log_failure.get('error')}); {state.get('log_write_failures_total', 0)} lines missed in all"
+        )
     failed_videos = [
         {
             "video_id": printed_id(record["video_id"]) if isinstance(record.get("video_id"), str) else None,
@@ -77,6 +84,8 @@ def report(config: Config) -> dict[str, Any]:
         "cooldown_until": state["cooldown_until"] if _in_future(state["cooldown_until"], now_s) else None,
         "failed_videos": failed_videos,
         "log_file": str(config.log_file),
+        "log_write_failures_total": state.get("log_write_failures_total", 0),
+        "last_log_write_failure": state.get("last_log_write_failure"),
         "healthy": not problems,
         "problems": problems,
         "notes": list(store.recovery_notes),
@@ -126,6 +135,8 @@ def render_text(status: dict[str, Any]) -> str:
             error = printed_id(str(video["error"]))
             lines.append(f"  {video['video_id']}: {video['attempts']} attempts, {when}: {error}")
     lines.append(f"Log: {status['log_file']}")
+    if status["log_write_failures_total"]:
+        lines.append(f"Log lines lost (the log was unwritable): {status['log_write_failures_total']}")
     for note in status["notes"]:
         lines.append(f"Note: {note}")
     if status["healthy"]:
