@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -152,6 +153,8 @@ class FlockHolder:
         self.path = path
         said = self.process.stdout.readline()  # type: ignore[union-attr]
         assert said == "locked\n", f"flock(1) could not take {path}: exit {self.process.wait()}"
+        # The file it locked, held open: `release` asks this one, even if a test has put something else at `path`.
+        self.locked_file = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
 
     @property
     def pid(self) -> int:
@@ -166,10 +169,18 @@ class FlockHolder:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        if self.locked_file < 0:
+            return
         deadline = time.monotonic() + 30
-        while flock_busy(self.path):
-            assert time.monotonic() < deadline, f"{self.path} still locked 30 s after its flock(1) holder was killed"
-            time.sleep(0.01)
+        while True:
+            try:
+                fcntl.flock(self.locked_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"{self.path} still locked 30 s after its flock(1) holder died"
+                time.sleep(0.01)
+        os.close(self.locked_file)  # closing also drops the probe's own lock
+        self.locked_file = -1
 
     def __enter__(self) -> FlockHolder:
         return self
