@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from playlist_cron import clock, lock
+from playlist_cron import clock, lock, outage
 from playlist_cron.config import Config
 from playlist_cron.state import StateStore
 
@@ -36,7 +36,15 @@ def report(config: Config) -> dict[str, Any]:
             f"the lock has been held by pid {holder.pid} for {held_s:.0f} s, longer than max_runtime_seconds "
             f"({config.max_runtime_seconds})"
         )
-    if state.get("last_ran_outcome") == "FAILED":
+    network_outage = outage.describe(state, now_s, config.network_alert_after_seconds)
+    if network_outage is not None and network_outage["past_threshold"]:
+        problems.append(
+            f"network failures for {network_outage['failing_s']:.0f} s since {network_outage['since']} "
+            f"({network_outage['failed_checks']} checks), longer than network_alert_after_seconds "
+            f"({config.network_alert_after_seconds}): {network_outage['error']}"
+        )
+    # A network failure is a problem only once its streak has lasted past the threshold (above).
+    if state.get("last_ran_outcome") == "FAILED" and state.get("last_failure_reason") != "network":
         problems.append(f"the last check failed ({state.get('last_failure_reason')}): {state.get('last_error')}")
     failed_videos = [
         {
@@ -71,6 +79,7 @@ def report(config: Config) -> dict[str, Any]:
         "lock_holder": holder.as_dict(now_s) if holder else None,
         "cooldown_until": state["cooldown_until"] if _in_future(state["cooldown_until"], now_s) else None,
         "failed_videos": failed_videos,
+        "network_outage": network_outage,
         "log_file": str(config.log_file),
         "healthy": not problems,
         "problems": problems,
@@ -113,6 +122,14 @@ def render_text(status: dict[str, Any]) -> str:
         lines.append(f"Lock: free ({status['lock_file']})")
     if status["cooldown_until"]:
         lines.append(f"Cooldown: no requests until {status['cooldown_until']}")
+    network_outage = status.get("network_outage")
+    if network_outage:
+        alerting = "alerted" if network_outage["past_threshold"] else "quiet until"
+        lines.append(
+            f"Network: failing since {network_outage['since']} ({network_outage['failing_s']:.0f} s, "
+            f"{network_outage['failed_checks']} checks; {alerting} {network_outage['alert_after_s']} s): "
+            f"{network_outage['error']}"
+        )
     if status["failed_videos"]:
         given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
         lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")
