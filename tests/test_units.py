@@ -86,6 +86,13 @@ def test_state_validation_names_what_is_wrong() -> None:
         "failed_videos is not an object",
     ]
     assert state.validate([]) == ["not a JSON object"]
+    streak = state.empty() | {"network_failing_since": "last night", "network_failed_checks": True}
+    assert state.validate(streak) == [
+        "network_failing_since is not null or an ISO 8601 timestamp",
+        "network_failed_checks is True, expected a whole number >= 0",
+    ]
+    older_file = {key: value for key, value in state.empty().items() if not key.startswith("network_")}
+    assert state.validate(older_file) == [], "a state file from before the streak fields is sound"
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,7 @@ def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
 def _recovery_words(recovered: outage.Recovered) -> str:
     return (
         f"the site can be reached again after {recovered.failing_s:.0f} s of network failures "
-        f"({recovered.failed_checks} checks since {recovered.since}; the last: {recovered.error})"
+        f"({outage.checks(recovered.failed_checks)} since {recovered.since}; the last: {recovered.error})"
     )
 
 
@@ -473,8 +473,8 @@ class _Check:
             if failing is not None:
                 line = (
                     f"playlist-cron: check #{self.number} FAILED (network): {fields.get('error')}; failing for "
-                    f"{failing.failing_s:.0f} s since {failing.since} ({failing.failed_checks} checks); the next "
-                    f"check tries again (log: {self.config.log_file})"
+                    f"{failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
+                    f"the next check tries again (log: {self.config.log_file})"
                 )
                 (self.console.alert if failing.alert else self.console.say)(line)
                 return exit_codes.TEMPFAIL

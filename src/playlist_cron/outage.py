@@ -92,6 +92,11 @@ def describe(state: dict[str, Any], now_s: float, alert_after_s: int) -> dict[st
     }
 
 
+def checks(count: int) -> str:
+    """Given a number of checks, return it in words: "1 check", "3 checks"."""
+    return f"{count} check" if count == 1 else f"{count} checks"
+
+
 def validate(state: dict[str, Any]) -> list[str]:
     """Given a parsed state, return what is wrong with its streak fields (absent ones are fine: an older file)."""
     problems = [

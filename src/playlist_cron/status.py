@@ -40,7 +40,7 @@ def report(config: Config) -> dict[str, Any]:
     if network_outage is not None and network_outage["past_threshold"]:
         problems.append(
             f"network failures for {network_outage['failing_s']:.0f} s since {network_outage['since']} "
-            f"({network_outage['failed_checks']} checks), longer than network_alert_after_seconds "
+            f"({outage.checks(network_outage['failed_checks'])}), longer than network_alert_after_seconds "
             f"({config.network_alert_after_seconds}): {network_outage['error']}"
         )
     # A network failure is a problem only once its streak has lasted past the threshold (above).
@@ -124,11 +124,13 @@ def render_text(status: dict[str, Any]) -> str:
         lines.append(f"Cooldown: no requests until {status['cooldown_until']}")
     network_outage = status.get("network_outage")
     if network_outage:
-        alerting = "alerted" if network_outage["past_threshold"] else "quiet until"
+        threshold_s = network_outage["alert_after_s"]
+        alerting = (
+            f"longer than {threshold_s} s" if network_outage["past_threshold"] else f"quiet until {threshold_s} s"
+        )
         lines.append(
             f"Network: failing since {network_outage['since']} ({network_outage['failing_s']:.0f} s, "
-            f"{network_outage['failed_checks']} checks; {alerting} {network_outage['alert_after_s']} s): "
-            f"{network_outage['error']}"
+            f"{outage.checks(network_outage['failed_checks'])}; {alerting}): {network_outage['error']}"
         )
     if status["failed_videos"]:
         given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
