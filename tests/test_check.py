@@ -301,8 +301,8 @@ def test_config_json_in_the_current_folder_is_the_default(project: Project) -> N
     assert len(project.events("check_completed")) == 1
 
 
-def test_unreachable_feed_fails_with_one_line_on_stderr_and_exit_1(project: Project) -> None:
-    project.write_config(playlist_url="http://127.0.0.1:9/feed.xml")
+def test_a_feed_that_answers_404_fails_with_one_line_on_stderr_and_exit_1(project: Project) -> None:
+    project.feed.settings.feed_status = 404
     result = project.run("check")
     assert result.returncode == 1
     assert result.stdout == ""
@@ -312,7 +312,7 @@ def test_unreachable_feed_fails_with_one_line_on_stderr_and_exit_1(project: Proj
     assert failed["reason"] == "playlist_error"
     assert failed["level"] == "error"
     assert failed["duration_s"] >= 0
-    assert "127.0.0.1:9" in failed["error"]
+    assert failed["error"].startswith(f"{project.feed.feed_url}: ") and "404" in failed["error"]
     status = project.status()
     assert status["failed_total"] == 1
     assert status["healthy"] is False

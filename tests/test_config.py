@@ -45,6 +45,7 @@ def test_defaults_follow_the_contract(tmp_path: Path) -> None:
     assert loaded.min_free_bytes == 1_000_000_000
     assert loaded.cooldown_seconds == 900
     assert loaded.skip_exit_code == 0
+    assert loaded.network_alert_after_seconds == 3600
     assert loaded.retry_backoff_seconds == (900, 3600, 21600, 86400)
     assert loaded.cookies_file is None and loaded.healthcheck_url is None and loaded.metrics_file is None
     [playlist] = loaded.playlists
@@ -99,6 +100,22 @@ def test_playlists_take_strings_and_objects_with_their_own_options(tmp_path: Pat
         5,
     )
     assert second.date_after == "now-30days"
+
+
+def test_network_alert_after_seconds_is_a_whole_number_of_at_least_0(tmp_path: Path) -> None:
+    assert (
+        config.load(
+            write(tmp_path, {"playlist_url": URL, "network_alert_after_seconds": 0})
+        ).network_alert_after_seconds
+        == 0
+    )
+    assert problems(tmp_path, {"playlist_url": URL, "network_alert_after_seconds": -1, "cooldown_seconds": "x"}) == [
+        "At 'cooldown_seconds': expected a whole number, got a string",
+        "At 'network_alert_after_seconds': expected a whole number of at least 0, got -1",
+    ]
+    assert problems(tmp_path, {"playlist_url": URL, "network_alert_after_seconds": "1h"}) == [
+        "At 'network_alert_after_seconds': expected a whole number, got a string"
+    ]
 
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:

@@ -85,7 +85,8 @@ def test_a_completed_check_pings_start_then_success_with_one_run_id(project: Pro
 
 
 def test_a_failed_check_pings_fail(project: Project, receiver: PingReceiver) -> None:
-    project.write_config(healthcheck_url=receiver.url, playlist_url="http://127.0.0.1:9/feed.xml")
+    project.write_config(healthcheck_url=receiver.url)
+    project.feed.settings.feed_status = 404
     assert project.run("check").returncode == 1
     paths = [path for _, path, _ in receiver.pings]
     assert paths[0].startswith("/ping/abc-123/start?rid=")
@@ -171,7 +172,7 @@ def test_metrics_file_is_replaced_after_every_check_and_parses(project: Project)
     assert [p.name for p in metrics_file.parent.iterdir()] == ["playlist_cron.prom"], "no temporary file left"
     assert str(project.config_path) in metrics_file.read_text(), "a config label tells several configs apart"
 
-    project.write_config(metrics_file=str(metrics_file), playlist_url="http://127.0.0.1:9/feed.xml")
+    project.feed.settings.feed_status = 404
     assert project.run("check", "--now").returncode == 1
     metrics = read_metrics(metrics_file)
     assert metrics[("playlist_cron_checks_total", (("outcome", "FAILED"),))] == 1

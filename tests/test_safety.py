@@ -331,10 +331,10 @@ def _password_in_url(project: Project) -> str:
     good = project.run("check")
     _assert_silent(good)
     _assert_final(project, "check_completed", downloaded=3)
-    project.write_config(playlist_url=f"http://alice:{secret}@127.0.0.1:9/feed.xml")
+    project.write_config(playlist_url=f"http://alice:{secret}@127.0.0.1:9/feed.xml", network_alert_after_seconds=0)
     bad = project.run("check", "--now")
-    _one_stderr_line(bad, 1)
-    _assert_final(project, "check_failed", reason="playlist_error")
+    _one_stderr_line(bad, 75)
+    _assert_final(project, "check_failed", reason="network", error="cannot reach 127.0.0.1:9: connection refused")
     for name, result in {"good check": good, "failed check": bad}.items():
         outputs[f"{name} stdout+stderr"] = result.stdout + result.stderr
     for arguments in (("status",), ("status", "--json")):

@@ -76,7 +76,7 @@ def test_plain_status_prints_the_seed_summary_lines(project: Project) -> None:
 
 
 def test_status_is_unhealthy_when_the_last_check_failed(project: Project) -> None:
-    project.write_config(playlist_url="http://127.0.0.1:9/feed.xml")
+    project.feed.settings.feed_status = 404
     assert project.run("check").returncode == 1
     result = project.run("status")
     assert result.returncode == 1

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import io
+import socket
+import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -13,6 +18,7 @@ from playlist_cron.demo.feed import _parse_range
 
 def test_named_exit_codes_match_the_contract() -> None:
     assert (exit_codes.OK, exit_codes.FAILED, exit_codes.USAGE, exit_codes.CONFIG) == (0, 1, 2, 78)
+    assert exit_codes.TEMPFAIL == 75
     assert exit_codes.for_signal(15) == 143
     assert exit_codes.for_signal(2) == 130
 
@@ -80,6 +86,13 @@ def test_state_validation_names_what_is_wrong() -> None:
         "failed_videos is not an object",
     ]
     assert state.validate([]) == ["not a JSON object"]
+    streak = state.empty() | {"network_failing_since": "last night", "network_failed_checks": True}
+    assert state.validate(streak) == [
+        "network_failing_since is not null or an ISO 8601 timestamp",
+        "network_failed_checks is True, expected a whole number >= 0",
+    ]
+    older_file = {key: value for key, value in state.empty().items() if not key.startswith("network_")}
+    assert state.validate(older_file) == [], "a state file from before the streak fields is sound"
 
 
 @pytest.mark.parametrize(
@@ -108,3 +121,95 @@ def test_the_cron_line_is_parsed_without_argparse_and_anything_else_with_it(
     assert (quick.config, quick.now) == expected
     full = _parser().parse_args(argv)
     assert (full.config, full.now, full.mark_archived) == (quick.config, quick.now, quick.mark_archived)
+
+
+def _raised(
+    error: BaseException, wrapped_in: Callable[[BaseException], BaseException], *, chain: bool
+) -> BaseException:
+    """`error` wrapped the way yt-dlp wraps it, raised and caught for real, so that its chain is Python's own."""
+    try:
+        try:
+            raise error
+        except BaseException as inner:
+            if chain:
+                raise wrapped_in(inner) from inner
+            raise wrapped_in(inner) from None
+    except BaseException as outer:
+        return outer
+
+
+def _http_error(status: int, url: str = "https://www.youtube.com/watch?v=abc") -> BaseException:
+    from yt_dlp.networking import Response
+    from yt_dlp.networking.exceptions import HTTPError
+
+    return HTTPError(Response(io.BytesIO(b""), url, {}, status=status))
+
+
+@pytest.mark.parametrize(
+    ("make_error", "kind", "message"),
+    [
+        (lambda: _http_error(429), "rate_limited", "HTTP 429 Too Many Requests from www.youtube.com"),
+        (lambda: _http_error(404), "other", None),
+        (lambda: _http_error(503), "network", "cannot reach www.youtube.com: it answered HTTP 503 Service Unavailable"),
+        (lambda: OSError(errno.ENOSPC, "No space left on device"), "no_space", "No space left on device"),
+        (lambda: OSError(errno.EDQUOT, "Disk quota exceeded"), "no_space", "Disk quota exceeded"),
+        (
+            lambda: ConnectionRefusedError(errno.ECONNREFUSED, "refused"),
+            "network",
+            "cannot reach h.example: connection refused",
+        ),
+        (
+            lambda: socket.gaierror(socket.EAI_NONAME, "nope"),
+            "network",
+            "cannot reach h.example: the name does not resolve",
+        ),
+        (lambda: TimeoutError("timed out"), "network", "cannot reach h.example: timed out"),
+        (lambda: OSError(errno.ENETUNREACH, "x"), "network", "cannot reach h.example: the network is unreachable"),
+        (lambda: ValueError("nginx-rate-limiting-guide-1: HTTP Error 429 Too Many Requests"), "other", None),
+    ],
+)
+@pytest.mark.parametrize("wrapping", ["bare", "download_error", "extractor_error_cause", "raise_from"])
+def test_failures_are_classified_from_types_statuses_and_errnos_however_wrapped(
+    make_error: Callable[[], BaseException], kind: str, message: str | None, wrapping: str
+) -> None:
+    from yt_dlp.utils import DownloadError, ExtractorError
+
+    from playlist_cron.download import classify
+
+    wrap: dict[str, Callable[[BaseException], BaseException]] = {
+        "bare": lambda error: error,
+        "download_error": lambda error: DownloadError("ERROR: no space left? rate limit!", sys.exc_info()),
+        "extractor_error_cause": lambda error: ExtractorError("Unable to download webpage", cause=error),
+        "raise_from": lambda error: RuntimeError("rate limit: no space left"),
+    }
+    error = make_error()
+    if wrapping != "bare":
+        error = _raised(error, wrap[wrapping], chain=wrapping == "raise_from")
+    failure = classify(error, "h.example")
+    assert failure.kind == kind, (failure, wrapping)
+    if message is not None:
+        assert failure.message == message
+
+
+def test_words_in_a_message_never_make_a_rate_limit_or_a_full_disk() -> None:
+    from yt_dlp.utils import DownloadError
+
+    from playlist_cron.download import classify
+
+    said = "ERROR: [generic] nginx-rate-limiting-guide-1: HTTP Error 429: Too Many Requests; No space left on device"
+    assert classify(DownloadError(said)).kind == "other"
+
+
+def test_an_answer_met_while_handling_an_earlier_failure_is_what_counts() -> None:
+    from playlist_cron.download import classify
+
+    def not_found_after_unavailable() -> None:
+        try:
+            raise _http_error(503)
+        except Exception:
+            raise _http_error(404)  # noqa: B904 - as yt-dlp's fallbacks do: the 503 stays as __context__
+
+    with pytest.raises(Exception) as raised:
+        not_found_after_unavailable()
+    assert getattr(raised.value.__context__, "status", None) == 503
+    assert classify(raised.value).kind == "other"

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from playlist_cron import clock, exit_codes, lock, log, metrics
+from playlist_cron import clock, exit_codes, lock, log, metrics, outage
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
 from playlist_cron.console import Console
@@ -158,6 +158,13 @@ def _is_private_group(uid: int, gid: int) -> bool:
     except KeyError:
         return False
     return user.pw_gid == gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+
+
+def _recovery_words(recovered: outage.Recovered) -> str:
+    return (
+        f"the site can be reached again after {recovered.failing_s:.0f} s of network failures "
+        f"({outage.checks(recovered.failed_checks)} since {recovered.since}; the last: {recovered.error})"
+    )
 
 
 class _Watchdog(threading.Thread):
@@ -327,6 +334,25 @@ class _Check:
                 )
         except download.RateLimited as limited:
             return self._start_cooldown(str(limited), results)
+        playlist_errors = [
+            f"{result.url}: {result.error}"
+            for result in results
+            if result.error and result.error_kind != download.NETWORK
+        ]
+        network_errors = [result.error for result in results if result.error and result.error_kind == download.NETWORK]
+        unreached = [failure for result in results for failure in result.network_failures]
+        answered = any(result.downloaded or result.failed for result in results)
+        # The site could not be reached: a playlist could not be read, or no video request got any answer. Then
+        # the outage is the check's failure, and the videos it kept from us spend no retry step on it.
+        is_outage = not playlist_errors and bool(network_errors or (unreached and not answered))
+        if not is_outage:
+            for result in results:
+                for failure in result.network_failures:
+                    result.failed += 1
+                    self.video_failed(
+                        failure.video_id, failure.key, failure.title, failure.url, failure.error, failure.playlist_url
+                    )
+                result.network_failures.clear()
         fields: dict[str, Any] = {
             "downloaded": sum(result.downloaded for result in results),
             "failed": sum(result.failed for result in results),
@@ -337,9 +363,11 @@ class _Check:
         }
         if self.mark_archived:
             fields["marked_archived"] = sum(result.marked_archived for result in results)
-        errors = [f"{result.url}: {result.error}" for result in results if result.error]
-        if errors:
-            return self._finish("FAILED", reason="playlist_error", error="; ".join(errors), **fields)
+        if playlist_errors:
+            return self._finish("FAILED", reason="playlist_error", error="; ".join(playlist_errors), **fields)
+        if is_outage:
+            words = dict.fromkeys(network_errors or [failure.error for failure in unreached])
+            return self._finish("FAILED", reason="network", error="; ".join(words), **fields)
         return self._finish("COMPLETED", **fields)
 
     def _check_cookies_file(self) -> None:
@@ -500,6 +528,10 @@ class _Check:
             }[outcome]
             if outcome == "COMPLETED":
                 fields["message"] = f"Check completed in {duration_s:.1f} seconds"
+            failing, recovered = self._track_outage(outcome, fields)
+            if failing is not None:
+                fields["network_failing_s"] = round(failing.failing_s, 3)
+                fields["network_failed_checks"] = failing.failed_checks
             level = {"COMPLETED": "info", "FAILED": "error", "DEFERRED": "warning"}[outcome]
             getattr(self.logger, level)(event_name, outcome=outcome, duration_s=duration_s, **fields)
             event = {"check": self.number, "outcome": outcome, "duration_s": duration_s, **fields}
@@ -511,9 +543,28 @@ class _Check:
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
             _write_metrics(self.config, state, 0.0, self.logger)
-            # A started run is closed either way: a ban that DEFERRED it needs a human as much as a failure.
             summary_line = fields.get("message") or f"{outcome} ({fields.get('reason')}): {fields.get('error')}"
-            self.pinger.finish("success" if outcome == "COMPLETED" else "fail", summary_line)
+            # A started run is closed either way: a ban that DEFERRED it needs a human as much as a failure.
+            ping = "success" if outcome == "COMPLETED" else "fail"
+            if failing is not None and not failing.past_threshold:
+                # An outage younger than network_alert_after_seconds needs nobody yet: the run ended as the user
+                # configured it to, and a /start left without an end would be reported down after its grace time.
+                ping = "success"
+                summary_line += (
+                    f"; not alerting yet: failing for {failing.failing_s:.0f} s, network_alert_after_seconds is "
+                    f"{self.config.network_alert_after_seconds}"
+                )
+            self.pinger.finish(ping, summary_line)
+            if recovered is not None and recovered.alerted:
+                self.console.alert(f"playlist-cron: check #{self.number}: {_recovery_words(recovered)}")
+            if failing is not None:
+                line = (
+                    f"playlist-cron: check #{self.number} FAILED (network): {fields.get('error')}; failing for "
+                    f"{failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
+                    f"the next check tries again (log: {self.config.log_file})"
+                )
+                (self.console.alert if failing.alert else self.console.say)(line)
+                return exit_codes.TEMPFAIL
             if outcome == "FAILED":
                 if alert:
                     self.console.alert(
@@ -532,6 +583,33 @@ class _Check:
             return exit_codes.FAILED if outcome == "FAILED" else exit_codes.OK
         finally:
             self._finish_lock.release()
+
+    def _track_outage(
+        self, outcome: str, fields: dict[str, Any]
+    ) -> tuple[outage.Failing | None, outage.Recovered | None]:
+        """Extend the streak of network failures with this outcome, or end it; log its end before the final event."""
+        now_s = clock.now_s()
+        reason = fields.get("reason")
+        if outcome == "FAILED" and reason == "network":
+            with self.store.update() as state:
+                failing = outage.record_failure(
+                    state, now_s, self.config.network_alert_after_seconds, str(fields.get("error"))
+                )
+            return failing, None
+        if self.store.read().get("network_failing_since") is None:  # the usual case: no streak to end
+            return None, None
+        with self.store.update() as state:
+            recovered = outage.record_outcome(state, now_s, outcome, reason)
+        if recovered is not None:
+            self.logger.info(
+                "network_recovered",
+                failing_s=round(recovered.failing_s, 3),
+                failed_checks=recovered.failed_checks,
+                since=recovered.since,
+                alerted=recovered.alerted,
+                message=_recovery_words(recovered),
+            )
+        return None, recovered
 
     # -- signals ------------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ ENVIRONMENT_VARIABLE = "PLAYLIST_CRON_CONFIG"
 DEFAULT_CONFIG_NAME = "config.json"
 DEFAULT_OUTPUT_TEMPLATE = "%(playlist_title)s/%(title)s [%(id)s].%(ext)s"
 DEFAULT_RETRY_BACKOFF_SECONDS = (900, 3600, 21600, 86400)
+DEFAULT_NETWORK_ALERT_AFTER_SECONDS = 3600
 
 # yt-dlp's options that playlist-cron sets itself, by the `dest` yt-dlp's parser stores them in: a user's copy
 # would fight ours. `download.parse_yt_dlp_args` asks yt-dlp's own parser which dest each argument sets.
@@ -91,6 +92,7 @@ TOP_LEVEL_KEYS = (
     "stall_timeout_seconds",
     "min_free_bytes",
     "cooldown_seconds",
+    "network_alert_after_seconds",
     "skip_exit_code",
     "stop_at_first_archived",
     "max_downloads_per_check",
@@ -130,6 +132,7 @@ class Config:
     stall_timeout_seconds: int = 900
     min_free_bytes: int = 1_000_000_000
     cooldown_seconds: int = 900
+    network_alert_after_seconds: int = DEFAULT_NETWORK_ALERT_AFTER_SECONDS
     skip_exit_code: int = 0
     cookies_file: Path | None = None
     retry_backoff_seconds: tuple[int, ...] = DEFAULT_RETRY_BACKOFF_SECONDS
@@ -203,6 +206,9 @@ class _Reader:
             "stall_timeout_seconds": self.seconds("stall_timeout_seconds", 900, minimum=1),
             "min_free_bytes": self.integer("min_free_bytes", 1_000_000_000, minimum=0, maximum=ONE_EIB, said="1 EiB"),
             "cooldown_seconds": self.seconds("cooldown_seconds", 900, minimum=0),
+            "network_alert_after_seconds": self.seconds(
+                "network_alert_after_seconds", DEFAULT_NETWORK_ALERT_AFTER_SECONDS, minimum=0
+            ),
             "skip_exit_code": self.integer("skip_exit_code", 0, minimum=0, maximum=255),
             "cookies_file": self.path_value("cookies_file", None),
             "retry_backoff_seconds": self.backoff("retry_backoff_seconds"),

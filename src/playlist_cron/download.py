@@ -4,32 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
+import http
 import io
 import optparse
 import os
 import re
 import shutil
+import socket
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import yt_dlp
-from yt_dlp.networking.exceptions import HTTPError
+from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, IncompleteRead, TransportError
 from yt_dlp.options import create_parser
 from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError, smuggle_url, unsmuggle_url
 
 from playlist_cron.config import MANAGED_DESTS, Config, Playlist, managed_message
 from playlist_cron.errors import ConfigError, Interrupted
 
-RATE_LIMIT_PATTERNS = re.compile(
-    r"HTTP Error 429|Too Many Requests|confirm you.re not a bot|Sign in to confirm|rate.limit", re.IGNORECASE
-)
 BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
 PAGE_PEEK_MAX_BYTES = 4 * 1024 * 1024  # an HTML page is read whole (and handed on) to look for a bot check
 DISK_CHECK_EVERY_S = 1.0
-NO_SPACE_PATTERN = re.compile(r"No space left on device|Errno 28|ENOSPC|Disk quota exceeded", re.IGNORECASE)
 # Messages yt-dlp gives on every generic feed item: noise in a log that people read.
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
@@ -89,6 +88,115 @@ class _NotAPlaylist(Exception):
     """The playlist URL led to one video: nothing is downloaded, and the check says why."""
 
 
+RATE_LIMITED = "rate_limited"
+NO_SPACE = "no_space"
+NETWORK = "network"
+OTHER = "other"
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+UNREACHABLE_ERRNOS = {
+    errno.ENETUNREACH: "the network is unreachable",
+    errno.ENETDOWN: "the network is down",
+    errno.EHOSTUNREACH: "no route to the host",
+    errno.EHOSTDOWN: "the host is down",
+}
+UNRESOLVED_GAI_ERRORS = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What kind of failure an exception is (`RATE_LIMITED`, `NO_SPACE`, `NETWORK`, `OTHER`), and plain words for it."""
+
+    kind: str
+    message: str
+
+
+def classify(error: BaseException, host: str | None = None) -> Failure:
+    """Given an exception from yt-dlp, say what kind of failure it is, from types, statuses and errnos alone.
+
+    Everything the exception wraps is looked at (DownloadError.exc_info, ExtractorError.cause, __cause__,
+    __context__, URLError.reason), never its message: that carries URLs, ids and titles, which say nothing about
+    what the site answered. `host` names the host in a network message when the exception does not tell it.
+    """
+    links = list(_chain(error))
+    for link in links:
+        if isinstance(link, HTTPError) and link.status == 429:
+            return Failure(RATE_LIMITED, f"HTTP 429 Too Many Requests from {_host(link.response.url)}")
+    for link in links:
+        if isinstance(link, OSError) and link.errno in NO_SPACE_ERRNOS:
+            where = f" ({link.filename})" if link.filename else ""
+            return Failure(NO_SPACE, f"{link.strerror or os.strerror(link.errno)}{where}")
+    # The nearest link that tells is the cause: an answer such as 404 says the site was reached, even when
+    # yt-dlp met it while handling an earlier, incidental failure (chained as __context__, further out).
+    decisive = next((link for link in links if isinstance(link, HTTPError) or _network_words(link)), None)
+    words = _network_words(decisive) if decisive is not None else None
+    transport_failed = any(isinstance(link, TransportError) for link in links)
+    # A certificate that does not verify needs a human, not patience: it is no outage.
+    if decisive is None and transport_failed and not any(isinstance(link, CertificateVerifyError) for link in links):
+        words = "the connection failed"
+    if words is None:
+        return Failure(OTHER, _one_line(error))
+    if isinstance(decisive, HTTPError):
+        host = _host(decisive.response.url)
+    return Failure(NETWORK, f"cannot reach {host or 'the site'}: {words}")
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The exception and every exception it wraps, each once, outermost first."""
+    pending: list[object] = [error]
+    seen: set[int] = set()
+    while pending:
+        link = pending.pop(0)
+        if not isinstance(link, BaseException) or id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        exc_info = getattr(link, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) == 3:
+            pending.append(exc_info[1])
+        pending.extend([getattr(link, "cause", None), link.__cause__, link.__context__, getattr(link, "reason", None)])
+
+
+def _network_words(link: BaseException) -> str | None:
+    """Plain words for one exception that says the site could not be reached, or None when it does not."""
+    if isinstance(link, HTTPError):
+        if link.status < 500:
+            return None
+        try:
+            phrase = f" {http.HTTPStatus(link.status).phrase}"
+        except ValueError:
+            phrase = ""
+        return f"it answered HTTP {link.status}{phrase}"
+    if isinstance(link, socket.gaierror):
+        if link.errno in UNRESOLVED_GAI_ERRORS:
+            return "the name does not resolve"
+        return "the name could not be looked up (no answer from DNS)"
+    if isinstance(link, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(link, ConnectionResetError):
+        return "the connection was reset"
+    if isinstance(link, (ConnectionAbortedError, BrokenPipeError)):
+        return "the connection was cut"
+    if isinstance(link, TimeoutError):
+        return "timed out"
+    if isinstance(link, IncompleteRead):
+        return "the connection closed before the whole answer came"
+    if isinstance(link, OSError) and link.errno in UNREACHABLE_ERRNOS:
+        return UNREACHABLE_ERRNOS[link.errno]
+    return None
+
+
+@dataclass(frozen=True)
+class VideoFailure:
+    """A video that failed, as the check records it (`Reporter.video_failed`'s arguments)."""
+
+    video_id: str
+    key: str
+    title: str | None
+    url: str | None
+    error: str
+    playlist_url: str
+
+
 class _StopPlaylist(DownloadCancelled):  # type: ignore[misc]
     """Stop reading this playlist: the first archived video was met, or the per-check limit was reached."""
 
@@ -109,7 +217,11 @@ class PlaylistResult:
     marked_archived: int = 0
     bytes: int = 0
     error: str | None = None
+    error_kind: str | None = None  # NETWORK when the playlist could not be read because the site was unreachable
     stopped: str | None = None  # why reading stopped early, when it did
+    # Videos that failed because the site was unreachable: the check records them as failed videos only when
+    # it is not itself a network failure (an outage must not spend every video's retry steps).
+    network_failures: list[VideoFailure] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -123,6 +235,7 @@ class PlaylistResult:
             "stopped": self.stopped,
             "error": self.error,
             **({"marked_archived": self.marked_archived} if self.marked_archived else {}),
+            **({"network_failed": len(self.network_failures)} if self.network_failures else {}),
         }
 
 
@@ -391,6 +504,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._download_dir = ""
         self._next_disk_check = 0.0
         self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
+        self.failed_host: str | None = None  # the host of the last request that got no answer
         self._archive_keys: set[str] | None = None
         self._extractor_keys: dict[tuple[str, str], str | None] = {}
         self._name_max_bytes: int | None = None
@@ -500,13 +614,20 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         except (DownloadCancelled, RateLimited):
             raise
         except Exception as error:  # one bad video must not end the playlist: it is recorded and retried later
-            message = _one_line(error)
-            if self.rate_limited or RATE_LIMIT_PATTERNS.search(message):
-                raise RateLimited(self.rate_limited or message) from None
-            if NO_SPACE_PATTERN.search(message):
-                raise Interrupted("disk_space", message) from None  # not the video's fault: no retry step is spent
+            failure = self.failure_of(error)
+            if failure.kind == RATE_LIMITED:
+                raise RateLimited(failure.message) from None
+            if failure.kind == NO_SPACE:  # not the video's fault: no retry step is spent
+                raise Interrupted("disk_space", failure.message) from None
+            if failure.kind == NETWORK:
+                result.network_failures.append(
+                    VideoFailure(entry.video_id, entry.key, entry.title, entry.url, failure.message, playlist.url)
+                )
+                return None
             result.failed += 1
-            self._reporter.video_failed(entry.video_id, entry.key, entry.title, entry.url, message, self._playlist.url)
+            self._reporter.video_failed(
+                entry.video_id, entry.key, entry.title, entry.url, failure.message, playlist.url
+            )
             return None
         finally:
             self._entries.pop()
@@ -608,13 +729,23 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             entry.archived = True
         return found
 
+    def failure_of(self, error: BaseException, fallback_host: str | None = None) -> Failure:
+        """What kind of failure `error` is, given also what this downloader saw of the site's answers."""
+        if self.rate_limited:  # a bot-check page, or a 429 that yt-dlp went on from
+            return Failure(RATE_LIMITED, self.rate_limited)
+        return classify(error, self.failed_host or fallback_host)
+
     def urlopen(self, req: Any) -> Any:
-        """Every request yt-dlp makes passes here: notice HTTP 429 and "confirm you're not a bot" pages."""
+        """Every request yt-dlp makes passes here: notice HTTP 429, "confirm you're not a bot" pages, failed hosts."""
         try:
             response = super().urlopen(req)
         except HTTPError as error:
             if error.status == 429:
                 self.rate_limited = f"HTTP 429 Too Many Requests from {_host(error.response.url)}"
+            raise
+        except Exception:
+            url = req if isinstance(req, str) else getattr(req, "url", None) or getattr(req, "full_url", None)
+            self.failed_host = _host(str(url)) if url else None  # a refused connection does not name its host
             raise
         content_type = response.headers.get("Content-Type", "")
         if self.first_content_type is None:
@@ -724,8 +855,9 @@ def download_playlist(
 ) -> PlaylistResult:
     """Given a playlist, download what is new in it and return what happened.
 
-    Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`, and RateLimited when the site says
-    to slow down; every other problem is recorded in the result (a video's, or the playlist's `error`).
+    Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`, RateLimited when the site says to slow
+    down, and Interrupted("disk_space") when the disk is full; every other problem is recorded in the result (a
+    video's, or the playlist's `error` with its `error_kind`).
     """
     params = parse_yt_dlp_args(config, playlist.yt_dlp_args_key, playlist.yt_dlp_args)
     params.update(
@@ -781,10 +913,11 @@ def download_playlist(
         except _NotAPlaylist as refusal:
             result.error = _not_a_playlist(ydl.first_content_type, str(refusal))
         except Exception as error:  # the playlist itself could not be read: the other playlists still are
-            message = _one_line(error)
-            if ydl.rate_limited or RATE_LIMIT_PATTERNS.search(message):
-                raise RateLimited(ydl.rate_limited or message) from None
-            if NO_SPACE_PATTERN.search(message):
-                raise Interrupted("disk_space", message) from None
-            result.error = message
+            failure = ydl.failure_of(error, _host(playlist.url))
+            if failure.kind == RATE_LIMITED:
+                raise RateLimited(failure.message) from None
+            if failure.kind == NO_SPACE:
+                raise Interrupted("disk_space", failure.message) from None
+            result.error = failure.message
+            result.error_kind = failure.kind
     return result

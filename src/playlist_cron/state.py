@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from playlist_cron import clock, lock
+from playlist_cron import clock, lock, outage
 from playlist_cron.errors import NotARegularFile, StateError
 
 STATE_VERSION = 1
@@ -48,6 +48,7 @@ def empty() -> dict[str, Any]:
         "cooldown_level": 0,
         "running": None,  # {"check", "pid", "started_at"} while a check holds the run lock
         "failed_videos": {},  # archive id -> {"video_id", "attempts", "next_retry_at", "given_up", "error", ...}
+        **outage.NO_STREAK,  # a streak of network failures, while one lasts
     }
 
 
@@ -67,6 +68,7 @@ def validate(state: Any) -> list[str]:
     running = state.get("running")
     if running is not None and not (isinstance(running, dict) and isinstance(running.get("check"), int)):
         problems.append("running is not null or an object with a check number")
+    problems += outage.validate(state)
     return problems
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from playlist_cron import clock, lock
+from playlist_cron import clock, lock, outage
 from playlist_cron.config import Config
 from playlist_cron.state import StateStore
 
@@ -41,7 +41,15 @@ def report(config: Config) -> dict[str, Any]:
             f"the lock has been held by pid {holder.pid} for {held_s:.0f} s, longer than max_runtime_seconds "
             f"({config.max_runtime_seconds})"
         )
-    if state.get("last_ran_outcome") == "FAILED":
+    network_outage = outage.describe(state, now_s, config.network_alert_after_seconds)
+    if network_outage is not None and network_outage["past_threshold"]:
+        problems.append(
+            f"network failures for {network_outage['failing_s']:.0f} s since {network_outage['since']} "
+            f"({outage.checks(network_outage['failed_checks'])}), longer than network_alert_after_seconds "
+            f"({config.network_alert_after_seconds}): {network_outage['error']}"
+        )
+    # A network failure is a problem only once its streak has lasted past the threshold (above).
+    if state.get("last_ran_outcome") == "FAILED" and state.get("last_failure_reason") != "network":
         problems.append(f"the last check failed ({state.get('last_failure_reason')}): {state.get('last_error')}")
     log_failure = state.get("last_log_write_failure")
     if isinstance(log_failure, dict) and log_failure.get("check") == state["checks_total"]:
@@ -83,6 +91,7 @@ def report(config: Config) -> dict[str, Any]:
         "lock_holder": holder.as_dict(now_s) if holder else None,
         "cooldown_until": state["cooldown_until"] if _in_future(state["cooldown_until"], now_s) else None,
         "failed_videos": failed_videos,
+        "network_outage": network_outage,
         "log_file": str(config.log_file),
         "log_write_failures_total": state.get("log_write_failures_total", 0),
         "last_log_write_failure": state.get("last_log_write_failure"),
@@ -127,6 +136,16 @@ def render_text(status: dict[str, Any]) -> str:
         lines.append(f"Lock: free ({status['lock_file']})")
     if status["cooldown_until"]:
         lines.append(f"Cooldown: no requests until {status['cooldown_until']}")
+    network_outage = status.get("network_outage")
+    if network_outage:
+        threshold_s = network_outage["alert_after_s"]
+        alerting = (
+            f"longer than {threshold_s} s" if network_outage["past_threshold"] else f"quiet until {threshold_s} s"
+        )
+        lines.append(
+            f"Network: failing since {network_outage['since']} ({network_outage['failing_s']:.0f} s, "
+            f"{outage.checks(network_outage['failed_checks'])}; {alerting}): {network_outage['error']}"
+        )
     if status["failed_videos"]:
         given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
         lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")

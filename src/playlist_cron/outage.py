@@ -1,0 +1,122 @@
+"""A streak of `network` failures: quiet until `network_alert_after_seconds`, then a line a day, and one at its end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from playlist_cron import clock
+
+REPEAT_ALERT_S = 86400  # while an alerted outage lasts, at most one more line per day
+# The state fields of a streak and their values when there is none.
+NO_STREAK: dict[str, Any] = {
+    "network_failing_since": None,  # ISO 8601: when the first network failure of the streak ended its check
+    "network_failed_checks": 0,  # how many checks of the streak failed with reason `network`
+    "network_alerted_at": None,  # ISO 8601: when the last stderr line about it was printed; null: none yet
+    "network_error": None,  # the plain words of the latest network failure
+}
+# Outcomes that prove the site answered: they end a streak. The rest (a cooldown, a full disk, a signal, a
+# stall) made no request or says nothing about the network, and leave the streak as it was.
+RECOVERED_BY = {("COMPLETED", None), ("DEFERRED", "rate_limited"), ("FAILED", "playlist_error")}
+
+
+@dataclass(frozen=True)
+class Failing:
+    """Where a streak stands after one more network failure."""
+
+    failing_s: float
+    failed_checks: int
+    since: str
+    past_threshold: bool  # the outage is the user's business now: unhealthy, `/fail` pings
+    alert: bool  # print one line on stderr now
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """A streak that a check's outcome has ended."""
+
+    failing_s: float
+    failed_checks: int
+    since: str
+    alerted: bool  # the user was told of it, so they are told it is over
+    error: str | None
+
+
+def record_failure(state: dict[str, Any], now_s: float, alert_after_s: int, error: str) -> Failing:
+    """Given the state, now, the threshold and the failure's words, extend (or start) the streak in `state`."""
+    since_s = clock.parse_iso(state.get("network_failing_since"))
+    if since_s is None or since_s > now_s:  # a new streak, or the clock was set back: start it now
+        state.update(NO_STREAK)
+        since_s = now_s
+        state["network_failing_since"] = clock.iso(now_s)
+    state["network_failed_checks"] = int(state.get("network_failed_checks") or 0) + 1
+    state["network_error"] = error
+    failing_s = now_s - since_s
+    past_threshold = failing_s >= alert_after_s
+    alerted_s = clock.parse_iso(state.get("network_alerted_at"))
+    alert = past_threshold and (alerted_s is None or not 0 <= now_s - alerted_s < REPEAT_ALERT_S)
+    if alert:
+        state["network_alerted_at"] = clock.iso(now_s)
+    return Failing(failing_s, state["network_failed_checks"], state["network_failing_since"], past_threshold, alert)
+
+
+def record_outcome(state: dict[str, Any], now_s: float, outcome: str, reason: str | None) -> Recovered | None:
+    """Given a final outcome other than a network failure, end the streak in `state` if the outcome proves it over."""
+    since_s = clock.parse_iso(state.get("network_failing_since"))
+    if since_s is None or (outcome, reason) not in RECOVERED_BY:
+        return None
+    recovered = Recovered(
+        failing_s=max(0.0, now_s - since_s),
+        failed_checks=int(state.get("network_failed_checks") or 0),
+        since=state["network_failing_since"],
+        alerted=state.get("network_alerted_at") is not None,
+        error=state.get("network_error"),
+    )
+    state.update(NO_STREAK)
+    return recovered
+
+
+def describe(state: dict[str, Any], now_s: float, alert_after_s: int) -> dict[str, Any] | None:
+    """Given the state, return the streak as `status --json` shows it, or None when there is none."""
+    since_s = clock.parse_iso(state.get("network_failing_since"))
+    if since_s is None:
+        return None
+    return {
+        "since": state["network_failing_since"],
+        "failing_s": round(max(0.0, now_s - since_s), 3),
+        "failed_checks": int(state.get("network_failed_checks") or 0),
+        "error": state.get("network_error"),
+        "alerted_at": state.get("network_alerted_at"),
+        "alert_after_s": alert_after_s,
+        "past_threshold": now_s - since_s >= alert_after_s,
+    }
+
+
+def checks(count: int) -> str:
+    """Given a number of checks, return it in words: "1 check", "3 checks"."""
+    return f"{count} check" if count == 1 else f"{count} checks"
+
+
+def validate(state: dict[str, Any]) -> list[str]:
+    """Given a parsed state, return what is wrong with its streak fields (absent ones are fine: an older file)."""
+    problems = [
+        f"{name} is not null or an ISO 8601 timestamp"
+        for name in ("network_failing_since", "network_alerted_at")
+        if state.get(name) is not None and not _is_timestamp(state[name])
+    ]
+    failed_checks = state.get("network_failed_checks", 0)
+    if isinstance(failed_checks, bool) or not isinstance(failed_checks, int) or failed_checks < 0:
+        problems.append(f"network_failed_checks is {failed_checks!r}, expected a whole number >= 0")
+    if not isinstance(state.get("network_error"), (str, type(None))):
+        problems.append("network_error is not null or a string")
+    return problems
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        clock.parse_iso(value)
+    except ValueError:
+        return False
+    return True
