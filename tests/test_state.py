@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -209,7 +210,9 @@ def _edit_state(project: Project, **changes: object) -> str:
     return text
 
 
-def test_a_bad_timestamp_in_the_state_file_is_recovered_not_an_internal_error_forever(project: Project) -> None:
+def test_a_bad_timestamp_in_the_state_file_is_recovered_not_an_internal_error_forever(
+    project: Project, reliability: Callable[[str], None]
+) -> None:
     for _ in range(3):
         assert project.run("check", "--now").returncode == 0
     _edit_state(project, last_check_at="yesterday")
@@ -230,9 +233,16 @@ def test_a_bad_timestamp_in_the_state_file_is_recovered_not_an_internal_error_fo
     status = project.run("status", "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["checks_total"] == 4, "the previous copy (from the third check) and one more"
+    reliability(
+        "state field: last_check_at 'yesterday' after 3 checks -> status exit 0 with a note, a plain check not due "
+        "and silent, check --now COMPLETED with state_recovered and 1 stderr line, 1 damaged copy kept, "
+        "checks_total 4"
+    )
 
 
-def test_a_state_file_from_a_newer_version_is_refused_not_rolled_back(project: Project) -> None:
+def test_a_state_file_from_a_newer_version_is_refused_not_rolled_back(
+    project: Project, reliability: Callable[[str], None]
+) -> None:
     for _ in range(3):
         assert project.run("check", "--now").returncode == 0
     newer = _edit_state(project, version=2, checks_total=500, completed_total=500)
@@ -246,9 +256,13 @@ def test_a_state_file_from_a_newer_version_is_refused_not_rolled_back(project: P
     assert not list(project.state_file.parent.glob("*.damaged-*"))
     assert len(project.feed.requests) == requests_before
     assert project.log_file.read_text() == log_before
+    reliability(
+        "state version 2 (500 checks) beside a .prev of 3 checks -> check, check --now, status, status --json and "
+        "retry each exit 1 naming the file, file unchanged, no request, no log line"
+    )
 
 
-def test_a_cooldown_written_under_a_wrong_clock_is_capped(project: Project) -> None:
+def test_a_cooldown_written_under_a_wrong_clock_is_capped(project: Project, reliability: Callable[[str], None]) -> None:
     project.write_config(cooldown_seconds=1)
     assert project.run("check").returncode == 0
     _edit_state(project, cooldown_until="2100-01-01T00:00:00.000Z", cooldown_level=3)
@@ -268,3 +282,8 @@ def test_a_cooldown_written_under_a_wrong_clock_is_capped(project: Project) -> N
     _edit_state(project, cooldown_until="2100-01-01T00:00:00.000Z")
     assert project.run("check", "--now").returncode == 0
     assert project.events()[-1]["event"] == "check_completed"
+    ahead_s = clock.parse_iso(deferred["cooldown_until"]) - before_s  # type: ignore[operator]
+    reliability(
+        f"cooldown_until 2100-01-01 (a wrong clock) -> cooldown_seconds 1: DEFERRED only {ahead_s:.0f} s ahead "
+        "(cap 64 x 1 s), cooldown_capped logged; cooldown_seconds 0: COMPLETED at once"
+    )

@@ -109,8 +109,8 @@ def test_two_configs_started_together_each_run_every_round_and_count_only_their_
             wrong.append(name)
     assert not wrong, "; ".join(said)
     reliability(
-        f"two configs, one folder (own archive_file, default state_dir), {rounds} rounds started together "
-        f"together -> " + "; ".join(said)
+        f"two configs, one folder (own archive_file, default state_dir), {rounds} rounds started at "
+        "the same instant -> " + "; ".join(said)
     )
 
 
