@@ -52,7 +52,7 @@ class Project:
 
     @property
     def state_file(self) -> Path:
-        return self.root / "state" / "state.json"
+        return self.root / "state" / "config.state.json"
 
     @property
     def download_dir(self) -> Path:

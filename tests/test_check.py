@@ -250,7 +250,7 @@ def test_relative_paths_resolve_against_the_config_folder(project: Project) -> N
     assert len(list((project.root / "media").rglob("*.mp4"))) == 3
     assert (project.root / "data" / "archive.txt").read_text().count("generic ") == 3
     assert (project.root / "data" / "archive.txt.lock").exists()
-    assert (project.root / "data" / "state" / "state.json").exists()
+    assert (project.root / "data" / "state" / "config.state.json").exists()
     assert read_lines(project.root / "l" / "events.log")
     assert not (project.root.parent / "media").exists()
 

@@ -77,6 +77,8 @@ def test_a_completed_check_pings_start_then_success_with_one_run_id(project: Pro
     start_id = re.fullmatch(r"/ping/abc-123/start\?rid=([0-9a-f-]{36})", start_path)
     end_id = re.fullmatch(r"/ping/abc-123\?rid=([0-9a-f-]{36})", end_path)
     assert start_id and end_id and start_id.group(1) == end_id.group(1)
+    assert {event.get("run_id") for event in project.events()} == {start_id.group(1)}, "the log's run id too"
+    assert project.state()["running"] is None
     assert (start_method, end_method) == ("GET", "POST")
     assert body.startswith("Check completed in ")
     assert project.run("check", "--now").returncode == 0

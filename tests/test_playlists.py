@@ -65,7 +65,7 @@ def make_retry_due(project: Project, guid: str) -> None:
     """Move a failed video's next_retry_at into the past, as time passing would; the state stays valid JSON."""
     state = project.state()
     state["failed_videos"][f"generic {guid}"]["next_retry_at"] = clock.iso(clock.now_s() - 5)
-    scratch = project.state_file.with_name("state.json.edit")
+    scratch = project.state_file.with_name(project.state_file.name + ".edit")
     scratch.write_text(json.dumps(state, indent=2))
     os.chmod(scratch, 0o600)
     os.replace(scratch, project.state_file)

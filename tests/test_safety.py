@@ -259,7 +259,7 @@ def _damaged_state(project: Project) -> str:
     assert "damaged" in line, line
     [recovered] = project.events("state_recovered")
     assert recovered["level"] == "warning"
-    [kept] = project.state_file.parent.glob("state.json.damaged-*")
+    [kept] = project.state_file.parent.glob(f"{project.state_file.name}.damaged-*")
     assert kept.read_bytes() == garbage
     final = _assert_final(project, "check_completed", outcome="COMPLETED")
     assert before <= final["check"] <= before + 1, f"check #{final['check']} after {before} checks"
@@ -275,7 +275,7 @@ def test_bad_input_is_met_with_one_clear_line(tmp_path: Path, reliability: Calla
             "archive without last newline": _archive_without_last_newline,
             "feed not XML": _feed_not_xml,
             "state_dir is a file": _state_dir_is_a_file,
-            "damaged state.json": _damaged_state,
+            "damaged state file": _damaged_state,
         },
     )
     reliability("bad input: " + "; ".join(said))
@@ -386,7 +386,7 @@ def test_files_are_private_symlinks_refused_and_secrets_kept_out(
         {
             "modes": _private_modes,
             "symlink at the lock": _symlinked_lock,
-            "symlink at state.json": _symlinked_state,
+            "symlink at the state file": _symlinked_state,
             "password in playlist_url": _password_in_url,
             "cookies_file": _cookies_file,
         },

@@ -8,10 +8,12 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from playlist_cron import clock, exit_codes, state
+from playlist_cron.check import same_run
 from playlist_cron.cli import main
 from playlist_cron.demo.feed import _parse_range
 
@@ -54,6 +56,14 @@ def test_due_clock_tolerates_cron_jitter(seconds_ago: float | None, interval: in
     assert state.is_due(saved, interval, now)[0] is due
 
 
+@pytest.mark.parametrize(
+    ("config_name", "state_file_name"),
+    [("config.json", "config.state.json"), ("foo.conf", "foo.conf.state.json"), ("music.json", "music.state.json")],
+)
+def test_each_config_has_a_state_file_named_after_it(config_name: str, state_file_name: str) -> None:
+    assert state.state_file_name(Path("/srv") / config_name) == state_file_name
+
+
 def test_iso_timestamps_round_trip_in_utc() -> None:
     moment = 1795929194.5
     text = clock.iso(moment)
@@ -79,16 +89,23 @@ def test_feed_server_parses_range_headers(header: str | None, expected: tuple[in
 
 def test_state_validation_names_what_is_wrong() -> None:
     assert state.validate(state.empty()) == []
-    broken = state.empty() | {"checks_total": -1, "version": 9, "failed_videos": []}
+    broken = state.empty() | {"checks_total": -1, "version": 9, "failed_videos": [], "last_check_at": "noon"}
+    del broken["completed_total"]
+    broken["running"] = {"check": 0, "pid": 7}
     assert state.validate(broken) == [
-        "version 9, expected 1",
+        "version is 9, expected 1",
         "checks_total is -1, expected a whole number >= 0",
-        "failed_videos is not an object",
+        "completed_total is missing",
+        "last_check_at is 'noon', expected null or an ISO 8601 time with its offset (2026-01-31T12:00:00.000Z)",
+        "running.check is 0, expected a check number >= 1",
+        "running.started_at is missing",
+        "failed_videos is [], expected an object of failed-video records",
     ]
     assert state.validate([]) == ["not a JSON object"]
     streak = state.empty() | {"network_failing_since": "last night", "network_failed_checks": True}
     assert state.validate(streak) == [
-        "network_failing_since is not null or an ISO 8601 timestamp",
+        "network_failing_since is 'last night', expected null or an ISO 8601 time with its offset "
+        "(2026-01-31T12:00:00.000Z)",
         "network_failed_checks is True, expected a whole number >= 0",
     ]
     older_file = {key: value for key, value in state.empty().items() if not key.startswith("network_")}
@@ -213,3 +230,21 @@ def test_an_answer_met_while_handling_an_earlier_failure_is_what_counts() -> Non
         not_found_after_unavailable()
     assert getattr(raised.value.__context__, "status", None) == 503
     assert classify(raised.value).kind == "other"
+
+
+@pytest.mark.parametrize(
+    ("running", "event", "same"),
+    [
+        ({"check": 7, "run_id": "a"}, {"check": 7, "run_id": "a"}, True),
+        ({"check": 7, "run_id": "a"}, {"check": 7, "run_id": "b"}, False),  # another config's check #7
+        ({"check": 7, "run_id": "a"}, {"check": 7}, False),
+        ({"check": 7, "run_id": "a"}, {"check": 8, "run_id": "a"}, True),
+        ({"check": 7}, {"check": 7}, True),  # both from before run ids
+        ({"check": 7}, {"check": 7, "run_id": "b"}, False),
+        ({"check": 7}, {"check": 6}, False),
+    ],
+)
+def test_a_killed_check_is_matched_by_its_run_id_never_by_its_number_alone(
+    running: dict[str, object], event: dict[str, object], same: bool
+) -> None:
+    assert same_run(running, event) is same

@@ -23,13 +23,13 @@ ARCHIVE_LINE = re.compile(rb"[A-Za-z0-9_.:-]+ \S+")
 WHOLE_ARCHIVE = re.compile(rb"(?:[A-Za-z0-9_.:-]+ [^\s]+\n)*")
 WATCHDOG_TICK_S = 0.25
 WATCHDOG_GRACE_S = 15.0  # after asking the main thread to stop, how long before the watchdog ends the process itself
-MAX_COOLDOWN_FACTOR = 64
+MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def run(config: Config, *, force: bool, console: Console, mark_archived: bool = False) -> int:
     """Run one check for `config` and return its exit code."""
-    store = StateStore(config.state_dir)
+    store = StateStore.for_config(config)
     now_s = clock.now_s()
     if not force:
         due, due_at = state_module.is_due(store.read(), config.check_interval_seconds, now_s)
@@ -57,6 +57,18 @@ def run(config: Config, *, force: bool, console: Console, mark_archived: bool = 
         held.release()
 
 
+def new_run_id() -> str:
+    """A random UUID (version 4) for one check: in its `running` record, on each event it logs, and in its pings.
+
+    Made from os.urandom rather than the uuid module, whose import would cost the skip path 15 ms.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def _skip(config: Config, store: StateStore, log_file: log.LogFile, logger: Any, console: Console, now_s: float) -> int:
     holder = lock.holder(config.lock_file)
     with store.update() as state:
@@ -67,7 +79,7 @@ def _skip(config: Config, store: StateStore, log_file: log.LogFile, logger: Any,
         state["last_outcome"] = "SKIPPED"
         number = state["checks_total"]
         state["last_outcome_check"] = number
-    logger = logger.bind(check=number)
+    logger = logger.bind(check=number, run_id=new_run_id())
     _log_recovery(store, logger, console)
     held_s = holder.held_s(now_s) if holder else None
     _write_metrics(config, state, held_s, logger)
@@ -119,10 +131,28 @@ def _write_metrics(config: Config, state: dict[str, Any], lock_held_s: float | N
 
 
 def _log_recovery(store: StateStore, logger: Any, console: Console) -> None:
+    for note in store.migration_notes:
+        logger.info(
+            "state_migrated", legacy_state_file=str(store.legacy_path), state_file=str(store.path), message=note
+        )
+        console.say(f"playlist-cron: {note}")
+    store.migration_notes.clear()
     for note in dict.fromkeys(store.recovery_notes):
         logger.warning("state_recovered", message=note)
         console.alert(f"playlist-cron: {note}")
     store.recovery_notes.clear()
+
+
+def same_run(running: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether `event` is a final event of the check that the `running` record names: by its run id.
+
+    Never by check number alone: another config logging to the same file counts its own checks. A record
+    written before run ids existed is matched by number among the events that carry no run id either.
+    """
+    run_id = running.get("run_id")
+    if run_id is not None:
+        return bool(event.get("run_id") == run_id)
+    return event.get("run_id") is None and event.get("check") == running.get("check")
 
 
 def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
@@ -135,7 +165,7 @@ def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
     state["last_duration_s"] = event.get("duration_s")
     state["consecutive_skipped"] = 0
     running = state.get("running")
-    if running and running.get("check") == event.get("check"):
+    if running and same_run(running, event):
         state["running"] = None
     if outcome == "COMPLETED":
         state["last_completed_at"] = event.get("timestamp")
@@ -227,6 +257,7 @@ class _Check:
         self.started_monotonic = time.monotonic()
         self.last_activity = self.started_monotonic
         self.number = 0
+        self.run_id = new_run_id()
         self.failed_videos: dict[str, Any] = {}
         self.cooldown_until: float | None = None
         self.cooldown_level = 0
@@ -276,16 +307,31 @@ class _Check:
             state["checks_total"] += 1
             self.number = state["checks_total"]
             state["last_check_at"] = clock.iso(self.started_at)
-            state["running"] = {"check": self.number, "pid": os.getpid(), "started_at": clock.iso(self.started_at)}
+            state["running"] = {
+                "check": self.number,
+                "pid": os.getpid(),
+                "started_at": clock.iso(self.started_at),
+                "run_id": self.run_id,
+            }
             self.failed_videos = state["failed_videos"]
             self.config_writable_reported = state.get("config_file_writable_reported")
+            capped_from = state_module.cap_cooldown(state, self.config.cooldown_seconds, self.started_at)
             self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
             self.cooldown_level = int(state.get("cooldown_level") or 0)
-        self.logger = self.logger.bind(check=self.number)
+        self.logger = self.logger.bind(check=self.number, run_id=self.run_id)
         from playlist_cron.ping import Pinger  # urllib is not needed on the skip path
 
-        self.pinger = Pinger(self.config.healthcheck_url, self.logger)
+        self.pinger = Pinger(self.config.healthcheck_url, self.logger, self.run_id)
         _log_recovery(self.store, self.logger, self.console)
+        if capped_from is not None:
+            self.logger.warning(
+                "cooldown_capped",
+                cooldown_until_was=capped_from,
+                cooldown_until=clock.iso(self.cooldown_until),
+                message=f"the cooldown ran until {capped_from}, further ahead than {MAX_COOLDOWN_FACTOR} x "
+                f"cooldown_seconds (was the clock wrong when it was set?); it now ends at "
+                f"{clock.iso(self.cooldown_until)}",
+            )
         self.logger.info(
             log.CHECK_STARTED,
             pid=os.getpid(),
@@ -297,11 +343,12 @@ class _Check:
     def _settle_orphan(self, state: dict[str, Any], orphan: dict[str, Any]) -> None:
         """The check `orphan` was killed: count its final event if it got one into the log, else log one for it."""
         for event in reversed(log.read_tail(self.config.log_file)):
-            if event.get("check") == orphan["check"] and event.get("event") in log.FINAL_EVENTS:
+            if event.get("event") in log.FINAL_EVENTS and same_run(orphan, event):
                 apply_final_event(state, event)
                 return
         event = {
             "check": orphan["check"],
+            **({"run_id": orphan["run_id"]} if orphan.get("run_id") else {}),
             "outcome": "FAILED",
             "reason": "interrupted",
             "error": f"the check (pid {orphan.get('pid')}) ended without a final event: it was killed",
@@ -490,7 +537,8 @@ class _Check:
 
     def _start_cooldown(self, message: str, results: list[Any]) -> int:
         level = self.cooldown_level + 1
-        cooldown_s = self.config.cooldown_seconds * min(2 ** (level - 1), MAX_COOLDOWN_FACTOR)
+        # The exponent is bounded first: a level read from the state may be any whole number.
+        cooldown_s = self.config.cooldown_seconds * min(2 ** min(level - 1, 16), MAX_COOLDOWN_FACTOR)
         until = clock.now_s() + cooldown_s
         with self.store.update() as state:
             state["cooldown_until"] = clock.iso(until)
@@ -534,7 +582,13 @@ class _Check:
                 fields["network_failed_checks"] = failing.failed_checks
             level = {"COMPLETED": "info", "FAILED": "error", "DEFERRED": "warning"}[outcome]
             getattr(self.logger, level)(event_name, outcome=outcome, duration_s=duration_s, **fields)
-            event = {"check": self.number, "outcome": outcome, "duration_s": duration_s, **fields}
+            event = {
+                "check": self.number,
+                "run_id": self.run_id,
+                "outcome": outcome,
+                "duration_s": duration_s,
+                **fields,
+            }
             event["timestamp"] = clock.iso(clock.now_s())
             with self.store.update() as state:
                 apply_final_event(state, event)

@@ -95,28 +95,3 @@ def describe(state: dict[str, Any], now_s: float, alert_after_s: int) -> dict[st
 def checks(count: int) -> str:
     """Given a number of checks, return it in words: "1 check", "3 checks"."""
     return f"{count} check" if count == 1 else f"{count} checks"
-
-
-def validate(state: dict[str, Any]) -> list[str]:
-    """Given a parsed state, return what is wrong with its streak fields (absent ones are fine: an older file)."""
-    problems = [
-        f"{name} is not null or an ISO 8601 timestamp"
-        for name in ("network_failing_since", "network_alerted_at")
-        if state.get(name) is not None and not _is_timestamp(state[name])
-    ]
-    failed_checks = state.get("network_failed_checks", 0)
-    if isinstance(failed_checks, bool) or not isinstance(failed_checks, int) or failed_checks < 0:
-        problems.append(f"network_failed_checks is {failed_checks!r}, expected a whole number >= 0")
-    if not isinstance(state.get("network_error"), (str, type(None))):
-        problems.append("network_error is not null or a string")
-    return problems
-
-
-def _is_timestamp(value: Any) -> bool:
-    if not isinstance(value, str) or not value:
-        return False
-    try:
-        clock.parse_iso(value)
-    except ValueError:
-        return False
-    return True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import urllib.request
-import uuid
 from typing import Any
 
 from playlist_cron import __version__
@@ -18,10 +17,10 @@ SUFFIXES = {"start": "/start", "success": "", "fail": "/fail"}
 class Pinger:
     """The pings of one check, sharing one run id; a ping never fails the check and never waits past its timeout."""
 
-    def __init__(self, base_url: str | None, logger: Any) -> None:
+    def __init__(self, base_url: str | None, logger: Any, run_id: str) -> None:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.logger = logger
-        self.run_id = str(uuid.uuid4())
+        self.run_id = run_id  # the check's own, also in its running record and on each event it logs
         self.started = False
 
     def start(self) -> None:

@@ -12,7 +12,7 @@ from playlist_cron.status import printed_id
 
 def make_due(config: Config, video_ids: Sequence[str]) -> list[str]:
     """Forget the failures of the named videos (all, when none is named); return the names that matched none."""
-    with StateStore(config.state_dir).update() as state:
+    with StateStore.for_config(config).update() as state:
         failed = state["failed_videos"]
         if not video_ids:
             failed.clear()

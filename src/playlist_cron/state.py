@@ -1,24 +1,35 @@
-"""The persisted counters and state: versioned JSON, changed under its own short lock, replaced atomically."""
+"""Each config's counters and state: versioned JSON checked field by field, changed under a lock, replaced whole."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import json
+import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from playlist_cron import clock, lock, outage
+from playlist_cron import clock, lock
 from playlist_cron.errors import NotARegularFile, StateError
 
+if TYPE_CHECKING:
+    from playlist_cron.config import Config
+
 STATE_VERSION = 1
-STATE_FILE_NAME = "state.json"
+STATE_FILE_SUFFIX = ".state.json"
+CONFIG_FILE_SUFFIX = ".json"
+LEGACY_FILE_NAME = "state.json"  # before each config had its own, every config of a state_dir shared this one
 LOCK_WAIT_S = 10.0  # a state change takes milliseconds; waiting longer means something is wrong
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
+MAX_COOLDOWN_FACTOR = 64  # a cooldown grows to at most 64 x cooldown_seconds; one further ahead is capped
+OUTCOMES = ("SKIPPED", "COMPLETED", "FAILED", "DEFERRED")
+MAX_SHOWN_VALUE_CHARS = 80
 
 COUNTERS = (
     "checks_total",
@@ -32,56 +43,231 @@ COUNTERS = (
 MONOTONIC_COUNTERS = tuple(name for name in COUNTERS if name != "consecutive_skipped")
 
 
-def empty() -> dict[str, Any]:
-    """Return the state of a config that has never run a check."""
-    return {
-        "version": STATE_VERSION,
-        **{name: 0 for name in COUNTERS},
-        "last_check_at": None,  # when the last due check started (any outcome): the due clock
-        "last_outcome": None,
-        "last_outcome_check": None,  # the number of the check whose final event set last_outcome
-        "last_duration_s": None,
-        "last_completed_at": None,
-        "last_failure_reason": None,
-        "last_error": None,
-        "cooldown_until": None,
-        "cooldown_level": 0,
-        "running": None,  # {"check", "pid", "started_at"} while a check holds the run lock
-        "failed_videos": {},  # archive id -> {"video_id", "attempts", "next_retry_at", "given_up", "error", ...}
-        **outage.NO_STREAK,  # a streak of network failures, while one lasts
-    }
+# -- what a good value is: one check per kind, and one table per record ------------------------------------------
 
 
-def validate(state: Any) -> list[str]:
-    """Given a parsed state, return what is wrong with it (nothing when it is sound)."""
-    if not isinstance(state, dict):
-        return ["not a JSON object"]
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_check_number(value: Any) -> bool:
+    return _is_count(value) and value >= 1
+
+
+def _is_timestamp(value: Any) -> bool:
+    """An ISO 8601 time with its offset, as `clock.iso` writes it; a time without one could be any hour."""
+    if not isinstance(value, str):
+        return False
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return moment.tzinfo is not None
+
+
+def _is_duration(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_outcome(value: Any) -> bool:
+    return value in OUTCOMES
+
+
+def _is_current_version(value: Any) -> bool:
+    return _is_count(value) and value == STATE_VERSION
+
+
+def _never(value: Any) -> bool:
+    return False  # a record's own fields are checked one by one; reached only when it is not an object at all
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a stored record: what a good value is (in code and in words), and its value when absent."""
+
+    is_good: Callable[[Any], bool]
+    expected: str
+    nullable: bool = True
+    required: bool = False  # absent is damage (a counter that went missing must not restart from 0)
+    default: Callable[[], Any] = lambda: None
+    record: dict[str, Field] | None = None  # the value is an object with these fields
+    records: dict[str, Field] | None = None  # the value is an object whose every value has these fields
+
+    def problems(self, where: str, value: Any) -> list[str]:
+        """Given where the field is and its value, return what is wrong with it (nothing when it is good)."""
+        if value is None and self.nullable:
+            return []
+        if self.record is not None and isinstance(value, dict):
+            return record_problems(value, self.record, where)
+        if self.records is not None and isinstance(value, dict):
+            return [
+                problem
+                for key, item in value.items()
+                for problem in (
+                    record_problems(item, self.records, f"{where}[{key!r}]")
+                    if isinstance(item, dict)
+                    else [f"{where}[{key!r}] is not an object"]
+                )
+            ]
+        if self.is_good(value):
+            return []
+        shown = repr(value)
+        if len(shown) > MAX_SHOWN_VALUE_CHARS:
+            shown = shown[: MAX_SHOWN_VALUE_CHARS - 3] + "..."
+        return [f"{where} is {shown}, expected {self.expected}"]
+
+
+def record_problems(record: dict[str, Any], fields: dict[str, Field], where: str = "") -> list[str]:
+    """Given a record and its table of fields, return what is wrong, one problem per field."""
     problems = []
-    if state.get("version") != STATE_VERSION:
-        problems.append(f"version {state.get('version')!r}, expected {STATE_VERSION}")
-    for name in COUNTERS:
-        value = state.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            problems.append(f"{name} is {value!r}, expected a whole number >= 0")
-    if not isinstance(state.get("failed_videos"), dict):
-        problems.append("failed_videos is not an object")
-    running = state.get("running")
-    if running is not None and not (isinstance(running, dict) and isinstance(running.get("check"), int)):
-        problems.append("running is not null or an object with a check number")
-    problems += outage.validate(state)
+    for name, field in fields.items():
+        path = f"{where}.{name}" if where else name
+        if name in record:
+            problems += field.problems(path, record[name])
+        elif field.required:
+            problems.append(f"{path} is missing")
     return problems
 
 
-class StateStore:
-    """The state file of one config's `state_dir`."""
+COUNT = Field(_is_count, "a whole number >= 0", nullable=False, required=True, default=lambda: 0)
+TIMESTAMP = Field(_is_timestamp, "null or an ISO 8601 time with its offset (2026-01-31T12:00:00.000Z)")
+TEXT = Field(_is_text, "null or a string")
+OUTCOME = Field(_is_outcome, f"null or one of {', '.join(OUTCOMES)}")
 
-    def __init__(self, state_dir: Path) -> None:
+# A `running` record: the check that holds the run lock now, or was killed holding it.
+RUNNING_FIELDS: dict[str, Field] = {
+    "check": Field(_is_check_number, "a check number >= 1", nullable=False, required=True),
+    "pid": Field(_is_check_number, "a process id >= 1", nullable=False, required=True),
+    "started_at": replace(TIMESTAMP, nullable=False, required=True),
+    "run_id": TEXT,  # absent in a record written before run ids: such a check is matched by its number
+}
+
+# A `failed_videos` record, keyed by the archive id ("extractor id").
+FAILED_VIDEO_FIELDS: dict[str, Field] = {
+    "video_id": Field(_is_text, "a string", nullable=False, required=True),
+    "attempts": COUNT,
+    "next_retry_at": TIMESTAMP,
+    "given_up": Field(_is_bool, "true or false", nullable=False, default=lambda: False),
+    "error": TEXT,
+    "title": TEXT,
+    "url": TEXT,
+    "playlist_url": TEXT,
+    "first_failed_at": TIMESTAMP,
+    "last_failed_at": TIMESTAMP,
+}
+
+# A `last_log_write_failure` record.
+LOG_FAILURE_FIELDS: dict[str, Field] = {
+    "check": Field(_is_check_number, "a check number >= 1", nullable=False, required=True),
+    "at": replace(TIMESTAMP, nullable=False, required=True),
+    "error": TEXT,
+}
+
+# The state file, field by field: the one place that says what each holds. Keys not named here (written by a
+# later release of the same version) are kept as they are. An optional field is one line: name, kind, comment.
+STATE_FIELDS: dict[str, Field] = {
+    "version": Field(_is_current_version, str(STATE_VERSION), nullable=False, required=True),
+    **{name: COUNT for name in COUNTERS},
+    "last_check_at": TIMESTAMP,  # when the last due check started (any outcome): the due clock
+    "last_outcome": OUTCOME,
+    "last_outcome_check": Field(_is_check_number, "null or a check number >= 1"),  # whose final event set it
+    "last_ran_outcome": OUTCOME,  # of the last check that was not SKIPPED
+    "last_duration_s": Field(_is_duration, "null or a number of seconds >= 0"),
+    "last_completed_at": TIMESTAMP,
+    "last_failure_reason": TEXT,
+    "last_error": TEXT,
+    "cooldown_until": TIMESTAMP,
+    "cooldown_level": replace(COUNT, required=False),
+    "archive_garbage_reported": replace(COUNT, required=False),
+    "network_failing_since": TIMESTAMP,  # when the current streak of network failures began
+    "network_alerted_at": TIMESTAMP,  # when that streak last put a line on stderr
+    "network_failed_checks": replace(COUNT, required=False),  # the checks of that streak
+    "network_error": TEXT,  # the plain words of its latest failure
+    "log_write_failures_total": replace(COUNT, required=False),  # log lines that could not be written, ever
+    "last_log_write_failure": Field(  # the latest of them
+        _never, "null or an object with check, at and error", record=LOG_FAILURE_FIELDS
+    ),
+    "config_file_writable_reported": TEXT,  # "mode:uid" of the config last reported as writable by others
+    "running": Field(  # the check holding the run lock, from its start to its final event
+        _never, "null or an object with check, pid and started_at", record=RUNNING_FIELDS
+    ),
+    "failed_videos": Field(  # archive id -> its record
+        _never,
+        "an object of failed-video records",
+        nullable=False,
+        required=True,
+        default=dict,
+        records=FAILED_VIDEO_FIELDS,
+    ),
+}
+
+
+def empty() -> dict[str, Any]:
+    """Return the state of a config that has never run a check."""
+    return {name: field.default() for name, field in STATE_FIELDS.items()} | {"version": STATE_VERSION}
+
+
+def validate(state: Any) -> list[str]:
+    """Given a parsed state, return what is wrong with it, one problem per field (nothing when it is sound)."""
+    if not isinstance(state, dict):
+        return ["not a JSON object"]
+    return record_problems(state, STATE_FIELDS)
+
+
+def is_newer_version(state: Any) -> bool:
+    """Whether a parsed state was written by a newer release: one this release must not read, nor replace."""
+    version = state.get("version") if isinstance(state, dict) else None
+    return isinstance(version, int) and not isinstance(version, bool) and version > STATE_VERSION
+
+
+def state_file_name(config_path: Path) -> str:
+    """Given a config file's path, return the name of its state file: `config.json` -> `config.state.json`."""
+    name = config_path.name
+    if name.endswith(CONFIG_FILE_SUFFIX) and len(name) > len(CONFIG_FILE_SUFFIX):
+        name = name[: -len(CONFIG_FILE_SUFFIX)]
+    return name + STATE_FILE_SUFFIX
+
+
+def cap_cooldown(state: dict[str, Any], cooldown_seconds: int, now_s: float) -> str | None:
+    """Bring a `cooldown_until` further ahead than the longest cooldown (set under a wrong clock?) back to it.
+
+    Return the value it had when it was capped, else None.
+    """
+    until_s = clock.parse_iso(state.get("cooldown_until"))
+    limit_s = now_s + MAX_COOLDOWN_FACTOR * cooldown_seconds
+    if until_s is None or until_s <= limit_s:
+        return None
+    was: str = state["cooldown_until"]
+    state["cooldown_until"] = clock.iso(limit_s)
+    return was
+
+
+class StateStore:
+    """The state file of one config: `<state_dir>/<config file name without .json>.state.json`."""
+
+    def __init__(self, state_dir: Path, config_path: Path) -> None:
         self.state_dir = state_dir
-        self.path = state_dir / STATE_FILE_NAME
-        self.previous_path = state_dir / (STATE_FILE_NAME + ".prev")
-        self.lock_path = state_dir / (STATE_FILE_NAME + ".lock")
+        self.name = state_file_name(config_path)
+        self.path = state_dir / self.name
+        self.previous_path = state_dir / (self.name + ".prev")
+        self.lock_path = state_dir / (self.name + ".lock")
+        self.legacy_path = state_dir / LEGACY_FILE_NAME
         self.recovery_notes: list[str] = []  # what a read had to repair, for the caller to log
-        self._file_is_sound = True  # whether the last read found state.json whole (else it is not kept as .prev)
+        self.migration_notes: list[str] = []  # the shared state file this config adopted, for the caller to log
+        self.read_path = self.path  # the file the last read found the state in
+        self._file_is_sound = True  # whether the last read found the file whole (else it is not kept as .prev)
+
+    @classmethod
+    def for_config(cls, config: Config) -> StateStore:
+        return cls(config.state_dir, config.path)
 
     def ensure_directory(self) -> None:
         try:
@@ -94,12 +280,21 @@ class StateStore:
             raise StateError(f"playlist-cron: {detail}", detail=detail, unusable_folder=True)
 
     def read(self) -> dict[str, Any]:
-        """Return the current state (no lock needed: the file is only ever replaced whole)."""
+        """Return the current state (no lock needed: the file is only ever replaced whole).
+
+        Until a change adopts it (see `update`), the state file that every config of the folder once shared
+        stands in for a missing one, so `status` and the due clock go on from it after an upgrade.
+        """
+        self.read_path = self.path
         text = _read_text(self.path)
+        if text is None:
+            legacy_text = _read_text(self.legacy_path)
+            if legacy_text is not None:
+                self.read_path, text = self.legacy_path, legacy_text
         self._file_is_sound = True
         if text is None:
             return empty()
-        state, problems = _parse(text)
+        state, problems = _parse(text, self.read_path)
         if not problems:
             return state
         self._file_is_sound = False
@@ -115,6 +310,7 @@ class StateStore:
                     f"playlist-cron: the state lock {self.lock_path} was busy for {LOCK_WAIT_S:.0f} s; "
                     "is a process stuck?"
                 )
+            self._adopt_legacy()
             before = self.read()
             state = json.loads(json.dumps(before))
             yield state
@@ -128,9 +324,41 @@ class StateStore:
                 raise StateError(f"playlist-cron: refusing to write a bad state to {self.path}: " + "; ".join(problems))
             self._write(state)
 
+    def _adopt_legacy(self) -> None:
+        """Move the state file every config of the folder once shared to this config's name, counters and all.
+
+        Under the legacy file's own lock (the one older releases take to change it), so that of two configs
+        of one folder exactly one adopts it, and never in the middle of an older release's change.
+        """
+        if _exists(self.path) or not _exists(self.legacy_path):
+            return
+        legacy_lock_path = self.state_dir / (LEGACY_FILE_NAME + ".lock")
+        legacy_previous_path = self.state_dir / (LEGACY_FILE_NAME + ".prev")
+        with lock.hold(legacy_lock_path, LOCK_WAIT_S) as held:
+            if not held:
+                raise StateError(
+                    f"playlist-cron: the state lock {legacy_lock_path} was busy for {LOCK_WAIT_S:.0f} s; "
+                    "is a process stuck?"
+                )
+            if _exists(self.path) or not _is_regular_file(self.legacy_path):
+                return  # another config took it first; a symlink there is refused when it is read
+            try:
+                if _is_regular_file(legacy_previous_path) and not _exists(self.previous_path):
+                    os.rename(legacy_previous_path, self.previous_path)
+                os.rename(self.legacy_path, self.path)
+                _fsync_directory(self.state_dir)
+            except OSError as error:
+                raise StateError(
+                    f"playlist-cron: cannot move the state file {self.legacy_path} to {self.path}: {error.strerror}"
+                ) from None
+        self.migration_notes.append(
+            f"the state file {self.legacy_path}, which every config in {self.state_dir} used to share, is now "
+            f"this config's {self.path}, counters kept; other configs there start their own"
+        )
+
     def _write(self, state: dict[str, Any]) -> None:
         data = json.dumps(state, indent=1, sort_keys=True).encode() + b"\n"
-        temporary = self.state_dir / f".{STATE_FILE_NAME}.{os.getpid()}.tmp"
+        temporary = self.state_dir / f".{self.name}.{os.getpid()}.tmp"
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
             try:
@@ -140,7 +368,7 @@ class StateStore:
                 os.close(fd)
             # Keep the last good state beside the new one: the way back if the file is ever damaged.
             if self._file_is_sound and _is_regular_file(self.path):
-                previous_temporary = self.state_dir / f".{STATE_FILE_NAME}.{os.getpid()}.prev"
+                previous_temporary = self.state_dir / f".{self.name}.{os.getpid()}.prev"
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(previous_temporary)
                 os.link(self.path, previous_temporary)
@@ -154,22 +382,30 @@ class StateStore:
 
     def _recover(self, problems: list[str]) -> dict[str, Any]:
         """The state file is damaged: keep a copy, fall back to the previous good state, say so."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        kept = self.state_dir / f"{STATE_FILE_NAME}.damaged-{stamp}"
-        with contextlib.suppress(OSError):
-            if not kept.exists():
-                os.link(self.path, kept)
-        previous_text = _read_text(self.previous_path)
-        previous, previous_problems = _parse(previous_text) if previous_text is not None else ({}, ["missing"])
+        damaged_path = self.read_path
+        previous_path = damaged_path.with_name(damaged_path.name + ".prev")
+        kept = _kept_copy(damaged_path)
+        if kept is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            kept = damaged_path.with_name(f"{damaged_path.name}.damaged-{stamp}")
+            with contextlib.suppress(OSError):
+                if not kept.exists():
+                    os.link(damaged_path, kept)
+        previous_text = _read_text(previous_path)
+        previous, previous_problems = (
+            _parse(previous_text, previous_path) if previous_text is not None else ({}, ["missing"])
+        )
         if previous_problems:
             raise StateError(
-                f"playlist-cron: the state file {self.path} is damaged ({'; '.join(problems)}) and so is its previous "
-                f"copy {self.previous_path}; a copy was kept at {kept}; fix or remove the file to go on"
+                f"playlist-cron: the state file {damaged_path} is damaged ({'; '.join(problems)}) and so is its "
+                f"previous copy {previous_path}; a copy was kept at {kept}; fix or remove the file to go on"
             )
-        self.recovery_notes.append(
-            f"the state file {self.path} was damaged ({'; '.join(problems)}); a copy was kept at {kept} and the "
+        note = (
+            f"the state file {damaged_path} was damaged ({'; '.join(problems)}); a copy was kept at {kept} and the "
             f"previous good state ({previous['checks_total']} checks) was used"
         )
+        if note not in self.recovery_notes:
+            self.recovery_notes.append(note)
         return previous
 
 
@@ -184,11 +420,18 @@ def _state_lock(path: Path) -> Iterator[bool]:
         yield held
 
 
-def _parse(text: str) -> tuple[dict[str, Any], list[str]]:
+def _parse(text: str, path: Path) -> tuple[dict[str, Any], list[str]]:
+    """Given a state file's text, return the state and its problems; refuse one from a newer release."""
     try:
         state = json.loads(text)
     except ValueError as error:
         return {}, [f"invalid JSON: {error}"]
+    if is_newer_version(state):
+        raise StateError(
+            f"playlist-cron: the state file {path} was written by a newer version of playlist-cron (state version "
+            f"{state['version']}; this one reads version {STATE_VERSION}): upgrade playlist-cron, or move the "
+            "file away to start its counters afresh"
+        )
     problems = validate(state)
     if not problems:
         for key, value in empty().items():
@@ -213,6 +456,30 @@ def _read_text(path: Path) -> str | None:
             return file.read().decode("utf-8", errors="replace")
     except OSError as error:
         raise StateError(f"playlist-cron: cannot read the state file {path}: {error.strerror}") from None
+
+
+def _kept_copy(damaged_path: Path) -> Path | None:
+    """Return the copy already kept of this damaged file (a hard link to it), if a command before kept one.
+
+    Every command that reads a damaged file recovers from it until the next check replaces it: one copy will do.
+    """
+    try:
+        damaged = os.stat(damaged_path, follow_symlinks=False)
+        for kept in damaged_path.parent.glob(f"{damaged_path.name}.damaged-*"):
+            if os.path.samestat(damaged, os.stat(kept, follow_symlinks=False)):
+                return kept
+    except OSError:
+        return None
+    return None
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything (a symlink included) is at `path`."""
+    try:
+        os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _is_regular_file(path: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from playlist_cron import clock, lock, outage
+from playlist_cron import state as state_module
 from playlist_cron.config import Config
 from playlist_cron.state import StateStore
 
@@ -18,9 +19,21 @@ def printed_id(text: str) -> str:
 
 def report(config: Config) -> dict[str, Any]:
     """Given a config, return the `status --json` object."""
-    store = StateStore(config.state_dir)
+    store = StateStore.for_config(config)
     state = store.read()
     now_s = clock.now_s()
+    notes = list(store.recovery_notes)
+    if store.read_path != store.path:
+        notes.append(
+            f"the state is read from {store.read_path}, which every config in {store.state_dir} used to share; "
+            f"the next check moves it to {store.path}, unless another config's check takes it first"
+        )
+    capped_from = state_module.cap_cooldown(state, config.cooldown_seconds, now_s)
+    if capped_from is not None:
+        notes.append(
+            f"the cooldown until {capped_from} is further ahead than {state_module.MAX_COOLDOWN_FACTOR} x "
+            f"cooldown_seconds; the next check cuts it to {state['cooldown_until']}"
+        )
     holder = lock.holder(config.lock_file)
     problems = []
     last_check_s = clock.parse_iso(state["last_check_at"])
@@ -95,9 +108,10 @@ def report(config: Config) -> dict[str, Any]:
         "log_file": str(config.log_file),
         "log_write_failures_total": state.get("log_write_failures_total", 0),
         "last_log_write_failure": state.get("last_log_write_failure"),
+        "state_file": str(store.path),
         "healthy": not problems,
         "problems": problems,
-        "notes": list(store.recovery_notes),
+        "notes": notes,
     }
 
 
@@ -156,6 +170,7 @@ def render_text(status: dict[str, Any]) -> str:
     lines.append(f"Log: {status['log_file']}")
     if status["log_write_failures_total"]:
         lines.append(f"Log lines lost (the log was unwritable): {status['log_write_failures_total']}")
+    lines.append(f"State: {status['state_file']}")
     for note in status["notes"]:
         lines.append(f"Note: {note}")
     if status["healthy"]:
