@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from conftest import FlockHolder, Project
@@ -91,8 +92,9 @@ def test_status_is_unhealthy_when_the_last_check_is_older_than_three_intervals(p
     project.state_file.write_text(json.dumps(state))
     status = project.status()
     assert status["healthy"] is False
-    assert status["problems"][0].startswith("the last check started 181 s ago, more than three intervals (180 s)")
-    state["last_check_at"] = clock.iso(time.time() - 170)
+    said = re.match(r"the last check started (\d+) s ago, more than three intervals \(180 s\)", status["problems"][0])
+    assert said is not None and int(said.group(1)) >= 181, status["problems"]  # more on a loaded machine
+    state["last_check_at"] = clock.iso(time.time() - 120)  # a minute of margin for a slow start of `status`
     project.state_file.write_text(json.dumps(state))
     assert project.status()["healthy"] is True
 
