@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -268,3 +269,28 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
         terminalreporter.section("Reliability")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@contextlib.contextmanager
+def tmpfs(size: str) -> Iterator[Path]:
+    """A tmpfs of `size` of our own (mounting needs root with CAP_SYS_ADMIN; else the test is skipped)."""
+    if os.geteuid() != 0:
+        reason = "mounting a tmpfs needs root"
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    mount_point = Path(tempfile.mkdtemp(prefix="playlist-cron-log-fs-"))
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        mount_point.rmdir()
+        reason = f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'})"
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        mount_point.rmdir()

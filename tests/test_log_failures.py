@@ -7,46 +7,20 @@ import errno
 import json
 import os
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import FlockHolder, Project
+from conftest import FlockHolder, Project, tmpfs
 
 FILL_CHUNK_BYTES = 64 * 1024
 
 
-@contextlib.contextmanager
-def _tmpfs(size: str) -> Iterator[Path]:
-    """A tmpfs of `size` of our own (mounting needs root with CAP_SYS_ADMIN; else the test is skipped)."""
-    if os.geteuid() != 0:
-        reason = "mounting a tmpfs needs root"
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
-    mount_point = Path(tempfile.mkdtemp(prefix="playlist-cron-log-fs-"))
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        mount_point.rmdir()
-        reason = f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'})"
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-        mount_point.rmdir()
-
-
 @pytest.fixture
 def log_fs() -> Iterator[Path]:
-    with _tmpfs("256k") as mount_point:
+    with tmpfs("256k") as mount_point:
         yield mount_point
 
 
@@ -181,7 +155,7 @@ def _make_read_only(folder: Path) -> Callable[[], None]:
 def log_folder(tmp_path: Path) -> Iterator[Path]:
     """A folder for the log: a tmpfs of our own as root (to remount it read-only), else a plain folder."""
     if os.geteuid() == 0:
-        with _tmpfs("1m") as mount_point:
+        with tmpfs("1m") as mount_point:
             yield mount_point
     else:
         folder = tmp_path / "log-folder"

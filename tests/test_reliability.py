@@ -8,7 +8,6 @@ import random
 import re
 import signal
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import COMMAND, FlockHolder, Project, clean_env, flock_busy, read_events, wait_for
+from conftest import COMMAND, FlockHolder, Project, clean_env, flock_busy, read_events, tmpfs, wait_for
 from playlist_cron.demo.feed import FeedItem
 
 FINAL_EVENTS = ("check_skipped", "check_deferred", "check_completed", "check_failed")
@@ -273,20 +272,8 @@ def test_too_little_free_space_fails_before_any_request(project: Project) -> Non
 @pytest.fixture
 def small_filesystem() -> Iterator[Path]:
     """A 1.5 MB tmpfs, when this machine lets the test mount one (root with CAP_SYS_ADMIN)."""
-    mount_point = Path(tempfile.mkdtemp(prefix="playlist-cron-small-fs-"))
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount_point)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        mount_point.rmdir()
-        reason = f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'mount failed'})"
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
-    try:
+    with tmpfs("1500k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-        mount_point.rmdir()
 
 
 def test_disk_that_fills_during_a_download_fails_cleanly_and_completes_later(
