@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from conftest import FlockHolder, Project, flock_busy, wait_for
+from conftest import FlockHolder, Project, clean_env, flock_busy, wait_for
 from playlist_cron import clock
 
 
@@ -230,15 +232,25 @@ def test_longer_interval_waits_for_its_time(project: Project) -> None:
 
 def test_not_due_on_a_terminal_says_when_the_next_check_is(project: Project) -> None:
     assert project.run("check").returncode == 0
-    code = (
-        "import sys, io; from playlist_cron import check, config; from playlist_cron.console import Console;"
-        "out = io.StringIO(); "
-        f"rc = check.run(config.load(config.config_path({str(project.config_path)!r})), force=False, "
-        "console=Console(out, interactive=True)); print(rc, out.getvalue())"
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        project.command("check"), stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=clean_env(), cwd="/"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
-    assert result.stdout.startswith("0 Not due yet: the next check is due at ")
-    assert "--now" in result.stdout
+    os.close(terminal)
+    output = b""
+    while select.select([controller], [], [], 60)[0]:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the command has exited
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(60) == 0
+    assert output.decode().startswith("Not due yet: the next check is due at "), output
+    assert b"--now" in output
+    assert project.status()["checks_total"] == 1
 
 
 def test_relative_paths_resolve_against_the_config_folder(project: Project) -> None:

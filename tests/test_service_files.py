@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import grp
 import gzip
 import os
@@ -28,7 +27,7 @@ README = ROOT / "README.md"
 
 PLACEHOLDER_FOLDER = "/home/you/playlist-cron"
 COMMAND = Path(sys.executable).parent / "playlist-cron"
-DEFAULT_MAX_RUNTIME_S = next(f.default for f in dataclasses.fields(Config) if f.name == "max_runtime_seconds")
+DEFAULT_MAX_RUNTIME_S = Config._field_defaults["max_runtime_seconds"]
 
 
 def unit_settings(path: Path) -> dict[str, dict[str, list[str]]]:

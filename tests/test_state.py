@@ -287,3 +287,15 @@ def test_a_cooldown_written_under_a_wrong_clock_is_capped(project: Project, reli
         f"cooldown_until 2100-01-01 (a wrong clock) -> cooldown_seconds 1: DEFERRED only {ahead_s:.0f} s ahead "
         "(cap 64 x 1 s), cooldown_capped logged; cooldown_seconds 0: COMPLETED at once"
     )
+
+
+def test_a_plain_check_goes_by_the_state_file_configs_once_shared_and_leaves_it_in_place(project: Project) -> None:
+    # After an upgrade, until a due check adopts it, the shared state/state.json is the due clock.
+    assert project.run("check").returncode == 0
+    legacy = project.state_file.with_name("state.json")
+    os.rename(project.state_file, legacy)
+    legacy_text = legacy.read_text()
+    not_due = project.run("check")
+    assert (not_due.returncode, not_due.stdout, not_due.stderr) == (0, "", "")
+    assert legacy.read_text() == legacy_text and not project.state_file.exists(), "not due: nothing adopted"
+    assert len(project.events("check_completed")) == 1

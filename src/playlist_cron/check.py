@@ -27,18 +27,10 @@ MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def run(config: Config, *, force: bool, console: Console, mark_archived: bool = False) -> int:
-    """Run one check for `config` and return its exit code."""
+def run(config: Config, *, console: Console, mark_archived: bool = False) -> int:
+    """Run one check for `config`, due or forced (`due.not_due` asked before), and return its exit code."""
     store = StateStore.for_config(config)
     now_s = clock.now_s()
-    if not force:
-        due, due_at = state_module.is_due(store.read(), config.check_interval_seconds, now_s)
-        if not due:
-            console.say(
-                f"Not due yet: the next check is due at {clock.iso(due_at)} (in {due_at - now_s:.0f} s); "
-                "run with --now to check anyway."
-            )
-            return exit_codes.OK
     store.ensure_directory()
     log_file = log.open_log_file(config.log_file, config.path, console.alert)
     logger = log.configure(log_file)

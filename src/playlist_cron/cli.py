@@ -159,15 +159,17 @@ def _load(arguments: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _check(arguments: argparse.Namespace) -> int:
-    from playlist_cron import check
     from playlist_cron.console import Console
 
-    return check.run(
-        _load(arguments),
-        force=arguments.now or arguments.mark_archived,
-        console=Console(),
-        mark_archived=arguments.mark_archived,
-    )
+    config, console = _load(arguments), Console()
+    if not (arguments.now or arguments.mark_archived):
+        from playlist_cron import due
+
+        if due.not_due(config, console):
+            return exit_codes.OK
+    from playlist_cron import check  # structlog, portalocker and the rest: only for a check that is due
+
+    return check.run(config, console=console, mark_archived=arguments.mark_archived)
 
 
 def _status(arguments: argparse.Namespace) -> int:

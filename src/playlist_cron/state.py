@@ -9,12 +9,13 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from playlist_cron import clock, lock
+# Reading needs the standard library alone (the not-due path ends there): `lock`, and portalocker with it, is
+# imported only where the state is changed.
+from playlist_cron import clock
 from playlist_cron.errors import NotARegularFile, StateError
 
 if TYPE_CHECKING:
@@ -89,8 +90,7 @@ def _never(value: Any) -> bool:
     return False  # a record's own fields are checked one by one; reached only when it is not an object at all
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):  # not a dataclass: see config.Config
     """One field of a stored record: what a good value is (in code and in words), and its value when absent."""
 
     is_good: Callable[[Any], bool]
@@ -146,7 +146,7 @@ OUTCOME = Field(_is_outcome, f"null or one of {', '.join(OUTCOMES)}")
 RUNNING_FIELDS: dict[str, Field] = {
     "check": Field(_is_check_number, "a check number >= 1", nullable=False, required=True),
     "pid": Field(_is_check_number, "a process id >= 1", nullable=False, required=True),
-    "started_at": replace(TIMESTAMP, nullable=False, required=True),
+    "started_at": TIMESTAMP._replace(nullable=False, required=True),
     "run_id": TEXT,  # absent in a record written before run ids: such a check is matched by its number
 }
 
@@ -167,7 +167,7 @@ FAILED_VIDEO_FIELDS: dict[str, Field] = {
 # A `last_log_write_failure` record.
 LOG_FAILURE_FIELDS: dict[str, Field] = {
     "check": Field(_is_check_number, "a check number >= 1", nullable=False, required=True),
-    "at": replace(TIMESTAMP, nullable=False, required=True),
+    "at": TIMESTAMP._replace(nullable=False, required=True),
     "error": TEXT,
 }
 
@@ -185,13 +185,13 @@ STATE_FIELDS: dict[str, Field] = {
     "last_failure_reason": TEXT,
     "last_error": TEXT,
     "cooldown_until": TIMESTAMP,
-    "cooldown_level": replace(COUNT, required=False),
-    "archive_garbage_reported": replace(COUNT, required=False),
+    "cooldown_level": COUNT._replace(required=False),
+    "archive_garbage_reported": COUNT._replace(required=False),
     "network_failing_since": TIMESTAMP,  # when the current streak of network failures began
     "network_alerted_at": TIMESTAMP,  # when that streak last put a line on stderr
-    "network_failed_checks": replace(COUNT, required=False),  # the checks of that streak
+    "network_failed_checks": COUNT._replace(required=False),  # the checks of that streak
     "network_error": TEXT,  # the plain words of its latest failure
-    "log_write_failures_total": replace(COUNT, required=False),  # log lines that could not be written, ever
+    "log_write_failures_total": COUNT._replace(required=False),  # log lines that could not be written, ever
     "last_log_write_failure": Field(  # the latest of them
         _never, "null or an object with check, at and error", record=LOG_FAILURE_FIELDS
     ),
@@ -334,6 +334,8 @@ class StateStore:
             return
         legacy_lock_path = self.state_dir / (LEGACY_FILE_NAME + ".lock")
         legacy_previous_path = self.state_dir / (LEGACY_FILE_NAME + ".prev")
+        from playlist_cron import lock
+
         with lock.hold(legacy_lock_path, LOCK_WAIT_S) as held:
             if not held:
                 raise StateError(
@@ -412,6 +414,8 @@ class StateStore:
 @contextlib.contextmanager
 def _state_lock(path: Path) -> Iterator[bool]:
     """Hold the state lock; a FIFO, socket or device at its place is the state folder's problem, a config error."""
+    from playlist_cron import lock
+
     with contextlib.ExitStack() as stack:
         try:
             held = stack.enter_context(lock.hold(path, LOCK_WAIT_S))
