@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import yt_dlp
+from yt_dlp.networking import Response
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError
 
@@ -530,9 +532,9 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         length = int(response.headers.get("Content-Length") or 0)
         if "html" in content_type and length <= PAGE_PEEK_MAX_BYTES:
             body = response.read()
-            yt_dlp_private.replace_body(response, body)  # hand the page on unread, as if we had never looked
             if BOT_CHECK_PATTERN.search(body):
                 self.rate_limited = f"{host_of(response.url)} asked to confirm we are not a bot"
+            return _unread(response, body)  # hand the page on unread, as if we had never looked
         return response
 
     def watch_disk(self, download_dir: str, min_free_bytes: int) -> None:
@@ -593,6 +595,18 @@ class _Logger:
 
     def error(self, message: str) -> None:
         pass  # raised as DownloadError right after, and reported there with the video it belongs to
+
+
+def _unread(response: Any, body: bytes) -> Response:
+    """The response again, its `body` still to read: yt-dlp's own responses close once they are read whole."""
+    return Response(
+        io.BytesIO(body),
+        response.url,
+        response.headers,
+        status=response.status,
+        reason=response.reason,
+        extensions=response.extensions,
+    )
 
 
 def _url_shape(url: str) -> tuple[str, str]:

@@ -7,7 +7,6 @@ level: the callers, download.py and yt_dlp_options.py, hand in yt-dlp's objects.
 
 from __future__ import annotations
 
-import io
 import optparse
 from collections.abc import Iterable
 from typing import Any
@@ -80,14 +79,6 @@ def with_smuggled_video_id(url: str, video_id: str) -> str:
 
     plain_url, data = unsmuggle_url(url, {})
     return str(smuggle_url(plain_url, {**(data if isinstance(data, dict) else {}), "force_videoid": video_id}))
-
-
-def replace_body(response: Any, body: bytes) -> None:
-    """Make a yt-dlp response that was read whole readable again from the start, with `body`.
-
-    Undocumented: yt_dlp.networking.Response reads from its `fp` attribute.
-    """
-    response.fp = io.BytesIO(body)
 
 
 def option_parser() -> optparse.OptionParser:
