@@ -121,6 +121,6 @@ def test_a_long_named_file_cut_short_resumes_under_the_same_name(project: Projec
     ],
 )
 def test_text_is_cut_at_a_character_boundary(text: str, limit_bytes: int, expected: str) -> None:
-    from playlist_cron.download import cut_to_bytes
+    from playlist_cron.file_names import cut_to_bytes
 
     assert cut_to_bytes(text, limit_bytes) == expected

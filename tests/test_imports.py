@@ -59,3 +59,22 @@ def test_a_check_that_downloads_does_import_yt_dlp(project: Project) -> None:
     code, packages = run_in_fresh_process(["check", "--config", str(project.config_path)])
     assert code == 0
     assert packages >= HEAVY
+
+
+def test_only_the_download_module_imports_yt_dlp_when_it_is_loaded() -> None:
+    # Other modules that need yt-dlp import it inside their functions, which only a check that downloads calls.
+    import ast
+    from pathlib import Path
+
+    import playlist_cron
+
+    package = Path(playlist_cron.__file__).parent
+    importers = set()
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:  # module level: not inside a function
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(name.split(".")[0] == "yt_dlp" for name in names):
+                importers.add(str(path.relative_to(package)))
+    assert importers == {"download.py"}

@@ -19,7 +19,7 @@ DEFAULT_RETRY_BACKOFF_SECONDS = (900, 3600, 21600, 86400)
 DEFAULT_NETWORK_ALERT_AFTER_SECONDS = 3600
 
 # yt-dlp's options that playlist-cron sets itself, by the `dest` yt-dlp's parser stores them in: a user's copy
-# would fight ours. `download.parse_yt_dlp_args` asks yt-dlp's own parser which dest each argument sets.
+# would fight ours. `yt_dlp_options.parse_yt_dlp_args` asks yt-dlp's own parser which dest each argument sets.
 MANAGED_DESTS = {
     "outtmpl": "output_template",
     "paths": "download_dir",

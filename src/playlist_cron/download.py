@@ -1,30 +1,29 @@
-"""Download one playlist's new videos through yt-dlp's Python API; the only module that imports yt_dlp."""
+"""The yt-dlp side of a check: one playlist's entries in, outcomes out; the only module that imports yt_dlp."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import errno
-import http
 import io
-import optparse
 import os
 import re
 import shutil
-import socket
 import time
-import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import yt_dlp
-from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, IncompleteRead, TransportError
-from yt_dlp.options import create_parser
-from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError, smuggle_url, unsmuggle_url
+from yt_dlp.networking import Response
+from yt_dlp.networking.exceptions import HTTPError
+from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError
 
-from playlist_cron.config import MANAGED_DESTS, Config, Playlist, managed_message
-from playlist_cron.errors import ConfigError, Interrupted
+from playlist_cron import yt_dlp_private
+from playlist_cron.config import Config, Playlist
+from playlist_cron.errors import Interrupted
+from playlist_cron.failure_kinds import NETWORK as NETWORK
+from playlist_cron.failure_kinds import NO_SPACE, RATE_LIMITED, Failure, host_of, one_line
+from playlist_cron.failure_kinds import classify as classify
+from playlist_cron.file_names import NAME_RESERVE_BYTES, SIDECAR_RESERVE_BYTES, fit_fields, name_max_bytes
+from playlist_cron.yt_dlp_options import parse_yt_dlp_args
 
 BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
 PAGE_PEEK_MAX_BYTES = 4 * 1024 * 1024  # an HTML page is read whole (and handed on) to look for a bot check
@@ -32,15 +31,10 @@ DISK_CHECK_EVERY_S = 1.0
 # Messages yt-dlp gives on every generic feed item: noise in a log that people read.
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
-# A file's name leaves this much room below the filesystem's limit for what yt-dlp appends while it works:
-# ".f<format id>.<ext>.part-Frag<n>.part" for a fragment of one format (about 45 bytes), ".temp.<ext>", ".ytdl".
-NAME_RESERVE_BYTES = 60
-# The names of files written beside the video (".info.json", ".en.vtt", ".jpg") get only ".part" or ".temp" added.
-SIDECAR_RESERVE_BYTES = 16
-NAME_MAX_FALLBACK_BYTES = 255
-KEPT_FIELDS = frozenset({"id", "ext"})  # a name always keeps them: the id finds the file again, the extension opens it
-MAX_FIT_ROUNDS = 8
 FEED_CONTENT_TYPES = ("application/atom+xml", "application/rss+xml", "application/xml", "text/xml")
+# Why reading a playlist stopped early (PlaylistResult.stopped), besides the name of a yt-dlp --break-* stop.
+STOPPED_AT_ARCHIVED = "first archived video"
+STOPPED_AT_MAX_DOWNLOADS = "max_downloads_per_check"
 
 
 class Reporter(Protocol):
@@ -86,103 +80,6 @@ class RateLimited(Exception):
 
 class _NotAPlaylist(Exception):
     """The playlist URL led to one video: nothing is downloaded, and the check says why."""
-
-
-RATE_LIMITED = "rate_limited"
-NO_SPACE = "no_space"
-NETWORK = "network"
-OTHER = "other"
-NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-UNREACHABLE_ERRNOS = {
-    errno.ENETUNREACH: "the network is unreachable",
-    errno.ENETDOWN: "the network is down",
-    errno.EHOSTUNREACH: "no route to the host",
-    errno.EHOSTDOWN: "the host is down",
-}
-UNRESOLVED_GAI_ERRORS = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What kind of failure an exception is (`RATE_LIMITED`, `NO_SPACE`, `NETWORK`, `OTHER`), and plain words for it."""
-
-    kind: str
-    message: str
-
-
-def classify(error: BaseException, host: str | None = None) -> Failure:
-    """Given an exception from yt-dlp, say what kind of failure it is, from types, statuses and errnos alone.
-
-    Everything the exception wraps is looked at (DownloadError.exc_info, ExtractorError.cause, __cause__,
-    __context__, URLError.reason), never its message: that carries URLs, ids and titles, which say nothing about
-    what the site answered. `host` names the host in a network message when the exception does not tell it.
-    """
-    links = list(_chain(error))
-    for link in links:
-        if isinstance(link, HTTPError) and link.status == 429:
-            return Failure(RATE_LIMITED, f"HTTP 429 Too Many Requests from {_host(link.response.url)}")
-    for link in links:
-        if isinstance(link, OSError) and link.errno in NO_SPACE_ERRNOS:
-            where = f" ({link.filename})" if link.filename else ""
-            return Failure(NO_SPACE, f"{link.strerror or os.strerror(link.errno)}{where}")
-    # The nearest link that tells is the cause: an answer such as 404 says the site was reached, even when
-    # yt-dlp met it while handling an earlier, incidental failure (chained as __context__, further out).
-    decisive = next((link for link in links if isinstance(link, HTTPError) or _network_words(link)), None)
-    words = _network_words(decisive) if decisive is not None else None
-    transport_failed = any(isinstance(link, TransportError) for link in links)
-    # A certificate that does not verify needs a human, not patience: it is no outage.
-    if decisive is None and transport_failed and not any(isinstance(link, CertificateVerifyError) for link in links):
-        words = "the connection failed"
-    if words is None:
-        return Failure(OTHER, _one_line(error))
-    if isinstance(decisive, HTTPError):
-        host = _host(decisive.response.url)
-    return Failure(NETWORK, f"cannot reach {host or 'the site'}: {words}")
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """The exception and every exception it wraps, each once, outermost first."""
-    pending: list[object] = [error]
-    seen: set[int] = set()
-    while pending:
-        link = pending.pop(0)
-        if not isinstance(link, BaseException) or id(link) in seen:
-            continue
-        seen.add(id(link))
-        yield link
-        exc_info = getattr(link, "exc_info", None)
-        if isinstance(exc_info, tuple) and len(exc_info) == 3:
-            pending.append(exc_info[1])
-        pending.extend([getattr(link, "cause", None), link.__cause__, link.__context__, getattr(link, "reason", None)])
-
-
-def _network_words(link: BaseException) -> str | None:
-    """Plain words for one exception that says the site could not be reached, or None when it does not."""
-    if isinstance(link, HTTPError):
-        if link.status < 500:
-            return None
-        try:
-            phrase = f" {http.HTTPStatus(link.status).phrase}"
-        except ValueError:
-            phrase = ""
-        return f"it answered HTTP {link.status}{phrase}"
-    if isinstance(link, socket.gaierror):
-        if link.errno in UNRESOLVED_GAI_ERRORS:
-            return "the name does not resolve"
-        return "the name could not be looked up (no answer from DNS)"
-    if isinstance(link, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(link, ConnectionResetError):
-        return "the connection was reset"
-    if isinstance(link, (ConnectionAbortedError, BrokenPipeError)):
-        return "the connection was cut"
-    if isinstance(link, TimeoutError):
-        return "timed out"
-    if isinstance(link, IncompleteRead):
-        return "the connection closed before the whole answer came"
-    if isinstance(link, OSError) and link.errno in UNREACHABLE_ERRNOS:
-        return UNREACHABLE_ERRNOS[link.errno]
-    return None
 
 
 @dataclass(frozen=True)
@@ -252,6 +149,7 @@ class _Entry:
     filename: str | None = None
     archived: bool = False
     is_container: bool = False
+    failed: bool = False  # recorded as a failure: it counts as nothing else
 
     @property
     def key(self) -> str:
@@ -265,108 +163,6 @@ class _Entry:
         if self.archive_id:
             return self.archive_id.split(" ", 1)[-1]
         return self.url or "?"
-
-
-def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> dict[str, Any]:
-    """Given the user's yt-dlp options, return yt-dlp's params for them; ConfigError where yt-dlp refuses them.
-
-    Options that playlist-cron manages are refused before yt-dlp reads anything: it reads a `--batch-file` or a
-    `--config-locations` file while it parses, and would show their lines in its complaints.
-    """
-    _refuse_managed_options(config, key, arguments)
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
-            parsed = yt_dlp.parse_options(list(arguments))
-    except (SystemExit, optparse.OptParseError) as refusal:
-        raise ConfigError(
-            str(config.path), [f"At '{key}': yt-dlp says: {_refusal_reason(refusal, captured)}"]
-        ) from None
-    if parsed.urls:
-        raise ConfigError(
-            str(config.path), [f"At '{key}': {parsed.urls[0]!r} is not an option (URLs go in 'playlists')"]
-        )
-    params: dict[str, Any] = dict(parsed.ydl_opts)
-    return params
-
-
-def cut_to_bytes(text: str, limit_bytes: int) -> str:
-    """Given text, return its longest beginning that takes at most `limit_bytes` in UTF-8, cut between characters."""
-    return text.encode("utf-8", "surrogateescape")[: max(limit_bytes, 0)].decode("utf-8", "ignore")
-
-
-def _too_long_part(path: str, limit_bytes: int) -> int | None:
-    """Given a path, return the index of its first part longer than `limit_bytes`, or None."""
-    for index, part in enumerate(path.split(os.sep)):
-        if len(os.fsencode(part)) > limit_bytes:
-            return index
-    return None
-
-
-def _part_bytes(path: str, index: int, parts: int) -> int | None:
-    split = path.split(os.sep)
-    return len(os.fsencode(split[index])) if len(split) == parts else None
-
-
-def fit_fields(evaluate: Callable[[dict[str, Any]], str], info: dict[str, Any], limit_bytes: int) -> dict[str, Any]:
-    """Given the fields of a video and how they become a path, return them with text fields shortened until every
-    part of the path takes at most `limit_bytes`.
-
-    The path is measured after templating, so sanitizing (a "/" becomes a 3-byte "⧸") and the template's own text
-    count. Each round shortens the field that gives the too-long part the most bytes; `id` and `ext` are never
-    shortened. A part that stays too long (the template's own text, or an id) is left for yt-dlp to report.
-    """
-    path = evaluate(info)
-    for _ in range(MAX_FIT_ROUNDS):
-        index = _too_long_part(path, limit_bytes) if path else None
-        if index is None:
-            return info
-        parts = len(path.split(os.sep))
-        before_bytes = len(os.fsencode(path.split(os.sep)[index]))
-        gains: dict[str, int] = {}
-        for key, value in info.items():
-            if key in KEPT_FIELDS or not isinstance(value, str) or not value:
-                continue
-            probe_bytes = _part_bytes(
-                evaluate({**info, key: cut_to_bytes(value, len(value.encode()) // 2)}), index, parts
-            )
-            if probe_bytes is not None and probe_bytes < before_bytes:
-                gains[key] = before_bytes - probe_bytes
-        if not gains:
-            return info
-        key = max(gains, key=lambda name: gains[name])
-        value = str(info[key])
-        # The longest beginning of the field with which the part fits: the part's length grows with the field's.
-        low, high = 0, len(value.encode()) - 1
-        while low < high:
-            middle = (low + high + 1) // 2
-            middle_bytes = _part_bytes(evaluate({**info, key: cut_to_bytes(value, middle)}), index, parts)
-            if middle_bytes is not None and middle_bytes <= limit_bytes:
-                low = middle
-            else:
-                high = middle - 1
-        info = {**info, key: cut_to_bytes(value, low).rstrip()}
-        path = evaluate(info)
-    return info
-
-
-def _with_plain_id(entry: dict[str, Any]) -> dict[str, Any]:
-    """Given a playlist entry, return it with its id on one line.
-
-    A feed's guid often keeps the XML's line breaks and indentation ("\\n    1234\\n"): as yt-dlp's id it would break
-    the archive's line in three, so the video would never be found there and come again at every check.
-    """
-    entry_id = entry.get("id")
-    if isinstance(entry_id, str) and entry_id != " ".join(entry_id.split()):
-        entry = {**entry, "id": " ".join(entry_id.split())}
-    url = entry.get("url")
-    if not isinstance(url, str):
-        return entry
-    plain_url, data = unsmuggle_url(url, {})
-    video_id = data.get("force_videoid") if isinstance(data, dict) else None
-    if not isinstance(video_id, str) or video_id == " ".join(video_id.split()):
-        return entry
-    return {**entry, "url": smuggle_url(plain_url, {**data, "force_videoid": " ".join(video_id.split())})}
 
 
 def _not_a_playlist(content_type: str | None, what: str) -> str:
@@ -385,100 +181,51 @@ def _not_a_playlist(content_type: str | None, what: str) -> str:
     return f"this URL is not a playlist: {what}; give a playlist, channel or feed URL instead"
 
 
-def _refusal_reason(refusal: BaseException, captured: io.StringIO) -> str:
-    said = (str(refusal) if isinstance(refusal, optparse.OptParseError) else captured.getvalue()).strip()
-    reason = said.splitlines()[-1] if said else "rejected by yt-dlp"
-    return re.sub(r"^[\w.-]+: error: ", "", reason)
+def _with_plain_id(entry: dict[str, Any]) -> dict[str, Any]:
+    """Given a playlist entry, return it with its id on one line.
 
-
-def _refuse_managed_options(config: Config, key: str, arguments: tuple[str, ...]) -> None:
-    """Raise ConfigError when yt-dlp's own parser reads one of `arguments` as an option playlist-cron manages.
-
-    First each argument as yt-dlp resolves it (abbreviations, short-option clusters), to name it; then the
-    options parsed into a values object, which also sees what an `--alias` expands to. Neither reads a file.
+    A feed's guid often keeps the XML's line breaks and indentation ("\\n    1234\\n"): as yt-dlp's id it would break
+    the archive's line in three, so the video would never be found there and come again at every check.
     """
-    parser = create_parser()
-    found = _managed_arguments(parser, arguments)
-    problems = [f"At '{key}[{index}]': {said}" for index, said in found]
-    if not problems:
-        defaults = copy.deepcopy(vars(parser.get_default_values()))
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
-                values, _ = parser.parse_args(list(arguments))
-        except (SystemExit, optparse.OptParseError) as refusal:  # said before yt-dlp reads any file named here
-            problems = [f"At '{key}': yt-dlp says: {_refusal_reason(refusal, captured)}"]
-        else:
-            problems = [
-                f"At '{key}': an --alias sets {_spelling(parser, dest)}, which is managed by playlist-cron: "
-                f"set '{config_key}' in the config instead"
-                for dest, config_key in MANAGED_DESTS.items()
-                if getattr(values, dest, None) != defaults.get(dest)
-            ]
-    if problems:
-        raise ConfigError(str(config.path), problems)
-
-
-def _spelling(parser: optparse.OptionParser, dest: str) -> str:
-    """Given a dest, return the long option a user knows it by (the one that takes a value, like --batch-file)."""
-    named = sorted((name, not option.takes_value()) for name, option in parser._long_opt.items() if option.dest == dest)
-    return min(named, key=lambda pair: pair[1])[0] if named else dest
-
-
-def _managed_arguments(parser: optparse.OptionParser, arguments: tuple[str, ...]) -> list[tuple[int, str]]:
-    """Given yt-dlp's parser, return (index, what to say) for each argument that it reads as a managed option."""
-    found = []
-    index = 0
-    while index < len(arguments):
-        argument = arguments[index]
-        if argument == "--":
-            break
-        if argument.startswith("--"):
-            typed = argument.split("=", 1)[0]
-            try:
-                name = parser._match_long_opt(typed)  # optparse's own rule: a unique prefix, or the exact name
-            except optparse.BadOptionError:  # unknown or ambiguous: yt-dlp's parse says so
-                index += 1
-                continue
-            option = parser._long_opt[name]
-            if option.dest in MANAGED_DESTS:
-                found.append((index, managed_message(typed, name)))
-            if option.takes_value() and "=" not in argument:
-                index += option.nargs or 1
-        elif argument.startswith("-") and argument != "-":
-            for position, letter in enumerate(argument[1:], start=1):  # a cluster: -ia is -i -a
-                short_option = parser._short_opt.get("-" + letter)
-                if short_option is None:
-                    break
-                if short_option.dest in MANAGED_DESTS:
-                    found.append((index, managed_message(argument[: position + 1], "-" + letter)))
-                if short_option.takes_value():
-                    if position == len(argument) - 1:  # the value is the next argument, not the rest of this one
-                        index += short_option.nargs or 1
-                    break
-        index += 1
-    return found
+    entry_id = entry.get("id")
+    if isinstance(entry_id, str) and entry_id != " ".join(entry_id.split()):
+        entry = {**entry, "id": " ".join(entry_id.split())}
+    url = entry.get("url")
+    if not isinstance(url, str):
+        return entry
+    _, video_id = yt_dlp_private.smuggled_video_id(url)
+    if video_id is None or video_id == " ".join(video_id.split()):
+        return entry
+    return {**entry, "url": yt_dlp_private.with_smuggled_video_id(url, " ".join(video_id.split()))}
 
 
 def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:
     """Return an entry's archive id without a request: from yt-dlp, or from the id a feed smuggles into the URL."""
-    archive_id = ydl._make_archive_id(entry)
+    archive_id = yt_dlp_private.archive_id(ydl, entry)
     if archive_id:
-        return str(archive_id)
+        return archive_id
     url = entry.get("url")
     if not isinstance(url, str):
         return None
-    plain_url, data = unsmuggle_url(url, {})
-    video_id = data.get("force_videoid") if isinstance(data, dict) else None
+    plain_url, video_id = yt_dlp_private.smuggled_video_id(url)
     if not video_id:
         return None
     # yt-dlp would find the extractor by trying every one of its ~1,800 on the URL: milliseconds an entry. When the
     # archive holds this id under one extractor, that is the answer; only new ids pay for the full search.
-    extractors = ydl.archived_extractors(str(video_id))
+    extractors = ydl.archived_extractors(video_id)
     if len(extractors) == 1:
         return f"{next(iter(extractors))} {video_id}"
     extractor = ydl.extractor_key_for(plain_url)
     return f"{extractor} {video_id}" if extractor else None
+
+
+def _raise_when_check_must_stop(failure: Failure) -> None:
+    """Raise what ends the whole check for a failure that is neither one video's nor one playlist's: RateLimited
+    when the site says to slow down, Interrupted("disk_space") when the disk is full (no retry step is spent)."""
+    if failure.kind == RATE_LIMITED:
+        raise RateLimited(failure.message) from None
+    if failure.kind == NO_SPACE:
+        raise Interrupted("disk_space", failure.message) from None
 
 
 class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
@@ -518,6 +265,8 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
     def _current(self) -> _Entry | None:
         return self._entries[-1] if self._entries else None
 
+    # The benchmark-justified shortcuts: extractor and archive look-ups that yt-dlp would repeat for every entry.
+
     def extractor_key_for(self, url: str) -> str | None:
         """The archive key of the extractor yt-dlp would pick for `url`, looked up once per folder of URLs.
 
@@ -525,17 +274,15 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         milliseconds each time); yt-dlp repeats it when it processes the entry, so without this cache a new entry
         would pay for it twice.
         """
-        folder, _, name = url.rpartition("/")
-        shape = (folder, name.rpartition(".")[2] if "." in name else "")
+        shape = _url_shape(url)
         if shape not in self._extractor_keys:
-            self._extractor_keys[shape] = next((key for key, ie in self._ies.items() if ie.suitable(url)), None)
+            self._extractor_keys[shape] = yt_dlp_private.first_suitable_extractor(self, url)
         ie_key = self._extractor_keys[shape]
         return ie_key.lower() if ie_key else None
 
     def known_ie_key(self, url: str) -> str | None:
         """The extractor already looked up for this folder of URLs, if any: yt-dlp need not search again."""
-        folder, _, name = url.rpartition("/")
-        return self._extractor_keys.get((folder, name.rpartition(".")[2] if "." in name else ""))
+        return self._extractor_keys.get(_url_shape(url))
 
     def archived_extractors(self, video_id: str) -> set[str]:
         """The extractor keys under which the archive holds `video_id`.
@@ -544,122 +291,156 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         against the archive's own set, with no index of 100,000 ids to hold in memory.
         """
         if self._archive_keys is None:
-            self._archive_keys = {line.partition(" ")[0] for line in self.archive}
-        return {key for key in self._archive_keys if f"{key} {video_id}" in self.archive}
+            self._archive_keys = {line.partition(" ")[0] for line in yt_dlp_private.archive_lines(self)}
+        return {key for key in self._archive_keys if yt_dlp_private.archive_holds(self, f"{key} {video_id}")}
 
     def record_download_archive(self, info_dict: dict[str, Any]) -> None:
         super().record_download_archive(info_dict)
-        archive_id = self._make_archive_id(info_dict)
+        archive_id = yt_dlp_private.archive_id(self, info_dict)
         if self._archive_keys is not None and archive_id:
-            self._archive_keys.add(str(archive_id).partition(" ")[0])
+            self._archive_keys.add(archive_id.partition(" ")[0])
+
+    # Following yt-dlp through a playlist: which call is the playlist, which is one of its entries.
 
     def process_ie_result(self, ie_result: Any, download: bool = True, extra_info: Any = None) -> Any:
-        if (
-            isinstance(ie_result, dict)
-            and ie_result.get("_type", "video") == "video"
-            and self._playlist_depth == 0
-            and not self._entries
-        ):
+        is_dict = isinstance(ie_result, dict)
+        if is_dict and ie_result.get("_type", "video") == "video" and self._playlist_depth == 0 and not self._entries:
             # The playlist URL led, through a redirect or a url result, to one video: not what was configured.
             raise _NotAPlaylist(f"yt-dlp resolved it to one video (id {ie_result.get('id')!r}); nothing was downloaded")
-        if isinstance(ie_result, dict) and ie_result.get("_type") in ("playlist", "multi_video"):
-            if self._entries:
-                self._entries[-1].is_container = True
-            if self._playlist_depth == 0 and self._result.title is None:
-                self._result.title = ie_result.get("title")
-            self._playlist_depth += 1
-            try:
-                return super().process_ie_result(ie_result, download, extra_info)
-            finally:
-                self._playlist_depth -= 1
-        is_new_entry = (
-            extra_info is not None
-            and "playlist_autonumber" in extra_info
-            and (not self._entries or self._entries[-1].depth < self._playlist_depth)
+        if is_dict and ie_result.get("_type") in ("playlist", "multi_video"):
+            return self._process_playlist(ie_result, download, extra_info)
+        is_new_entry = yt_dlp_private.is_playlist_entry(extra_info) and (
+            not self._entries or self._entries[-1].depth < self._playlist_depth
         )
         if not is_new_entry:
             return super().process_ie_result(ie_result, download, extra_info)
         return self._process_entry(ie_result, download, extra_info)
 
+    def _process_playlist(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
+        """Let yt-dlp go through a playlist (or one nested in an entry), one level deeper."""
+        if self._entries:
+            self._entries[-1].is_container = True
+        if self._playlist_depth == 0 and self._result.title is None:
+            self._result.title = ie_result.get("title")
+        self._playlist_depth += 1
+        try:
+            return super().process_ie_result(ie_result, download, extra_info)
+        finally:
+            self._playlist_depth -= 1
+
     def _process_entry(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
-        result, playlist = self._result, self._playlist
+        """One playlist entry: decide from the playlist alone, else let yt-dlp run it; then count what it came to."""
         ie_result = _with_plain_id(ie_result)
-        archive_id = _archive_id(self, ie_result)
-        entry = _Entry(self._playlist_depth, archive_id, ie_result.get("url"), ie_result.get("title"))
+        entry = _Entry(self._playlist_depth, _archive_id(self, ie_result), ie_result.get("url"), ie_result.get("title"))
         self._reporter.activity()
-        if archive_id and archive_id in self.archive:
-            result.already_archived += 1
-            if playlist.stop_at_first_archived and not self._mark_archived:
-                result.stopped = "first archived video"
-                raise _StopPlaylist()
+        if self._settled_without_request(entry, ie_result):
             return None
+        answer = self._run_entry(entry, self._with_known_extractor(ie_result), download, extra_info)
+        self._count_outcome(entry)
+        return answer
+
+    def _settled_without_request(self, entry: _Entry, ie_result: dict[str, Any]) -> bool:
+        """Decide: count an entry that the playlist alone settles (archived, too old, to mark, retry not due) and
+        return True; return False when yt-dlp must run it."""
+        result = self._result
+        if entry.archive_id and yt_dlp_private.archive_holds(self, entry.archive_id):
+            self._count_archived()
+            return True
         if self._before_date_after(ie_result):
             result.filtered += 1  # known from the playlist itself: no request for it
-            return None
-        if self._mark_archived and archive_id:
-            extractor, _, video_id = archive_id.partition(" ")
+            return True
+        if self._mark_archived and entry.archive_id:
+            extractor, _, video_id = entry.archive_id.partition(" ")
             self.record_download_archive({"extractor_key": extractor, "id": video_id})
             result.marked_archived += 1
-            return None
+            return True
         if not self._reporter.retry_is_due(entry.key):
             result.waiting_retry += 1
-            return None
+            return True
+        return False
+
+    def _with_known_extractor(self, ie_result: dict[str, Any]) -> dict[str, Any]:
+        """A url result with the extractor already looked up for its folder, so that yt-dlp need not search."""
         if ie_result.get("_type") in ("url", "url_transparent") and not ie_result.get("ie_key"):
-            ie_key = self.known_ie_key(unsmuggle_url(str(ie_result.get("url")), {})[0])
+            plain_url, _ = yt_dlp_private.smuggled_video_id(str(ie_result.get("url")))
+            ie_key = self.known_ie_key(plain_url)
             if ie_key:
-                ie_result = {**ie_result, "ie_key": ie_key}
+                return {**ie_result, "ie_key": ie_key}
+        return ie_result
+
+    def _run_entry(self, entry: _Entry, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
+        """Run: let yt-dlp process the entry, with the hooks below noting what happens to it; None when it failed."""
         self._entries.append(entry)
         try:
-            answer = super().process_ie_result(ie_result, download, extra_info)
+            return super().process_ie_result(ie_result, download, extra_info)
         except (DownloadCancelled, RateLimited):
             raise
         except Exception as error:  # one bad video must not end the playlist: it is recorded and retried later
-            failure = self.failure_of(error)
-            if failure.kind == RATE_LIMITED:
-                raise RateLimited(failure.message) from None
-            if failure.kind == NO_SPACE:  # not the video's fault: no retry step is spent
-                raise Interrupted("disk_space", failure.message) from None
-            if failure.kind == NETWORK:
-                result.network_failures.append(
-                    VideoFailure(entry.video_id, entry.key, entry.title, entry.url, failure.message, playlist.url)
-                )
-                return None
-            result.failed += 1
-            self._reporter.video_failed(
-                entry.video_id, entry.key, entry.title, entry.url, failure.message, playlist.url
-            )
+            self._record_failure(entry, self.failure_of(error))
             return None
         finally:
             self._entries.pop()
-        if entry.is_container:
-            return answer
+
+    def _record_failure(self, entry: _Entry, failure: Failure) -> None:
+        """Count a failed entry: a network failure apart (the check decides), any other as the video's own."""
+        _raise_when_check_must_stop(failure)
+        entry.failed = True
+        video_failure = VideoFailure(
+            entry.video_id, entry.key, entry.title, entry.url, failure.message, self._playlist.url
+        )
+        if failure.kind == NETWORK:
+            self._result.network_failures.append(video_failure)
+            return
+        self._result.failed += 1
+        self._reporter.video_failed(
+            video_failure.video_id,
+            video_failure.key,
+            video_failure.title,
+            video_failure.url,
+            video_failure.error,
+            video_failure.playlist_url,
+        )
+
+    def _count_outcome(self, entry: _Entry) -> None:
+        """Count: what yt-dlp's run of an entry came to (downloaded, archived, marked or filtered)."""
+        result = self._result
+        if entry.failed or entry.is_container:  # a failure is counted already; a container's entries count
+            return
         if self._mark_archived:
             result.marked_archived += 0 if entry.archived else 1
             result.already_archived += 1 if entry.archived else 0
-            return answer
-        if entry.filename is not None:
-            size_bytes = _size(entry.filename)
-            result.downloaded += 1
-            result.bytes += size_bytes
-            self._reporter.video_downloaded(
-                entry.video_id,
-                entry.key,
-                (entry.info or {}).get("title") or entry.title,
-                entry.filename,
-                size_bytes,
-                time.monotonic() - entry.started_at,
-            )
-            if playlist.max_downloads_per_check and result.downloaded >= playlist.max_downloads_per_check:
-                result.stopped = "max_downloads_per_check"
-                raise _StopPlaylist()
+        elif entry.filename is not None:
+            self._count_download(entry, entry.filename)
         elif entry.archived:
-            result.already_archived += 1
-            if playlist.stop_at_first_archived:
-                result.stopped = "first archived video"
-                raise _StopPlaylist()
+            self._count_archived()
         else:
             result.filtered += 1
-        return answer
+
+    def _count_download(self, entry: _Entry, filename: str) -> None:
+        """Report a downloaded video; stop the playlist when it reached the per-check limit."""
+        result = self._result
+        size_bytes = _size(filename)
+        result.downloaded += 1
+        result.bytes += size_bytes
+        self._reporter.video_downloaded(
+            entry.video_id,
+            entry.key,
+            (entry.info or {}).get("title") or entry.title,
+            filename,
+            size_bytes,
+            time.monotonic() - entry.started_at,
+        )
+        limit = self._playlist.max_downloads_per_check
+        if limit and result.downloaded >= limit:
+            result.stopped = STOPPED_AT_MAX_DOWNLOADS
+            raise _StopPlaylist()
+
+    def _count_archived(self) -> None:
+        """Count an archived entry; stop the playlist there when it is read up to the first archived video."""
+        self._result.already_archived += 1
+        if self._playlist.stop_at_first_archived and not self._mark_archived:
+            self._result.stopped = STOPPED_AT_ARCHIVED
+            raise _StopPlaylist()
 
     def retry_behind_first_archived(self) -> None:
         """Reading stopped at the first archived video: try the playlist's failed videos that are due anyway."""
@@ -670,7 +451,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             try:
                 self.process_ie_result(entry, download=True, extra_info={**playlist_fields, "playlist_autonumber": 0})
             except _StopPlaylist:
-                if result.stopped == "max_downloads_per_check":
+                if result.stopped == STOPPED_AT_MAX_DOWNLOADS:
                     return
 
     def _before_date_after(self, entry: dict[str, Any]) -> bool:
@@ -682,6 +463,8 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             upload_date = time.strftime("%Y%m%d", time.gmtime(entry["timestamp"]))
         return bool(upload_date) and upload_date not in self._date_range
 
+    # Hooks where yt-dlp tells what happens to the entry being run.
+
     def prepare_filename(
         self, info_dict: dict[str, Any], dir_type: str = "", *, outtmpl: Any = None, warn: bool = False
     ) -> Any:
@@ -689,29 +472,25 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
 
         The video's own name decides first, so that the files written beside it (".info.json", subtitles) share it.
         """
-        name_max_bytes = self._filesystem_name_max_bytes()
+        name_max = self._filesystem_name_max_bytes()
         video_fields = fit_fields(
             lambda fields: str(super(_Downloader, self).prepare_filename(fields) or ""),
             info_dict,
-            name_max_bytes - NAME_RESERVE_BYTES,
+            name_max - NAME_RESERVE_BYTES,
         )
         if dir_type or outtmpl is not None:
             reserve_bytes = NAME_RESERVE_BYTES if dir_type == "temp" else SIDECAR_RESERVE_BYTES
             video_fields = fit_fields(
                 lambda fields: str(super(_Downloader, self).prepare_filename(fields, dir_type, outtmpl=outtmpl) or ""),
                 video_fields,
-                name_max_bytes - reserve_bytes,
+                name_max - reserve_bytes,
             )
         return super().prepare_filename(video_fields, dir_type, outtmpl=outtmpl, warn=warn)
 
     def _filesystem_name_max_bytes(self) -> int:
-        """The longest file name, in bytes, that the download folder's filesystem takes."""
+        """The longest file name, in bytes, that the download folder's filesystem takes (asked once)."""
         if self._name_max_bytes is None:
-            home = (self.params.get("paths") or {}).get("home") or "."
-            try:
-                self._name_max_bytes = int(os.pathconf(home, "PC_NAME_MAX"))
-            except (OSError, ValueError):
-                self._name_max_bytes = NAME_MAX_FALLBACK_BYTES
+            self._name_max_bytes = name_max_bytes((self.params.get("paths") or {}).get("home") or ".")
         return self._name_max_bytes
 
     def process_info(self, info_dict: dict[str, Any]) -> Any:
@@ -741,11 +520,11 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             response = super().urlopen(req)
         except HTTPError as error:
             if error.status == 429:
-                self.rate_limited = f"HTTP 429 Too Many Requests from {_host(error.response.url)}"
+                self.rate_limited = f"HTTP 429 Too Many Requests from {host_of(error.response.url)}"
             raise
         except Exception:
             url = req if isinstance(req, str) else getattr(req, "url", None) or getattr(req, "full_url", None)
-            self.failed_host = _host(str(url)) if url else None  # a refused connection does not name its host
+            self.failed_host = host_of(str(url)) if url else None  # a refused connection does not name its host
             raise
         content_type = response.headers.get("Content-Type", "")
         if self.first_content_type is None:
@@ -753,9 +532,9 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         length = int(response.headers.get("Content-Length") or 0)
         if "html" in content_type and length <= PAGE_PEEK_MAX_BYTES:
             body = response.read()
-            response.fp = io.BytesIO(body)  # hand the page on unread, as if we had never looked
             if BOT_CHECK_PATTERN.search(body):
-                self.rate_limited = f"{_host(response.url)} asked to confirm we are not a bot"
+                self.rate_limited = f"{host_of(response.url)} asked to confirm we are not a bot"
+            return _unread(response, body)  # hand the page on unread, as if we had never looked
         return response
 
     def watch_disk(self, download_dir: str, min_free_bytes: int) -> None:
@@ -812,19 +591,28 @@ class _Logger:
 
     def warning(self, message: str) -> None:
         if not any(quiet in message for quiet in QUIET_WARNINGS):
-            self._reporter.warning(_one_line(message))
+            self._reporter.warning(one_line(message))
 
     def error(self, message: str) -> None:
         pass  # raised as DownloadError right after, and reported there with the video it belongs to
 
 
-def _host(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url
+def _unread(response: Any, body: bytes) -> Response:
+    """The response again, its `body` still to read: yt-dlp's own responses close once they are read whole."""
+    return Response(
+        io.BytesIO(body),
+        response.url,
+        response.headers,
+        status=response.status,
+        reason=response.reason,
+        extensions=response.extensions,
+    )
 
 
-def _one_line(error: object) -> str:
-    text = str(error).replace("\n", " ").strip()
-    return re.sub(r"^ERROR:\s*", "", text)
+def _url_shape(url: str) -> tuple[str, str]:
+    """A URL's folder and extension: the URLs of a feed's enclosures that share them go to the same extractor."""
+    folder, _, name = url.rpartition("/")
+    return folder, name.rpartition(".")[2] if "." in name else ""
 
 
 def _size(filename: str) -> int:
@@ -832,22 +620,6 @@ def _size(filename: str) -> int:
         return os.path.getsize(filename)
     except OSError:
         return 0
-
-
-def _read_playlist(ydl: _Downloader, url: str) -> Any:
-    """Return what yt-dlp reads at `url`, its entries not yet processed.
-
-    Raise _NotAPlaylist when yt-dlp has no extractor for a document that is a feed (an Atom feed, say), so that the
-    check says what it is rather than yt-dlp's "Unsupported URL".
-    """
-    try:
-        return ydl.extract_info(url, download=False, process=False)
-    except DownloadError as error:
-        media_type = (ydl.first_content_type or "").partition(";")[0].strip().lower()
-        exc_info = getattr(error, "exc_info", None) or (None, None, None)
-        if isinstance(exc_info[1], UnsupportedError) and media_type in FEED_CONTENT_TYPES:
-            raise _NotAPlaylist("yt-dlp found no videos in it") from None
-        raise
 
 
 def download_playlist(
@@ -859,6 +631,16 @@ def download_playlist(
     down, and Interrupted("disk_space") when the disk is full; every other problem is recorded in the result (a
     video's, or the playlist's `error` with its `error_kind`).
     """
+    params = _yt_dlp_params(config, playlist, mark_archived=mark_archived)
+    result = PlaylistResult(url=playlist.url)
+    with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived) as ydl:
+        ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
+        _go_through_playlist(ydl, playlist, result)
+    return result
+
+
+def _yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) -> dict[str, Any]:
+    """yt-dlp's params for one playlist: the user's `yt_dlp_args`, then what playlist-cron manages."""
     params = parse_yt_dlp_args(config, playlist.yt_dlp_args_key, playlist.yt_dlp_args)
     params.update(
         {
@@ -889,35 +671,57 @@ def download_playlist(
                 "postprocessors": [],
             }
         )
-    result = PlaylistResult(url=playlist.url)
-    with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived) as ydl:
-        ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
-        try:
-            info = _read_playlist(ydl, playlist.url)
-            if ydl.rate_limited:
-                raise RateLimited(ydl.rate_limited)
-            if info is None or info.get("_type", "video") == "video":
-                # Not a playlist: for a feed, what came back did not parse as RSS. Nothing is downloaded.
-                result.error = _not_a_playlist(ydl.first_content_type, "yt-dlp read it as one video")
-            else:
-                ydl.process_ie_result(info, download=True)
-            if result.stopped == "first archived video":
-                ydl.retry_behind_first_archived()
-        except _StopPlaylist:
-            if result.stopped == "first archived video":
-                ydl.retry_behind_first_archived()
-        except DownloadCancelled as cancelled:  # yt-dlp's own --break-* and max-downloads stops end a check normally
-            result.stopped = type(cancelled).__name__
-        except RateLimited:
-            raise
-        except _NotAPlaylist as refusal:
-            result.error = _not_a_playlist(ydl.first_content_type, str(refusal))
-        except Exception as error:  # the playlist itself could not be read: the other playlists still are
-            failure = ydl.failure_of(error, _host(playlist.url))
-            if failure.kind == RATE_LIMITED:
-                raise RateLimited(failure.message) from None
-            if failure.kind == NO_SPACE:
-                raise Interrupted("disk_space", failure.message) from None
-            result.error = failure.message
-            result.error_kind = failure.kind
-    return result
+    return params
+
+
+def _go_through_playlist(ydl: _Downloader, playlist: Playlist, result: PlaylistResult) -> None:
+    """Read the playlist and run its entries; record in `result` why reading stopped, or why the playlist failed.
+
+    Raise RateLimited, or Interrupted("disk_space"), when the whole check must stop.
+    """
+    try:
+        _read_and_run(ydl, playlist, result)
+    except _StopPlaylist:
+        if result.stopped == STOPPED_AT_ARCHIVED:
+            ydl.retry_behind_first_archived()
+    except DownloadCancelled as cancelled:  # yt-dlp's own --break-* and max-downloads stops end a check normally
+        result.stopped = type(cancelled).__name__
+    except RateLimited:
+        raise
+    except _NotAPlaylist as refusal:
+        result.error = _not_a_playlist(ydl.first_content_type, str(refusal))
+    except Exception as error:  # the playlist itself could not be read: the other playlists still are
+        failure = ydl.failure_of(error, host_of(playlist.url))
+        _raise_when_check_must_stop(failure)
+        result.error = failure.message
+        result.error_kind = failure.kind
+
+
+def _read_and_run(ydl: _Downloader, playlist: Playlist, result: PlaylistResult) -> None:
+    """Read the playlist, then let yt-dlp run its entries (stopping at the first archived one, when told to)."""
+    info = _read_playlist(ydl, playlist.url)
+    if ydl.rate_limited:
+        raise RateLimited(ydl.rate_limited)
+    if info is None or info.get("_type", "video") == "video":
+        # Not a playlist: for a feed, what came back did not parse as RSS. Nothing is downloaded.
+        result.error = _not_a_playlist(ydl.first_content_type, "yt-dlp read it as one video")
+    else:
+        ydl.process_ie_result(info, download=True)
+    if result.stopped == STOPPED_AT_ARCHIVED:
+        ydl.retry_behind_first_archived()
+
+
+def _read_playlist(ydl: _Downloader, url: str) -> Any:
+    """Return what yt-dlp reads at `url`, its entries not yet processed.
+
+    Raise _NotAPlaylist when yt-dlp has no extractor for a document that is a feed (an Atom feed, say), so that the
+    check says what it is rather than yt-dlp's "Unsupported URL".
+    """
+    try:
+        return ydl.extract_info(url, download=False, process=False)
+    except DownloadError as error:
+        media_type = (ydl.first_content_type or "").partition(";")[0].strip().lower()
+        exc_info = getattr(error, "exc_info", None) or (None, None, None)
+        if isinstance(exc_info[1], UnsupportedError) and media_type in FEED_CONTENT_TYPES:
+            raise _NotAPlaylist("yt-dlp found no videos in it") from None
+        raise

@@ -1,0 +1,114 @@
+"""Every use of yt-dlp's private or undocumented parts, each behind one small function that a compat test checks.
+
+yt-dlp may change any of these in a release without notice; tests/test_yt_dlp_private.py (marker `compat`) calls
+each function against the installed yt-dlp and names the one that broke. Nothing here imports yt_dlp at module
+level: the callers, download.py and yt_dlp_options.py, hand in yt-dlp's objects.
+"""
+
+from __future__ import annotations
+
+import optparse
+from collections.abc import Iterable
+from typing import Any
+
+# The YoutubeDL methods that download.py overrides, with the parameters it relies on yt-dlp calling them with.
+OVERRIDDEN_METHODS = {
+    "process_ie_result": ("self", "ie_result", "download", "extra_info"),
+    "process_info": ("self", "info_dict"),
+    "in_download_archive": ("self", "info_dict"),
+    "record_download_archive": ("self", "info_dict"),
+    "prepare_filename": ("self", "info_dict", "dir_type", "outtmpl", "warn"),
+    "urlopen": ("self", "req"),
+}
+
+
+def archive_id(ydl: Any, info: dict[str, Any]) -> str | None:
+    """The archive line yt-dlp would write for `info` ("<extractor key> <id>"), or None when the entry does not say.
+
+    Private: YoutubeDL._make_archive_id. It tells an entry's archive id from the playlist alone, with no request.
+    """
+    made = ydl._make_archive_id(info)
+    return str(made) if made else None
+
+
+def archive_holds(ydl: Any, line: str) -> bool:
+    """Whether the download archive that yt-dlp loaded holds `line` ("<extractor key> <id>").
+
+    Undocumented: YoutubeDL.archive. Asking it directly spares building the info dict in_download_archive wants.
+    """
+    return line in ydl.archive
+
+
+def archive_lines(ydl: Any) -> Iterable[str]:
+    """The lines of the download archive that yt-dlp loaded (undocumented: YoutubeDL.archive)."""
+    lines: Iterable[str] = ydl.archive
+    return lines
+
+
+def first_suitable_extractor(ydl: Any, url: str) -> str | None:
+    """The key of the first extractor, in yt-dlp's own order, whose pattern takes `url`; None when none does.
+
+    Private: YoutubeDL._ies. yt-dlp offers no public way to ask which extractor a URL goes to without extracting it.
+    """
+    return next((key for key, extractor in ydl._ies.items() if extractor.suitable(url)), None)
+
+
+def is_playlist_entry(extra_info: Any) -> bool:
+    """Whether yt-dlp calls process_ie_result for one entry of a playlist: it then passes `playlist_autonumber`.
+
+    Undocumented: the fields YoutubeDL.__process_playlist puts in `extra_info`.
+    """
+    return extra_info is not None and "playlist_autonumber" in extra_info
+
+
+def smuggled_video_id(url: str) -> tuple[str, str | None]:
+    """Given an entry's URL, return it without smuggled data, and the video id smuggled in it, if any.
+
+    Undocumented: the generic extractor smuggles a feed item's guid into its enclosure's URL as `force_videoid`.
+    """
+    from yt_dlp.utils import unsmuggle_url
+
+    plain_url, data = unsmuggle_url(url, {})
+    video_id = data.get("force_videoid") if isinstance(data, dict) else None
+    return plain_url, str(video_id) if video_id else None
+
+
+def with_smuggled_video_id(url: str, video_id: str) -> str:
+    """Given an entry's URL that smuggles a video id, return it smuggling `video_id` instead."""
+    from yt_dlp.utils import smuggle_url, unsmuggle_url
+
+    plain_url, data = unsmuggle_url(url, {})
+    return str(smuggle_url(plain_url, {**(data if isinstance(data, dict) else {}), "force_videoid": video_id}))
+
+
+def option_parser() -> optparse.OptionParser:
+    """yt-dlp's own command-line parser (undocumented: yt_dlp.options.create_parser), an optparse.OptionParser."""
+    from yt_dlp.options import create_parser
+
+    parser: optparse.OptionParser = create_parser()
+    return parser
+
+
+def long_option(parser: optparse.OptionParser, typed: str) -> tuple[str, optparse.Option] | None:
+    """The long option that `typed` means to the parser (a unique prefix, or the exact name), with its full name;
+    None when it is unknown or ambiguous.
+
+    Private: OptionParser._match_long_opt and _long_opt, which yt-dlp's parser overrides and optparse leaves private.
+    """
+    try:
+        name: str = parser._match_long_opt(typed)
+    except optparse.BadOptionError:
+        return None
+    option: optparse.Option = parser._long_opt[name]
+    return name, option
+
+
+def long_options(parser: optparse.OptionParser) -> list[tuple[str, optparse.Option]]:
+    """Every long option name of the parser, with its option (private: OptionParser._long_opt)."""
+    return list(parser._long_opt.items())
+
+
+def short_option(parser: optparse.OptionParser, flag: str) -> optparse.Option | None:
+    """The option that a short flag ("-i") names, or None (private: OptionParser._short_opt)."""
+    option: optparse.Option | None = parser._short_opt.get(flag)
+    return option
