@@ -289,6 +289,7 @@ def small_filesystem() -> Iterator[Path]:
         mount_point.rmdir()
 
 
+@pytest.mark.compat
 def test_disk_that_fills_during_a_download_fails_cleanly_and_completes_later(
     project: Project, small_filesystem: Path, reliability: Callable[[str], None]
 ) -> None:
