@@ -29,16 +29,30 @@ OVERRIDDEN = {
     "prepare_filename": "shorten file names until they fit the filesystem",
 }
 MEDIA_URL = "http://127.0.0.1:8000/media/video-00001.mp4"
+PACKAGE = download.__name__.partition(".")[0]  # importing download defined the subclass
 
 
 def downloader_class() -> type[Any]:
-    """download.py's subclass of YoutubeDL, whatever it is called."""
-    [subclass] = [
-        value
-        for value in vars(download).values()
-        if isinstance(value, type) and issubclass(value, yt_dlp.YoutubeDL) and value is not yt_dlp.YoutubeDL
+    """playlist-cron's subclass of YoutubeDL, found by type: it may be renamed, or moved out of download.py."""
+    ours: list[type[Any]] = []
+    pending = list(yt_dlp.YoutubeDL.__subclasses__())
+    while pending:
+        subclass = pending.pop()
+        pending.extend(subclass.__subclasses__())
+        if subclass.__module__.partition(".")[0] == PACKAGE:
+            ours.append(subclass)
+    leaves = [
+        subclass
+        for subclass in ours
+        if not any(other is not subclass and issubclass(other, subclass) for other in ours)
     ]
-    return subclass
+    assert len(leaves) == 1, f"expected one subclass of YoutubeDL in playlist_cron, found {leaves}"
+    return leaves[0]
+
+
+def our_classes() -> list[type[Any]]:
+    """The classes between yt-dlp's YoutubeDL and our subclass: where our overrides and attributes are defined."""
+    return [cls for cls in downloader_class().__mro__ if cls.__module__.partition(".")[0] == PACKAGE]
 
 
 def broke(name: str, why: str, detail: str) -> str:
@@ -100,7 +114,12 @@ def test_youtubedl_still_has_each_method_download_py_overrides_with_a_signature_
 def test_the_list_of_overrides_matches_what_download_py_defines() -> None:
     # Keeps OVERRIDDEN true, and catches a method yt-dlp adds under a name that download.py already uses for its own.
     subclass = downloader_class()
-    defined = {name for name, value in vars(subclass).items() if callable(value) and not name.startswith("__")}
+    defined = {
+        name
+        for cls in our_classes()
+        for name, value in vars(cls).items()
+        if callable(value) and not name.startswith("__")
+    }
     shared = {name for name in defined if hasattr(yt_dlp.YoutubeDL, name)}
     unexpected = sorted(shared - set(OVERRIDDEN))
     assert not unexpected, (
@@ -114,9 +133,10 @@ def test_the_list_of_overrides_matches_what_download_py_defines() -> None:
 
 def test_attributes_download_py_sets_do_not_clash_with_yt_dlps(plain_ydl: Any) -> None:
     subclass = downloader_class()
-    tree = ast.parse(textwrap.dedent(inspect.getsource(subclass)))
+    trees = [ast.parse(textwrap.dedent(inspect.getsource(cls))) for cls in our_classes()]
     ours = {
         node.attr
+        for tree in trees
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute)
         and isinstance(node.ctx, ast.Store)
