@@ -12,10 +12,13 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from conftest import FlockHolder, Project, clean_env, flock_busy, wait_for
 from playlist_cron import clock
 
 
+@pytest.mark.compat
 def test_first_check_downloads_every_item_and_second_downloads_nothing(project: Project) -> None:
     first = project.run("check")
     assert first.returncode == 0, first.stderr
@@ -272,6 +275,7 @@ def read_lines(path: os.PathLike[str]) -> list[str]:
         return file.read().splitlines()
 
 
+@pytest.mark.compat
 def test_output_template_and_yt_dlp_args_are_applied(project: Project) -> None:
     project.write_config(output_template="%(id)s-%(title)s.%(ext)s", yt_dlp_args=["--restrict-filenames"])
     assert project.run("check").returncode == 0
@@ -279,6 +283,7 @@ def test_output_template_and_yt_dlp_args_are_applied(project: Project) -> None:
     assert names == ["video-00001-Video_1.mp4", "video-00002-Video_2.mp4", "video-00003-Video_3.mp4"]
 
 
+@pytest.mark.compat
 def test_yt_dlp_args_that_yt_dlp_refuses_are_a_config_error(project: Project) -> None:
     project.write_config(yt_dlp_args=["--no-such-option"])
     result = project.run("check")

@@ -46,6 +46,7 @@ def assert_names_fit(project: Project, files: list[Path]) -> int:
     return longest_bytes
 
 
+@pytest.mark.compat
 def test_long_and_multi_byte_titles_download_with_names_that_fit(
     project: Project, reliability: Callable[[str], None]
 ) -> None:

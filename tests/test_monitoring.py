@@ -181,6 +181,7 @@ def test_metrics_file_is_replaced_after_every_check_and_parses(project: Project)
     assert metrics[("playlist_cron_checks_total", (("outcome", "COMPLETED"),))] == 1
 
 
+@pytest.mark.compat
 def test_a_check_by_hand_on_a_terminal_shows_progress_and_a_summary(project: Project) -> None:
     project.feed.settings.bytes_per_second = 300_000
     controller, terminal = pty.openpty()

@@ -20,6 +20,7 @@ def assert_nothing_downloaded(project: Project) -> None:
     assert project.events("video_downloaded") == []
 
 
+@pytest.mark.compat
 def test_a_url_that_redirects_to_one_video_is_a_playlist_error_before_any_download(
     project: Project, reliability: Callable[[str], None]
 ) -> None:
@@ -42,6 +43,7 @@ def test_a_url_that_redirects_to_one_video_is_a_playlist_error_before_any_downlo
     )
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("entries", ["enclosure links", "one entry embeds its video"])
 def test_an_atom_feed_is_a_playlist_error_that_says_so(project: Project, entries: str) -> None:
     feed = project.feed

@@ -173,6 +173,7 @@ def test_a_broken_playlist_fails_the_check_but_the_others_are_downloaded(project
         assert len(project.archive_lines()) == 6 == len(set(project.archive_lines()))
 
 
+@pytest.mark.compat
 def test_three_good_playlists_with_a_removed_video_complete(project: Project) -> None:
     second_items = make_items(2, prefix="second")
     second_items[0].media_status = 404  # second-00002 has been removed
@@ -350,6 +351,7 @@ def test_max_downloads_per_check_spreads_a_first_sync_over_checks(project: Proje
 # -- 4. date_after -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.compat
 def test_date_after_downloads_only_newer_videos_without_requesting_older_ones(project: Project) -> None:
     use_items(project, make_items(6))  # published 2026-10-27 .. 2026-11-01
     project.write_config(date_after="20261030")
@@ -414,6 +416,7 @@ def test_missing_cookies_file_is_a_config_error(project: Project) -> None:
 # -- 6. check --mark-archived ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.compat
 def test_mark_archived_records_the_playlist_without_downloading_then_only_new_videos_come(project: Project) -> None:
     use_items(project, make_items(4))
     result = project.run("check", "--mark-archived")

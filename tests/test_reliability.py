@@ -276,6 +276,7 @@ def small_filesystem() -> Iterator[Path]:
         yield mount_point
 
 
+@pytest.mark.compat
 def test_disk_that_fills_during_a_download_fails_cleanly_and_completes_later(
     project: Project, small_filesystem: Path, reliability: Callable[[str], None]
 ) -> None:

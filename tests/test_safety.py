@@ -16,6 +16,8 @@ from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
+import pytest
+
 from conftest import Project
 from playlist_cron import clock
 from playlist_cron.demo.feed import FeedServer, make_items
@@ -164,6 +166,7 @@ def _repeat_then_recover(project: Project) -> str:
     )
 
 
+@pytest.mark.compat
 def test_bans_defer_checks_with_a_growing_cooldown_that_makes_no_request(
     tmp_path: Path, reliability: Callable[[str], None]
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from conftest import Project
 from playlist_cron import clock
 from playlist_cron.demo.feed import make_items
@@ -14,6 +16,7 @@ def media_requests(project: Project) -> list[str]:
     return [record.path for record in project.feed.requests_for("/media/")]
 
 
+@pytest.mark.compat
 def test_a_newest_first_feed_that_is_all_archived_costs_one_request(project: Project) -> None:
     project.feed.settings.items = make_items(30, size_bytes=2_000)
     assert project.run("check").returncode == 0
@@ -26,6 +29,7 @@ def test_a_newest_first_feed_that_is_all_archived_costs_one_request(project: Pro
     assert (completed["downloaded"], completed["already_archived"]) == (0, 1), "it stopped at the first one"
 
 
+@pytest.mark.compat
 def test_new_videos_above_the_first_archived_one_are_downloaded(project: Project) -> None:
     project.feed.settings.items = make_items(10, size_bytes=2_000)
     assert project.run("check").returncode == 0
@@ -38,6 +42,7 @@ def test_new_videos_above_the_first_archived_one_are_downloaded(project: Project
     assert sorted(set(media_requests(project))) == ["/media/fresh-00001.mp4", "/media/fresh-00002.mp4"]
 
 
+@pytest.mark.compat
 def test_a_failed_video_behind_the_first_archived_one_is_still_retried_on_its_schedule(project: Project) -> None:
     items = make_items(8, size_bytes=2_000)
     broken = items[5]
