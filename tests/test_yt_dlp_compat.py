@@ -28,7 +28,6 @@ OVERRIDDEN = {
     "urlopen": "notice HTTP 429 answers and bot-check pages (the rate-limit cooldown)",
     "prepare_filename": "shorten file names until they fit the filesystem",
 }
-MEDIA_URL = "http://127.0.0.1:8000/media/video-00001.mp4"
 PACKAGE = download.__name__.partition(".")[0]  # importing download defined the subclass
 
 
@@ -149,46 +148,6 @@ def test_attributes_download_py_sets_do_not_clash_with_yt_dlps(plain_ydl: Any) -
         f"yt-dlp {YT_DLP_VERSION}'s YoutubeDL has attributes named {clashes}, which {subclass.__name__} in "
         "download.py sets for its own use: one would overwrite the other; rename ours"
     )
-
-
-def test_make_archive_id_gives_an_entrys_archive_line_without_a_request(plain_ydl: Any) -> None:
-    why = "compute a playlist entry's archive id before any request is made for it"
-    assert callable(getattr(plain_ydl, "_make_archive_id", None)), broke("_make_archive_id", why, "it is gone")
-    for entry in ({"id": "video-00001", "ie_key": "Generic"}, {"id": "video-00001", "extractor_key": "Generic"}):
-        answer = plain_ydl._make_archive_id(entry)
-        assert answer == "generic video-00001", broke("_make_archive_id", why, f"{entry} gave {answer!r}")
-    assert plain_ydl._make_archive_id({"url": MEDIA_URL}) is None, broke(
-        "_make_archive_id", why, "an entry without an id got an archive id"
-    )
-
-
-def test_ies_maps_extractor_keys_to_extractors_that_know_their_urls(plain_ydl: Any) -> None:
-    why = "find, once per folder of a feed's media URLs, the extractor yt-dlp would pick"
-    extractors = getattr(plain_ydl, "_ies", None)
-    assert extractors is not None and hasattr(extractors, "items"), broke("_ies", why, f"it is {extractors!r}")
-    keys = list(extractors)
-    assert "Generic" in keys and "Youtube" in keys, broke("_ies", why, f"its keys are not extractor keys: {keys[:5]}")
-    suitable = [key for key, extractor in extractors.items() if extractor.suitable(MEDIA_URL)]
-    assert suitable[:1] == ["Generic"], broke("_ies", why, f"the extractors for {MEDIA_URL} are {suitable}")
-    youtube_url = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
-    assert extractors["Youtube"].suitable(youtube_url), broke("_ies", why, f"Youtube does not take {youtube_url}")
-
-
-def test_archive_holds_the_archive_files_lines_and_takes_new_ones(plain_ydl: Any, archive_file: Path) -> None:
-    why = "check entries against the archive before any request, and list the extractors it names"
-    archive = getattr(plain_ydl, "archive", None)
-    assert archive is not None, broke("archive", why, "it is gone")
-    assert "generic video-00001" in archive, broke("archive", why, f"{archive!r} lacks a line of the archive file")
-    assert "generic video-00002" not in archive, broke("archive", why, f"{archive!r} has a line that is not there")
-    assert sorted(archive) == ["generic video-00001", "youtube dQw4w9WgXcQ"], broke(
-        "archive", why, f"iterating over it gave {sorted(archive)}, not the archive file's lines"
-    )
-    plain_ydl.record_download_archive({"id": "video-00002", "extractor_key": "Generic"})
-    assert "generic video-00002" in plain_ydl.archive, broke("archive", why, "a recorded video is not in it")
-    assert archive_file.read_text().splitlines()[-1] == "generic video-00002", broke(
-        "record_download_archive", OVERRIDDEN["record_download_archive"], "it did not append the line to the file"
-    )
-    assert plain_ydl.in_download_archive({"id": "video-00001", "extractor_key": "Generic"}) is True
 
 
 def test_a_feed_without_guids_is_matched_in_the_archive_by_yt_dlp_and_counted_as_archived(project: Project) -> None:

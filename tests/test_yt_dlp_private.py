@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import optparse
 from pathlib import Path
 from typing import Any
@@ -114,15 +113,6 @@ def test_each_playlist_entry_reaches_process_ie_result_marked_as_an_entry(tmp_pa
         purpose,
     )
     assert ydl.processed == ["item-1", "item-2"], broken("no longer calls process_info for each video", purpose)
-
-
-@pytest.mark.parametrize("method", sorted(yt_dlp_private.OVERRIDDEN_METHODS))
-def test_overridden_methods_keep_their_parameters(method: str) -> None:
-    purpose = f"override YoutubeDL.{method}"
-    require(yt_dlp.YoutubeDL, method, purpose)
-    parameters = tuple(inspect.signature(getattr(yt_dlp.YoutubeDL, method)).parameters)
-    expected = yt_dlp_private.OVERRIDDEN_METHODS[method]
-    assert parameters == expected, broken(f"changed YoutubeDL.{method}'s parameters to {parameters}", purpose)
 
 
 def test_a_feed_item_s_guid_is_smuggled_into_its_entry_url() -> None:

@@ -11,16 +11,6 @@ import optparse
 from collections.abc import Iterable
 from typing import Any
 
-# The YoutubeDL methods that download.py overrides, with the parameters it relies on yt-dlp calling them with.
-OVERRIDDEN_METHODS = {
-    "process_ie_result": ("self", "ie_result", "download", "extra_info"),
-    "process_info": ("self", "info_dict"),
-    "in_download_archive": ("self", "info_dict"),
-    "record_download_archive": ("self", "info_dict"),
-    "prepare_filename": ("self", "info_dict", "dir_type", "outtmpl", "warn"),
-    "urlopen": ("self", "req"),
-}
-
 
 def archive_id(ydl: Any, info: dict[str, Any]) -> str | None:
     """The archive line yt-dlp would write for `info` ("<extractor key> <id>"), or None when the entry does not say.
