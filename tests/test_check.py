@@ -234,10 +234,10 @@ def test_not_due_on_a_terminal_says_when_the_next_check_is(project: Project) -> 
         "import sys, io; from playlist_cron import check, config; from playlist_cron.console import Console;"
         "out = io.StringIO(); "
         f"rc = check.run(config.load(config.config_path({str(project.config_path)!r})), force=False, "
-        "console=Console(out, interactive=True)); print(rc, out.getvalue())"
+        "console=Console(out, interactive=True)); print(rc.outcome, out.getvalue())"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
-    assert result.stdout.startswith("0 Not due yet: the next check is due at ")
+    assert result.stdout.startswith("NOT_DUE Not due yet: the next check is due at "), result.stderr
     assert "--now" in result.stdout
 
 

@@ -15,6 +15,8 @@ from playlist_cron.errors import ConfigError, NotARegularFile, PlaylistCronError
 if TYPE_CHECKING:
     import argparse
 
+    from playlist_cron import check
+
 
 def _quick_check_arguments(argv: Sequence[str]) -> Any:
     """Parse the line cron runs 1,440 times a day, `check [--config PATH] [--now]`, without loading argparse.
@@ -162,12 +164,28 @@ def _check(arguments: argparse.Namespace) -> int:
     from playlist_cron import check
     from playlist_cron.console import Console
 
-    return check.run(
-        _load(arguments),
+    config = _load(arguments)
+    outcome = check.run(
+        config,
         force=arguments.now or arguments.mark_archived,
         console=Console(),
         mark_archived=arguments.mark_archived,
     )
+    return exit_code(outcome, config.skip_exit_code)
+
+
+def exit_code(outcome: check.Outcome, skip_exit_code: int) -> int:
+    """Given how a check ended and the config's `skip_exit_code`, return the command's exit code.
+
+    The one exception: a watchdog whose check cannot be stopped ends the process itself, with exit code 1.
+    """
+    if outcome.signal_number is not None:
+        return exit_codes.for_signal(outcome.signal_number)
+    if outcome.outcome == "SKIPPED":
+        return skip_exit_code
+    if outcome.outcome == "FAILED":
+        return exit_codes.TEMPFAIL if outcome.reason == "network" else exit_codes.FAILED
+    return exit_codes.OK  # COMPLETED, DEFERRED, NOT_DUE
 
 
 def _status(arguments: argparse.Namespace) -> int:

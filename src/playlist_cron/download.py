@@ -24,7 +24,7 @@ from yt_dlp.options import create_parser
 from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError, smuggle_url, unsmuggle_url
 
 from playlist_cron.config import MANAGED_DESTS, Config, Playlist, managed_message
-from playlist_cron.errors import ConfigError, Interrupted
+from playlist_cron.errors import ConfigError, DiskFull
 
 BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
 PAGE_PEEK_MAX_BYTES = 4 * 1024 * 1024  # an HTML page is read whole (and handed on) to look for a bot check
@@ -618,7 +618,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             if failure.kind == RATE_LIMITED:
                 raise RateLimited(failure.message) from None
             if failure.kind == NO_SPACE:  # not the video's fault: no retry step is spent
-                raise Interrupted("disk_space", failure.message) from None
+                raise DiskFull(failure.message) from None
             if failure.kind == NETWORK:
                 result.network_failures.append(
                     VideoFailure(entry.video_id, entry.key, entry.title, entry.url, failure.message, playlist.url)
@@ -769,8 +769,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._next_disk_check = now + DISK_CHECK_EVERY_S
         free_bytes = shutil.disk_usage(self._download_dir).free
         if free_bytes < self._min_free_bytes:
-            raise Interrupted(
-                "disk_space",
+            raise DiskFull(
                 f"free space in {self._download_dir} fell to {free_bytes} bytes during a download, "
                 f"below min_free_bytes ({self._min_free_bytes}); the partial file resumes next time",
             )
@@ -856,7 +855,7 @@ def download_playlist(
     """Given a playlist, download what is new in it and return what happened.
 
     Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`, RateLimited when the site says to slow
-    down, and Interrupted("disk_space") when the disk is full; every other problem is recorded in the result (a
+    down, and DiskFull when the disk is full; every other problem is recorded in the result (a
     video's, or the playlist's `error` with its `error_kind`).
     """
     params = parse_yt_dlp_args(config, playlist.yt_dlp_args_key, playlist.yt_dlp_args)
@@ -917,7 +916,7 @@ def download_playlist(
             if failure.kind == RATE_LIMITED:
                 raise RateLimited(failure.message) from None
             if failure.kind == NO_SPACE:
-                raise Interrupted("disk_space", failure.message) from None
+                raise DiskFull(failure.message) from None
             result.error = failure.message
             result.error_kind = failure.kind
     return result
