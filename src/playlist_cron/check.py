@@ -476,46 +476,61 @@ class _Check:
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
             monitoring.write_metrics(self.config.metrics_file, self.config.path, state, 0.0, self.logger)
-            summary_line = fields.get("message") or f"{outcome} ({fields.get('reason')}): {fields.get('error')}"
-            # A started run is closed either way: a ban that DEFERRED it needs a human as much as a failure.
-            ping = "success" if outcome == "COMPLETED" else "fail"
-            if failing is not None and not failing.past_threshold:
-                # An outage younger than network_alert_after_seconds needs nobody yet: the run ended as the user
-                # configured it to, and a /start left without an end would be reported down after its grace time.
-                ping = "success"
-                summary_line += (
-                    f"; not alerting yet: failing for {failing.failing_s:.0f} s, network_alert_after_seconds is "
-                    f"{self.config.network_alert_after_seconds}"
-                )
-            self.pings.end(ping, summary_line)
-            if recovered is not None and recovered.alerted:
-                self.console.alert(f"playlist-cron: check #{self.number}: {outage.recovery_words(recovered)}")
-            if failing is not None:
-                line = (
-                    f"playlist-cron: check #{self.number} FAILED (network): {fields.get('error')}; failing for "
-                    f"{failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
-                    f"the next check tries again (log: {self.config.log_file})"
-                )
-                (self.console.alert if failing.alert else self.console.say)(line)
-                return Outcome("FAILED", "network")
-            if outcome == "FAILED":
-                if alert:
-                    self.console.alert(
-                        f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
-                        f"(log: {self.config.log_file})"
-                    )
-            else:
-                summary = (
-                    f"Check #{self.number} {outcome} in {duration_s:.1f} s: {fields.get('downloaded', 0)} downloaded, "
-                    f"{fields.get('failed', 0)} failed, {fields.get('already_archived', 0)} already archived"
-                    + (f", {fields['marked_archived']} marked as archived" if "marked_archived" in fields else "")
-                )
-                self.console.say(
-                    summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}"
-                )
+            self._end_pings(outcome, fields, failing)
+            self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
             return Outcome(outcome, fields.get("reason"))
         finally:
             self._finish_lock.release()
+
+    def _end_pings(self, outcome: str, fields: dict[str, Any], failing: outage.Failing | None) -> None:
+        summary_line = fields.get("message") or f"{outcome} ({fields.get('reason')}): {fields.get('error')}"
+        # A started run is closed either way: a ban that DEFERRED it needs a human as much as a failure.
+        ping = "success" if outcome == "COMPLETED" else "fail"
+        if failing is not None and not failing.past_threshold:
+            # An outage younger than network_alert_after_seconds needs nobody yet: the run ended as the user
+            # configured it to, and a /start left without an end would be reported down after its grace time.
+            ping = "success"
+            summary_line += (
+                f"; not alerting yet: failing for {failing.failing_s:.0f} s, network_alert_after_seconds is "
+                f"{self.config.network_alert_after_seconds}"
+            )
+        self.pings.end(ping, summary_line)
+
+    def _tell(
+        self,
+        outcome: str,
+        fields: dict[str, Any],
+        duration_s: float,
+        failing: outage.Failing | None,
+        recovered: outage.Recovered | None,
+        *,
+        alert: bool,
+    ) -> None:
+        """Say how the check ended: on stderr when a human must act (cron mails it), else only on a terminal."""
+        if recovered is not None and recovered.alerted:
+            self.console.alert(f"playlist-cron: check #{self.number}: {outage.recovery_words(recovered)}")
+        if failing is not None:
+            line = (
+                f"playlist-cron: check #{self.number} FAILED (network): {fields.get('error')}; failing for "
+                f"{failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
+                f"the next check tries again (log: {self.config.log_file})"
+            )
+            (self.console.alert if failing.alert else self.console.say)(line)
+        elif outcome == "FAILED":
+            if alert:
+                self.console.alert(
+                    f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
+                    f"(log: {self.config.log_file})"
+                )
+        else:
+            summary = (
+                f"Check #{self.number} {outcome} in {duration_s:.1f} s: {fields.get('downloaded', 0)} downloaded, "
+                f"{fields.get('failed', 0)} failed, {fields.get('already_archived', 0)} already archived"
+                + (f", {fields['marked_archived']} marked as archived" if "marked_archived" in fields else "")
+            )
+            self.console.say(
+                summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}"
+            )
 
     # -- the Reporter the downloader talks to -------------------------------------------------------------------
 
