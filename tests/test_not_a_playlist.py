@@ -124,15 +124,15 @@ def test_ids_with_line_breaks_are_archived_shown_and_retried_on_one_line(
 
 
 def test_failures_recorded_under_an_id_with_line_breaks_are_shown_and_retried_on_one_line() -> None:
-    from playlist_cron import retry, status
+    from playlist_cron import failures, status
 
     # What an earlier version recorded for such a guid: the key and the id with the XML's whitespace.
     failed = {
         "generic \n    1234\n": {"video_id": "\n    1234\n", "attempts": 2, "next_retry_at": None, "given_up": True},
         "generic 99": {"video_id": "99", "attempts": 1, "next_retry_at": None},
     }
-    assert retry.matching_keys(failed, "1234") == ["generic \n    1234\n"]
-    assert retry.matching_keys(failed, "generic 1234") == ["generic \n    1234\n"]
-    assert retry.matching_keys(failed, "  99 ") == ["generic 99"]
+    assert failures.matching_keys(failed, "1234") == ["generic \n    1234\n"]
+    assert failures.matching_keys(failed, "generic 1234") == ["generic \n    1234\n"]
+    assert failures.matching_keys(failed, "  99 ") == ["generic 99"]
     assert status.printed_id("\n    1234\n") == "1234"
     assert status.printed_id("a\n b") == "a b"

@@ -1,50 +1,56 @@
-"""One check, end to end: due? -> lock -> (skip | cooldown? | download) -> state, log; yt-dlp only after the lock."""
+"""One check's life: due? -> lock -> (skip | cooldown? | download) -> state, log; returns an `Outcome`."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
-import stat
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-from playlist_cron import clock, exit_codes, lock, log, metrics, outage
+from playlist_cron import clock, log, monitoring, outage
 from playlist_cron import state as state_module
+from playlist_cron import storage as storages
 from playlist_cron.config import Config
 from playlist_cron.console import Console
-from playlist_cron.errors import ConfigError, Interrupted
-from playlist_cron.state import StateStore
+from playlist_cron.errors import CheckStopped, ConfigError
+from playlist_cron.storage import HeldRunLock, StateStorage, Storage
+
+if TYPE_CHECKING:
+    from playlist_cron.watchdog import Watchdog
 
 SKIP_REASON = "previous download still in progress"
-ARCHIVE_LINE = re.compile(rb"[A-Za-z0-9_.:-]+ \S+")
-WHOLE_ARCHIVE = re.compile(rb"(?:[A-Za-z0-9_.:-]+ [^\s]+\n)*")
-WATCHDOG_TICK_S = 0.25
-WATCHDOG_GRACE_S = 15.0  # after asking the main thread to stop, how long before the watchdog ends the process itself
 MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def run(config: Config, *, console: Console, mark_archived: bool = False) -> int:
-    """Run one check for `config`, due or forced (`due.not_due` asked before), and return its exit code."""
-    store = StateStore.for_config(config)
-    now_s = clock.now_s()
-    store.ensure_directory()
+@dataclass(frozen=True)
+class Outcome:
+    """How one check ended, for `cli` to turn into an exit code: the outcome of its final event, and why."""
+
+    outcome: Literal["COMPLETED", "FAILED", "DEFERRED", "SKIPPED"]
+    reason: str | None = None  # the final event's reason: network, timeout, interrupted, ...
+    signal_number: int | None = None  # the signal that ended it, if one did
+
+
+def run(config: Config, *, console: Console, mark_archived: bool = False) -> Outcome:
+    """Run one check for `config`, due or forced (`due.not_due` was asked before), and return its outcome."""
+    return run_due(config, storages.open_for(config), console=console, now_s=clock.now_s(), mark_archived=mark_archived)
+
+
+def run_due(
+    config: Config, storage: Storage, *, console: Console, now_s: float, mark_archived: bool = False
+) -> Outcome:
+    """Run one check that is due (or asked for) against `storage`: skip it when the run lock is held, else run it."""
+    storage.state.ensure_ready()
     log_file = log.open_log_file(config.log_file, config.path, console.alert)
     logger = log.configure(log_file)
-    try:
-        config.archive_file.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(
-            str(config.path), [f"At 'archive_file': cannot create its folder: {error.strerror}"]
-        ) from None
-    held = lock.try_lock(config.lock_file)
+    storage.archive.ensure_ready()
+    held = storage.run_lock.try_acquire()
     if held is None:
-        return _skip(config, store, log_file, logger, console, now_s)
+        return _skip(config, storage, log_file, logger, console, now_s)
     try:
-        return _Check(config, store, log_file, logger, console, held, mark_archived=mark_archived).run()
+        return _Check(config, storage, log_file, logger, console, held, mark_archived=mark_archived).run()
     finally:
         held.release()
 
@@ -61,9 +67,11 @@ def new_run_id() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def _skip(config: Config, store: StateStore, log_file: log.LogFile, logger: Any, console: Console, now_s: float) -> int:
-    holder = lock.holder(config.lock_file)
-    with store.update() as state:
+def _skip(
+    config: Config, storage: Storage, log_file: log.LogFile, logger: Any, console: Console, now_s: float
+) -> Outcome:
+    holder = storage.run_lock.holder()
+    with storage.state.update() as state:
         state["checks_total"] += 1
         state["skipped_total"] += 1
         state["consecutive_skipped"] += 1
@@ -72,9 +80,9 @@ def _skip(config: Config, store: StateStore, log_file: log.LogFile, logger: Any,
         number = state["checks_total"]
         state["last_outcome_check"] = number
     logger = logger.bind(check=number, run_id=new_run_id())
-    _log_recovery(store, logger, console)
+    _log_recovery(storage.state, logger, console)
     held_s = holder.held_s(now_s) if holder else None
-    _write_metrics(config, state, held_s, logger)
+    monitoring.write_metrics(config.metrics_file, config.path, state, held_s, logger)
     overdue = held_s is not None and held_s > config.max_runtime_seconds
     holder_pid = holder.pid if holder else None
     (logger.error if overdue else logger.warning)(
@@ -89,15 +97,15 @@ def _skip(config: Config, store: StateStore, log_file: log.LogFile, logger: Any,
     )
     if overdue:
         console.alert(
-            f"playlist-cron: the lock {config.lock_file} has been held by pid {holder_pid} for {held_s:.0f} s, "
+            f"playlist-cron: the lock {storage.run_lock.name} has been held by pid {holder_pid} for {held_s:.0f} s, "
             f"longer than max_runtime_seconds ({config.max_runtime_seconds}); is a download stuck?"
         )
     else:
         console.say(f"Check #{number} SKIPPED: {SKIP_REASON} (pid {holder_pid}, for {held_s or 0:.0f} s)")
     if log_file.uncounted_lines:
-        with store.update() as state:
+        with storage.state.update() as state:
             _count_lost_log_lines(state, log_file, number)
-    return config.skip_exit_code
+    return Outcome("SKIPPED", SKIP_REASON)
 
 
 def _count_lost_log_lines(state: dict[str, Any], log_file: log.LogFile, number: int) -> None:
@@ -113,26 +121,11 @@ def _count_lost_log_lines(state: dict[str, Any], log_file: log.LogFile, number: 
     }
 
 
-def _write_metrics(config: Config, state: dict[str, Any], lock_held_s: float | None, logger: Any) -> None:
-    if config.metrics_file is None:
-        return
-    try:
-        metrics.write(config.metrics_file, metrics.render(config.path, state, lock_held_s))
-    except OSError as error:  # monitoring must not fail a check; the log says why the file is stale
-        logger.warning("metrics_failed", metrics_file=str(config.metrics_file), error=str(error))
-
-
-def _log_recovery(store: StateStore, logger: Any, console: Console) -> None:
-    for note in store.migration_notes:
-        logger.info(
-            "state_migrated", legacy_state_file=str(store.legacy_path), state_file=str(store.path), message=note
-        )
-        console.say(f"playlist-cron: {note}")
-    store.migration_notes.clear()
-    for note in dict.fromkeys(store.recovery_notes):
-        logger.warning("state_recovered", message=note)
-        console.alert(f"playlist-cron: {note}")
-    store.recovery_notes.clear()
+def _log_recovery(state: StateStorage, logger: Any, console: Console) -> None:
+    """Log what the state storage did on its own (adopted an old file, recovered a damaged one)."""
+    for note in state.take_notes():
+        (logger.warning if note.alert else logger.info)(note.event, **(note.fields or {}), message=note.message)
+        (console.alert if note.alert else console.say)(f"playlist-cron: {note.message}")
 
 
 def same_run(running: dict[str, Any], event: dict[str, Any]) -> bool:
@@ -166,88 +159,33 @@ def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
         state["last_error"] = event.get("error")
 
 
-def _is_private_group(uid: int, gid: int) -> bool:
-    """Whether `gid` is the user private group of `uid` (same name, no other member): group write is no risk then.
-
-    Where each user has such a group (Debian's usergroups), the umask is often 002 and files are group-writable.
-    """
-    import grp
-    import pwd
-
-    try:
-        user = pwd.getpwuid(uid)
-        group = grp.getgrgid(gid)
-    except KeyError:
-        return False
-    return user.pw_gid == gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
-
-
-def _recovery_words(recovered: outage.Recovered) -> str:
-    return (
-        f"the site can be reached again after {recovered.failing_s:.0f} s of network failures "
-        f"({outage.checks(recovered.failed_checks)} since {recovered.since}; the last: {recovered.error})"
-    )
-
-
-class _Watchdog(threading.Thread):
-    """Ends a check that runs past `max_runtime_seconds` or makes no progress for `stall_timeout_seconds`."""
-
-    def __init__(self, check: _Check) -> None:
-        super().__init__(name="playlist-cron-watchdog", daemon=True)
-        self.check = check
-        self.stopped = threading.Event()
-        self.fired: Interrupted | None = None
-        self.main_thread_id = threading.main_thread().ident or 0
-
-    def run(self) -> None:
-        config = self.check.config
-        while not self.stopped.wait(WATCHDOG_TICK_S):
-            now = time.monotonic()
-            if now - self.check.started_monotonic > config.max_runtime_seconds:
-                self.fired = Interrupted(
-                    "timeout", f"the check ran longer than max_runtime_seconds ({config.max_runtime_seconds} s)"
-                )
-            elif now - self.check.last_activity > config.stall_timeout_seconds:
-                self.fired = Interrupted(
-                    "stalled", f"no download progress for stall_timeout_seconds ({config.stall_timeout_seconds} s)"
-                )
-            else:
-                continue
-            signal.pthread_kill(self.main_thread_id, signal.SIGUSR1)
-            if not self.stopped.wait(WATCHDOG_GRACE_S):
-                # The main thread is stuck somewhere a signal cannot reach: end the process from here.
-                # Like kill -9, this loses nothing: the archive, the state and the log are only ever appended
-                # to or replaced whole, and the partial file resumes next time.
-                try:
-                    self.check.finish_failed(self.fired)
-                finally:
-                    os._exit(exit_codes.FAILED)
-            return
-
-
 class _Check:
-    """A check that holds the run lock; also the `Reporter` the downloader tells what happens."""
+    """A check that holds the run lock; also the `Reporter` the downloader tells what happens.
+
+    The modules only a running check needs (watchdog, failures, file_checks) are imported where they are used:
+    the skip path, which shares this module, never pays for them.
+    """
 
     def __init__(
         self,
         config: Config,
-        store: StateStore,
+        storage: Storage,
         log_file: log.LogFile,
         logger: Any,
         console: Console,
-        held: lock.HeldLock,
+        held: HeldRunLock,
         *,
         mark_archived: bool = False,
     ) -> None:
         self.config = config
         self.mark_archived = mark_archived
-        self.store = store
+        self.storage = storage
+        self.store = storage.state
         self.log_file = log_file
         self.logger = logger
         self.console = console
         self.started_at = held.started_at
         self.started_monotonic = time.monotonic()
-        self.last_activity = self.started_monotonic
         self.number = 0
         self.run_id = new_run_id()
         self.failed_videos: dict[str, Any] = {}
@@ -255,37 +193,40 @@ class _Check:
         self.cooldown_level = 0
         self.config_writable_reported: str | None = None
         self.finished = False
-        self.pinger: Any = None
+        self.pings = monitoring.Pings(config.healthcheck_url, logger, self.run_id)
+        from playlist_cron import watchdog
+
+        self.watchdog: Watchdog = watchdog.Watchdog(
+            config.max_runtime_seconds,
+            config.stall_timeout_seconds,
+            self.started_monotonic,
+            is_finished=lambda: self.finished,
+            last_resort=lambda stopped: self.finish_failed(stopped.reason, stopped.detail),
+        )
         self._finish_lock = threading.Lock()
         self._titles: dict[str, str] = {}
 
     # -- the check ----------------------------------------------------------------------------------------------
 
-    def run(self) -> int:
+    def run(self) -> Outcome:
         self._begin()
-        watchdog = _Watchdog(self)
-        previous_handlers = self._install_signal_handlers(watchdog)
-        watchdog.start()
         try:
-            return self._work()
-        except Interrupted as interrupted:
-            self.finish_failed(interrupted)
-            if interrupted.signal_number is not None:
-                return exit_codes.for_signal(interrupted.signal_number)
-            return exit_codes.FAILED
-        except ConfigError as error:  # cli prints it: one line on stderr, exit 78
-            self.finish_failed(Interrupted("error", "; ".join(error.problems)), alert=False)
-            raise
-        except Exception as error:
-            import traceback  # only on this path: it costs start-up time on every check otherwise
+            with self.pings, self.watchdog:
+                try:
+                    return self._work()
+                except CheckStopped as stopped:
+                    self.finish_failed(stopped.reason, stopped.detail)
+                    return Outcome("FAILED", stopped.reason, stopped.signal_number)
+                except ConfigError as error:  # cli prints it: one line on stderr, exit 78
+                    self.finish_failed("error", "; ".join(error.problems), alert=False)
+                    raise
+                except Exception as error:
+                    import traceback  # only on this path: it costs start-up time on every check otherwise
 
-            self.logger.error("check_error", traceback=traceback.format_exc())
-            self.finish_failed(Interrupted("error", f"{type(error).__name__}: {error}"))
-            return exit_codes.FAILED
+                    self.logger.error("check_error", traceback=traceback.format_exc())
+                    self.finish_failed("error", f"{type(error).__name__}: {error}")
+                    return Outcome("FAILED", "error")
         finally:
-            watchdog.stopped.set()
-            for signal_number, handler in previous_handlers.items():
-                signal.signal(signal_number, handler)
             if self.log_file.uncounted_lines:  # what the log missed after the final count (a ping or metrics warning)
                 with self.store.update() as state:
                     _count_lost_log_lines(state, self.log_file, self.number)
@@ -311,9 +252,7 @@ class _Check:
             self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
             self.cooldown_level = int(state.get("cooldown_level") or 0)
         self.logger = self.logger.bind(check=self.number, run_id=self.run_id)
-        from playlist_cron.ping import Pinger  # urllib is not needed on the skip path
-
-        self.pinger = Pinger(self.config.healthcheck_url, self.logger, self.run_id)
+        self.pings.logger = self.logger
         _log_recovery(self.store, self.logger, self.console)
         if capped_from is not None:
             self.logger.warning(
@@ -351,17 +290,21 @@ class _Check:
         event["timestamp"] = clock.iso(clock.now_s())
         apply_final_event(state, event)
 
-    def _work(self) -> int:
+    def _work(self) -> Outcome:
         now_s = clock.now_s()
         if self.cooldown_until is not None and now_s < self.cooldown_until:
             return self._finish_deferred("cooldown", "the site asked us to slow down; waiting out the cooldown")
-        self.pinger.start()
+        self.pings.start()
         shortage = self._disk_shortage()
         if shortage:
             return self._finish("FAILED", reason="disk_space", error=shortage)
         self._tend_archive()
-        self._check_cookies_file()
-        self._check_config_file()
+        from playlist_cron import file_checks
+
+        file_checks.check_cookies_file(self.config, self.logger)
+        self.config_writable_reported = file_checks.check_config_file(
+            self.config, self.logger, self.console, self.store, self.config_writable_reported
+        )
         from playlist_cron import download  # only now that the lock is held: the skip path never pays for yt-dlp
 
         results = []
@@ -409,100 +352,24 @@ class _Check:
             return self._finish("FAILED", reason="network", error="; ".join(words), **fields)
         return self._finish("COMPLETED", **fields)
 
-    def _check_cookies_file(self) -> None:
-        path = self.config.cookies_file
-        if path is None:
-            return
-        try:
-            mode = path.stat().st_mode & 0o777
-        except OSError as error:
-            raise ConfigError(str(self.config.path), [f"At 'cookies_file': {path}: {error.strerror}"]) from None
-        if mode & 0o077:
-            self.logger.warning(
-                "cookies_file_readable",
-                cookies_file=str(path),
-                mode=f"{mode:04o}",
-                message=f"other users can read the cookies in {path} (mode {mode:04o}): chmod 600 it",
-            )
-
-    def _check_config_file(self) -> None:
-        """Warn when others can change the config: its yt_dlp_args can hold --exec, run as this user.
-
-        Logged at every check like a readable cookies file; told on stderr once (a human must act, and cron
-        would mail it every minute otherwise), and again when it changes, or comes back after a fix.
-        """
-        path = self.config.path
-        try:
-            file_stat = os.stat(path)  # through a link: what matters is the file that was read
-        except OSError:
-            return  # it was read a moment ago: an editor replacing it now is no reason to stop a check
-        mode = stat.S_IMODE(file_stat.st_mode)
-        owner_uid = file_stat.st_uid
-        reasons, hints = [], []
-        if mode & 0o002 or (mode & 0o020 and not _is_private_group(owner_uid, file_stat.st_gid)):
-            reasons.append(f"mode {mode:04o}")
-            hints.append(f"chmod go-w {path}")
-        if owner_uid not in (os.geteuid(), 0):  # its owner can chmod it at will; root is trusted anyway
-            import pwd  # only here: the skip path never needs it
-
-            try:
-                owner = f"uid {owner_uid} ({pwd.getpwuid(owner_uid).pw_name})"
-            except KeyError:
-                owner = f"uid {owner_uid}"
-            reasons.append(f"owned by {owner}")
-            hints.append(f"chown it to the user that runs the check ({os.geteuid()})")
-        signature = f"{mode:04o}:{owner_uid}" if reasons else None
-        changed = signature != self.config_writable_reported
-        if changed:  # a state write only when it changes: a safe config costs a check one stat(2)
-            with self.store.update() as state:
-                state["config_file_writable_reported"] = signature
-            self.config_writable_reported = signature
-        if signature is None:
-            return
-        message = (
-            f"other users can change the config {path} ({', '.join(reasons)}), and its yt_dlp_args can run "
-            f"commands (--exec) as this user: {'; '.join(hints)}"
-        )
-        self.logger.warning(
-            "config_file_writable", config_file=str(path), mode=f"{mode:04o}", owner_uid=owner_uid, message=message
-        )
-        if changed:
-            self.console.alert(f"playlist-cron: {message}")
-
     def _tend_archive(self) -> None:
         """Mend a last line cut short by a crash, and say so when the archive holds lines yt-dlp cannot use."""
-        path = self.config.archive_file
-        try:
-            with open(path, "rb+") as archive:
-                data = archive.read()
-                if data and not data.endswith(b"\n"):
-                    # yt-dlp appends "id\n": without this, the next id would be glued to the cut-short line.
-                    archive.write(b"\n")
-                    data += b"\n"
-                    self.logger.warning(
-                        "archive_repaired",
-                        archive_file=str(path),
-                        message="the archive's last line had no line break (a crash while it was written?); "
-                        "one was added",
-                    )
-        except FileNotFoundError:
-            return
-        # One regular-expression pass over the whole archive (100,000 lines in about 25 ms); only when it
-        # finds something else than "extractor id" lines are they looked at one by one.
-        if WHOLE_ARCHIVE.fullmatch(data):
-            return
-        bad_lines = [
-            number
-            for number, line in enumerate(data.split(b"\n")[:-1], start=1)
-            if line.strip() and not ARCHIVE_LINE.fullmatch(line.strip())
-        ]
+        health = self.storage.archive.tend()
+        name = self.storage.archive.name
+        if health.repaired:
+            self.logger.warning(
+                "archive_repaired",
+                archive_file=name,
+                message="the archive's last line had no line break (a crash while it was written?); one was added",
+            )
+        bad_lines = health.bad_line_numbers
         if not bad_lines:
             return
         self.logger.warning(
             "archive_garbage",
-            archive_file=str(path),
+            archive_file=name,
             bad_lines=len(bad_lines),
-            first_bad_line_numbers=bad_lines[:10],
+            first_bad_line_numbers=list(bad_lines[:10]),
             message=f"{len(bad_lines)} lines of the archive are not 'extractor id' lines; yt-dlp ignores them",
         )
         with self.store.update() as state:
@@ -510,7 +377,7 @@ class _Check:
             state["archive_garbage_reported"] = len(bad_lines)
         if len(bad_lines) > reported:
             self.console.alert(
-                f"playlist-cron: {path} has {len(bad_lines)} lines that are not 'extractor id' lines "
+                f"playlist-cron: {name} has {len(bad_lines)} lines that are not 'extractor id' lines "
                 f"(first at line {bad_lines[0]}); yt-dlp ignores them, but you may want to look"
             )
 
@@ -527,7 +394,7 @@ class _Check:
 
     # -- endings ------------------------------------------------------------------------------------------------
 
-    def _start_cooldown(self, message: str, results: list[Any]) -> int:
+    def _start_cooldown(self, message: str, results: list[Any]) -> Outcome:
         level = self.cooldown_level + 1
         # The exponent is bounded first: a level read from the state may be any whole number.
         cooldown_s = self.config.cooldown_seconds * min(2 ** min(level - 1, 16), MAX_COOLDOWN_FACTOR)
@@ -542,22 +409,24 @@ class _Check:
             downloaded=sum(result.downloaded for result in results),
         )
 
-    def _finish_deferred(self, reason: str, error: str, **fields: Any) -> int:
+    def _finish_deferred(self, reason: str, error: str, **fields: Any) -> Outcome:
         return self._finish(
             "DEFERRED", reason=reason, error=error, cooldown_until=clock.iso(self.cooldown_until), **fields
         )
 
-    def finish_failed(self, interrupted: Interrupted, *, alert: bool = True) -> None:
-        self._finish("FAILED", alert=alert, reason=interrupted.reason, error=" ".join(interrupted.detail.split()))
+    def finish_failed(self, reason: str, detail: str, *, alert: bool = True) -> None:
+        self._finish("FAILED", alert=alert, reason=reason, error=" ".join(detail.split()))
 
-    def _finish(self, outcome: str, *, alert: bool = True, **fields: Any) -> int:
+    def _finish(
+        self, outcome: Literal["COMPLETED", "FAILED", "DEFERRED"], *, alert: bool = True, **fields: Any
+    ) -> Outcome:
         """Log the one final event of this check, then count it in the state; safe to call from two threads."""
         # The watchdog may call this while the main thread is stuck in it: it must not wait forever.
-        if not self._finish_lock.acquire(timeout=WATCHDOG_GRACE_S):
-            return exit_codes.FAILED
+        if not self._finish_lock.acquire(timeout=self.watchdog.grace_s):
+            return Outcome("FAILED")
         try:
             if self.finished:
-                return exit_codes.FAILED if outcome == "FAILED" else exit_codes.OK
+                return Outcome(outcome)  # the other thread's final event stands; this one is not logged
             self.finished = True
             fields = log.redact_value(fields)  # the state file keeps these too, and `status` shows them
             duration_s = round(time.monotonic() - self.started_monotonic, 3)
@@ -568,7 +437,14 @@ class _Check:
             }[outcome]
             if outcome == "COMPLETED":
                 fields["message"] = f"Check completed in {duration_s:.1f} seconds"
-            failing, recovered = self._track_outage(outcome, fields)
+            failing, recovered = outage.track(
+                self.store,
+                self.logger,
+                outcome,
+                fields.get("reason"),
+                str(fields.get("error")),
+                self.config.network_alert_after_seconds,
+            )
             if failing is not None:
                 fields["network_failing_s"] = round(failing.failing_s, 3)
                 fields["network_failed_checks"] = failing.failed_checks
@@ -588,108 +464,72 @@ class _Check:
                 if outcome == "COMPLETED":
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
-            _write_metrics(self.config, state, 0.0, self.logger)
-            summary_line = fields.get("message") or f"{outcome} ({fields.get('reason')}): {fields.get('error')}"
-            # A started run is closed either way: a ban that DEFERRED it needs a human as much as a failure.
-            ping = "success" if outcome == "COMPLETED" else "fail"
-            if failing is not None and not failing.past_threshold:
-                # An outage younger than network_alert_after_seconds needs nobody yet: the run ended as the user
-                # configured it to, and a /start left without an end would be reported down after its grace time.
-                ping = "success"
-                summary_line += (
-                    f"; not alerting yet: failing for {failing.failing_s:.0f} s, network_alert_after_seconds is "
-                    f"{self.config.network_alert_after_seconds}"
-                )
-            self.pinger.finish(ping, summary_line)
-            if recovered is not None and recovered.alerted:
-                self.console.alert(f"playlist-cron: check #{self.number}: {_recovery_words(recovered)}")
-            if failing is not None:
-                line = (
-                    f"playlist-cron: check #{self.number} FAILED (network): {fields.get('error')}; failing for "
-                    f"{failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
-                    f"the next check tries again (log: {self.config.log_file})"
-                )
-                (self.console.alert if failing.alert else self.console.say)(line)
-                return exit_codes.TEMPFAIL
-            if outcome == "FAILED":
-                if alert:
-                    self.console.alert(
-                        f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
-                        f"(log: {self.config.log_file})"
-                    )
-            else:
-                summary = (
-                    f"Check #{self.number} {outcome} in {duration_s:.1f} s: {fields.get('downloaded', 0)} downloaded, "
-                    f"{fields.get('failed', 0)} failed, {fields.get('already_archived', 0)} already archived"
-                    + (f", {fields['marked_archived']} marked as archived" if "marked_archived" in fields else "")
-                )
-                self.console.say(
-                    summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}"
-                )
-            return exit_codes.FAILED if outcome == "FAILED" else exit_codes.OK
+            monitoring.write_metrics(self.config.metrics_file, self.config.path, state, 0.0, self.logger)
+            self._end_pings(outcome, fields, failing)
+            self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
+            return Outcome(outcome, fields.get("reason"))
         finally:
             self._finish_lock.release()
 
-    def _track_outage(
-        self, outcome: str, fields: dict[str, Any]
-    ) -> tuple[outage.Failing | None, outage.Recovered | None]:
-        """Extend the streak of network failures with this outcome, or end it; log its end before the final event."""
-        now_s = clock.now_s()
-        reason = fields.get("reason")
-        if outcome == "FAILED" and reason == "network":
-            with self.store.update() as state:
-                failing = outage.record_failure(
-                    state, now_s, self.config.network_alert_after_seconds, str(fields.get("error"))
-                )
-            return failing, None
-        if self.store.read().get("network_failing_since") is None:  # the usual case: no streak to end
-            return None, None
-        with self.store.update() as state:
-            recovered = outage.record_outcome(state, now_s, outcome, reason)
-        if recovered is not None:
-            self.logger.info(
-                "network_recovered",
-                failing_s=round(recovered.failing_s, 3),
-                failed_checks=recovered.failed_checks,
-                since=recovered.since,
-                alerted=recovered.alerted,
-                message=_recovery_words(recovered),
+    def _end_pings(self, outcome: str, fields: dict[str, Any], failing: outage.Failing | None) -> None:
+        summary_line = fields.get("message") or f"{outcome} ({fields.get('reason')}): {fields.get('error')}"
+        # A started run is closed either way: a ban that DEFERRED it needs a human as much as a failure.
+        ping = "success" if outcome == "COMPLETED" else "fail"
+        if failing is not None and not failing.past_threshold:
+            # An outage younger than network_alert_after_seconds needs nobody yet: the run ended as the user
+            # configured it to, and a /start left without an end would be reported down after its grace time.
+            ping = "success"
+            summary_line += (
+                f"; not alerting yet: failing for {failing.failing_s:.0f} s, network_alert_after_seconds is "
+                f"{self.config.network_alert_after_seconds}"
             )
-        return None, recovered
+        self.pings.end(ping, summary_line)
 
-    # -- signals ------------------------------------------------------------------------------------------------
-
-    def _install_signal_handlers(self, watchdog: _Watchdog) -> dict[int, Any]:
-        def on_signal(signal_number: int, frame: object) -> None:
-            if self.finished:
-                return
-            name = signal.Signals(signal_number).name
-            raise Interrupted("interrupted", f"received {name}", signal_number)
-
-        def on_watchdog(signal_number: int, frame: object) -> None:
-            if self.finished or watchdog.fired is None:
-                return
-            raise watchdog.fired
-
-        previous: dict[int, Any] = {number: signal.getsignal(number) for number in (*HANDLED_SIGNALS, signal.SIGUSR1)}
-        for number in HANDLED_SIGNALS:
-            signal.signal(number, on_signal)
-        signal.signal(signal.SIGUSR1, on_watchdog)
-        return previous
+    def _tell(
+        self,
+        outcome: str,
+        fields: dict[str, Any],
+        duration_s: float,
+        failing: outage.Failing | None,
+        recovered: outage.Recovered | None,
+        *,
+        alert: bool,
+    ) -> None:
+        """Say how the check ended: on stderr when a human must act (cron mails it), else only on a terminal."""
+        if recovered is not None and recovered.alerted:
+            self.console.alert(f"playlist-cron: check #{self.number}: {outage.recovery_words(recovered)}")
+        if failing is not None:
+            line = (
+                f"playlist-cron: check #{self.number} FAILED (network): {fields.get('error')}; failing for "
+                f"{failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
+                f"the next check tries again (log: {self.config.log_file})"
+            )
+            (self.console.alert if failing.alert else self.console.say)(line)
+        elif outcome == "FAILED":
+            if alert:
+                self.console.alert(
+                    f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
+                    f"(log: {self.config.log_file})"
+                )
+        else:
+            summary = (
+                f"Check #{self.number} {outcome} in {duration_s:.1f} s: {fields.get('downloaded', 0)} downloaded, "
+                f"{fields.get('failed', 0)} failed, {fields.get('already_archived', 0)} already archived"
+                + (f", {fields['marked_archived']} marked as archived" if "marked_archived" in fields else "")
+            )
+            self.console.say(
+                summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}"
+            )
 
     # -- the Reporter the downloader talks to -------------------------------------------------------------------
 
     def activity(self) -> None:
-        self.last_activity = time.monotonic()
+        self.watchdog.activity()
 
     def retry_is_due(self, key: str) -> bool:
-        record = self.failed_videos.get(key)
-        if record is None:
-            return True
-        if record.get("given_up"):
-            return False
-        next_retry_s = clock.parse_iso(record.get("next_retry_at"))
-        return next_retry_s is None or next_retry_s <= clock.now_s()
+        from playlist_cron import failures
+
+        return failures.is_due(self.failed_videos.get(key), clock.now_s())
 
     def video_started(self, video_id: str, title: str | None) -> None:
         self.activity()
@@ -733,33 +573,28 @@ class _Check:
 
     def due_retries(self, playlist_url: str) -> list[tuple[str, str | None]]:
         """The failed videos of a playlist that are due for another try and whose URL is known: (url, title)."""
-        return [
-            (record["url"], record.get("title"))
-            for key, record in self.failed_videos.items()
-            if record.get("playlist_url") == log.redact(playlist_url) and record.get("url") and self.retry_is_due(key)
-        ]
+        from playlist_cron import failures
+
+        return failures.due_retries(self.failed_videos, playlist_url, clock.now_s())
 
     def video_failed(
         self, video_id: str, key: str, title: str | None, url: str | None, error: str, playlist_url: str
     ) -> None:
+        from playlist_cron import failures
+
         self.activity()
-        now_s = clock.now_s()
-        steps = self.config.retry_backoff_seconds
         with self.store.update() as state:
-            record = state["failed_videos"].get(key) or {
-                "video_id": video_id,
-                "attempts": 0,
-                "first_failed_at": clock.iso(now_s),
-            }
-            record["attempts"] += 1
-            record["error"] = log.redact(error)
-            record["title"] = title
-            record["url"] = log.redact(url) if url else None
-            record["playlist_url"] = log.redact(playlist_url)
-            record["last_failed_at"] = clock.iso(now_s)
-            record["given_up"] = record["attempts"] > len(steps)
-            record["next_retry_at"] = None if record["given_up"] else clock.iso(now_s + steps[record["attempts"] - 1])
-            state["failed_videos"][key] = record
+            record = failures.record_failure(
+                state["failed_videos"],
+                key,
+                video_id=video_id,
+                title=title,
+                url=url,
+                error=error,
+                playlist_url=playlist_url,
+                now_s=clock.now_s(),
+                backoff_s=self.config.retry_backoff_seconds,
+            )
             self.failed_videos = state["failed_videos"]
         self.logger.warning(
             log.VIDEO_FAILED,

@@ -15,6 +15,8 @@ from playlist_cron.errors import ConfigError, NotARegularFile, PlaylistCronError
 if TYPE_CHECKING:
     import argparse
 
+    from playlist_cron import check
+
 
 def _quick_check_arguments(argv: Sequence[str]) -> Any:
     """Parse the line cron runs 1,440 times a day, `check [--config PATH] [--now]`, without loading argparse.
@@ -169,7 +171,21 @@ def _check(arguments: argparse.Namespace) -> int:
             return exit_codes.OK
     from playlist_cron import check  # structlog, portalocker and the rest: only for a check that is due
 
-    return check.run(config, console=console, mark_archived=arguments.mark_archived)
+    return exit_code(check.run(config, console=console, mark_archived=arguments.mark_archived), config.skip_exit_code)
+
+
+def exit_code(outcome: check.Outcome, skip_exit_code: int) -> int:
+    """Given how a check ended and the config's `skip_exit_code`, return the command's exit code.
+
+    The one exception: a watchdog whose check cannot be stopped ends the process itself, with exit code 1.
+    """
+    if outcome.signal_number is not None:
+        return exit_codes.for_signal(outcome.signal_number)
+    if outcome.outcome == "SKIPPED":
+        return skip_exit_code
+    if outcome.outcome == "FAILED":
+        return exit_codes.TEMPFAIL if outcome.reason == "network" else exit_codes.FAILED
+    return exit_codes.OK  # COMPLETED, DEFERRED
 
 
 def _status(arguments: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, Unsupporte
 
 from playlist_cron import yt_dlp_private
 from playlist_cron.config import Config, Playlist
-from playlist_cron.errors import Interrupted
+from playlist_cron.errors import DiskFull
 from playlist_cron.failure_kinds import NETWORK as NETWORK
 from playlist_cron.failure_kinds import NO_SPACE, RATE_LIMITED, Failure, host_of, one_line
 from playlist_cron.failure_kinds import classify as classify
@@ -221,11 +221,11 @@ def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:
 
 def _raise_when_check_must_stop(failure: Failure) -> None:
     """Raise what ends the whole check for a failure that is neither one video's nor one playlist's: RateLimited
-    when the site says to slow down, Interrupted("disk_space") when the disk is full (no retry step is spent)."""
+    when the site says to slow down, DiskFull when the disk is full (no retry step is spent)."""
     if failure.kind == RATE_LIMITED:
         raise RateLimited(failure.message) from None
     if failure.kind == NO_SPACE:
-        raise Interrupted("disk_space", failure.message) from None
+        raise DiskFull(failure.message) from None
 
 
 class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
@@ -548,8 +548,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._next_disk_check = now + DISK_CHECK_EVERY_S
         free_bytes = shutil.disk_usage(self._download_dir).free
         if free_bytes < self._min_free_bytes:
-            raise Interrupted(
-                "disk_space",
+            raise DiskFull(
                 f"free space in {self._download_dir} fell to {free_bytes} bytes during a download, "
                 f"below min_free_bytes ({self._min_free_bytes}); the partial file resumes next time",
             )
@@ -628,7 +627,7 @@ def download_playlist(
     """Given a playlist, download what is new in it and return what happened.
 
     Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`, RateLimited when the site says to slow
-    down, and Interrupted("disk_space") when the disk is full; every other problem is recorded in the result (a
+    down, and DiskFull when the disk is full; every other problem is recorded in the result (a
     video's, or the playlist's `error` with its `error_kind`).
     """
     params = _yt_dlp_params(config, playlist, mark_archived=mark_archived)
@@ -677,7 +676,7 @@ def _yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) -
 def _go_through_playlist(ydl: _Downloader, playlist: Playlist, result: PlaylistResult) -> None:
     """Read the playlist and run its entries; record in `result` why reading stopped, or why the playlist failed.
 
-    Raise RateLimited, or Interrupted("disk_space"), when the whole check must stop.
+    Raise RateLimited, or DiskFull, when the whole check must stop.
     """
     try:
         _read_and_run(ydl, playlist, result)

@@ -37,14 +37,38 @@ class NotARegularFile(PlaylistCronError):
         self.detail = detail
 
 
-class Interrupted(BaseException):
-    """Raised in the main thread by a signal handler or the watchdog to end a running check.
+class CheckStopped(BaseException):
+    """Raised in the main thread to end a running check early: its `reason` is the check_failed reason.
 
     A BaseException so that yt-dlp's `except Exception` blocks do not swallow it.
     """
 
-    def __init__(self, reason: str, detail: str, signal_number: int | None = None) -> None:
-        self.reason = reason  # a check_failed reason: interrupted, timeout, stalled
+    reason = "stopped"
+
+    def __init__(self, detail: str, signal_number: int | None = None) -> None:
         self.detail = detail
         self.signal_number = signal_number
         super().__init__(detail)
+
+
+class DiskFull(CheckStopped):
+    """Free space in the download folder is below `min_free_bytes`, or a write found the disk full."""
+
+    reason = "disk_space"
+
+
+class Interrupted(CheckStopped):
+    """A signal (SIGTERM, SIGINT, SIGHUP) asked the check to stop; `signal_number` says which."""
+
+    reason = "interrupted"
+
+    def __init__(self, detail: str, signal_number: int) -> None:
+        super().__init__(detail, signal_number)
+
+
+class WatchdogFired(CheckStopped):
+    """The watchdog ended the check: it ran past `max_runtime_seconds` (`timeout`) or made no progress (`stalled`)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason

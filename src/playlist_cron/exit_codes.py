@@ -1,4 +1,4 @@
-"""The exit codes of `playlist-cron`, named; `cli` is the only module that returns them."""
+"""The exit codes of `playlist-cron`, named; only `cli` returns them (and the watchdog's last-resort exit)."""
 
 OK = 0
 FAILED = 1  # a check that ran and failed; `status` when unhealthy

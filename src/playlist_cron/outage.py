@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playlist_cron import clock
+
+if TYPE_CHECKING:
+    from playlist_cron.storage import StateStorage
 
 REPEAT_ALERT_S = 86400  # while an alerted outage lasts, at most one more line per day
 # The state fields of a streak and their values when there is none.
@@ -95,3 +98,40 @@ def describe(state: dict[str, Any], now_s: float, alert_after_s: int) -> dict[st
 def checks(count: int) -> str:
     """Given a number of checks, return it in words: "1 check", "3 checks"."""
     return f"{count} check" if count == 1 else f"{count} checks"
+
+
+def track(
+    storage: StateStorage, logger: Any, outcome: str, reason: str | None, error: str, alert_after_s: int
+) -> tuple[Failing | None, Recovered | None]:
+    """Given a check's final outcome, extend the streak of network failures with it, or end it.
+
+    Return where a streak stands after a network failure, or the streak this outcome ended (logged here, before
+    the final event); (None, None) when neither.
+    """
+    now_s = clock.now_s()
+    if outcome == "FAILED" and reason == "network":
+        with storage.update() as state:
+            failing = record_failure(state, now_s, alert_after_s, error)
+        return failing, None
+    if storage.read().get("network_failing_since") is None:  # the usual case: no streak to end
+        return None, None
+    with storage.update() as state:
+        recovered = record_outcome(state, now_s, outcome, reason)
+    if recovered is not None:
+        logger.info(
+            "network_recovered",
+            failing_s=round(recovered.failing_s, 3),
+            failed_checks=recovered.failed_checks,
+            since=recovered.since,
+            alerted=recovered.alerted,
+            message=recovery_words(recovered),
+        )
+    return None, recovered
+
+
+def recovery_words(recovered: Recovered) -> str:
+    """Given an ended streak, return the words that tell the user it is over."""
+    return (
+        f"the site can be reached again after {recovered.failing_s:.0f} s of network failures "
+        f"({checks(recovered.failed_checks)} since {recovered.since}; the last: {recovered.error})"
+    )

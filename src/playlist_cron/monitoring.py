@@ -1,12 +1,13 @@
-"""healthchecks.io-style pings: `/start?rid=` as a check starts work, `?rid=` on COMPLETED, `/fail?rid=` on FAILED."""
+"""Monitoring: a check's healthchecks.io-style pings (start, then success or fail) and the Prometheus metrics file."""
 
 from __future__ import annotations
 
 import threading
-import urllib.request
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from playlist_cron import __version__
+from playlist_cron import __version__, metrics
 from playlist_cron.log import redact
 
 PING_TIMEOUT_S = 5.0  # per ping, whatever the endpoint does: a check pings at most twice
@@ -14,26 +15,45 @@ JOIN_SLACK_S = 0.5  # the socket's own timeout normally ends a silent ping first
 SUFFIXES = {"start": "/start", "success": "", "fail": "/fail"}
 
 
-class Pinger:
-    """The pings of one check, sharing one run id; a ping never fails the check and never waits past its timeout."""
+class Pings:
+    """The pings of one check, sharing its run id: `/start?rid=` as it starts work, then `?rid=` or `/fail?rid=`.
+
+    Used as a context manager around the check: `start()` when work begins (a check that waits out a cooldown
+    sends nothing), `end()` with its final event; a run that started and got no end is closed with `fail` on
+    exit, so the endpoint never waits out its grace time for nothing. A ping never fails the check and never
+    waits past its timeout.
+    """
 
     def __init__(self, base_url: str | None, logger: Any, run_id: str) -> None:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.logger = logger
         self.run_id = run_id  # the check's own, also in its running record and on each event it logs
         self.started = False
+        self.ended = False
+
+    def __enter__(self) -> Pings:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self.started and not self.ended:
+            self.end("fail", "the check ended before its final event could be counted (see its log)")
 
     def start(self) -> None:
         if self.base_url:
             self.started = True
             self._send("start", None)
 
-    def finish(self, kind: str, body: str) -> None:
-        """Send `success` or `fail` for a check that sent `start`."""
-        if self.base_url and self.started:
+    def end(self, kind: str, body: str) -> None:
+        """Send `success` or `fail` for a check that sent `start`; once."""
+        if self.base_url and self.started and not self.ended:
+            self.ended = True
             self._send(kind, body)
 
     def _send(self, kind: str, body: str | None) -> None:
+        import urllib.request  # here, in the main thread: the skip path never pings, and never pays for urllib
+
         url = f"{self.base_url}{SUFFIXES[kind]}?rid={self.run_id}"
         outcome: dict[str, Any] = {}
         no_answer = f"no answer within {PING_TIMEOUT_S:.0f} s"
@@ -60,3 +80,15 @@ class Pinger:
             outcome["error"] = no_answer
         if "error" in outcome:
             self.logger.warning("ping_failed", ping=kind, url=redact(url), error=redact(outcome["error"]))
+
+
+def write_metrics(
+    metrics_file: Path | None, config_path: Path, state: dict[str, Any], lock_held_s: float | None, logger: Any
+) -> None:
+    """Replace the metrics file (when one is configured) with the counters of `state`; log why when it cannot."""
+    if metrics_file is None:
+        return
+    try:
+        metrics.write(metrics_file, metrics.render(config_path, state, lock_held_s))
+    except OSError as error:  # monitoring must not fail a check; the log says why the file is stale
+        logger.warning("metrics_failed", metrics_file=str(metrics_file), error=str(error))

@@ -1,0 +1,86 @@
+"""The failed-video policy: when a failed video is due for another try, when it is given up, and forgetting it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from playlist_cron import clock, log
+
+
+def is_due(record: dict[str, Any] | None, now_s: float) -> bool:
+    """Given a video's failure record (None: it never failed) and now, return whether it may be tried now."""
+    if record is None:
+        return True
+    if record.get("given_up"):
+        return False
+    next_retry_s = clock.parse_iso(record.get("next_retry_at"))
+    return next_retry_s is None or next_retry_s <= now_s
+
+
+def due_retries(failed_videos: dict[str, Any], playlist_url: str, now_s: float) -> list[tuple[str, str | None]]:
+    """The failed videos of a playlist that are due for another try and whose URL is known: (url, title)."""
+    return [
+        (record["url"], record.get("title"))
+        for record in failed_videos.values()
+        if record.get("playlist_url") == log.redact(playlist_url) and record.get("url") and is_due(record, now_s)
+    ]
+
+
+def record_failure(
+    failed_videos: dict[str, Any],
+    key: str,
+    *,
+    video_id: str,
+    title: str | None,
+    url: str | None,
+    error: str,
+    playlist_url: str,
+    now_s: float,
+    backoff_s: Sequence[int],
+) -> dict[str, Any]:
+    """Count one more failure of the video `key` in `failed_videos` and return its record.
+
+    Its next try waits the next step of `backoff_s`; after the last step the video is given up.
+    """
+    record = failed_videos.get(key) or {"video_id": video_id, "attempts": 0, "first_failed_at": clock.iso(now_s)}
+    record["attempts"] += 1
+    record["error"] = log.redact(error)
+    record["title"] = title
+    record["url"] = log.redact(url) if url else None
+    record["playlist_url"] = log.redact(playlist_url)
+    record["last_failed_at"] = clock.iso(now_s)
+    record["given_up"] = record["attempts"] > len(backoff_s)
+    record["next_retry_at"] = None if record["given_up"] else clock.iso(now_s + backoff_s[record["attempts"] - 1])
+    failed_videos[key] = record
+    return record
+
+
+def forget(failed_videos: dict[str, Any], video_ids: Sequence[str]) -> list[str]:
+    """Forget the failures of the named videos (all, when none is named): they are due at the next check.
+
+    Return the names that matched no record.
+    """
+    if not video_ids:
+        failed_videos.clear()
+        return []
+    unknown = []
+    for video_id in video_ids:
+        matches = matching_keys(failed_videos, video_id)
+        for key in matches:
+            del failed_videos[key]
+        if not matches:
+            unknown.append(video_id)
+    return unknown
+
+
+def matching_keys(failed_videos: dict[str, Any], video_id: str) -> list[str]:
+    """The keys of the failed videos that `video_id` names, by key or id, written as `status` prints them."""
+    from playlist_cron.status import printed_id  # only `retry` asks: a running check never needs status
+
+    wanted = printed_id(video_id)
+    return [
+        key
+        for key, record in failed_videos.items()
+        if wanted in (printed_id(key), printed_id(str(record.get("video_id") or "")))
+    ]

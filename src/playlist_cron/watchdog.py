@@ -1,0 +1,107 @@
+"""The watchdog of a running check: its maximum runtime, stall detection, and the signals that end it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from playlist_cron import exit_codes
+from playlist_cron.errors import CheckStopped, Interrupted, WatchdogFired
+
+TICK_S = 0.25
+GRACE_S = 15.0  # after asking the main thread to stop, how long before the watchdog ends the process itself
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+WAKE_SIGNAL = signal.SIGUSR1  # how the watchdog thread makes the main thread raise
+
+
+class Watchdog:
+    """While entered: a signal raises `Interrupted` in the main thread, and a check that runs past `max_runtime_s`
+    or reports no activity for `stall_timeout_s` gets `WatchdogFired` raised there.
+
+    `is_finished` says when the check has begun its final event: from then on nothing is raised. Should the main
+    thread not stop within GRACE_S, `last_resort` is called from the watchdog's thread and the process ends with
+    exit code 1: the one place outside `cli` that decides an exit code, as nothing else is left to return it.
+    """
+
+    def __init__(
+        self,
+        max_runtime_s: float,
+        stall_timeout_s: float,
+        started_monotonic: float,
+        *,
+        is_finished: Callable[[], bool],
+        last_resort: Callable[[CheckStopped], None],
+    ) -> None:
+        self.max_runtime_s = max_runtime_s
+        self.stall_timeout_s = stall_timeout_s
+        self.started_monotonic = started_monotonic
+        self.last_activity = started_monotonic
+        self.fired: WatchdogFired | None = None
+        self.grace_s = GRACE_S
+        self._is_finished = is_finished
+        self._last_resort = last_resort
+        self._stopped = threading.Event()
+        self._main_thread_id = threading.main_thread().ident or 0
+        self._previous_handlers: dict[int, Any] = {}
+
+    def activity(self) -> None:
+        """The check made progress: the stall clock starts again."""
+        self.last_activity = time.monotonic()
+
+    def __enter__(self) -> Watchdog:
+        self._install_signal_handlers()
+        threading.Thread(target=self._watch, name="playlist-cron-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stopped.set()
+        for signal_number, handler in self._previous_handlers.items():
+            signal.signal(signal_number, handler)
+
+    def _install_signal_handlers(self) -> None:
+        def on_signal(signal_number: int, frame: object) -> None:
+            if self._is_finished():
+                return
+            raise Interrupted(f"received {signal.Signals(signal_number).name}", signal_number)
+
+        def on_wake(signal_number: int, frame: object) -> None:
+            if self._is_finished() or self.fired is None:
+                return
+            raise self.fired
+
+        self._previous_handlers = {number: signal.getsignal(number) for number in (*HANDLED_SIGNALS, WAKE_SIGNAL)}
+        for number in HANDLED_SIGNALS:
+            signal.signal(number, on_signal)
+        signal.signal(WAKE_SIGNAL, on_wake)
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(TICK_S):
+            now = time.monotonic()
+            if now - self.started_monotonic > self.max_runtime_s:
+                self.fired = WatchdogFired(
+                    "timeout", f"the check ran longer than max_runtime_seconds ({self.max_runtime_s} s)"
+                )
+            elif now - self.last_activity > self.stall_timeout_s:
+                self.fired = WatchdogFired(
+                    "stalled", f"no download progress for stall_timeout_seconds ({self.stall_timeout_s} s)"
+                )
+            else:
+                continue
+            signal.pthread_kill(self._main_thread_id, WAKE_SIGNAL)
+            if not self._stopped.wait(self.grace_s):
+                # The main thread is stuck somewhere a signal cannot reach: end the process from here.
+                # Like kill -9, this loses nothing: the archive, the state and the log are only ever appended
+                # to or replaced whole, and the partial file resumes next time.
+                try:
+                    self._last_resort(self.fired)
+                finally:
+                    os._exit(exit_codes.FAILED)
+            return

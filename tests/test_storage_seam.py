@@ -1,0 +1,116 @@
+"""The storage seam: a check runs against any backend with the run lock, state and archive interfaces.
+
+The file backend has the rest of the suite; here an in-memory double stands in for a backend that does not exist
+yet (a database), which no test can start, to show that the check's logic talks to the interfaces alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from conftest import Project
+from playlist_cron import check, clock, config, state
+from playlist_cron.console import Console
+from playlist_cron.lock import Holder
+from playlist_cron.storage import ArchiveHealth, Note, Storage
+
+
+class MemoryHeld:
+    def __init__(self, run_lock: MemoryRunLock) -> None:
+        self.run_lock = run_lock
+        self.started_at = clock.now_s()
+
+    def release(self) -> None:
+        self.run_lock.holder_pid = None
+
+
+class MemoryRunLock:
+    name = "memory lock"
+
+    def __init__(self) -> None:
+        self.holder_pid: int | None = None
+        self.started_at: float | None = None
+
+    def try_acquire(self) -> MemoryHeld | None:
+        if self.holder_pid is not None:
+            return None
+        self.holder_pid, self.started_at = os.getpid(), clock.now_s()
+        return MemoryHeld(self)
+
+    def holder(self) -> Holder | None:
+        return None if self.holder_pid is None else Holder(self.holder_pid, self.started_at)
+
+
+class MemoryState:
+    def __init__(self) -> None:
+        self.state = state.empty()
+        self.writes = 0
+
+    def ensure_ready(self) -> None:
+        pass
+
+    def read(self) -> dict[str, Any]:
+        return copy.deepcopy(self.state)
+
+    @contextlib.contextmanager
+    def update(self) -> Iterator[dict[str, Any]]:
+        changed = self.read()
+        yield changed
+        assert not state.validate(changed), state.validate(changed)
+        self.state = changed
+        self.writes += 1
+
+    def take_notes(self) -> list[Note]:
+        return []
+
+
+class MemoryArchive:
+    name = "memory archive"
+
+    def ensure_ready(self) -> None:
+        pass
+
+    def tend(self) -> ArchiveHealth:
+        return ArchiveHealth()
+
+
+def memory_storage() -> Storage:
+    return Storage(run_lock=MemoryRunLock(), state=MemoryState(), archive=MemoryArchive())
+
+
+def run_check(project: Project, storage: Storage) -> check.Outcome:
+    loaded = config.load(project.config_path)
+    return check.run_due(loaded, storage, console=Console(io.StringIO(), interactive=False), now_s=clock.now_s())
+
+
+def test_a_check_downloads_with_its_lock_and_state_in_another_backend(project: Project) -> None:
+    storage = memory_storage()
+    outcome = run_check(project, storage)
+    assert outcome == check.Outcome("COMPLETED")
+    counted = storage.state.read()
+    assert (counted["checks_total"], counted["completed_total"], counted["downloaded_total"]) == (1, 1, 3)
+    assert counted["running"] is None
+    assert storage.run_lock.holder() is None, "the lock was released"
+    assert len([path for path in project.downloaded_files() if path.suffix == ".mp4"]) == 3
+    # Nothing of the file backend was touched: no state file, no lock file.
+    assert not project.state_file.parent.exists()
+    assert not project.lock_file.exists()
+    assert [event["outcome"] for event in project.events("check_completed")] == ["COMPLETED"]
+
+
+def test_a_check_is_skipped_when_the_other_backend_says_its_lock_is_held(project: Project) -> None:
+    storage = memory_storage()
+    storage.run_lock.try_acquire()  # another check holds it
+    outcome = run_check(project, storage)
+    assert outcome == check.Outcome("SKIPPED", check.SKIP_REASON)
+    counted = storage.state.read()
+    assert (counted["checks_total"], counted["skipped_total"], counted["consecutive_skipped"]) == (1, 1, 1)
+    (skipped,) = project.events("check_skipped")
+    assert skipped["holder_pid"] == os.getpid()
+    assert project.downloaded_files() == []
+    assert not project.state_file.parent.exists()
