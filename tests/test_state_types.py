@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import typing
 
 import pytest
 
-from playlist_cron import metrics, state
+from conftest import Project
+from playlist_cron import config, metrics, outage, state, status
 from playlist_cron.check import Outcome
 
 PAIRS = [
@@ -37,3 +39,21 @@ def test_an_empty_state_is_sound_and_has_every_field() -> None:
     empty = state.empty()
     assert state.validate(empty) == []
     assert set(empty) == set(state.STATE_FIELDS)
+
+
+def test_the_status_types_name_the_fields_status_reports(project: Project) -> None:
+    project.state_file.parent.mkdir(parents=True, exist_ok=True)
+    project.state_file.write_text(
+        json.dumps(
+            state.empty()
+            | {
+                "network_failing_since": "2026-01-31T12:00:00.000Z",
+                "failed_videos": {"feed v1": {"video_id": "v1", "attempts": 1}},
+            }
+        )
+    )
+    report = status.report(config.load(project.config_path))
+    assert set(report) == set(status.Status.__annotations__)
+    assert set(report["failed_videos"][0]) == set(status.FailedVideo.__annotations__)
+    assert report["network_outage"] is not None
+    assert set(report["network_outage"]) == set(outage.NetworkOutage.__annotations__)
