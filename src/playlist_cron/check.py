@@ -16,13 +16,14 @@ from playlist_cron import storage as storages
 from playlist_cron.config import Config
 from playlist_cron.console import Console
 from playlist_cron.errors import CheckStopped, ConfigError
-from playlist_cron.state import CounterName, FailedVideoRecord, OutcomeName, RanOutcome, RunningRecord, State
 from playlist_cron.storage import HeldRunLock, StateStorage, Storage
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from playlist_cron.download import PlaylistResult
+    from playlist_cron.records import FailedVideoRecord, RunningRecord, State
+    from playlist_cron.state import CounterName, OutcomeName, RanOutcome
     from playlist_cron.watchdog import Watchdog
 
 SKIP_REASON = "previous download still in progress"

@@ -8,7 +8,7 @@ import re
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple, TypedDict, overload
+from typing import TYPE_CHECKING, NamedTuple, TypedDict, overload
 
 from playlist_cron.errors import ConfigError
 
@@ -117,15 +117,17 @@ class Playlist(NamedTuple):
     yt_dlp_args_key: str = "yt_dlp_args"  # where its yt_dlp_args came from, for error messages
 
 
-class _PlaylistOptions(TypedDict, total=False):
-    """What a playlist object may set, the top level giving the defaults: `Playlist`'s fields but its URL."""
+if TYPE_CHECKING:  # building a TypedDict costs the not-due path time (typing compiles its annotations)
 
-    output_template: str
-    yt_dlp_args: tuple[str, ...]
-    stop_at_first_archived: bool
-    max_downloads_per_check: int | None
-    date_after: str | None
-    yt_dlp_args_key: str
+    class _PlaylistOptions(TypedDict, total=False):
+        """What a playlist object may set, the top level giving the defaults: `Playlist`'s fields but its URL."""
+
+        output_template: str
+        yt_dlp_args: tuple[str, ...]
+        stop_at_first_archived: bool
+        max_downloads_per_check: int | None
+        date_after: str | None
+        yt_dlp_args_key: str
 
 
 class Config(NamedTuple):

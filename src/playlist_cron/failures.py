@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from playlist_cron import clock, log
 
 if TYPE_CHECKING:
-    from playlist_cron.state import FailedVideoRecord
+    from playlist_cron.records import FailedVideoRecord
 
 
 def is_due(record: FailedVideoRecord | None, now_s: float) -> bool:

@@ -11,22 +11,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypedDict
+from typing import TYPE_CHECKING, BinaryIO
 
 import portalocker
 
 from playlist_cron import clock
 from playlist_cron.errors import NotARegularFile, StateError
 
+if TYPE_CHECKING:
+    from playlist_cron.status import HolderRecord
+
 LOCK_FILE_MODE = 0o600
-
-
-class HolderRecord(TypedDict):
-    """A lock holder as `status --json` shows it."""
-
-    pid: int | None
-    started_at: str | None
-    held_s: float | None
 
 
 @dataclass(frozen=True)

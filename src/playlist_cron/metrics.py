@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from playlist_cron import clock
 
 if TYPE_CHECKING:
-    from playlist_cron.state import CounterName, OutcomeName, State
+    from playlist_cron.records import State
+    from playlist_cron.state import CounterName, OutcomeName
 
 TEMPORARY_FILE_MODE = 0o644
 TEMPORARY_NAME_TRIES = 8

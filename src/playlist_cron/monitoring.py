@@ -13,7 +13,7 @@ from playlist_cron.log import redact
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from playlist_cron.state import State
+    from playlist_cron.records import State
 
 PING_TIMEOUT_S = 5.0  # per ping, whatever the endpoint does: a check pings at most twice
 JOIN_SLACK_S = 0.5  # the socket's own timeout normally ends a silent ping first

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 from playlist_cron import clock
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from playlist_cron.state import OutcomeName, State
+    from playlist_cron.records import State
+    from playlist_cron.state import OutcomeName
+    from playlist_cron.status import NetworkOutage
     from playlist_cron.storage import StateStorage
 
 REPEAT_ALERT_S = 86400  # while an alerted outage lasts, at most one more line per day
@@ -25,18 +27,6 @@ def _clear_streak(state: State) -> None:
     state["network_failed_checks"] = 0  # how many checks of the streak failed with reason `network`
     state["network_alerted_at"] = None  # ISO 8601: when the last stderr line about it was printed; null: none yet
     state["network_error"] = None  # the plain words of the latest network failure
-
-
-class NetworkOutage(TypedDict):
-    """A streak of network failures as `status --json` shows it."""
-
-    since: str
-    failing_s: float
-    failed_checks: int
-    error: str | None
-    alerted_at: str | None
-    alert_after_s: int
-    past_threshold: bool
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict, TypeGuard, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeGuard, cast
 
 # Reading needs the standard library alone (the not-due path ends there): `lock`, and portalocker with it, is
 # imported only where the state is changed.
@@ -20,6 +20,7 @@ from playlist_cron.errors import NotARegularFile, StateError
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
+    from playlist_cron.records import State
 
 STATE_VERSION = 1
 STATE_FILE_SUFFIX = ".state.json"
@@ -53,90 +54,6 @@ COUNTERS: tuple[CounterName, ...] = (
     "downloaded_total",
 )
 MONOTONIC_COUNTERS: tuple[CounterName, ...] = tuple(name for name in COUNTERS if name != "consecutive_skipped")
-
-
-# -- the shape of the state and its records, for the type checker ------------------------------------------------
-# TypedDicts, not dataclasses: the state stays the JSON object it is on disk, and the not-due path loads no
-# `dataclasses`. They say what a field holds; the tables below check it at run time. A test proves that the two
-# name the same fields, and the same ones as required.
-
-
-class _RunningRequired(TypedDict):
-    check: int
-    pid: int
-    started_at: str
-
-
-class RunningRecord(_RunningRequired, total=False):
-    """The check that holds the run lock now, or was killed holding it."""
-
-    run_id: str | None  # absent in a record written before run ids
-
-
-class _FailedVideoRequired(TypedDict):
-    video_id: str
-    attempts: int
-
-
-class FailedVideoRecord(_FailedVideoRequired, total=False):
-    """A video that failed to download, keyed in `failed_videos` by its archive id ("extractor id")."""
-
-    next_retry_at: str | None
-    given_up: bool
-    error: str | None
-    title: str | None
-    url: str | None
-    playlist_url: str | None
-    first_failed_at: str | None
-    last_failed_at: str | None
-
-
-class _LogFailureRequired(TypedDict):
-    check: int
-    at: str
-
-
-class LogFailureRecord(_LogFailureRequired, total=False):
-    """The latest log line that could not be written."""
-
-    error: str | None
-
-
-class _StateRequired(TypedDict):
-    version: int
-    checks_total: int
-    skipped_total: int
-    consecutive_skipped: int
-    completed_total: int
-    failed_total: int
-    deferred_total: int
-    downloaded_total: int
-    failed_videos: dict[str, FailedVideoRecord]
-
-
-class State(_StateRequired, total=False):
-    """The state of one config. A field added after the first release may be absent from an older file; a read
-    fills every absent field with its default (see `STATE_FIELDS`)."""
-
-    last_check_at: str | None
-    last_outcome: OutcomeName | None
-    last_outcome_check: int | None
-    last_ran_outcome: OutcomeName | None
-    last_duration_s: float | None
-    last_completed_at: str | None
-    last_failure_reason: str | None
-    last_error: str | None
-    cooldown_until: str | None
-    cooldown_level: int
-    archive_garbage_reported: int
-    network_failing_since: str | None
-    network_alerted_at: str | None
-    network_failed_checks: int
-    network_error: str | None
-    log_write_failures_total: int
-    last_log_write_failure: LogFailureRecord | None
-    config_file_writable_reported: str | None
-    running: RunningRecord | None
 
 
 # -- what a good value is: one check per kind, and one table per record ------------------------------------------
@@ -307,7 +224,7 @@ STATE_FIELDS: dict[str, Field] = {
 
 def empty() -> State:
     """Return the state of a config that has never run a check."""
-    return cast(State, {name: field.default() for name, field in STATE_FIELDS.items()} | {"version": STATE_VERSION})
+    return cast("State", {name: field.default() for name, field in STATE_FIELDS.items()} | {"version": STATE_VERSION})
 
 
 def validate(state: object) -> list[str]:

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from playlist_cron import clock, lock, outage
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
-from playlist_cron.state import LogFailureRecord, OutcomeName, StateStore
+from playlist_cron.state import StateStore
+
+if TYPE_CHECKING:
+    from playlist_cron.records import LogFailureRecord
+    from playlist_cron.state import OutcomeName
 
 STALE_AFTER_INTERVALS = 3
+
+
+# The shapes of `status --json` (see the contract); a test proves `report` gives exactly these keys.
+
+
+class HolderRecord(TypedDict):
+    """A lock holder as `status --json` shows it."""
+
+    pid: int | None
+    started_at: str | None
+    held_s: float | None
+
+
+class NetworkOutage(TypedDict):
+    """A streak of network failures as `status --json` shows it."""
+
+    since: str
+    failing_s: float
+    failed_checks: int
+    error: str | None
+    alerted_at: str | None
+    alert_after_s: int
+    past_threshold: bool
 
 
 class FailedVideo(TypedDict):
@@ -44,10 +71,10 @@ class Status(TypedDict):
     last_error: str | None
     next_check_due_at: str | None
     lock_file: str
-    lock_holder: lock.HolderRecord | None
+    lock_holder: HolderRecord | None
     cooldown_until: str | None
     failed_videos: list[FailedVideo]
-    network_outage: outage.NetworkOutage | None
+    network_outage: NetworkOutage | None
     log_file: str
     log_write_failures_total: int
     last_log_write_failure: LogFailureRecord | None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 if TYPE_CHECKING:
     from playlist_cron.config import Config
     from playlist_cron.lock import Holder
-    from playlist_cron.state import State
+    from playlist_cron.records import State
 
 
 class HeldRunLock(Protocol):

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from playlist_cron import lock
 from playlist_cron.config import Config
 from playlist_cron.errors import ConfigError
-from playlist_cron.state import State, StateStore
+from playlist_cron.state import StateStore
 from playlist_cron.storage import ArchiveHealth, Note, Storage
+
+if TYPE_CHECKING:
+    from playlist_cron.records import State
 
 ARCHIVE_LINE = re.compile(rb"[A-Za-z0-9_.:-]+ \S+")
 WHOLE_ARCHIVE = re.compile(rb"(?:[A-Za-z0-9_.:-]+ [^\s]+\n)*")
