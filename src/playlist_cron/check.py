@@ -6,8 +6,9 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from playlist_cron import clock, log, monitoring, outage
 from playlist_cron import state as state_module
@@ -18,6 +19,11 @@ from playlist_cron.errors import CheckStopped, ConfigError
 from playlist_cron.storage import HeldRunLock, StateStorage, Storage
 
 if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from playlist_cron.download import PlaylistResult
+    from playlist_cron.records import FailedVideoRecord, RunningRecord, State
+    from playlist_cron.state import CounterName, OutcomeName, RanOutcome
     from playlist_cron.watchdog import Watchdog
 
 SKIP_REASON = "previous download still in progress"
@@ -28,7 +34,7 @@ MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
 class Outcome:
     """How one check ended, for `cli` to turn into an exit code: the outcome of its final event, and why."""
 
-    outcome: Literal["COMPLETED", "FAILED", "DEFERRED", "SKIPPED"]
+    outcome: OutcomeName
     reason: str | None = None  # the final event's reason: network, timeout, interrupted, ...
     signal_number: int | None = None  # the signal that ended it, if one did
 
@@ -68,7 +74,12 @@ def new_run_id() -> str:
 
 
 def _skip(
-    config: Config, storage: Storage, log_file: log.LogFile, logger: Any, console: Console, now_s: float
+    config: Config,
+    storage: Storage,
+    log_file: log.LogFile,
+    logger: FilteringBoundLogger,
+    console: Console,
+    now_s: float,
 ) -> Outcome:
     holder = storage.run_lock.holder()
     with storage.state.update() as state:
@@ -108,7 +119,7 @@ def _skip(
     return Outcome("SKIPPED", SKIP_REASON)
 
 
-def _count_lost_log_lines(state: dict[str, Any], log_file: log.LogFile, number: int) -> None:
+def _count_lost_log_lines(state: State, log_file: log.LogFile, number: int) -> None:
     """Count in the state the lines the log could not record, so that no counter counts what the log lacks unsaid."""
     lost = log_file.take_uncounted()
     if not lost:
@@ -121,14 +132,14 @@ def _count_lost_log_lines(state: dict[str, Any], log_file: log.LogFile, number: 
     }
 
 
-def _log_recovery(state: StateStorage, logger: Any, console: Console) -> None:
+def _log_recovery(state: StateStorage, logger: FilteringBoundLogger, console: Console) -> None:
     """Log what the state storage did on its own (adopted an old file, recovered a damaged one)."""
     for note in state.take_notes():
         (logger.warning if note.alert else logger.info)(note.event, **(note.fields or {}), message=note.message)
         (console.alert if note.alert else console.say)(f"playlist-cron: {note.message}")
 
 
-def same_run(running: dict[str, Any], event: dict[str, Any]) -> bool:
+def same_run(running: RunningRecord, event: Mapping[str, Any]) -> bool:
     """Whether `event` is a final event of the check that the `running` record names: by its run id.
 
     Never by check number alone: another config logging to the same file counts its own checks. A record
@@ -140,10 +151,18 @@ def same_run(running: dict[str, Any], event: dict[str, Any]) -> bool:
     return event.get("run_id") is None and event.get("check") == running.get("check")
 
 
-def apply_final_event(state: dict[str, Any], event: dict[str, Any]) -> None:
+# The counter each outcome of a check that ran adds one to.
+RAN_COUNTERS: dict[str, CounterName] = {
+    "COMPLETED": "completed_total",
+    "FAILED": "failed_total",
+    "DEFERRED": "deferred_total",
+}
+
+
+def apply_final_event(state: State, event: Mapping[str, Any]) -> None:
     """Given the state and a check's final event (as logged), count it; shared by a check and its recovery."""
-    outcome = event["outcome"]
-    state[{"COMPLETED": "completed_total", "FAILED": "failed_total", "DEFERRED": "deferred_total"}[outcome]] += 1
+    outcome: RanOutcome = event["outcome"]
+    state[RAN_COUNTERS[outcome]] += 1
     state["last_outcome"] = outcome
     state["last_outcome_check"] = event.get("check")
     state["last_ran_outcome"] = outcome
@@ -171,7 +190,7 @@ class _Check:
         config: Config,
         storage: Storage,
         log_file: log.LogFile,
-        logger: Any,
+        logger: FilteringBoundLogger,
         console: Console,
         held: HeldRunLock,
         *,
@@ -188,7 +207,7 @@ class _Check:
         self.started_monotonic = time.monotonic()
         self.number = 0
         self.run_id = new_run_id()
-        self.failed_videos: dict[str, Any] = {}
+        self.failed_videos: dict[str, FailedVideoRecord] = {}
         self.cooldown_until: float | None = None
         self.cooldown_level = 0
         self.config_writable_reported: str | None = None
@@ -271,7 +290,7 @@ class _Check:
         )
         self.console.say(f"Check #{self.number} started")
 
-    def _settle_orphan(self, state: dict[str, Any], orphan: dict[str, Any]) -> None:
+    def _settle_orphan(self, state: State, orphan: RunningRecord) -> None:
         """The check `orphan` was killed: count its final event if it got one into the log, else log one for it."""
         for event in reversed(log.read_tail(self.config.log_file)):
             if event.get("event") in log.FINAL_EVENTS and same_run(orphan, event):
@@ -394,7 +413,7 @@ class _Check:
 
     # -- endings ------------------------------------------------------------------------------------------------
 
-    def _start_cooldown(self, message: str, results: list[Any]) -> Outcome:
+    def _start_cooldown(self, message: str, results: list[PlaylistResult]) -> Outcome:
         level = self.cooldown_level + 1
         # The exponent is bounded first: a level read from the state may be any whole number.
         cooldown_s = self.config.cooldown_seconds * min(2 ** min(level - 1, 16), MAX_COOLDOWN_FACTOR)
@@ -417,9 +436,7 @@ class _Check:
     def finish_failed(self, reason: str, detail: str, *, alert: bool = True) -> None:
         self._finish("FAILED", alert=alert, reason=reason, error=" ".join(detail.split()))
 
-    def _finish(
-        self, outcome: Literal["COMPLETED", "FAILED", "DEFERRED"], *, alert: bool = True, **fields: Any
-    ) -> Outcome:
+    def _finish(self, outcome: RanOutcome, *, alert: bool = True, **fields: Any) -> Outcome:
         """Log the one final event of this check, then count it in the state; safe to call from two threads."""
         # The watchdog may call this while the main thread is stuck in it: it must not wait forever.
         if not self._finish_lock.acquire(timeout=self.watchdog.grace_s):
@@ -450,7 +467,7 @@ class _Check:
                 fields["network_failed_checks"] = failing.failed_checks
             level = {"COMPLETED": "info", "FAILED": "error", "DEFERRED": "warning"}[outcome]
             getattr(self.logger, level)(event_name, outcome=outcome, duration_s=duration_s, **fields)
-            event = {
+            event: dict[str, Any] = {
                 "check": self.number,
                 "run_id": self.run_id,
                 "outcome": outcome,
@@ -471,7 +488,7 @@ class _Check:
         finally:
             self._finish_lock.release()
 
-    def _end_pings(self, outcome: str, fields: dict[str, Any], failing: outage.Failing | None) -> None:
+    def _end_pings(self, outcome: RanOutcome, fields: dict[str, Any], failing: outage.Failing | None) -> None:
         summary_line = fields.get("message") or f"{outcome} ({fields.get('reason')}): {fields.get('error')}"
         # A started run is closed either way: a ban that DEFERRED it needs a human as much as a failure.
         ping = "success" if outcome == "COMPLETED" else "fail"
@@ -487,7 +504,7 @@ class _Check:
 
     def _tell(
         self,
-        outcome: str,
+        outcome: RanOutcome,
         fields: dict[str, Any],
         duration_s: float,
         failing: outage.Failing | None,

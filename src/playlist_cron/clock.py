@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import overload
 
 
 def now_s() -> float:
     return time.time()
+
+
+@overload
+def iso(epoch_s: float) -> str: ...
+
+
+@overload
+def iso(epoch_s: None) -> None: ...
+
+
+@overload
+def iso(epoch_s: float | None) -> str | None: ...
 
 
 def iso(epoch_s: float | None) -> str | None:

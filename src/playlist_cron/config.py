@@ -8,7 +8,7 @@ import re
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypedDict, overload
 
 from playlist_cron.errors import ConfigError
 
@@ -64,7 +64,7 @@ ONE_YEAR_S = 365 * 24 * 3600
 ONE_EIB = 2**60  # more free space than any filesystem has
 MAX_DOWNLOADS_PER_CHECK = 1_000_000  # more videos than the largest channel has
 
-_MISSING: Any = object()  # "no value given", as distinct from a JSON null
+_MISSING = object()  # "no value given", as distinct from a JSON null
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+\S*$")
 # yt-dlp's strict date forms (`DateRange`): YYYYMMDD, or now/today/yesterday minus an amount; never plus.
 _DATE = re.compile(r"(?P<ymd>\d{8})|(?P<base>now|today|yesterday)(?:-(?P<amount>\d+)(?P<unit>day|week|month|year)s?)?")
@@ -115,6 +115,19 @@ class Playlist(NamedTuple):
     max_downloads_per_check: int | None
     date_after: str | None
     yt_dlp_args_key: str = "yt_dlp_args"  # where its yt_dlp_args came from, for error messages
+
+
+if TYPE_CHECKING:  # building a TypedDict costs the not-due path time (typing compiles its annotations)
+
+    class _PlaylistOptions(TypedDict, total=False):
+        """What a playlist object may set, the top level giving the defaults: `Playlist`'s fields but its URL."""
+
+        output_template: str
+        yt_dlp_args: tuple[str, ...]
+        stop_at_first_archived: bool
+        max_downloads_per_check: int | None
+        date_after: str | None
+        yt_dlp_args_key: str
 
 
 class Config(NamedTuple):
@@ -172,7 +185,7 @@ def load(path: Path) -> Config:
 class _Reader:
     """Walks one parsed config, noting each problem instead of stopping at the first."""
 
-    def __init__(self, path: Path, raw: dict[str, Any]) -> None:
+    def __init__(self, path: Path, raw: dict[str, object]) -> None:
         self.path = path
         self.raw = raw
         self.base_dir = path.parent
@@ -185,7 +198,7 @@ class _Reader:
         for key in self.raw:
             if key not in TOP_LEVEL_KEYS:
                 self.problem(key, "unknown key" + _suggestion(key, TOP_LEVEL_KEYS))
-        defaults = {
+        defaults: _PlaylistOptions = {
             "output_template": self.string("output_template", DEFAULT_OUTPUT_TEMPLATE),
             "yt_dlp_args": self.yt_dlp_args("yt_dlp_args", self.raw.get("yt_dlp_args", [])),
             "stop_at_first_archived": self.boolean("stop_at_first_archived", False),
@@ -195,30 +208,32 @@ class _Reader:
             "date_after": self.date("date_after", self.raw.get("date_after")),
         }
         playlists = self.playlists(defaults)
-        values = {
-            "download_dir": self.path_value("download_dir", "downloads"),
-            "archive_file": self.path_value("archive_file", "archive.txt"),
-            "log_file": self.path_value("log_file", "logs/downloader.log"),
-            "state_dir": self.path_value("state_dir", "state"),
-            "check_interval_seconds": self.seconds("check_interval_seconds", 60, minimum=1),
-            "max_runtime_seconds": self.seconds("max_runtime_seconds", 14400, minimum=1),
-            "stall_timeout_seconds": self.seconds("stall_timeout_seconds", 900, minimum=1),
-            "min_free_bytes": self.integer("min_free_bytes", 1_000_000_000, minimum=0, maximum=ONE_EIB, said="1 EiB"),
-            "cooldown_seconds": self.seconds("cooldown_seconds", 900, minimum=0),
-            "network_alert_after_seconds": self.seconds(
+        config = Config(
+            path=self.path,
+            playlists=tuple(playlists),
+            download_dir=self.path_value("download_dir", "downloads"),
+            archive_file=self.path_value("archive_file", "archive.txt"),
+            log_file=self.path_value("log_file", "logs/downloader.log"),
+            state_dir=self.path_value("state_dir", "state"),
+            check_interval_seconds=self.seconds("check_interval_seconds", 60, minimum=1),
+            max_runtime_seconds=self.seconds("max_runtime_seconds", 14400, minimum=1),
+            stall_timeout_seconds=self.seconds("stall_timeout_seconds", 900, minimum=1),
+            min_free_bytes=self.integer("min_free_bytes", 1_000_000_000, minimum=0, maximum=ONE_EIB, said="1 EiB"),
+            cooldown_seconds=self.seconds("cooldown_seconds", 900, minimum=0),
+            network_alert_after_seconds=self.seconds(
                 "network_alert_after_seconds", DEFAULT_NETWORK_ALERT_AFTER_SECONDS, minimum=0
             ),
-            "skip_exit_code": self.integer("skip_exit_code", 0, minimum=0, maximum=255),
-            "cookies_file": self.path_value("cookies_file", None),
-            "retry_backoff_seconds": self.backoff("retry_backoff_seconds"),
-            "healthcheck_url": self.url_value("healthcheck_url", self.raw.get("healthcheck_url"), optional=True),
-            "metrics_file": self.path_value("metrics_file", None),
-        }
+            skip_exit_code=self.integer("skip_exit_code", 0, minimum=0, maximum=255),
+            cookies_file=self.path_value("cookies_file", None),
+            retry_backoff_seconds=self.backoff("retry_backoff_seconds"),
+            healthcheck_url=self.url_value("healthcheck_url", self.raw.get("healthcheck_url"), optional=True),
+            metrics_file=self.path_value("metrics_file", None),
+        )
         if self.problems:
             raise ConfigError(str(self.path), self.problems)
-        return Config(path=self.path, playlists=tuple(playlists), **values)
+        return config
 
-    def playlists(self, defaults: dict[str, Any]) -> list[Playlist]:
+    def playlists(self, defaults: _PlaylistOptions) -> list[Playlist]:
         has_one, has_many = "playlist_url" in self.raw, "playlists" in self.raw
         if has_one == has_many:
             self.problem(
@@ -248,7 +263,7 @@ class _Reader:
                 self.problem(key, f"expected a URL string or an object with a 'url', got {_json_type(entry)}")
         return playlists
 
-    def playlist_object(self, key: str, entry: dict[str, Any], defaults: dict[str, Any]) -> Playlist | None:
+    def playlist_object(self, key: str, entry: dict[str, object], defaults: _PlaylistOptions) -> Playlist | None:
         for name in entry:
             if name not in PLAYLIST_KEYS:
                 self.problem(f"{key}.{name}", "unknown key" + _suggestion(name, PLAYLIST_KEYS))
@@ -256,7 +271,7 @@ class _Reader:
             self.problem(f"{key}.url", "missing: every playlist object needs a 'url'")
             return None
         url = self.url_value(f"{key}.url", entry["url"])
-        values = dict(defaults)
+        values = defaults.copy()
         if "output_template" in entry:
             values["output_template"] = self.string(
                 f"{key}.output_template", defaults["output_template"], entry["output_template"]
@@ -281,23 +296,33 @@ class _Reader:
             values["date_after"] = self.date(f"{key}.date_after", entry["date_after"])
         return Playlist(url=url, **values) if url else None
 
-    def string(self, key: str, default: str | None, value: Any = _MISSING) -> Any:
+    def string(self, key: str, default: str, value: object = _MISSING) -> str:
         value = self.raw.get(key, default) if value is _MISSING else value
         if not isinstance(value, str) or not value:
             self.problem(key, f"expected a non-empty string, got {_json_type(value)}")
             return default
         return value
 
-    def boolean(self, key: str, default: bool, value: Any = _MISSING) -> bool:
+    def boolean(self, key: str, default: bool, value: object = _MISSING) -> bool:
         value = self.raw.get(key, default) if value is _MISSING else value
         if not isinstance(value, bool):
             self.problem(key, f"expected true or false, got {_json_type(value)}")
             return default
         return value
 
+    @overload
     def integer(
-        self, key: str, default: int | None, *, minimum: int, maximum: int, said: str = "", value: Any = _MISSING
-    ) -> Any:
+        self, key: str, default: int, *, minimum: int, maximum: int, said: str = "", value: object = _MISSING
+    ) -> int: ...
+
+    @overload
+    def integer(
+        self, key: str, default: None, *, minimum: int, maximum: int, said: str = "", value: object = _MISSING
+    ) -> int | None: ...
+
+    def integer(
+        self, key: str, default: int | None, *, minimum: int, maximum: int, said: str = "", value: object = _MISSING
+    ) -> int | None:
         """Given a key and its bounds (`said` names the upper one in words), return its whole number or `default`."""
         if value is _MISSING:
             if key not in self.raw:
@@ -311,10 +336,10 @@ class _Reader:
             return default
         return value
 
-    def seconds(self, key: str, default: int, *, minimum: int) -> Any:
+    def seconds(self, key: str, default: int, *, minimum: int) -> int:
         return self.integer(key, default, minimum=minimum, maximum=ONE_YEAR_S, said="one year")
 
-    def url_value(self, key: str, value: Any, *, optional: bool = False) -> Any:
+    def url_value(self, key: str, value: object, *, optional: bool = False) -> str | None:
         if value is None and optional:
             return None
         if not isinstance(value, str) or not _URL.match(value):
@@ -322,7 +347,7 @@ class _Reader:
             return None
         return value
 
-    def date(self, key: str, value: Any) -> str | None:
+    def date(self, key: str, value: object) -> str | None:
         if value is None:
             return None
         match = _DATE.fullmatch(value) if isinstance(value, str) else None
@@ -338,16 +363,25 @@ class _Reader:
             return None
         return match.string
 
-    def path_value(self, key: str, default: str | None) -> Any:
+    @overload
+    def path_value(self, key: str, default: str) -> Path: ...
+
+    @overload
+    def path_value(self, key: str, default: None) -> Path | None: ...
+
+    def path_value(self, key: str, default: str | None) -> Path | None:
+        """Given a key and its default, return its absolute path (a problem noted gives the default's: never used)."""
         value = self.raw.get(key, default)
         if value is None:
             return None
         if not isinstance(value, str) or not value:
             self.problem(key, f"expected a path string, got {_json_type(value)}")
-            return None
+            value = default
+            if value is None:
+                return None
         return (self.base_dir / Path(value).expanduser()).absolute()
 
-    def yt_dlp_args(self, key: str, value: Any) -> tuple[str, ...]:
+    def yt_dlp_args(self, key: str, value: object) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             self.problem(key, 'expected a list of strings, as typed on the command line: ["-f", "best"]')
             return ()
@@ -453,7 +487,7 @@ def _json_problem(error: json.JSONDecodeError) -> str:
     return f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
 
 
-def _json_type(value: Any) -> str:
+def _json_type(value: object) -> str:
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
     if value is None:
         return "null"
@@ -462,7 +496,7 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from playlist_cron import clock, log
 
+if TYPE_CHECKING:
+    from playlist_cron.records import FailedVideoRecord
 
-def is_due(record: dict[str, Any] | None, now_s: float) -> bool:
+
+def is_due(record: FailedVideoRecord | None, now_s: float) -> bool:
     """Given a video's failure record (None: it never failed) and now, return whether it may be tried now."""
     if record is None:
         return True
@@ -18,17 +21,21 @@ def is_due(record: dict[str, Any] | None, now_s: float) -> bool:
     return next_retry_s is None or next_retry_s <= now_s
 
 
-def due_retries(failed_videos: dict[str, Any], playlist_url: str, now_s: float) -> list[tuple[str, str | None]]:
+def due_retries(
+    failed_videos: dict[str, FailedVideoRecord], playlist_url: str, now_s: float
+) -> list[tuple[str, str | None]]:
     """The failed videos of a playlist that are due for another try and whose URL is known: (url, title)."""
     return [
-        (record["url"], record.get("title"))
+        (url, record.get("title"))
         for record in failed_videos.values()
-        if record.get("playlist_url") == log.redact(playlist_url) and record.get("url") and is_due(record, now_s)
+        if record.get("playlist_url") == log.redact(playlist_url)
+        and (url := record.get("url"))
+        and is_due(record, now_s)
     ]
 
 
 def record_failure(
-    failed_videos: dict[str, Any],
+    failed_videos: dict[str, FailedVideoRecord],
     key: str,
     *,
     video_id: str,
@@ -38,7 +45,7 @@ def record_failure(
     playlist_url: str,
     now_s: float,
     backoff_s: Sequence[int],
-) -> dict[str, Any]:
+) -> FailedVideoRecord:
     """Count one more failure of the video `key` in `failed_videos` and return its record.
 
     Its next try waits the next step of `backoff_s`; after the last step the video is given up.
@@ -56,7 +63,7 @@ def record_failure(
     return record
 
 
-def forget(failed_videos: dict[str, Any], video_ids: Sequence[str]) -> list[str]:
+def forget(failed_videos: dict[str, FailedVideoRecord], video_ids: Sequence[str]) -> list[str]:
     """Forget the failures of the named videos (all, when none is named): they are due at the next check.
 
     Return the names that matched no record.
@@ -74,7 +81,7 @@ def forget(failed_videos: dict[str, Any], video_ids: Sequence[str]) -> list[str]
     return unknown
 
 
-def matching_keys(failed_videos: dict[str, Any], video_id: str) -> list[str]:
+def matching_keys(failed_videos: dict[str, FailedVideoRecord], video_id: str) -> list[str]:
     """The keys of the failed videos that `video_id` names, by key or id, written as `status` prints them."""
     from playlist_cron.status import printed_id  # only `retry` asks: a running check never needs status
 

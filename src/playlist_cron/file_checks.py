@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING
 
 from playlist_cron.config import Config
 from playlist_cron.console import Console
 from playlist_cron.errors import ConfigError
 from playlist_cron.storage import StateStorage
 
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
-def check_cookies_file(config: Config, logger: Any) -> None:
+
+def check_cookies_file(config: Config, logger: FilteringBoundLogger) -> None:
     """Log a warning when other users can read the cookies file; raise ConfigError when it cannot be looked at."""
     path = config.cookies_file
     if path is None:
@@ -31,7 +34,7 @@ def check_cookies_file(config: Config, logger: Any) -> None:
 
 
 def check_config_file(
-    config: Config, logger: Any, console: Console, state: StateStorage, reported: str | None
+    config: Config, logger: FilteringBoundLogger, console: Console, state: StateStorage, reported: str | None
 ) -> str | None:
     """Warn when others can change the config: its yt_dlp_args can hold --exec, run as this user.
 

@@ -11,12 +11,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import portalocker
 
 from playlist_cron import clock
 from playlist_cron.errors import NotARegularFile, StateError
+
+if TYPE_CHECKING:
+    from playlist_cron.status import HolderRecord
 
 LOCK_FILE_MODE = 0o600
 
@@ -31,7 +34,7 @@ class Holder:
     def held_s(self, now_s: float) -> float | None:
         return None if self.started_at is None else round(max(0.0, now_s - self.started_at), 3)
 
-    def as_dict(self, now_s: float) -> dict[str, object]:
+    def as_dict(self, now_s: float) -> HolderRecord:
         return {"pid": self.pid, "started_at": clock.iso(self.started_at), "held_s": self.held_s(now_s)}
 
 

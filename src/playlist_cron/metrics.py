@@ -6,14 +6,18 @@ import contextlib
 import errno
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from playlist_cron import clock
+
+if TYPE_CHECKING:
+    from playlist_cron.records import State
+    from playlist_cron.state import CounterName, OutcomeName
 
 TEMPORARY_FILE_MODE = 0o644
 TEMPORARY_NAME_TRIES = 8
 
-OUTCOMES = {
+OUTCOMES: dict[OutcomeName, CounterName] = {
     "COMPLETED": "completed_total",
     "SKIPPED": "skipped_total",
     "FAILED": "failed_total",
@@ -25,7 +29,7 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(config_path: Path, state: dict[str, Any], lock_held_s: float | None) -> str:
+def render(config_path: Path, state: State, lock_held_s: float | None) -> str:
     """Given the state after a check, return the metrics file's text."""
     config = f'config="{_label(str(config_path))}"'
     lines: list[str] = []

@@ -5,10 +5,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from playlist_cron import __version__, metrics
 from playlist_cron.log import redact
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from playlist_cron.records import State
 
 PING_TIMEOUT_S = 5.0  # per ping, whatever the endpoint does: a check pings at most twice
 JOIN_SLACK_S = 0.5  # the socket's own timeout normally ends a silent ping first
@@ -24,7 +29,7 @@ class Pings:
     waits past its timeout.
     """
 
-    def __init__(self, base_url: str | None, logger: Any, run_id: str) -> None:
+    def __init__(self, base_url: str | None, logger: FilteringBoundLogger, run_id: str) -> None:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.logger = logger
         self.run_id = run_id  # the check's own, also in its running record and on each event it logs
@@ -55,7 +60,7 @@ class Pings:
         import urllib.request  # here, in the main thread: the skip path never pings, and never pays for urllib
 
         url = f"{self.base_url}{SUFFIXES[kind]}?rid={self.run_id}"
-        outcome: dict[str, Any] = {}
+        outcome: dict[str, str] = {}
         no_answer = f"no answer within {PING_TIMEOUT_S:.0f} s"
 
         def send() -> None:
@@ -67,7 +72,7 @@ class Pings:
             )
             try:
                 with urllib.request.urlopen(request, timeout=PING_TIMEOUT_S) as response:
-                    outcome["status"] = response.status
+                    outcome["status"] = str(response.status)
             except Exception as error:  # a monitoring endpoint that is down must not fail the check
                 timed_out = isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
                 outcome["error"] = no_answer if timed_out else f"{type(error).__name__}: {error}"
@@ -83,7 +88,11 @@ class Pings:
 
 
 def write_metrics(
-    metrics_file: Path | None, config_path: Path, state: dict[str, Any], lock_held_s: float | None, logger: Any
+    metrics_file: Path | None,
+    config_path: Path,
+    state: State,
+    lock_held_s: float | None,
+    logger: FilteringBoundLogger,
 ) -> None:
     """Replace the metrics file (when one is configured) with the counters of `state`; log why when it cannot."""
     if metrics_file is None:

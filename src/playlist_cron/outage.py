@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from playlist_cron import clock
 
 if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from playlist_cron.records import State
+    from playlist_cron.state import OutcomeName
+    from playlist_cron.status import NetworkOutage
     from playlist_cron.storage import StateStorage
 
 REPEAT_ALERT_S = 86400  # while an alerted outage lasts, at most one more line per day
-# The state fields of a streak and their values when there is none.
-NO_STREAK: dict[str, Any] = {
-    "network_failing_since": None,  # ISO 8601: when the first network failure of the streak ended its check
-    "network_failed_checks": 0,  # how many checks of the streak failed with reason `network`
-    "network_alerted_at": None,  # ISO 8601: when the last stderr line about it was printed; null: none yet
-    "network_error": None,  # the plain words of the latest network failure
-}
 # Outcomes that prove the site answered: they end a streak. The rest (a cooldown, a full disk, a signal, a
 # stall) made no request or says nothing about the network, and leave the streak as it was.
 RECOVERED_BY = {("COMPLETED", None), ("DEFERRED", "rate_limited"), ("FAILED", "playlist_error")}
+
+
+def _clear_streak(state: State) -> None:
+    """Set the state fields of a streak to their values when there is none."""
+    state["network_failing_since"] = None  # ISO 8601: when the first network failure of the streak ended its check
+    state["network_failed_checks"] = 0  # how many checks of the streak failed with reason `network`
+    state["network_alerted_at"] = None  # ISO 8601: when the last stderr line about it was printed; null: none yet
+    state["network_error"] = None  # the plain words of the latest network failure
 
 
 @dataclass(frozen=True)
@@ -45,14 +51,17 @@ class Recovered:
     error: str | None
 
 
-def record_failure(state: dict[str, Any], now_s: float, alert_after_s: int, error: str) -> Failing:
+def record_failure(state: State, now_s: float, alert_after_s: int, error: str) -> Failing:
     """Given the state, now, the threshold and the failure's words, extend (or start) the streak in `state`."""
-    since_s = clock.parse_iso(state.get("network_failing_since"))
-    if since_s is None or since_s > now_s:  # a new streak, or the clock was set back: start it now
-        state.update(NO_STREAK)
+    since = state.get("network_failing_since")
+    since_s = clock.parse_iso(since)
+    if since is None or since_s is None or since_s > now_s:  # a new streak, or the clock was set back: start it now
+        _clear_streak(state)
         since_s = now_s
-        state["network_failing_since"] = clock.iso(now_s)
-    state["network_failed_checks"] = int(state.get("network_failed_checks") or 0) + 1
+        since = clock.iso(now_s)
+        state["network_failing_since"] = since
+    failed_checks = int(state.get("network_failed_checks") or 0) + 1
+    state["network_failed_checks"] = failed_checks
     state["network_error"] = error
     failing_s = now_s - since_s
     past_threshold = failing_s >= alert_after_s
@@ -60,32 +69,34 @@ def record_failure(state: dict[str, Any], now_s: float, alert_after_s: int, erro
     alert = past_threshold and (alerted_s is None or not 0 <= now_s - alerted_s < REPEAT_ALERT_S)
     if alert:
         state["network_alerted_at"] = clock.iso(now_s)
-    return Failing(failing_s, state["network_failed_checks"], state["network_failing_since"], past_threshold, alert)
+    return Failing(failing_s, failed_checks, since, past_threshold, alert)
 
 
-def record_outcome(state: dict[str, Any], now_s: float, outcome: str, reason: str | None) -> Recovered | None:
+def record_outcome(state: State, now_s: float, outcome: OutcomeName, reason: str | None) -> Recovered | None:
     """Given a final outcome other than a network failure, end the streak in `state` if the outcome proves it over."""
-    since_s = clock.parse_iso(state.get("network_failing_since"))
-    if since_s is None or (outcome, reason) not in RECOVERED_BY:
+    since = state.get("network_failing_since")
+    since_s = clock.parse_iso(since)
+    if since is None or since_s is None or (outcome, reason) not in RECOVERED_BY:
         return None
     recovered = Recovered(
         failing_s=max(0.0, now_s - since_s),
         failed_checks=int(state.get("network_failed_checks") or 0),
-        since=state["network_failing_since"],
+        since=since,
         alerted=state.get("network_alerted_at") is not None,
         error=state.get("network_error"),
     )
-    state.update(NO_STREAK)
+    _clear_streak(state)
     return recovered
 
 
-def describe(state: dict[str, Any], now_s: float, alert_after_s: int) -> dict[str, Any] | None:
+def describe(state: State, now_s: float, alert_after_s: int) -> NetworkOutage | None:
     """Given the state, return the streak as `status --json` shows it, or None when there is none."""
-    since_s = clock.parse_iso(state.get("network_failing_since"))
-    if since_s is None:
+    since = state.get("network_failing_since")
+    since_s = clock.parse_iso(since)
+    if since is None or since_s is None:
         return None
     return {
-        "since": state["network_failing_since"],
+        "since": since,
         "failing_s": round(max(0.0, now_s - since_s), 3),
         "failed_checks": int(state.get("network_failed_checks") or 0),
         "error": state.get("network_error"),
@@ -101,7 +112,12 @@ def checks(count: int) -> str:
 
 
 def track(
-    storage: StateStorage, logger: Any, outcome: str, reason: str | None, error: str, alert_after_s: int
+    storage: StateStorage,
+    logger: FilteringBoundLogger,
+    outcome: OutcomeName,
+    reason: str | None,
+    error: str,
+    alert_after_s: int,
 ) -> tuple[Failing | None, Recovered | None]:
     """Given a check's final outcome, extend the streak of network failures with it, or end it.
 

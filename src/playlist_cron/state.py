@@ -8,10 +8,10 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeGuard, cast
 
 # Reading needs the standard library alone (the not-due path ends there): `lock`, and portalocker with it, is
 # imported only where the state is changed.
@@ -20,6 +20,7 @@ from playlist_cron.errors import NotARegularFile, StateError
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
+    from playlist_cron.records import State
 
 STATE_VERSION = 1
 STATE_FILE_SUFFIX = ".state.json"
@@ -29,10 +30,21 @@ LOCK_WAIT_S = 10.0  # a state change takes milliseconds; waiting longer means so
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
 MAX_COOLDOWN_FACTOR = 64  # a cooldown grows to at most 64 x cooldown_seconds; one further ahead is capped
-OUTCOMES = ("SKIPPED", "COMPLETED", "FAILED", "DEFERRED")
+OutcomeName = Literal["COMPLETED", "FAILED", "DEFERRED", "SKIPPED"]  # how a check ended: its final event's outcome
+RanOutcome = Literal["COMPLETED", "FAILED", "DEFERRED"]  # the outcome of a check that ran (held the run lock)
+OUTCOMES: tuple[OutcomeName, ...] = ("SKIPPED", "COMPLETED", "FAILED", "DEFERRED")
 MAX_SHOWN_VALUE_CHARS = 80
 
-COUNTERS = (
+CounterName = Literal[
+    "checks_total",
+    "skipped_total",
+    "consecutive_skipped",
+    "completed_total",
+    "failed_total",
+    "deferred_total",
+    "downloaded_total",
+]
+COUNTERS: tuple[CounterName, ...] = (
     "checks_total",
     "skipped_total",
     "consecutive_skipped",
@@ -41,21 +53,21 @@ COUNTERS = (
     "deferred_total",
     "downloaded_total",
 )
-MONOTONIC_COUNTERS = tuple(name for name in COUNTERS if name != "consecutive_skipped")
+MONOTONIC_COUNTERS: tuple[CounterName, ...] = tuple(name for name in COUNTERS if name != "consecutive_skipped")
 
 
 # -- what a good value is: one check per kind, and one table per record ------------------------------------------
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _is_check_number(value: Any) -> bool:
+def _is_check_number(value: object) -> bool:
     return _is_count(value) and value >= 1
 
 
-def _is_timestamp(value: Any) -> bool:
+def _is_timestamp(value: object) -> bool:
     """An ISO 8601 time with its offset, as `clock.iso` writes it; a time without one could be any hour."""
     if not isinstance(value, str):
         return False
@@ -66,42 +78,42 @@ def _is_timestamp(value: Any) -> bool:
     return moment.tzinfo is not None
 
 
-def _is_duration(value: Any) -> bool:
+def _is_duration(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
-def _is_text(value: Any) -> bool:
+def _is_text(value: object) -> bool:
     return isinstance(value, str)
 
 
-def _is_bool(value: Any) -> bool:
+def _is_bool(value: object) -> bool:
     return isinstance(value, bool)
 
 
-def _is_outcome(value: Any) -> bool:
+def _is_outcome(value: object) -> bool:
     return value in OUTCOMES
 
 
-def _is_current_version(value: Any) -> bool:
+def _is_current_version(value: object) -> bool:
     return _is_count(value) and value == STATE_VERSION
 
 
-def _never(value: Any) -> bool:
+def _never(value: object) -> bool:
     return False  # a record's own fields are checked one by one; reached only when it is not an object at all
 
 
 class Field(NamedTuple):  # not a dataclass: see config.Config
     """One field of a stored record: what a good value is (in code and in words), and its value when absent."""
 
-    is_good: Callable[[Any], bool]
+    is_good: Callable[[object], bool]
     expected: str
     nullable: bool = True
     required: bool = False  # absent is damage (a counter that went missing must not restart from 0)
-    default: Callable[[], Any] = lambda: None
+    default: Callable[[], object] = lambda: None
     record: dict[str, Field] | None = None  # the value is an object with these fields
     records: dict[str, Field] | None = None  # the value is an object whose every value has these fields
 
-    def problems(self, where: str, value: Any) -> list[str]:
+    def problems(self, where: str, value: object) -> list[str]:
         """Given where the field is and its value, return what is wrong with it (nothing when it is good)."""
         if value is None and self.nullable:
             return []
@@ -125,7 +137,7 @@ class Field(NamedTuple):  # not a dataclass: see config.Config
         return [f"{where} is {shown}, expected {self.expected}"]
 
 
-def record_problems(record: dict[str, Any], fields: dict[str, Field], where: str = "") -> list[str]:
+def record_problems(record: Mapping[str, object], fields: dict[str, Field], where: str = "") -> list[str]:
     """Given a record and its table of fields, return what is wrong, one problem per field."""
     problems = []
     for name, field in fields.items():
@@ -210,19 +222,19 @@ STATE_FIELDS: dict[str, Field] = {
 }
 
 
-def empty() -> dict[str, Any]:
+def empty() -> State:
     """Return the state of a config that has never run a check."""
-    return {name: field.default() for name, field in STATE_FIELDS.items()} | {"version": STATE_VERSION}
+    return cast("State", {name: field.default() for name, field in STATE_FIELDS.items()} | {"version": STATE_VERSION})
 
 
-def validate(state: Any) -> list[str]:
+def validate(state: object) -> list[str]:
     """Given a parsed state, return what is wrong with it, one problem per field (nothing when it is sound)."""
     if not isinstance(state, dict):
         return ["not a JSON object"]
     return record_problems(state, STATE_FIELDS)
 
 
-def is_newer_version(state: Any) -> bool:
+def is_newer_version(state: object) -> bool:
     """Whether a parsed state was written by a newer release: one this release must not read, nor replace."""
     version = state.get("version") if isinstance(state, dict) else None
     return isinstance(version, int) and not isinstance(version, bool) and version > STATE_VERSION
@@ -236,7 +248,7 @@ def state_file_name(config_path: Path) -> str:
     return name + STATE_FILE_SUFFIX
 
 
-def cap_cooldown(state: dict[str, Any], cooldown_seconds: int, now_s: float) -> str | None:
+def cap_cooldown(state: State, cooldown_seconds: int, now_s: float) -> str | None:
     """Bring a `cooldown_until` further ahead than the longest cooldown (set under a wrong clock?) back to it.
 
     Return the value it had when it was capped, else None.
@@ -245,7 +257,7 @@ def cap_cooldown(state: dict[str, Any], cooldown_seconds: int, now_s: float) -> 
     limit_s = now_s + MAX_COOLDOWN_FACTOR * cooldown_seconds
     if until_s is None or until_s <= limit_s:
         return None
-    was: str = state["cooldown_until"]
+    was = state["cooldown_until"]
     state["cooldown_until"] = clock.iso(limit_s)
     return was
 
@@ -279,7 +291,7 @@ class StateStore:
             detail = f"the folder {self.state_dir} is not writable"
             raise StateError(f"playlist-cron: {detail}", detail=detail, unusable_folder=True)
 
-    def read(self) -> dict[str, Any]:
+    def read(self) -> State:
         """Return the current state (no lock needed: the file is only ever replaced whole).
 
         Until a change adopts it (see `update`), the state file that every config of the folder once shared
@@ -301,7 +313,7 @@ class StateStore:
         return self._recover(problems)
 
     @contextlib.contextmanager
-    def update(self) -> Iterator[dict[str, Any]]:
+    def update(self) -> Iterator[State]:
         """Read the state under the state lock, let the caller change it, then write it back atomically."""
         self.ensure_directory()
         with _state_lock(self.lock_path) as held:
@@ -312,7 +324,7 @@ class StateStore:
                 )
             self._adopt_legacy()
             before = self.read()
-            state = json.loads(json.dumps(before))
+            state: State = json.loads(json.dumps(before))
             yield state
             problems = validate(state)
             problems += [
@@ -358,7 +370,7 @@ class StateStore:
             f"this config's {self.path}, counters kept; other configs there start their own"
         )
 
-    def _write(self, state: dict[str, Any]) -> None:
+    def _write(self, state: State) -> None:
         data = json.dumps(state, indent=1, sort_keys=True).encode() + b"\n"
         temporary = self.state_dir / f".{self.name}.{os.getpid()}.tmp"
         try:
@@ -382,7 +394,7 @@ class StateStore:
                 os.unlink(temporary)
             raise StateError(f"playlist-cron: cannot write the state file {self.path}: {error.strerror}") from None
 
-    def _recover(self, problems: list[str]) -> dict[str, Any]:
+    def _recover(self, problems: list[str]) -> State:
         """The state file is damaged: keep a copy, fall back to the previous good state, say so."""
         damaged_path = self.read_path
         previous_path = damaged_path.with_name(damaged_path.name + ".prev")
@@ -395,7 +407,7 @@ class StateStore:
                     os.link(damaged_path, kept)
         previous_text = _read_text(previous_path)
         previous, previous_problems = (
-            _parse(previous_text, previous_path) if previous_text is not None else ({}, ["missing"])
+            _parse(previous_text, previous_path) if previous_text is not None else (empty(), ["missing"])
         )
         if previous_problems:
             raise StateError(
@@ -424,12 +436,12 @@ def _state_lock(path: Path) -> Iterator[bool]:
         yield held
 
 
-def _parse(text: str, path: Path) -> tuple[dict[str, Any], list[str]]:
+def _parse(text: str, path: Path) -> tuple[State, list[str]]:
     """Given a state file's text, return the state and its problems; refuse one from a newer release."""
     try:
         state = json.loads(text)
     except ValueError as error:
-        return {}, [f"invalid JSON: {error}"]
+        return empty(), [f"invalid JSON: {error}"]
     if is_newer_version(state):
         raise StateError(
             f"playlist-cron: the state file {path} was written by a newer version of playlist-cron (state version "
@@ -501,7 +513,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def is_due(state: dict[str, Any], interval_s: int, now_s: float) -> tuple[bool, float]:
+def is_due(state: State, interval_s: int, now_s: float) -> tuple[bool, float]:
     """Given the state, the interval and now, return (due?, when the next check is due).
 
     A start up to a tenth of the interval (10 s at most) early still counts as due: cron starts jobs a little

@@ -2,14 +2,86 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from playlist_cron import clock, lock, outage
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
 from playlist_cron.state import StateStore
 
+if TYPE_CHECKING:
+    from playlist_cron.records import LogFailureRecord
+    from playlist_cron.state import OutcomeName
+
 STALE_AFTER_INTERVALS = 3
+
+
+# The shapes of `status --json` (see the contract); a test proves `report` gives exactly these keys.
+
+
+class HolderRecord(TypedDict):
+    """A lock holder as `status --json` shows it."""
+
+    pid: int | None
+    started_at: str | None
+    held_s: float | None
+
+
+class NetworkOutage(TypedDict):
+    """A streak of network failures as `status --json` shows it."""
+
+    since: str
+    failing_s: float
+    failed_checks: int
+    error: str | None
+    alerted_at: str | None
+    alert_after_s: int
+    past_threshold: bool
+
+
+class FailedVideo(TypedDict):
+    """A failed video as `status --json` shows it."""
+
+    video_id: str | None
+    archive_id: str
+    title: str | None
+    attempts: int | None
+    next_retry_at: str | None
+    given_up: bool
+    error: str | None
+
+
+class Status(TypedDict):
+    """The `status --json` object (see the contract)."""
+
+    config: str
+    checks_total: int
+    skipped_total: int
+    consecutive_skipped: int
+    completed_total: int
+    failed_total: int
+    deferred_total: int
+    downloaded_total: int
+    last_check_at: str | None
+    last_outcome: OutcomeName | None
+    last_outcome_check: int | None
+    last_duration_s: float | None
+    last_completed_at: str | None
+    last_failure_reason: str | None
+    last_error: str | None
+    next_check_due_at: str | None
+    lock_file: str
+    lock_holder: HolderRecord | None
+    cooldown_until: str | None
+    failed_videos: list[FailedVideo]
+    network_outage: NetworkOutage | None
+    log_file: str
+    log_write_failures_total: int
+    last_log_write_failure: LogFailureRecord | None
+    state_file: str
+    healthy: bool
+    problems: list[str]
+    notes: list[str]
 
 
 def printed_id(text: str) -> str:
@@ -17,7 +89,7 @@ def printed_id(text: str) -> str:
     return " ".join(text.split())
 
 
-def report(config: Config) -> dict[str, Any]:
+def report(config: Config) -> Status:
     """Given a config, return the `status --json` object."""
     store = StateStore.for_config(config)
     state = store.read()
@@ -71,7 +143,7 @@ def report(config: Config) -> dict[str, Any]:
             f"the log {config.log_file} could not record the events of check #{log_failure['check']} "
             f"({log_failure.get('error')}); {state.get('log_write_failures_total', 0)} lines missed in all"
         )
-    failed_videos = [
+    failed_videos: list[FailedVideo] = [
         {
             "video_id": printed_id(record["video_id"]) if isinstance(record.get("video_id"), str) else None,
             "archive_id": printed_id(archive_id),
@@ -120,7 +192,7 @@ def _in_future(timestamp: str | None, now_s: float) -> bool:
     return moment is not None and moment > now_s
 
 
-def render_text(status: dict[str, Any]) -> str:
+def render_text(status: Status) -> str:
     """Given the `status --json` object, return it as lines for a person."""
     lines = [
         f"playlist-cron status for {status['config']}",

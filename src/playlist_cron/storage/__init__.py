@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
     from playlist_cron.lock import Holder
+    from playlist_cron.records import State
 
 
 class HeldRunLock(Protocol):
@@ -53,11 +54,11 @@ class StateStorage(Protocol):
         """Make the state's home usable; raise StateError (a config error when the configured place is unusable)."""
         ...
 
-    def read(self) -> dict[str, Any]:
+    def read(self) -> State:
         """Return the current state, without waiting for a lock."""
         ...
 
-    def update(self) -> AbstractContextManager[dict[str, Any]]:
+    def update(self) -> AbstractContextManager[State]:
         """Yield the state to change under a short lock; what the caller leaves in it is stored when it ends."""
         ...
 

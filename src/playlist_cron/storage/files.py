@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from playlist_cron import lock
 from playlist_cron.config import Config
 from playlist_cron.errors import ConfigError
 from playlist_cron.state import StateStore
 from playlist_cron.storage import ArchiveHealth, Note, Storage
+
+if TYPE_CHECKING:
+    from playlist_cron.records import State
 
 ARCHIVE_LINE = re.compile(rb"[A-Za-z0-9_.:-]+ \S+")
 WHOLE_ARCHIVE = re.compile(rb"(?:[A-Za-z0-9_.:-]+ [^\s]+\n)*")
@@ -52,10 +55,10 @@ class FileState:
     def ensure_ready(self) -> None:
         self.store.ensure_directory()
 
-    def read(self) -> dict[str, Any]:
+    def read(self) -> State:
         return self.store.read()
 
-    def update(self) -> AbstractContextManager[dict[str, Any]]:
+    def update(self) -> AbstractContextManager[State]:
         return self.store.update()
 
     def take_notes(self) -> list[Note]:
