@@ -44,6 +44,14 @@ def assert_archive_and_files_are_whole(project: Project) -> None:
     assert len(mp4s) == len(lines)
 
 
+def waiting_at_fifo(pid: int) -> bool:
+    """Whether process `pid` is blocked opening a FIFO until a writer comes (the kernel's wait_for_partner)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner"
+    except FileNotFoundError:  # it has exited: it cannot be waiting any more (its exit code will say why)
+        return True
+
+
 def new_items(prefix: str, first: int, count: int, size_bytes: int) -> list[FeedItem]:
     return [
         FeedItem(guid=f"{prefix}-{number:03d}", title=f"New {number}", size_bytes=size_bytes)
@@ -66,8 +74,8 @@ def test_storm_of_fifty_simultaneous_checks_downloads_once_and_loses_no_count(
         before = project.state() if project.state_file.exists() else {"checks_total": 0, "skipped_total": 0}
         log_lines_before = len(project.events())
         os.mkfifo(barrier)
-        # Each process waits on the FIFO; opening it for writing releases all fifty at the same instant.
-        script = f'cat "{barrier}" >/dev/null; exec "{COMMAND}" check --now --config "{project.config_path}"'
+        # Each shell waits opening the FIFO; opening it for writing releases all fifty at the same instant.
+        script = f': <"{barrier}"; exec "{COMMAND}" check --now --config "{project.config_path}"'
         processes = [
             subprocess.Popen(
                 ["sh", "-c", script],
@@ -79,7 +87,12 @@ def test_storm_of_fifty_simultaneous_checks_downloads_once_and_loses_no_count(
             )
             for _ in range(processes_per_round)
         ]
-        time.sleep(0.5)
+        # All fifty must be waiting before the release: one that opened the FIFO after it would wait for ever.
+        wait_for(
+            lambda processes=processes: all(waiting_at_fifo(p.pid) for p in processes),  # type: ignore[misc]
+            timeout=60,
+            what="fifty shells at the FIFO",
+        )
         with open(barrier, "w"):
             pass
         outputs = [process.communicate(timeout=120) for process in processes]
@@ -127,14 +140,14 @@ def test_kill_9_at_random_moments_loses_nothing(project: Project, reliability: C
             with FlockHolder(project.lock_file):
                 victims = [project.start("check", "--now") for _ in range(4)]
                 for victim in victims:
-                    time.sleep(rng.uniform(0.0, 0.12))
+                    time.sleep(rng.uniform(0.0, 0.12))  # the random moment to kill at: what the test is about
                     victim.send_signal(signal.SIGKILL)
                 for victim in victims:
                     victim.wait()
             kills["skipping"] += len(victims)
         else:
             victim = project.start("check", "--now")
-            time.sleep(rng.uniform(0.05, 1.2))
+            time.sleep(rng.uniform(0.05, 1.2))  # the random moment to kill at: what the test is about
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             kills["downloading"] += 1
@@ -217,7 +230,7 @@ def test_foreign_lock_held_past_max_runtime_is_an_error_and_unhealthy(
     assert project.run("check").returncode == 0
     project.write_config(max_runtime_seconds=1)
     with FlockHolder(project.lock_file) as holder:
-        time.sleep(1.5)
+        holder.wait_held_longer_than(1.5)
         results = [project.run("check", "--now") for _ in range(2)]
         status_result = project.run("status")
     for result in results:
