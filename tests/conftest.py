@@ -201,7 +201,7 @@ class FlockHolder:
                 break
             except BlockingIOError:
                 assert time.monotonic() < deadline, f"{self.path} still locked 30 s after its flock(1) holder died"
-                time.sleep(0.01)
+                time.sleep(0.01)  # the poll interval
         os.close(self.locked_file)  # closing also drops the probe's own lock
         self.locked_file = -1
 

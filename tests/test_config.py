@@ -111,7 +111,7 @@ def test_network_alert_after_seconds_is_a_whole_number_of_at_least_0(tmp_path: P
     )
     assert problems(tmp_path, {"playlist_url": URL, "network_alert_after_seconds": -1, "cooldown_seconds": "x"}) == [
         "At 'cooldown_seconds': expected a whole number, got a string",
-        "At 'network_alert_after_seconds': expected a whole number of at least 0, got -1",
+        "At 'network_alert_after_seconds': expected a whole number from 0 to 31536000 (one year), got -1",
     ]
     assert problems(tmp_path, {"playlist_url": URL, "network_alert_after_seconds": "1h"}) == [
         "At 'network_alert_after_seconds': expected a whole number, got a string"

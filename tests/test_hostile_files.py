@@ -169,7 +169,7 @@ def test_a_lock_file_swapped_for_a_fifo_during_a_check_does_not_hang_status(proj
 
 def test_a_fifo_at_the_state_lock_is_a_config_error_naming_state_dir(project: Project) -> None:
     project.state_file.parent.mkdir()
-    os.mkfifo(project.state_file.parent / "state.json.lock", 0o600)
+    os.mkfifo(project.state_file.parent / f"{project.state_file.name}.lock", 0o600)
     result = project.run("check", timeout=NO_HANG_S)
     assert result.returncode == 78, result.stderr
     [line] = result.stderr.splitlines()
