@@ -290,6 +290,24 @@ def project(tmp_path: Path, feed: FeedServer) -> Project:
 RELIABILITY_FILE = pytest.StashKey[str]()
 
 
+# Modules whose tests share an expensive module-scoped fixture: one worker runs each, so it is made once.
+ONE_WORKER_MODULES = frozenset({"tests/test_jq_recipes.py"})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
+    """Hand tests out one by one, but each of ONE_WORKER_MODULES whole (what `--dist loadgroup` would do, but its
+    xdist_group marks are lost under pytest 9, which no longer reads the node id xdist rewrites)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneByOne(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneByOne(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the slow tests first: each takes a pytest-xdist worker of its own from the start (the cron test waits
     minutes), while the other workers share the many short tests; started last, one would end the run alone."""

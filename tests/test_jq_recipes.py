@@ -21,9 +21,6 @@ from conftest import FlockHolder, Project, read_events, wait_for
 from playlist_cron import clock
 from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
 
-# One pytest-xdist worker runs the whole module, so that the log the module-scoped fixture makes is made once.
-pytestmark = pytest.mark.xdist_group("jq_recipes")
-
 README = Path(__file__).parent.parent / "README.md"
 SECTION = "### Reading the log with jq"
 LOG = Path("logs") / "downloader.log"
