@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import re
@@ -11,13 +12,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
+from playlist_cron import cli
 from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
 
 BIN_DIR = Path(sys.executable).parent
@@ -84,6 +88,19 @@ class Project:
             **kwargs,
         )
 
+    def run_here(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run the command in this process through `cli.main`, as `run` would in a new one: same code, no start-up.
+
+        For logic that needs no process of its own (no lock held across processes, no signal, no kill): stdout and
+        stderr are captured as `run` captures them (not terminals, so the check is as silent as under cron), and
+        `in_process` puts back what a check changes in its process (signal handlers, logging, cwd, environment).
+        """
+        command = self.command(*arguments)[1:]
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with in_process(), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(command)
+        return subprocess.CompletedProcess([COMMAND, *command], code, stdout.getvalue(), stderr.getvalue())
+
     def start(self, *arguments: str, **kwargs: Any) -> subprocess.Popen[str]:
         kwargs.setdefault("cwd", "/")
         return subprocess.Popen(
@@ -100,7 +117,7 @@ class Project:
         return read_events(self.log_file, name)
 
     def status(self) -> dict[str, Any]:
-        result = self.run("status", "--json")
+        result = self.run_here("status", "--json")
         assert result.returncode in (0, 1), result.stderr
         status: dict[str, Any] = json.loads(result.stdout)
         return status
@@ -154,12 +171,17 @@ class FlockHolder:
         self.path = path
         said = self.process.stdout.readline()  # type: ignore[union-attr]
         assert said == "locked\n", f"flock(1) could not take {path}: exit {self.process.wait()}"
+        self.locked_at_s = time.monotonic()  # at the latest: it said "locked" after taking the lock
         # The file it locked, held open: `release` asks this one, even if a test has put something else at `path`.
         self.locked_file = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def wait_held_longer_than(self, seconds: float) -> None:
+        """Return once the lock has been held more than `seconds` (a test of max_runtime_seconds needs that age)."""
+        wait_for(lambda: time.monotonic() - self.locked_at_s > seconds, timeout=seconds + 5, what=f"{seconds} s held")
 
     def release(self) -> None:
         """Kill flock(1) and its `sleep`, and return once the lock is free again.
@@ -179,7 +201,7 @@ class FlockHolder:
                 break
             except BlockingIOError:
                 assert time.monotonic() < deadline, f"{self.path} still locked 30 s after its flock(1) holder died"
-                time.sleep(0.01)
+                time.sleep(0.01)  # the poll interval
         os.close(self.locked_file)  # closing also drops the probe's own lock
         self.locked_file = -1
 
@@ -208,14 +230,53 @@ def read_events(log_file: Path, name: str | None = None) -> list[dict[str, Any]]
     return [event for event in events if name is None or event["event"] == name]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.02)
+        time.sleep(0.02)  # the poll interval
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+SIGNALS_A_CHECK_HANDLES = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGPIPE)
+
+
+@contextlib.contextmanager
+def in_process() -> Iterator[None]:
+    """Run a command in this process, then put back what a process of its own would have taken with it.
+
+    A check installs signal handlers, starts a watchdog thread (and ping threads), points structlog at its log file
+    and leaves that file open, as a process that is about to exit may. Threads must end by themselves: one left
+    running would act on the next test, so that fails the test.
+    """
+    handlers = {number: signal.getsignal(number) for number in SIGNALS_A_CHECK_HANDLES}
+    threads = set(threading.enumerate())
+    cwd, environment = os.getcwd(), dict(os.environ)
+    structlog_config = structlog.get_config()
+    open_before = set(os.listdir("/proc/self/fd"))
+    for name in [name for name in os.environ if name.startswith("PLAYLIST_CRON")]:
+        del os.environ[name]  # as clean_env does for a process
+    os.chdir("/")  # as `run` starts the command in another folder
+    try:
+        yield
+    finally:
+        left = [thread for thread in threading.enumerate() if thread not in threads]
+        for thread in left:
+            thread.join(30)  # a ping gives up after 5 s; the watchdog stops when the check ends
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environment)
+        structlog.configure(**structlog_config)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        for name in set(os.listdir("/proc/self/fd")) - open_before:
+            with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+                if os.readlink(f"/proc/self/fd/{name}").startswith("/"):  # a file (not a socket or pipe)
+                    os.close(int(name))  # the log file, which the command's process would close by exiting
+    running = [thread.name for thread in left if thread.is_alive()]
+    assert not running, f"threads the command left running: {running}"
 
 
 @pytest.fixture
@@ -227,6 +288,30 @@ def project(tmp_path: Path, feed: FeedServer) -> Project:
 
 
 RELIABILITY_FILE = pytest.StashKey[str]()
+
+
+# Modules whose tests share an expensive module-scoped fixture: one worker runs each, so it is made once.
+ONE_WORKER_MODULES = frozenset({"tests/test_jq_recipes.py"})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
+    """Hand tests out one by one, but each of ONE_WORKER_MODULES whole (what `--dist loadgroup` would do, but its
+    xdist_group marks are lost under pytest 9, which no longer reads the node id xdist rewrites)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneByOne(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneByOne(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow tests first: each takes a pytest-xdist worker of its own from the start (the cron test waits
+    minutes), while the other workers share the many short tests; started last, one would end the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: the order is otherwise kept
 
 
 def pytest_configure(config: Any) -> None:

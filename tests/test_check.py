@@ -39,7 +39,7 @@ def test_first_check_downloads_every_item_and_second_downloads_nothing(project: 
 
 
 def test_downloaded_videos_are_logged_with_their_details(project: Project) -> None:
-    project.run("check")
+    project.run_here("check")
     downloaded = project.events("video_downloaded")
     assert sorted(event["video_id"] for event in downloaded) == sorted(i.guid for i in project.feed.settings.items)
     for event in downloaded:
@@ -51,8 +51,8 @@ def test_downloaded_videos_are_logged_with_their_details(project: Project) -> No
 
 
 def test_every_line_is_json_with_a_utc_timestamp_and_a_check_number(project: Project) -> None:
-    project.run("check")
-    project.run("check", "--now")
+    project.run_here("check")
+    project.run_here("check", "--now")
     lines = project.log_file.read_text().splitlines()
     assert len(lines) == 7  # started, 3 downloaded, completed; started, completed
     for line in lines:
@@ -120,10 +120,10 @@ def test_second_check_is_skipped_while_first_holds_lock(project: Project) -> Non
 def test_consecutive_skips_count_up_and_reset_after_a_check_runs(project: Project) -> None:
     with FlockHolder(project.lock_file):
         for _ in range(3):
-            assert project.run("check", "--now").returncode == 0
+            assert project.run_here("check", "--now").returncode == 0
     assert [e["consecutive_skipped"] for e in project.events("check_skipped")] == [1, 2, 3]
     assert [e["skipped_total"] for e in project.events("check_skipped")] == [1, 2, 3]
-    assert project.run("check", "--now").returncode == 0
+    assert project.run_here("check", "--now").returncode == 0
     assert project.status()["consecutive_skipped"] == 0
     assert project.status()["skipped_total"] == 3
 
@@ -212,24 +212,24 @@ def _set_last_check(project: Project, seconds_ago: float) -> None:
 
 
 def test_check_a_second_early_is_due_despite_cron_jitter(project: Project) -> None:
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     _set_last_check(project, 59)  # cron started this one a second before the full minute
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     assert len(project.events("check_completed")) == 2
     _set_last_check(project, 40)  # but twenty seconds early is not due
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     assert len(project.events("check_completed")) == 2
     assert project.status()["checks_total"] == 2
 
 
 def test_longer_interval_waits_for_its_time(project: Project) -> None:
     project.write_config(check_interval_seconds=300)
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     _set_last_check(project, 120)
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     assert project.status()["checks_total"] == 1
     _set_last_check(project, 299)
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     assert project.status()["checks_total"] == 2
 
 
@@ -278,7 +278,7 @@ def read_lines(path: os.PathLike[str]) -> list[str]:
 @pytest.mark.compat
 def test_output_template_and_yt_dlp_args_are_applied(project: Project) -> None:
     project.write_config(output_template="%(id)s-%(title)s.%(ext)s", yt_dlp_args=["--restrict-filenames"])
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     names = sorted(path.name for path in project.downloaded_files())
     assert names == ["video-00001-Video_1.mp4", "video-00002-Video_2.mp4", "video-00003-Video_3.mp4"]
 
@@ -286,7 +286,7 @@ def test_output_template_and_yt_dlp_args_are_applied(project: Project) -> None:
 @pytest.mark.compat
 def test_yt_dlp_args_that_yt_dlp_refuses_are_a_config_error(project: Project) -> None:
     project.write_config(yt_dlp_args=["--no-such-option"])
-    result = project.run("check")
+    result = project.run_here("check")
     assert result.returncode == 78
     assert str(project.config_path) in result.stderr
     assert "yt_dlp_args" in result.stderr

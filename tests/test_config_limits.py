@@ -70,7 +70,7 @@ def test_values_that_would_overflow_a_date_are_config_errors_naming_the_range(
     problem = problem.replace("2**60", f"{2**60} (1 EiB)")
     # Today each of these is accepted, and the first or second run ends in "internal error" or a FAILED check.
     for arguments in (("check", "--now"), ("check", "--now"), ("status",)):
-        result = project.run(*arguments)
+        result = project.run_here(*arguments)
         assert (result.returncode, result.stdout) == (78, ""), f"{arguments}: {result.stderr}"
         assert result.stderr.startswith(f"playlist-cron: {project.config_path}: {problem}"), result.stderr
         assert len(result.stderr.splitlines()) == 1, result.stderr
@@ -101,7 +101,7 @@ def test_each_bound_is_inclusive(tmp_path: Path, key: str, largest: int) -> None
 
 def test_a_number_too_long_for_python_is_a_config_error_not_a_crash(project: Project) -> None:
     project.config_path.write_text(f'{{"playlist_url": "{URL}",\n "check_interval_seconds": {"9" * 5000}}}')
-    result = project.run("check")
+    result = project.run_here("check")
     assert result.returncode == 78, result.stderr
     assert result.stderr == (
         f"playlist-cron: {project.config_path}: At 'check_interval_seconds': expected a whole number, "
@@ -191,7 +191,7 @@ def test_a_refused_option_never_shows_what_its_file_holds(
     secret_file = tmp_path / "private.txt"
     secret_file.write_text(f"--{SECRET}\n{SECRET}\n")
     project.write_config(yt_dlp_args=[argument.replace("{secret}", str(secret_file)) for argument in arguments])
-    result = project.run("check", "--now")
+    result = project.run_here("check", "--now")
     assert result.returncode == 78, result.stderr
     assert said in result.stderr
     log = project.log_file.read_text() if project.log_file.exists() else ""

@@ -176,20 +176,22 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Fold
         first = project.start("check")
         wait_for(lambda: project.events("check_started"), what="the first check to start")
         for _ in range(2):
-            assert project.run("check", "--now").returncode == 0
+            assert project.run_here("check", "--now").returncode == 0
         assert first.wait(60) == 0, first.stderr.read()  # type: ignore[union-attr]
         feed.settings.bytes_per_second = None
         assert [_final(project, n)["outcome"] for n in (1, 2, 3)] == ["COMPLETED", "SKIPPED", "SKIPPED"]
         [failed] = project.events("video_failed")
-        time.sleep(max(0.0, clock.parse_iso(failed["next_retry_at"]) - time.time()) + 0.1)  # type: ignore[operator]
+        retry_at_s = clock.parse_iso(failed["next_retry_at"])
+        assert retry_at_s is not None, failed
+        wait_for(lambda: time.time() > retry_at_s, timeout=30, what="the failed video's retry to be due")
 
         feed.settings.items.extend(make_items(1, prefix="new"))
         for _ in range(4):
-            assert project.run("check", "--now").returncode == 0
+            assert project.run_here("check", "--now").returncode == 0
         with FlockHolder(project.lock_file):
-            assert project.run("check", "--now").returncode == 0
+            assert project.run_here("check", "--now").returncode == 0
         feed.settings.feed_body = b"this is not xml"
-        assert project.run("check", "--now").returncode == 1
+        assert project.run_here("check", "--now").returncode == 1
         feed.settings.feed_body = None
         outcomes = [_final(project, n)["outcome"] for n in range(4, 10)]
         assert outcomes == ["COMPLETED"] * 4 + ["SKIPPED", "FAILED"]

@@ -161,8 +161,8 @@ def test_metrics_file_is_replaced_after_every_check_and_parses(project: Project)
     assert metrics[("playlist_cron_last_outcome", (("outcome", "COMPLETED"),))] == 1
     first_inode = metrics_file.stat().st_ino
 
-    with FlockHolder(project.lock_file):
-        time.sleep(0.3)
+    with FlockHolder(project.lock_file) as holder:
+        holder.wait_held_longer_than(0.3)
         assert project.run("check", "--now").returncode == 0
         assert project.run("check", "--now").returncode == 0
     metrics = read_metrics(metrics_file)

@@ -183,7 +183,7 @@ def ping_kinds(pings: Any) -> list[str]:
 
 
 def status(project: Project, healthy: bool) -> dict[str, Any]:
-    result = project.run("status", "--json")
+    result = project.run_here("status", "--json")
     assert result.returncode == (0 if healthy else 1), result.stdout + result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     assert report["healthy"] is healthy, report["problems"]
@@ -208,7 +208,7 @@ def test_an_outage_is_quiet_until_the_threshold_then_one_line_a_day_and_one_on_r
     since = project.state()["network_failing_since"]
     assert ping_kinds(pings) == ["start", "success"] * 2
     assert "network" in pings.pings[1][2] and "network_alert_after_seconds" in pings.pings[1][2]
-    text = project.run("status")
+    text = project.run_here("status")
     assert text.returncode == 0 and "Network: failing since " in text.stdout, text.stdout
     assert project.state()["failed_videos"] == {}
 
@@ -223,7 +223,7 @@ def test_an_outage_is_quiet_until_the_threshold_then_one_line_a_day_and_one_on_r
     assert any("network" in problem and "3600" in problem for problem in report["problems"]), report["problems"]
     assert report["network_outage"]["failed_checks"] == 3
     assert report["network_outage"]["failing_s"] >= 3700
-    assert "Health: UNHEALTHY" in project.run("status").stdout
+    assert "Health: UNHEALTHY" in project.run_here("status").stdout
     assert ping_kinds(pings)[-2:] == ["start", "fail"]
 
     # Still failing the same day: no second line, still /fail.

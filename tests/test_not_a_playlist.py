@@ -102,7 +102,7 @@ def test_ids_with_line_breaks_are_archived_shown_and_retried_on_one_line(
     assert project.events("check_completed")[-1]["downloaded"] == 0
     assert project.events("archive_garbage") == []
 
-    text = project.run("status")
+    text = project.run_here("status")
     [line] = failed_video_lines(text.stdout)
     assert line.startswith("  1234: 1 attempts, next try at ")
     status: dict[str, Any] = project.status()
@@ -110,7 +110,7 @@ def test_ids_with_line_breaks_are_archived_shown_and_retried_on_one_line(
     assert video["video_id"] == "1234"
     assert "\n" not in video["archive_id"]
 
-    retried = project.run("retry", line.split(":")[0].strip())
+    retried = project.run_here("retry", line.split(":")[0].strip())
     assert (retried.returncode, retried.stderr) == (0, "")
     assert project.status()["failed_videos"] == []
     project.feed.requests.clear()

@@ -26,9 +26,11 @@ SCHEDULE_SLACK_S = 10  # how far next_retry_at may drift from "when the failure 
 # -- helpers -----------------------------------------------------------------------------------------------------------
 
 
-def check(project: Project, *arguments: str, exit_code: int = 0) -> subprocess.CompletedProcess[str]:
-    """Run `check --now` (plus `arguments`) as cron would, and assert its exit code."""
-    result = project.run("check", "--now", *arguments)
+def check(
+    project: Project, *arguments: str, exit_code: int = 0, here: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run `check --now` (plus `arguments`) as cron would (or in this process: `here`), and assert its exit code."""
+    result = (project.run_here if here else project.run)("check", "--now", *arguments)
     assert result.returncode == exit_code, (result.returncode, result.stdout, result.stderr)
     return result
 
@@ -216,7 +218,7 @@ def test_a_failed_video_is_retried_on_the_backoff_schedule_then_given_up(project
     project.write_config(retry_backoff_seconds=[60, 120])
 
     # Check 1: it fails once, the others download; the check completes.
-    check(project)
+    check(project, here=True)
     [failed] = events_of(project, 1, "video_failed")
     assert failed["video_id"] == guid
     assert failed["error"]
@@ -229,7 +231,7 @@ def test_a_failed_video_is_retried_on_the_backoff_schedule_then_given_up(project
 
     # Check 2, at once: not due, so no request for it at all.
     project.feed.requests.clear()
-    check(project)
+    check(project, here=True)
     assert media_requests(project.feed, guid) == []
     assert events_of(project, 2, "video_failed") == []
     final = final_event(project, 2)
@@ -243,7 +245,7 @@ def test_a_failed_video_is_retried_on_the_backoff_schedule_then_given_up(project
     # Check 3: due now, tried again, the next step of the backoff.
     make_retry_due(project, guid)
     project.feed.requests.clear()
-    check(project)
+    check(project, here=True)
     assert media_requests(project.feed, guid)
     [failed] = events_of(project, 3, "video_failed")
     assert (failed["video_id"], failed["attempts"]) == (guid, 2)
@@ -253,7 +255,7 @@ def test_a_failed_video_is_retried_on_the_backoff_schedule_then_given_up(project
     # Check 4: the failure after the last step gives it up.
     make_retry_due(project, guid)
     project.feed.requests.clear()
-    check(project)
+    check(project, here=True)
     assert media_requests(project.feed, guid)
     [failed] = events_of(project, 4, "video_failed")
     assert failed["attempts"] == 3
@@ -264,30 +266,30 @@ def test_a_failed_video_is_retried_on_the_backoff_schedule_then_given_up(project
     status = project.status()
     [video] = status["failed_videos"]
     assert (video["video_id"], video["attempts"], video["given_up"]) == (guid, 3, True)
-    text = project.run("status")
+    text = project.run_here("status")
     assert guid in text.stdout
     assert "given up" in text.stdout
 
     # Check 5: a given-up video is never requested again by itself.
     project.feed.requests.clear()
-    check(project)
+    check(project, here=True)
     assert media_requests(project.feed, guid) == []
     assert events_of(project, 5, "video_failed") == []
     assert final_event(project, 5)["waiting_retry"] == 1
 
     # `retry` with an id it does not know: exit 1, one line on stderr, nothing forgotten.
-    unknown = project.run("retry", "no-such-video")
+    unknown = project.run_here("retry", "no-such-video")
     assert unknown.returncode == 1
     [line] = unknown.stderr.strip().splitlines()
     assert "no-such-video" in line
     assert len(project.status()["failed_videos"]) == 1
 
     # `retry <id>`: due again; the site serves it now, so it is downloaded and forgotten.
-    retried = project.run("retry", guid)
+    retried = project.run_here("retry", guid)
     assert retried.returncode == 0, retried.stderr
     project.feed.item(guid).media_status = 200
     project.feed.requests.clear()
-    check(project)
+    check(project, here=True)
     assert media_requests(project.feed, guid)
     [downloaded] = events_of(project, 6, "video_downloaded")
     assert downloaded["video_id"] == guid
@@ -300,23 +302,23 @@ def test_a_failed_video_is_retried_on_the_backoff_schedule_then_given_up(project
 def test_plain_status_lists_failed_videos_and_retry_without_ids_clears_them_all(project: Project) -> None:
     for guid in ("video-00001", "video-00003"):
         project.feed.item(guid).media_status = 403
-    check(project)
+    check(project, here=True)
     status = project.status()
     assert sorted(video["video_id"] for video in status["failed_videos"]) == ["video-00001", "video-00003"]
     assert all(video["given_up"] is False and video["attempts"] == 1 for video in status["failed_videos"])
-    text = project.run("status")
+    text = project.run_here("status")
     assert text.returncode == 0, text.stdout
     assert "video-00001" in text.stdout
     assert "video-00003" in text.stdout
     assert "next try at" in text.stdout
 
-    cleared = project.run("retry")
+    cleared = project.run_here("retry")
     assert cleared.returncode == 0, cleared.stderr
     assert project.state()["failed_videos"] == {}
     assert project.status()["failed_videos"] == []
 
     project.feed.requests.clear()
-    check(project)
+    check(project, here=True)
     assert media_requests(project.feed, "video-00001")
     assert media_requests(project.feed, "video-00003")
     assert sorted(event["video_id"] for event in events_of(project, 2, "video_failed")) == [
@@ -355,7 +357,7 @@ def test_max_downloads_per_check_spreads_a_first_sync_over_checks(project: Proje
 def test_date_after_downloads_only_newer_videos_without_requesting_older_ones(project: Project) -> None:
     use_items(project, make_items(6))  # published 2026-10-27 .. 2026-11-01
     project.write_config(date_after="20261030")
-    check(project)
+    check(project, here=True)
     newer = {"video-00004", "video-00005", "video-00006"}
     for item in project.feed.settings.items:
         assert item.published is not None
@@ -371,7 +373,7 @@ def test_date_after_downloads_only_newer_videos_without_requesting_older_ones(pr
 def test_relative_date_after_reaching_back_far_downloads_everything(project: Project) -> None:
     use_items(project, make_items(6))
     project.write_config(date_after="now-3650days")
-    check(project)
+    check(project, here=True)
     assert len(project.events("video_downloaded")) == 6
     assert len(project.archive_lines()) == 6
     assert final_event(project, 1)["downloaded"] == 6
@@ -419,7 +421,7 @@ def test_missing_cookies_file_is_a_config_error(project: Project) -> None:
 @pytest.mark.compat
 def test_mark_archived_records_the_playlist_without_downloading_then_only_new_videos_come(project: Project) -> None:
     use_items(project, make_items(4))
-    result = project.run("check", "--mark-archived")
+    result = project.run_here("check", "--mark-archived")
     assert result.returncode == 0, result.stderr
     assert sorted(project.archive_lines()) == [f"generic video-0000{n}" for n in range(1, 5)]
     assert project.downloaded_files() == []
@@ -427,7 +429,7 @@ def test_mark_archived_records_the_playlist_without_downloading_then_only_new_vi
     final = final_event(project, 1)
     assert (final["outcome"], final["marked_archived"], final["downloaded"]) == ("COMPLETED", 4, 0)
 
-    check(project)
+    check(project, here=True)
     final = final_event(project, 2)
     assert (final["downloaded"], final["already_archived"], final["failed"]) == (0, 4, 0)
     assert project.downloaded_files() == []
@@ -435,7 +437,7 @@ def test_mark_archived_records_the_playlist_without_downloading_then_only_new_vi
 
     newest = FeedItem(guid="video-00005", title="Video 5", published=datetime(2026, 11, 2, 12, tzinfo=timezone.utc))
     project.feed.settings.items.insert(0, newest)
-    check(project)
+    check(project, here=True)
     assert [event["video_id"] for event in events_of(project, 3, "video_downloaded")] == ["video-00005"]
     assert {record.path for record in media_requests(project.feed)} == {"/media/video-00005.mp4"}
     assert project.file_for("video-00005").read_bytes() == newest.content

@@ -1,7 +1,6 @@
 """End to end: bans and cooldowns, bad input, and security, with the installed command, real yt-dlp and a loopback feed.
 
-Each scenario group is one test made of parts. Every part gets its own project folder and its own feed server,
-and every part runs even when an earlier one fails, so one failing run names each part that failed. Each group
+Each scenario group is one parametrized test: every case gets its own project folder and its own feed server, and
 records one "Reliability" line saying what was tried and what was seen.
 """
 
@@ -20,7 +19,7 @@ import pytest
 
 from conftest import Project
 from playlist_cron import clock
-from playlist_cron.demo.feed import FeedServer, make_items
+from playlist_cron.demo.feed import FeedServer
 
 COOLDOWN_S = 600  # long enough that no cooldown ends by itself during a test
 FINAL_EVENTS = ("check_skipped", "check_deferred", "check_completed", "check_failed")
@@ -32,27 +31,22 @@ Part = Callable[[Project], str]
 # -- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _new_project(root: Path, feed: FeedServer) -> Project:
-    root.mkdir(parents=True)
-    project = Project(root, feed)
+@pytest.fixture
+def safety_project(project: Project) -> Project:
+    """The `project` fixture (its own folder and feed server), with a cooldown that never ends by itself."""
     project.write_config(cooldown_seconds=COOLDOWN_S)
     return project
 
 
-def _run_parts(tmp_path: Path, parts: dict[str, Part]) -> tuple[list[str], list[str]]:
-    """Run each part in a fresh project with a fresh feed; return what each said, and what failed."""
-    said: list[str] = []
-    failures: list[str] = []
-    for name, part in parts.items():
-        with FeedServer(make_items(3)) as feed:
-            project = _new_project(tmp_path / re.sub(r"\W+", "-", name), feed)
-            try:
-                said.append(f"{name} -> {part(project)}")
-            except Exception as error:  # every part runs; the group fails at the end with all the failures
-                seen = (str(error).splitlines() or [type(error).__name__])[0].replace(str(project.root), "...")
-                said.append(f"{name} -> FAILED ({seen[:120]})")
-                failures.append(f"[{name}] {type(error).__name__}: {error}")
-    return said, failures
+def _run_case(group: str, name: str, part: Part, project: Project, reliability: Callable[[str], None]) -> None:
+    """Run one case; its Reliability line says what it saw, or that it failed."""
+    try:
+        said = part(project)
+    except Exception as error:
+        seen = (str(error).splitlines() or [type(error).__name__])[0].replace(str(project.root), "...")
+        reliability(f"{group}: {name} -> FAILED ({seen[:120]})")
+        raise
+    reliability(f"{group}: {name} -> {said}")
 
 
 def _assert_silent(result: CompletedProcess[str]) -> None:
@@ -166,21 +160,20 @@ def _repeat_then_recover(project: Project) -> str:
     )
 
 
+BANS: dict[str, Part] = {
+    "feed 429": _ban_part(feed_status=429),
+    "video 429": _ban_part(media_status_override=429),
+    "bot page": _ban_part(bot_check=True),
+    "429 twice, then healthy": _repeat_then_recover,
+}
+
+
 @pytest.mark.compat
+@pytest.mark.parametrize("name", BANS)
 def test_bans_defer_checks_with_a_growing_cooldown_that_makes_no_request(
-    tmp_path: Path, reliability: Callable[[str], None]
+    name: str, safety_project: Project, reliability: Callable[[str], None]
 ) -> None:
-    said, failures = _run_parts(
-        tmp_path,
-        {
-            "feed 429": _ban_part(feed_status=429),
-            "video 429": _ban_part(media_status_override=429),
-            "bot page": _ban_part(bot_check=True),
-            "429 twice, then healthy": _repeat_then_recover,
-        },
-    )
-    reliability("bans: " + "; ".join(said))
-    assert not failures, "\n\n".join(failures)
+    _run_case("bans", name, BANS[name], safety_project, reliability)
 
 
 # -- B. bad input ---------------------------------------------------------------------------------------------------
@@ -270,19 +263,20 @@ def _damaged_state(project: Project) -> str:
     return f"recovered, checks_total {before} -> {final['check']}, 1 stderr line"
 
 
-def test_bad_input_is_met_with_one_clear_line(tmp_path: Path, reliability: Callable[[str], None]) -> None:
-    said, failures = _run_parts(
-        tmp_path,
-        {
-            "archive garbage": _archive_garbage,
-            "archive without last newline": _archive_without_last_newline,
-            "feed not XML": _feed_not_xml,
-            "state_dir is a file": _state_dir_is_a_file,
-            "damaged state file": _damaged_state,
-        },
-    )
-    reliability("bad input: " + "; ".join(said))
-    assert not failures, "\n\n".join(failures)
+BAD_INPUT: dict[str, Part] = {
+    "archive garbage": _archive_garbage,
+    "archive without last newline": _archive_without_last_newline,
+    "feed not XML": _feed_not_xml,
+    "state_dir is a file": _state_dir_is_a_file,
+    "damaged state file": _damaged_state,
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUT)
+def test_bad_input_is_met_with_one_clear_line(
+    name: str, safety_project: Project, reliability: Callable[[str], None]
+) -> None:
+    _run_case("bad input", name, BAD_INPUT[name], safety_project, reliability)
 
 
 # -- C. security ----------------------------------------------------------------------------------------------------
@@ -381,21 +375,20 @@ def _cookies_file(project: Project) -> str:
     return f"cookie sent on {len(with_cookie)} of {len(sent)} requests, 0 times in the log"
 
 
+SECURITY: dict[str, Part] = {
+    "modes": _private_modes,
+    "symlink at the lock": _symlinked_lock,
+    "symlink at the state file": _symlinked_state,
+    "password in playlist_url": _password_in_url,
+    "cookies_file": _cookies_file,
+}
+
+
+@pytest.mark.parametrize("name", SECURITY)
 def test_files_are_private_symlinks_refused_and_secrets_kept_out(
-    tmp_path: Path, reliability: Callable[[str], None]
+    name: str, safety_project: Project, reliability: Callable[[str], None]
 ) -> None:
-    said, failures = _run_parts(
-        tmp_path,
-        {
-            "modes": _private_modes,
-            "symlink at the lock": _symlinked_lock,
-            "symlink at the state file": _symlinked_state,
-            "password in playlist_url": _password_in_url,
-            "cookies_file": _cookies_file,
-        },
-    )
-    reliability("security: " + "; ".join(said))
-    assert not failures, "\n\n".join(failures)
+    _run_case("security", name, SECURITY[name], safety_project, reliability)
 
 
 FORBIDDEN_CALLS = {("os", "system"), ("os", "popen"), ("subprocess", "getoutput"), ("subprocess", "getstatusoutput")}

@@ -216,7 +216,7 @@ def test_a_bad_timestamp_in_the_state_file_is_recovered_not_an_internal_error_fo
     for _ in range(3):
         assert project.run("check", "--now").returncode == 0
     _edit_state(project, last_check_at="yesterday")
-    status = project.run("status", "--json")
+    status = project.run_here("status", "--json")
     assert status.returncode == 0, status.stderr
     assert "was damaged" in json.loads(status.stdout)["notes"][0]
     not_due = project.run("check")  # the previous copy's last check was moments ago
@@ -230,7 +230,7 @@ def test_a_bad_timestamp_in_the_state_file_is_recovered_not_an_internal_error_fo
     assert project.events()[-1]["event"] == "check_completed"
     kept = list(project.state_file.parent.glob(f"{project.state_file.name}.damaged-*"))
     assert len(kept) == 1, "one copy of the damaged file, however many commands read it"
-    status = project.run("status", "--json")
+    status = project.run_here("status", "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["checks_total"] == 4, "the previous copy (from the third check) and one more"
     reliability(

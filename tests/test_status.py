@@ -31,7 +31,7 @@ CONTRACT_FIELDS = {
 
 
 def test_status_before_any_check_is_unhealthy_and_says_why(project: Project) -> None:
-    result = project.run("status", "--json")
+    result = project.run_here("status", "--json")
     assert result.returncode == 1
     status = json.loads(result.stdout)
     assert set(status) >= CONTRACT_FIELDS
@@ -41,11 +41,11 @@ def test_status_before_any_check_is_unhealthy_and_says_why(project: Project) -> 
 
 
 def test_status_after_checks_has_every_contract_field(project: Project) -> None:
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     with FlockHolder(project.lock_file) as holder:
-        assert project.run("check", "--now").returncode == 0
+        assert project.run_here("check", "--now").returncode == 0
         during = project.status()
-    result = project.run("status", "--json")
+    result = project.run_here("status", "--json")
     assert result.returncode == 0
     status = json.loads(result.stdout)
     assert set(status) >= CONTRACT_FIELDS
@@ -65,11 +65,11 @@ def test_status_after_checks_has_every_contract_field(project: Project) -> None:
 
 
 def test_plain_status_prints_the_seed_summary_lines(project: Project) -> None:
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     with FlockHolder(project.lock_file):
-        project.run("check", "--now")
-        project.run("check", "--now")
-    result = project.run("status")
+        project.run_here("check", "--now")
+        project.run_here("check", "--now")
+    result = project.run_here("status")
     assert result.returncode == 0
     assert "Total checks performed: 3\n" in result.stdout
     assert "Checks skipped due to long downloads: 2\n" in result.stdout
@@ -78,15 +78,15 @@ def test_plain_status_prints_the_seed_summary_lines(project: Project) -> None:
 
 def test_status_is_unhealthy_when_the_last_check_failed(project: Project) -> None:
     project.feed.settings.feed_status = 404
-    assert project.run("check").returncode == 1
-    result = project.run("status")
+    assert project.run_here("check").returncode == 1
+    result = project.run_here("status")
     assert result.returncode == 1
     assert "Health: UNHEALTHY" in result.stdout
     assert "the last check failed (playlist_error)" in result.stdout
 
 
 def test_status_is_unhealthy_when_the_last_check_is_older_than_three_intervals(project: Project) -> None:
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     state = project.state()
     state["last_check_at"] = clock.iso(time.time() - 181)
     project.state_file.write_text(json.dumps(state))
@@ -100,10 +100,10 @@ def test_status_is_unhealthy_when_the_last_check_is_older_than_three_intervals(p
 
 
 def test_status_is_unhealthy_when_the_lock_is_held_past_max_runtime(project: Project) -> None:
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     project.write_config(max_runtime_seconds=1)
-    with FlockHolder(project.lock_file):
-        time.sleep(2.2)  # flock(1)'s start time is when it took the lock; wait past max_runtime_seconds
+    with FlockHolder(project.lock_file) as holder:
+        holder.wait_held_longer_than(2.2)  # flock(1)'s start time is when it took the lock: past max_runtime_seconds
         status = project.status()
     assert status["healthy"] is False
     assert any("longer than max_runtime_seconds (1)" in problem for problem in status["problems"])
@@ -111,7 +111,7 @@ def test_status_is_unhealthy_when_the_lock_is_held_past_max_runtime(project: Pro
 
 def test_a_long_check_holding_the_lock_is_not_mistaken_for_a_stale_one(project: Project) -> None:
     # Under a systemd timer no check starts beside a running one, so last_check_at ages while a download runs.
-    assert project.run("check").returncode == 0
+    assert project.run_here("check").returncode == 0
     state = project.state()
     state["last_check_at"] = clock.iso(time.time() - 600)
     project.state_file.write_text(json.dumps(state))

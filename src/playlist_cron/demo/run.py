@@ -111,7 +111,14 @@ def main(directory: str | None) -> int:
 
         for index in range(CHECKS):
             start_at = started + index * CHECK_EVERY_S
-            while time.monotonic() < start_at:
+
+            def waiting(index: int = index, start_at: float = start_at) -> bool:
+                # The last check must find the lock free, to download the new video: on a slow machine the first
+                # check can still be downloading at its time, so it also waits for the first to end.
+                last_waits = index == CHECKS - 1 and processes[0].poll() is None
+                return time.monotonic() < start_at or last_waits
+
+            while waiting():
                 show_new_events()
                 time.sleep(0.05)
             if index == 3:
