@@ -7,8 +7,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron import clock, log, monitoring, outage
 from playlist_cron import state as state_module
@@ -30,8 +29,7 @@ SKIP_REASON = "previous download still in progress"
 MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How one check ended, for `cli` to turn into an exit code: the outcome of its final event, and why."""
 
     outcome: OutcomeName

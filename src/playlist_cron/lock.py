@@ -9,9 +9,8 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 import portalocker
 
@@ -24,8 +23,7 @@ if TYPE_CHECKING:
 LOCK_FILE_MODE = 0o600
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     """Who holds the run lock, as far as the lock file and the kernel tell."""
 
     pid: int | None

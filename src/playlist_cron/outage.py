@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from playlist_cron import clock
 
@@ -29,8 +28,7 @@ def _clear_streak(state: State) -> None:
     state["network_error"] = None  # the plain words of the latest network failure
 
 
-@dataclass(frozen=True)
-class Failing:
+class Failing(NamedTuple):
     """Where a streak stands after one more network failure."""
 
     failing_s: float
@@ -40,8 +38,7 @@ class Failing:
     alert: bool  # print one line on stderr now
 
 
-@dataclass(frozen=True)
-class Recovered:
+class Recovered(NamedTuple):
     """A streak that a check's outcome has ended."""
 
     failing_s: float
