@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from playlist_cron import clock, log, monitoring, outage
+from playlist_cron import clock, log, monitoring
 from playlist_cron import state as state_module
 from playlist_cron import storage as storages
 from playlist_cron.config import Config
@@ -20,6 +20,7 @@ from playlist_cron.storage import HeldRunLock, StateStorage, Storage
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from playlist_cron import outage
     from playlist_cron.download import PlaylistResult
     from playlist_cron.records import FailedVideoRecord, RunningRecord, State
     from playlist_cron.state import CounterName, OutcomeName, RanOutcome
@@ -452,6 +453,8 @@ class _Check:
             }[outcome]
             if outcome == "COMPLETED":
                 fields["message"] = f"Check completed in {duration_s:.1f} seconds"
+            from playlist_cron import outage  # only a check that ran: the skip path never needs it
+
             failing, recovered = outage.track(
                 self.store,
                 self.logger,
@@ -511,6 +514,8 @@ class _Check:
         alert: bool,
     ) -> None:
         """Say how the check ended: on stderr when a human must act (cron mails it), else only on a terminal."""
+        from playlist_cron import outage
+
         if recovered is not None and recovered.alerted:
             self.console.alert(f"playlist-cron: check #{self.number}: {outage.recovery_words(recovered)}")
         if failing is not None:
