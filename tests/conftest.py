@@ -379,3 +379,31 @@ def tmpfs(size: str) -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
         mount_point.rmdir()
+
+
+def run_on_terminal(argv: list[str], *, stdin_is_terminal: bool = False, timeout_s: float = 60) -> tuple[int, str]:
+    """Run a command with stdout and stderr on a pseudo-terminal, as a person at a shell; return (exit, output)."""
+    import pty
+    import select
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        argv,
+        stdin=terminal if stdin_is_terminal else subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+        env=clean_env(TERM="xterm"),
+        cwd="/",
+    )
+    os.close(terminal)
+    output = b""
+    while select.select([controller], [], [], timeout_s)[0]:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the command has exited
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    return process.wait(timeout_s), output.decode()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -14,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import FlockHolder, Project, clean_env, flock_busy, wait_for
+from conftest import FlockHolder, Project, flock_busy, run_on_terminal, wait_for
 from playlist_cron import clock
 
 
@@ -235,24 +233,10 @@ def test_longer_interval_waits_for_its_time(project: Project) -> None:
 
 def test_not_due_on_a_terminal_says_when_the_next_check_is(project: Project) -> None:
     assert project.run("check").returncode == 0
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        project.command("check"), stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=clean_env(), cwd="/"
-    )
-    os.close(terminal)
-    output = b""
-    while select.select([controller], [], [], 60)[0]:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the terminal closed: the command has exited
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(controller)
-    assert process.wait(60) == 0
-    assert output.decode().startswith("Not due yet: the next check is due at "), output
-    assert b"--now" in output
+    code, output = run_on_terminal(project.command("check"))
+    assert code == 0
+    assert output.startswith("Not due yet: the next check is due at "), output
+    assert "--now" in output
     assert project.status()["checks_total"] == 1
 
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import http.server
-import os
-import pty
 import re
-import select
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import COMMAND, FlockHolder, Project, clean_env
+from conftest import COMMAND, FlockHolder, Project, run_on_terminal
 
 
 class PingReceiver:
@@ -184,31 +180,8 @@ def test_metrics_file_is_replaced_after_every_check_and_parses(project: Project)
 @pytest.mark.compat
 def test_a_check_by_hand_on_a_terminal_shows_progress_and_a_summary(project: Project) -> None:
     project.feed.settings.bytes_per_second = 300_000
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [COMMAND, "check", "--config", str(project.config_path)],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        env=clean_env(TERM="xterm"),
-        cwd="/",
-    )
-    os.close(terminal)
-    output = b""
-    while True:
-        ready, _, _ = select.select([controller], [], [], 30)
-        if not ready:
-            break
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the terminal closed: the command has exited
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(controller)
-    assert process.wait(30) == 0
-    text = output.decode()
+    code, text = run_on_terminal([COMMAND, "check", "--config", str(project.config_path)], stdin_is_terminal=True)
+    assert code == 0
     progress = re.findall(r"\d+\.\d% of [\d.]+ KiB at +[\d.]+ KiB/s ETA \d+:\d\d +Video \d", text)
     assert len(progress) >= 3, text
     assert "Downloading Video 3" in text

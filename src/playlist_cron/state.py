@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple, TypeGuard, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeGuard, cast, get_args
 
 # Reading needs the standard library alone (the not-due path ends there): `lock`, and portalocker with it, is
 # imported only where the state is changed.
@@ -44,15 +44,7 @@ CounterName = Literal[
     "deferred_total",
     "downloaded_total",
 ]
-COUNTERS: tuple[CounterName, ...] = (
-    "checks_total",
-    "skipped_total",
-    "consecutive_skipped",
-    "completed_total",
-    "failed_total",
-    "deferred_total",
-    "downloaded_total",
-)
+COUNTERS: tuple[CounterName, ...] = get_args(CounterName)
 MONOTONIC_COUNTERS: tuple[CounterName, ...] = tuple(name for name in COUNTERS if name != "consecutive_skipped")
 
 
