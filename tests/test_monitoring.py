@@ -157,7 +157,8 @@ def test_metrics_file_is_replaced_after_every_check_and_parses(project: Project)
     assert metrics[("playlist_cron_last_outcome", (("outcome", "COMPLETED"),))] == 1
     first_inode = metrics_file.stat().st_ino
 
-    with FlockHolder(project.lock_file) as holder:
+    # Held open, the first file keeps its inode number, so no later file can be given it again after a rename.
+    with open(metrics_file, "rb"), FlockHolder(project.lock_file) as holder:
         holder.wait_held_longer_than(0.3)
         assert project.run("check", "--now").returncode == 0
         assert project.run("check", "--now").returncode == 0
