@@ -52,8 +52,9 @@ class LogFailureRecord(_LogFailureRequired, total=False):
     error: str | None
 
 
-class _StateRequired(TypedDict):
-    version: int
+class Counters(TypedDict):
+    """The state's counters, which `status --json` shows as they are."""
+
     checks_total: int
     skipped_total: int
     consecutive_skipped: int
@@ -61,6 +62,10 @@ class _StateRequired(TypedDict):
     failed_total: int
     deferred_total: int
     downloaded_total: int
+
+
+class _StateRequired(Counters):
+    version: int
     failed_videos: dict[str, FailedVideoRecord]
 
 

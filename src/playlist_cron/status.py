@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TypedDict
 from playlist_cron import clock, lock, outage
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
+from playlist_cron.records import Counters
 from playlist_cron.state import StateStore
 
 if TYPE_CHECKING:
@@ -51,17 +52,10 @@ class FailedVideo(TypedDict):
     error: str | None
 
 
-class Status(TypedDict):
+class Status(Counters):
     """The `status --json` object (see the contract)."""
 
     config: str
-    checks_total: int
-    skipped_total: int
-    consecutive_skipped: int
-    completed_total: int
-    failed_total: int
-    deferred_total: int
-    downloaded_total: int
     last_check_at: str | None
     last_outcome: OutcomeName | None
     last_outcome_check: int | None
