@@ -17,6 +17,8 @@ HEAVY = {"structlog", "portalocker", "yt_dlp"}
 # Parts of the standard library that the not-due path has no need of and that cost it most (`dataclasses` imports
 # `inspect`: about 9 ms and 1.3 MiB, a tenth of the budget the benchmark allows it above Python's own start-up).
 COSTLY_STDLIB = {"argparse", "dataclasses", "inspect", "logging", "subprocess", "uuid"}
+# The feed parser (expat, loaded by `feeds.parse_feed` alone) is for checks that read a feed.
+FEED_PARSER = {"pyexpat", "xml"}
 
 
 def run_in_fresh_process(arguments: list[str]) -> tuple[int, set[str]]:
@@ -37,6 +39,7 @@ def test_not_due_path_loads_the_standard_library_alone(project: Project) -> None
     assert packages & HEAVY == set()
     assert sorted(packages - set(sys.stdlib_module_names) - {"playlist_cron"}) == []
     assert packages & COSTLY_STDLIB == set()
+    assert packages & FEED_PARSER == set()
 
 
 def test_skip_path_does_not_import_yt_dlp(project: Project) -> None:
@@ -45,6 +48,7 @@ def test_skip_path_does_not_import_yt_dlp(project: Project) -> None:
     assert code == 0
     assert len(project.events("check_skipped")) == 1, "the probe really took the skip path"
     assert "yt_dlp" not in packages
+    assert packages & FEED_PARSER == set()
     # The probe sees what a path loads: without this, the tests here could pass by looking in the wrong place.
     assert {"structlog", "portalocker"} <= packages
 

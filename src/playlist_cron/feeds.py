@@ -1,0 +1,436 @@
+"""Reading RSS/Atom feeds and deriving a playlist's feed URL; no yt-dlp."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from xml.parsers.expat import XMLParserType
+
+# The parser is the standard library's expat, driven directly: it costs 0.6 ms to import against 8 ms for
+# xml.etree, 10 ms for defusedxml.ElementTree and 56 ms for feedparser. Expat never fetches external entities or
+# DTDs (no handler for them is set), and every entity declaration is refused below, which is what defusedxml's
+# `forbid_entities` does: a billion-laughs document stops at its first `<!ENTITY`.
+
+FeedKind = Literal["youtube", "atom", "rss"]
+FeedErrorReason = Literal["entity_declaration", "not_xml", "not_a_feed"]
+
+YOUTUBE_FEED_URL = "https://www.youtube.com/feeds/videos.xml"
+MAX_FEED_BYTES = 16 * 1024 * 1024  # a feed is kilobytes; a bigger answer is not a feed and must not fill memory
+USER_AGENT = "playlist-cron"
+
+_NAMESPACE_PREFIXES = {
+    "http://www.w3.org/2005/Atom": "atom",
+    "http://purl.org/atom/ns#": "atom",  # Atom 0.3, still served by old blogs
+    "http://www.youtube.com/xml/schemas/2015": "yt",
+    "http://search.yahoo.com/mrss/": "media",
+    "http://search.yahoo.com/mrss": "media",
+    "http://www.itunes.com/dtds/podcast-1.0.dtd": "itunes",
+    "http://purl.org/dc/elements/1.1/": "dc",
+    "http://purl.org/rss/1.0/modules/content/": "content",
+    "http://www.w3.org/1999/02/22-rdf-syntax-ns#": "rdf",
+    "http://www.w3.org/XML/1998/namespace": "xml",
+}
+# RSS has no namespace of its own, but some feeds put one on `<rss>` (or RSS 1.0's on its items): their names
+# mean the same as bare ones.
+_RSS_NAMESPACES = {
+    "http://purl.org/rss/1.0/",
+    "http://backend.userland.com/rss2",
+    "http://backend.userland.com/rss",
+    "http://my.netscape.com/rdf/simple/0.9/",
+}
+_MEDIA_EXTENSIONS = (".mp4", ".m4v", ".webm", ".mkv", ".mov", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac")
+_CHANNEL_ID = re.compile(r"UC[0-9A-Za-z_-]{22}")
+_LIST_ID = re.compile(r"[0-9A-Za-z_-]{10,}")
+_YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com"}
+# Lists with no public feed: mixes are generated per viewer, the others are private to their owner.
+_LISTS_WITHOUT_FEED = ("RD", "WL", "LL", "LM")
+
+
+class FeedError(Exception):
+    """A body that cannot be read as a feed; `reason` says why, for the caller to decide on."""
+
+    def __init__(self, reason: FeedErrorReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: FeedErrorReason = reason
+        self.detail = detail
+
+
+class FeedEntry(NamedTuple):
+    """One item or entry of a feed; `id` is stripped and unique within its feed."""
+
+    id: str
+    title: str | None
+    page_url: str | None
+    media_url: str | None  # the first video or audio enclosure
+    published_s: int | None
+    updated_s: int | None
+    video_id: str | None  # yt:videoId
+    channel_id: str | None  # yt:channelId
+
+
+class Feed(NamedTuple):
+    """A parsed feed: its kind, its title and its entries in document order."""
+
+    kind: FeedKind
+    title: str | None
+    entries: list[FeedEntry]
+
+
+class FetchResult(NamedTuple):
+    """One answer to a feed request; `body` is None when the server said 304 (unchanged)."""
+
+    status: int
+    body: bytes | None
+    etag: str | None
+    last_modified: str | None
+
+
+# --- deriving a playlist's feed URL ---
+
+
+def _youtube_path(url: str) -> tuple[str, dict[str, list[str]]] | None:
+    """Given a URL, return its path and query when it is on YouTube's web host, else None."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or (parts.hostname or "") not in _YOUTUBE_HOSTS:
+        return None
+    return parts.path.rstrip("/"), parse_qs(parts.query)
+
+
+def channel_feed_url(channel_id: str) -> str:
+    """Given a channel id (UC…), return its uploads feed."""
+    return f"{YOUTUBE_FEED_URL}?channel_id={channel_id}"
+
+
+def derive_feed_url(url: str) -> str | None:
+    """Given a playlist URL, return the feed that lists its newest entries, or None when there is none to derive.
+
+    A channel's own page (`/channel/UC…`) has one; its tabs (`/videos`, `/shorts`, `/streams`) do not, since the
+    channel feed mixes all of them and a feed read would then fetch what the full read leaves out. `/@handle` has
+    one only once its channel id is known: see `needs_channel_id`.
+    """
+    found = _youtube_path(url)
+    if found is None:
+        return None
+    path, query = found
+    segments = path.split("/")[1:]
+    if len(segments) == 2 and segments[0] == "channel" and _CHANNEL_ID.fullmatch(segments[1]):
+        return channel_feed_url(segments[1])
+    if path == "/playlist" and len(query.get("list", [])) == 1:
+        list_id = query["list"][0]
+        if _LIST_ID.fullmatch(list_id) and not list_id.startswith(_LISTS_WITHOUT_FEED):
+            return f"{YOUTUBE_FEED_URL}?playlist_id={list_id}"
+    return None
+
+
+def needs_channel_id(url: str) -> bool:
+    """Given a playlist URL, say whether it names a channel by handle or legacy name (`/@x`, `/c/x`, `/user/x`).
+
+    Such a channel's feed needs its UC… id, which only a read of the channel page gives (once, then remembered).
+    """
+    found = _youtube_path(url)
+    if found is None:
+        return False
+    segments = found[0].split("/")[1:]
+    if len(segments) == 1 and segments[0].startswith("@") and len(segments[0]) > 1:
+        return True
+    return len(segments) == 2 and segments[0] in ("c", "user") and segments[1] != ""
+
+
+# --- fetching ---
+
+
+def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
+    """Given the validators of the last read, return the headers that let the server answer 304."""
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def fetch(url: str, etag: str | None, last_modified: str | None, timeout_s: float) -> FetchResult:
+    """Given a feed URL and the last read's validators, return the server's answer.
+
+    Any HTTP status is an answer (304: unchanged, nothing to parse; 404 or 429: the caller decides); a failure to
+    reach the server raises `OSError` (urllib's `URLError` is one). A 304 keeps the validators it was asked with
+    when it sends none of its own.
+    """
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, headers={"User-Agent": USER_AGENT, **conditional_headers(etag, last_modified)}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            body = response.read(MAX_FEED_BYTES + 1)
+            status = int(response.status)
+            headers = response.headers
+    except urllib.error.HTTPError as error:
+        status, headers = error.code, error.headers
+        body = None if status == 304 else error.read(MAX_FEED_BYTES + 1)
+    if body is not None and len(body) > MAX_FEED_BYTES:
+        body = body[:MAX_FEED_BYTES]
+    if status == 304:
+        return FetchResult(304, None, headers.get("ETag") or etag, headers.get("Last-Modified") or last_modified)
+    return FetchResult(status, body, headers.get("ETag"), headers.get("Last-Modified"))
+
+
+# --- parsing ---
+
+
+class _Node:
+    """One element: its name (`prefix:local`, or bare for RSS and unknown-free names), attributes, text, children."""
+
+    __slots__ = ("attributes", "base", "children", "name", "text_parts")
+
+    def __init__(self, name: str, attributes: dict[str, str], base: str) -> None:
+        self.name = name
+        self.attributes = attributes
+        self.base = base  # the URL that relative links inside resolve against (xml:base applied)
+        self.children: list[_Node] = []
+        self.text_parts: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts).strip()
+
+    def first(self, *names: str) -> _Node | None:
+        for name in names:
+            for child in self.children:
+                if child.name == name:
+                    return child
+        return None
+
+    def first_text(self, *names: str) -> str | None:
+        for name in names:
+            for child in self.children:
+                if child.name == name and child.text:
+                    return child.text
+        return None
+
+    def all(self, name: str) -> list[_Node]:
+        return [child for child in self.children if child.name == name]
+
+
+class _TreeBuilder:
+    """Builds `_Node`s from expat's callbacks, refusing every entity declaration."""
+
+    def __init__(self, parser: XMLParserType, base_url: str) -> None:
+        self.base_url = base_url
+        self.root: _Node | None = None
+        self.stack: list[_Node] = []
+        self.rss_namespaces = set(_RSS_NAMESPACES)
+        parser.StartElementHandler = self.start
+        parser.EndElementHandler = self.end
+        parser.CharacterDataHandler = self.characters
+        parser.EntityDeclHandler = self.refuse_entity
+
+    def refuse_entity(self, name: str, *_: object) -> None:
+        raise FeedError("entity_declaration", f"the document declares the entity {name!r}; feeds need none")
+
+    def name(self, expat_name: str) -> str:
+        namespace, _, local = expat_name.rpartition(" ")
+        if not namespace or namespace in self.rss_namespaces:
+            return local
+        prefix = _NAMESPACE_PREFIXES.get(namespace)
+        return f"{prefix}:{local}" if prefix else f"{{{namespace}}}{local}"
+
+    def start(self, expat_name: str, expat_attributes: dict[str, str]) -> None:
+        from urllib.parse import urljoin
+
+        if self.root is None and expat_name.endswith(" rss"):
+            self.rss_namespaces.add(expat_name.rpartition(" ")[0])  # a default namespace on <rss>
+        attributes = {self.name(key): value for key, value in expat_attributes.items()}
+        base = self.stack[-1].base if self.stack else self.base_url
+        if "xml:base" in attributes:
+            base = urljoin(base, attributes["xml:base"].strip())
+        node = _Node(self.name(expat_name), attributes, base)
+        if self.stack:
+            self.stack[-1].children.append(node)
+        else:
+            self.root = node
+        self.stack.append(node)
+
+    def end(self, _: str) -> None:
+        self.stack.pop()
+
+    def characters(self, data: str) -> None:
+        if self.stack:
+            self.stack[-1].text_parts.append(data)
+
+
+def _parse_tree(body: bytes, base_url: str) -> _Node:
+    from xml.parsers import expat
+
+    # Real feeds put a byte-order mark, blank lines or both before `<?xml`, which XML forbids; expat would stop.
+    start = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
+    start = start.lstrip(b" \t\r\n")
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.buffer_text = True
+    builder = _TreeBuilder(parser, base_url)
+    try:
+        parser.Parse(start, True)
+    except expat.ExpatError as error:
+        raise FeedError("not_xml", f"{expat.ErrorString(error.code)} at line {error.lineno}") from None
+    except (LookupError, UnicodeError) as error:  # an encoding that Python does not know or cannot decode
+        raise FeedError("not_xml", f"undecodable: {error}") from None
+    if builder.root is None:
+        raise FeedError("not_xml", "no root element")
+    return builder.root
+
+
+def _epoch_s(text: str | None) -> int | None:
+    """Given a feed date (RFC 822 in RSS, RFC 3339 in Atom), return epoch seconds; naive dates are UTC."""
+    if not text:
+        return None
+    from datetime import datetime, timezone
+
+    moment: datetime | None
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            moment = None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp())
+
+
+def _resolve(node: _Node, url: str | None) -> str | None:
+    from urllib.parse import urljoin
+
+    return urljoin(node.base, url.strip()) if url and url.strip() else None
+
+
+def _is_media(media_type: str, medium: str, url: str) -> bool:
+    media_type, medium = media_type.strip().lower(), medium.strip().lower()
+    if media_type or medium:
+        return media_type.startswith(("video/", "audio/")) or medium in ("video", "audio")
+    return url.lower().split("?")[0].endswith(_MEDIA_EXTENSIONS)  # untyped: judge by the file name
+
+
+def _media_url(item: _Node) -> str | None:
+    """Given an item, return its first video or audio enclosure (RSS enclosure, Atom link, media:content)."""
+    candidates: list[_Node] = []
+    for child in item.children:
+        if child.name == "media:group":
+            candidates.extend(child.all("media:content"))
+        elif child.name in ("enclosure", "media:content") or (
+            child.name == "atom:link" and child.attributes.get("rel") == "enclosure"
+        ):
+            candidates.append(child)
+    for candidate in candidates:
+        url = candidate.attributes.get("url") or candidate.attributes.get("href") or ""
+        if url.strip() and _is_media(candidate.attributes.get("type", ""), candidate.attributes.get("medium", ""), url):
+            return _resolve(candidate, url)
+    return None
+
+
+def _atom_link(entry: _Node) -> str | None:
+    for link in entry.all("atom:link"):
+        if link.attributes.get("rel", "alternate") == "alternate" and link.attributes.get("href", "").strip():
+            return _resolve(link, link.attributes["href"])
+    return None
+
+
+def _rss_entry(item: _Node) -> FeedEntry | None:
+    # The first <link> with text: an <atom:link> read as a bare <link> (Atom's namespace as the default) has none.
+    link = next((child for child in item.all("link") if child.text), None)
+    page_url = _resolve(link, link.text) if link is not None else None
+    if page_url is None:
+        page_url = _atom_link(item)  # RSS feeds that borrow Atom's <atom:link>
+    guid = item.first("guid")
+    media_url = _media_url(item)
+    # A guid is a permalink by default, but many feeds leave that unsaid for ids that are no URL at all.
+    if (
+        page_url is None
+        and guid is not None
+        and guid.text.startswith(("http://", "https://"))
+        and guid.attributes.get("isPermaLink") != "false"
+    ):
+        page_url = guid.text
+    if guid is not None and guid.text:
+        entry_id = guid.text
+    elif "rdf:about" in item.attributes and item.attributes["rdf:about"].strip():
+        entry_id = item.attributes["rdf:about"].strip()
+    else:
+        entry_id = page_url or media_url or ""
+    if not entry_id:
+        return None
+    published_s = _epoch_s(item.first_text("pubDate", "dc:date", "atom:published"))
+    return FeedEntry(
+        id=entry_id,
+        title=item.first_text("title", "media:title", "itunes:title"),
+        page_url=page_url,
+        media_url=media_url,
+        published_s=published_s,
+        updated_s=_epoch_s(item.first_text("atom:updated")) or published_s,
+        video_id=None,
+        channel_id=None,
+    )
+
+
+def _atom_entry(entry: _Node) -> FeedEntry | None:
+    page_url = _atom_link(entry)
+    media_url = _media_url(entry)
+    video_id = entry.first_text("yt:videoId")
+    entry_id = entry.first_text("atom:id") or page_url or media_url
+    if not entry_id:
+        return None
+    group = entry.first("media:group")
+    title = entry.first_text("atom:title") or (group.first_text("media:title") if group is not None else None)
+    published_s = _epoch_s(entry.first_text("atom:published", "atom:issued"))
+    updated_s = _epoch_s(entry.first_text("atom:updated", "atom:modified"))
+    return FeedEntry(
+        id=entry_id,
+        title=title,
+        page_url=page_url,
+        media_url=media_url,
+        published_s=published_s or updated_s,
+        updated_s=updated_s or published_s,
+        video_id=video_id,
+        channel_id=entry.first_text("yt:channelId"),
+    )
+
+
+def parse_feed(body: bytes, base_url: str) -> Feed:
+    """Given a feed's bytes and the URL they came from, return its entries; raise `FeedError` when it is not one.
+
+    Relative links resolve against `base_url` and any `xml:base`. An entry whose id was already seen is dropped (the
+    first wins); an entry with no id, link or enclosure is dropped too, as nothing could identify it.
+    """
+    root = _parse_tree(body, base_url)
+    kind: FeedKind
+    if root.name == "atom:feed":
+        items, title = root.all("atom:entry"), root.first_text("atom:title")
+        parsed = [_atom_entry(item) for item in items]
+        is_youtube = root.first("yt:channelId", "yt:playlistId") is not None
+        kind = "youtube" if is_youtube or any(entry and entry.video_id for entry in parsed) else "atom"
+    elif root.name in ("rss", "rdf:RDF"):
+        channel = root.first("channel")
+        # RSS 2.0 nests items in <channel>; RSS 1.0 (RDF) puts them beside it.
+        items = (channel.all("item") if channel is not None else []) + root.all("item")
+        title = channel.first_text("title") if channel is not None else None
+        parsed = [_rss_entry(item) for item in items]
+        kind = "rss"
+    else:
+        raise FeedError("not_a_feed", f"the root element is <{root.name}>, not <rss>, <rdf:RDF> or Atom's <feed>")
+    entries: list[FeedEntry] = []
+    seen: set[str] = set()
+    for entry in parsed:
+        if entry is not None and entry.id not in seen:
+            seen.add(entry.id)
+            entries.append(entry)
+    return Feed(kind=kind, title=title, entries=entries)
