@@ -7,7 +7,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from playlist_cron import clock, log, monitoring
 from playlist_cron import state as state_module
@@ -210,6 +210,7 @@ class _Check:
         self.cooldown_until: float | None = None
         self.cooldown_level = 0
         self.config_writable_reported: str | None = None
+        self.streak: State = cast("State", {})  # the network streak's fields, copied by _begin (outage.streak_of)
         self.finished = False
         self.pings = monitoring.Pings(config.healthcheck_url, logger, self.run_id)
         from playlist_cron import watchdog
@@ -251,6 +252,8 @@ class _Check:
 
     def _begin(self) -> None:
         """Count this check and note that it runs; first settle a check that died without a final event."""
+        from playlist_cron import outage  # only a check that runs: the skip path never needs it
+
         with self.store.update() as state:
             orphan = state.get("running")
             if orphan:
@@ -267,6 +270,7 @@ class _Check:
             self.failed_videos = state["failed_videos"]
             self.config_writable_reported = state.get("config_file_writable_reported")
             capped_from = state_module.cap_cooldown(state, self.config.cooldown_seconds, self.started_at)
+            self.streak = outage.streak_of(state)
             self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
             self.cooldown_level = int(state.get("cooldown_level") or 0)
         self.logger = self.logger.bind(check=self.number, run_id=self.run_id)
@@ -453,10 +457,10 @@ class _Check:
             }[outcome]
             if outcome == "COMPLETED":
                 fields["message"] = f"Check completed in {duration_s:.1f} seconds"
-            from playlist_cron import outage  # only a check that ran: the skip path never needs it
+            from playlist_cron import outage
 
             failing, recovered = outage.track(
-                self.store,
+                self.streak,
                 self.logger,
                 outcome,
                 fields.get("reason"),
@@ -478,6 +482,8 @@ class _Check:
             event["timestamp"] = clock.iso(clock.now_s())
             with self.store.update() as state:
                 apply_final_event(state, event)
+                if failing is not None or recovered is not None:
+                    state.update(self.streak)
                 _count_lost_log_lines(state, self.log_file, self.number)
                 if outcome == "COMPLETED":
                     state["cooldown_level"] = 0

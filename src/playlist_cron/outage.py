@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from playlist_cron import clock
 
@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from playlist_cron.records import State
     from playlist_cron.state import OutcomeName
     from playlist_cron.status import NetworkOutage
-    from playlist_cron.storage import StateStorage
 
+STREAK_FIELDS = ("network_failing_since", "network_failed_checks", "network_alerted_at", "network_error")
 REPEAT_ALERT_S = 86400  # while an alerted outage lasts, at most one more line per day
 # Outcomes that prove the site answered: they end a streak. The rest (a cooldown, a full disk, a signal, a
 # stall) made no request or says nothing about the network, and leave the streak as it was.
@@ -108,28 +108,32 @@ def checks(count: int) -> str:
     return f"{count} check" if count == 1 else f"{count} checks"
 
 
+def streak_of(state: State) -> State:
+    """Given the state, return a copy of its streak fields alone.
+
+    Only the check holding the run lock changes them (a SKIPPED check or `retry` never does), so that check works on
+    this copy and writes it back with its final count: one state write, not two.
+    """
+    return cast("State", {name: state.get(name) for name in STREAK_FIELDS})
+
+
 def track(
-    storage: StateStorage,
+    streak: State,
     logger: FilteringBoundLogger,
     outcome: OutcomeName,
     reason: str | None,
     error: str,
     alert_after_s: int,
 ) -> tuple[Failing | None, Recovered | None]:
-    """Given a check's final outcome, extend the streak of network failures with it, or end it.
+    """Given a check's streak fields (see `streak_of`) and its final outcome, extend the streak or end it, in `streak`.
 
     Return where a streak stands after a network failure, or the streak this outcome ended (logged here, before
     the final event); (None, None) when neither.
     """
     now_s = clock.now_s()
     if outcome == "FAILED" and reason == "network":
-        with storage.update() as state:
-            failing = record_failure(state, now_s, alert_after_s, error)
-        return failing, None
-    if storage.read().get("network_failing_since") is None:  # the usual case: no streak to end
-        return None, None
-    with storage.update() as state:
-        recovered = record_outcome(state, now_s, outcome, reason)
+        return record_failure(streak, now_s, alert_after_s, error), None
+    recovered = record_outcome(streak, now_s, outcome, reason)
     if recovered is not None:
         logger.info(
             "network_recovered",
