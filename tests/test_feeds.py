@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +14,6 @@ from playlist_cron.feeds import (
     FeedError,
     conditional_headers,
     derive_feed_url,
-    fetch,
     needs_channel_id,
     parse_feed,
 )
@@ -241,8 +237,19 @@ def test_what_is_no_feed_raises_a_feed_error_with_its_reason(body: bytes, reason
             "https://www.youtube.com/playlist?list=OLAK5uy_kgSMhsL4D2gWjG8SvT0fdgq2pzCLoxO5M",
             "https://www.youtube.com/feeds/videos.xml?playlist_id=OLAK5uy_kgSMhsL4D2gWjG8SvT0fdgq2pzCLoxO5M",
         ),
-        (f"https://www.youtube.com/channel/{CHANNEL_ID}/videos", None),  # a tab: the channel feed mixes all tabs
-        (f"https://www.youtube.com/channel/{CHANNEL_ID}/playlists", None),
+        (  # a tab: the uploads list YouTube keeps for it, so that the feed has no more than the tab
+            f"https://www.youtube.com/channel/{CHANNEL_ID}/videos",
+            f"https://www.youtube.com/feeds/videos.xml?playlist_id=UULF{CHANNEL_ID[2:]}",
+        ),
+        (
+            f"https://www.youtube.com/channel/{CHANNEL_ID}/shorts/",
+            f"https://www.youtube.com/feeds/videos.xml?playlist_id=UUSH{CHANNEL_ID[2:]}",
+        ),
+        (
+            f"https://www.youtube.com/channel/{CHANNEL_ID}/streams",
+            f"https://www.youtube.com/feeds/videos.xml?playlist_id=UULV{CHANNEL_ID[2:]}",
+        ),
+        (f"https://www.youtube.com/channel/{CHANNEL_ID}/playlists", None),  # a list of lists: no feed
         ("https://www.youtube.com/channel/UCtooShort", None),
         ("https://www.youtube.com/playlist?list=RDq3Ci-h945sbEYXpVlw7rJg", None),  # a mix: no public feed
         ("https://www.youtube.com/playlist?list=WL", None),
@@ -258,13 +265,35 @@ def test_derive_feed_url(url: str, feed_url: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "feed_url"),
+    [
+        (
+            "https://www.youtube.com/@LoopbackChannel",
+            f"https://www.youtube.com/feeds/videos.xml?channel_id={CHANNEL_ID}",
+        ),
+        (
+            "https://www.youtube.com/@LoopbackChannel/videos",
+            f"https://www.youtube.com/feeds/videos.xml?playlist_id=UULF{CHANNEL_ID[2:]}",
+        ),
+        ("https://www.youtube.com/user/loopback", f"https://www.youtube.com/feeds/videos.xml?channel_id={CHANNEL_ID}"),
+        ("https://www.youtube.com/@LoopbackChannel/playlists", None),
+    ],
+)
+def test_a_handle_has_a_feed_once_its_channel_id_is_known(url: str, feed_url: str | None) -> None:
+    assert derive_feed_url(url) is None
+    assert derive_feed_url(url, CHANNEL_ID) == feed_url
+    assert derive_feed_url(url, "UCtooShort") is None, "only a well-formed id is used"
+
+
+@pytest.mark.parametrize(
     ("url", "needed"),
     [
         ("https://www.youtube.com/@LoopbackChannel", True),
         ("https://www.youtube.com/@LoopbackChannel/", True),
         ("https://www.youtube.com/c/LoopbackChannel", True),
         ("https://www.youtube.com/user/loopback", True),
-        ("https://www.youtube.com/@LoopbackChannel/videos", False),  # a tab, as for /channel/UC…/videos
+        ("https://www.youtube.com/@LoopbackChannel/videos", True),  # a tab: its uploads list needs the id too
+        ("https://www.youtube.com/@LoopbackChannel/playlists", False),
         ("https://www.youtube.com/@", False),
         (f"https://www.youtube.com/channel/{CHANNEL_ID}", False),
         ("https://example.org/@someone", False),
@@ -284,84 +313,3 @@ def test_conditional_headers_send_only_what_the_last_read_gave() -> None:
         "If-None-Match": 'W/"v1"',
         "If-Modified-Since": "Sun, 29 Nov 2026 10:00:00 GMT",
     }
-
-
-class ConditionalFeedServer:
-    """Serves one feed body with an ETag and a Last-Modified, answers 304 to a matching validator, counts requests."""
-
-    ETAG = '"feed-v1"'
-    LAST_MODIFIED = "Sun, 29 Nov 2026 10:00:00 GMT"
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.statuses: list[int] = []
-        self.feed_status = 200
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if server.feed_status != 200:
-                    status, headers, payload = server.feed_status, {}, b"gone"
-                elif self.headers.get("If-None-Match") == server.ETAG or (
-                    self.headers.get("If-None-Match") is None
-                    and self.headers.get("If-Modified-Since") == server.LAST_MODIFIED
-                ):
-                    status, headers, payload = 304, {"ETag": server.ETAG}, b""
-                else:
-                    status, payload = 200, server.body
-                    headers = {"ETag": server.ETAG, "Last-Modified": server.LAST_MODIFIED}
-                server.statuses.append(status)
-                self.send_response(status)
-                for name, value in {**headers, "Content-Length": str(len(payload))}.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/feeds/videos.xml"
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-
-
-@pytest.fixture
-def feed_server() -> Iterator[ConditionalFeedServer]:
-    server = ConditionalFeedServer((FIXTURES / "youtube_channel.xml").read_bytes())
-    yield server
-    server.close()
-
-
-def test_unchanged_feed_costs_one_request_and_gives_nothing_to_parse(feed_server: ConditionalFeedServer) -> None:
-    first = fetch(feed_server.url, None, None, timeout_s=30)
-    assert (first.status, first.etag, first.last_modified) == (200, feed_server.ETAG, feed_server.LAST_MODIFIED)
-    assert first.body is not None and len(parse_feed(first.body, feed_server.url).entries) == 15
-
-    again = fetch(feed_server.url, first.etag, first.last_modified, timeout_s=30)
-    assert (again.status, again.body) == (304, None)
-    assert (again.etag, again.last_modified) == (feed_server.ETAG, feed_server.LAST_MODIFIED), "validators are kept"
-    assert feed_server.statuses == [200, 304], "the unchanged read cost exactly one request"
-
-
-def test_if_modified_since_alone_also_gets_a_304(feed_server: ConditionalFeedServer) -> None:
-    result = fetch(feed_server.url, None, feed_server.LAST_MODIFIED, timeout_s=30)
-    assert (result.status, result.body, result.last_modified) == (304, None, feed_server.LAST_MODIFIED)
-    assert feed_server.statuses == [304]
-
-
-def test_a_stale_validator_gets_the_whole_feed(feed_server: ConditionalFeedServer) -> None:
-    result = fetch(feed_server.url, '"feed-v0"', None, timeout_s=30)
-    assert (result.status, result.etag) == (200, feed_server.ETAG)
-    assert result.body == feed_server.body
-
-
-def test_an_error_status_is_an_answer_not_an_exception(feed_server: ConditionalFeedServer) -> None:
-    feed_server.feed_status = 404
-    result = fetch(feed_server.url, '"feed-v1"', None, timeout_s=30)
-    assert (result.status, result.body, result.etag) == (404, b"gone", None)
-    assert feed_server.statuses == [404]

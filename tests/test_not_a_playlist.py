@@ -1,4 +1,4 @@
-"""What is not a playlist is never counted wrong: a URL that leads to one video, an Atom feed, ids with line breaks."""
+"""What is not a playlist is never counted wrong: a URL that leads to one video; what is one is read: an Atom feed, ids with line breaks."""
 
 from __future__ import annotations
 
@@ -45,21 +45,27 @@ def test_a_url_that_redirects_to_one_video_is_a_playlist_error_before_any_downlo
 
 @pytest.mark.compat
 @pytest.mark.parametrize("entries", ["enclosure links", "one entry embeds its video"])
-def test_an_atom_feed_is_a_playlist_error_that_says_so(project: Project, entries: str) -> None:
+def test_an_atom_feed_as_playlist_url_downloads_its_entries_as_an_rss_feed_would(
+    project: Project, entries: str
+) -> None:
+    """yt-dlp reads no Atom feed (it took the document for one video, or for none); the feed parser reads it."""
     feed = project.feed
     feed.settings.feed_format = "atom"
-    if entries == "one entry embeds its video":  # yt-dlp reads the document as that one video
+    if entries == "one entry embeds its video":  # what made yt-dlp read the document as that one video
         video = f'<video xmlns="http://www.w3.org/1999/xhtml" src="{feed.media_url(feed.settings.items[0].guid)}"/>'
         feed.settings.feed_body = feed.atom_xml().replace(
             b"</entry>", f"<content>{video}</content></entry>".encode(), 1
         )
     result = project.run("check", "--now")
-    assert result.returncode == 1, result.stderr
-    [failed] = project.events("check_failed")
-    assert failed["reason"] == "playlist_error"
-    assert "Atom feed" in failed["error"]
-    assert "RSS" in failed["error"]
-    assert_nothing_downloaded(project)
+    assert result.returncode == 0, result.stderr
+    [completed] = project.events("check_completed")
+    assert (completed["downloaded"], completed["failed"]) == (3, 0)
+    assert completed["playlists"][0]["read"] == "feed"
+    assert completed["playlists"][0]["feed_url"] == feed.feed_url
+    # The same archive lines as yt-dlp writes for the items of an RSS feed: `generic <guid>`.
+    assert sorted(project.archive_lines()) == sorted(f"generic {item.guid}" for item in feed.settings.items)
+    assert len(feed.requests_for("/feed.xml")) == 1
+    assert project.state()["playlists"][feed.feed_url]["is_feed"] is True
 
 
 def test_a_real_playlist_still_downloads_after_these_checks(project: Project) -> None:

@@ -16,6 +16,7 @@ PAIRS = [
     (records.RunningRecord, state.RUNNING_FIELDS),
     (records.FailedVideoRecord, state.FAILED_VIDEO_FIELDS),
     (records.LogFailureRecord, state.LOG_FAILURE_FIELDS),
+    (records.PlaylistReadRecord, state.PLAYLIST_READ_FIELDS),
 ]
 
 

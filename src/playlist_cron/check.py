@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from playlist_cron import outage
     from playlist_cron.download import PlaylistResult
-    from playlist_cron.records import FailedVideoRecord, RunningRecord, State
+    from playlist_cron.records import FailedVideoRecord, PlaylistReadRecord, RunningRecord, State
     from playlist_cron.state import CounterName, OutcomeName, RanOutcome
     from playlist_cron.watchdog import Watchdog
 
@@ -207,6 +207,7 @@ class _Check:
         self.number = 0
         self.run_id = new_run_id()
         self.failed_videos: dict[str, FailedVideoRecord] = {}
+        self.playlist_records: dict[str, PlaylistReadRecord] = {}  # how each playlist was read: `reads`
         self.cooldown_until: float | None = None
         self.cooldown_level = 0
         self.config_writable_reported: str | None = None
@@ -268,6 +269,7 @@ class _Check:
                 "run_id": self.run_id,
             }
             self.failed_videos = state["failed_videos"]
+            self.playlist_records = dict(state.get("playlists") or {})
             self.config_writable_reported = state.get("config_file_writable_reported")
             capped_from = state_module.cap_cooldown(state, self.config.cooldown_seconds, self.started_at)
             self.streak = outage.streak_of(state)
@@ -327,14 +329,24 @@ class _Check:
         self.config_writable_reported = file_checks.check_config_file(
             self.config, self.logger, self.console, self.store, self.config_writable_reported
         )
-        from playlist_cron import download  # only now that the lock is held: the skip path never pays for yt-dlp
+        # Only now that the lock is held: the skip path never pays for yt-dlp.
+        from playlist_cron import download, reads
 
         results = []
         try:
             for playlist in self.config.playlists:
-                self.console.say(f"Reading {playlist.url}")
-                results.append(
-                    download.download_playlist(self.config, playlist, self, mark_archived=self.mark_archived)
+                record = self.playlist_records.get(reads.record_key(playlist.url))
+                read = reads.plan(playlist, record, clock.now_s())
+                self.console.say(
+                    f"Reading {playlist.url}" + (f" from its feed {read.feed_url}" if read.kind == "feed" else "")
+                )
+                read_started_at = clock.iso(clock.now_s())
+                result = download.download_playlist(
+                    self.config, playlist, self, read=read, mark_archived=self.mark_archived
+                )
+                results.append(result)
+                self.playlist_records[reads.record_key(playlist.url)] = reads.record_after(
+                    record, result, read_started_at, clock.iso(clock.now_s())
                 )
         except download.RateLimited as limited:
             return self._start_cooldown(str(limited), results)
@@ -480,8 +492,15 @@ class _Check:
                 **fields,
             }
             event["timestamp"] = clock.iso(clock.now_s())
+            from playlist_cron.reads import record_key
+
+            configured = {record_key(playlist.url) for playlist in self.config.playlists}
             with self.store.update() as state:
                 apply_final_event(state, event)
+                # Of the playlists no longer in the config, nothing is kept: one put back is read whole first.
+                state["playlists"] = {
+                    url: record for url, record in dict(self.playlist_records).items() if url in configured
+                }
                 if failing is not None or recovered is not None:
                     state.update(self.streak)
                 _count_lost_log_lines(state, self.log_file, self.number)
@@ -646,3 +665,15 @@ class _Check:
 
     def warning(self, message: str) -> None:
         self.logger.warning("yt_dlp_warning", message=message)
+
+    def feed_failed(self, playlist_url: str, feed_url: str, reason: str, error: str, then: str) -> None:
+        self.activity()
+        self.logger.warning(
+            "feed_failed",
+            playlist_url=playlist_url,
+            feed_url=feed_url,
+            reason=reason,
+            error=error,
+            message=f"the feed {feed_url} of {playlist_url} could not be read ({error}); {then}",
+        )
+        self.console.say(f"The feed {feed_url} could not be read ({error}); {then}")

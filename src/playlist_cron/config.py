@@ -8,7 +8,7 @@ import re
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TypedDict, overload
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict, overload
 
 from playlist_cron.errors import ConfigError
 
@@ -17,6 +17,7 @@ DEFAULT_CONFIG_NAME = "config.json"
 DEFAULT_OUTPUT_TEMPLATE = "%(playlist_title)s/%(title)s [%(id)s].%(ext)s"
 DEFAULT_RETRY_BACKOFF_SECONDS = (900, 3600, 21600, 86400)
 DEFAULT_NETWORK_ALERT_AFTER_SECONDS = 3600
+DEFAULT_FULL_SCAN_INTERVAL_SECONDS = 21600  # a playlist with a feed is read whole every six hours
 
 # yt-dlp's options that playlist-cron sets itself, by the `dest` yt-dlp's parser stores them in: a user's copy
 # would fight ours. `yt_dlp_options.parse_yt_dlp_args` asks yt-dlp's own parser which dest each argument sets.
@@ -66,6 +67,7 @@ MAX_DOWNLOADS_PER_CHECK = 1_000_000  # more videos than the largest channel has
 
 _MISSING = object()  # "no value given", as distinct from a JSON null
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+\S*$")
+_FEED_URL = re.compile(r"^[hH][tT][tT][pP][sS]?://[^\s/]+\S*$")
 # yt-dlp's strict date forms (`DateRange`): YYYYMMDD, or now/today/yesterday minus an amount; never plus.
 _DATE = re.compile(r"(?P<ymd>\d{8})|(?P<base>now|today|yesterday)(?:-(?P<amount>\d+)(?P<unit>day|week|month|year)s?)?")
 
@@ -76,6 +78,8 @@ PLAYLIST_KEYS = (
     "stop_at_first_archived",
     "max_downloads_per_check",
     "date_after",
+    "feed_url",
+    "full_scan_interval_seconds",
 )
 TOP_LEVEL_KEYS = (
     "playlist_url",
@@ -96,6 +100,8 @@ TOP_LEVEL_KEYS = (
     "stop_at_first_archived",
     "max_downloads_per_check",
     "date_after",
+    "feed_url",
+    "full_scan_interval_seconds",
     "cookies_file",
     "retry_backoff_seconds",
     "healthcheck_url",
@@ -115,6 +121,8 @@ class Playlist(NamedTuple):
     max_downloads_per_check: int | None
     date_after: str | None
     yt_dlp_args_key: str = "yt_dlp_args"  # where its yt_dlp_args came from, for error messages
+    feed_url: str | Literal[False] | None = None  # None: derived from `url` where it can be; False: no feed reads
+    full_scan_interval_seconds: int = DEFAULT_FULL_SCAN_INTERVAL_SECONDS  # 0: the feed alone
 
 
 if TYPE_CHECKING:  # building a TypedDict costs the not-due path time (typing compiles its annotations)
@@ -128,6 +136,7 @@ if TYPE_CHECKING:  # building a TypedDict costs the not-due path time (typing co
         max_downloads_per_check: int | None
         date_after: str | None
         yt_dlp_args_key: str
+        full_scan_interval_seconds: int
 
 
 class Config(NamedTuple):
@@ -206,6 +215,9 @@ class _Reader:
                 "max_downloads_per_check", None, minimum=1, maximum=MAX_DOWNLOADS_PER_CHECK, said="a million"
             ),
             "date_after": self.date("date_after", self.raw.get("date_after")),
+            "full_scan_interval_seconds": self.seconds(
+                "full_scan_interval_seconds", DEFAULT_FULL_SCAN_INTERVAL_SECONDS, minimum=0
+            ),
         }
         playlists = self.playlists(defaults)
         config = Config(
@@ -243,7 +255,10 @@ class _Reader:
             return []
         if has_one:
             url = self.url_value("playlist_url", self.raw["playlist_url"])
-            return [Playlist(url=url, **defaults)] if url else []
+            feed_url = self.feed_url("feed_url", self.raw["feed_url"]) if "feed_url" in self.raw else None
+            return [Playlist(url=url, feed_url=feed_url, **defaults)] if url else []
+        if "feed_url" in self.raw:
+            self.problem("feed_url", "a feed belongs to one playlist: set it in that playlist's object in 'playlists'")
         entries = self.raw["playlists"]
         if not isinstance(entries, list) or not entries:
             self.problem("playlists", "expected a non-empty list of URLs or of objects with a 'url'")
@@ -294,7 +309,17 @@ class _Reader:
             )
         if "date_after" in entry:
             values["date_after"] = self.date(f"{key}.date_after", entry["date_after"])
-        return Playlist(url=url, **values) if url else None
+        if "full_scan_interval_seconds" in entry:
+            values["full_scan_interval_seconds"] = self.integer(
+                f"{key}.full_scan_interval_seconds",
+                DEFAULT_FULL_SCAN_INTERVAL_SECONDS,
+                minimum=0,
+                maximum=ONE_YEAR_S,
+                said="one year",
+                value=entry["full_scan_interval_seconds"],
+            )
+        feed_url = self.feed_url(f"{key}.feed_url", entry["feed_url"]) if "feed_url" in entry else None
+        return Playlist(url=url, feed_url=feed_url, **values) if url else None
 
     def string(self, key: str, default: str, value: object = _MISSING) -> str:
         value = self.raw.get(key, default) if value is _MISSING else value
@@ -344,6 +369,19 @@ class _Reader:
             return None
         if not isinstance(value, str) or not _URL.match(value):
             self.problem(key, f"expected a URL such as https://www.youtube.com/playlist?list=..., got {_show(value)}")
+            return None
+        return value
+
+    def feed_url(self, key: str, value: object) -> str | Literal[False] | None:
+        """A playlist's `feed_url`: an http(s) URL, or false for no feed reads (absent: derived where it can be)."""
+        if value is False:
+            return False
+        if not isinstance(value, str) or not _FEED_URL.match(value):
+            self.problem(
+                key,
+                "expected the playlist's RSS or Atom feed as an http(s) URL, or false to read the playlist whole at "
+                f"every check, got {_show(value)}",
+            )
             return None
         return value
 

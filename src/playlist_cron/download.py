@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -16,13 +17,14 @@ from yt_dlp.networking import Response
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DateRange, DownloadCancelled, DownloadError, UnsupportedError
 
-from playlist_cron import yt_dlp_private
+from playlist_cron import feeds, yt_dlp_private
 from playlist_cron.config import Config, Playlist
 from playlist_cron.errors import DiskFull
 from playlist_cron.failure_kinds import NETWORK as NETWORK
 from playlist_cron.failure_kinds import NO_SPACE, RATE_LIMITED, Failure, host_of, one_line
 from playlist_cron.failure_kinds import classify as classify
 from playlist_cron.file_names import NAME_RESERVE_BYTES, SIDECAR_RESERVE_BYTES, fit_fields, name_max_bytes
+from playlist_cron.reads import ReadKind, ReadPlan
 from playlist_cron.yt_dlp_options import parse_yt_dlp_args
 
 BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
@@ -35,6 +37,23 @@ FEED_CONTENT_TYPES = ("application/atom+xml", "application/rss+xml", "applicatio
 # Why reading a playlist stopped early (PlaylistResult.stopped), besides the name of a yt-dlp --break-* stop.
 STOPPED_AT_ARCHIVED = "first archived video"
 STOPPED_AT_MAX_DOWNLOADS = "max_downloads_per_check"
+# Stops after which a full read has still seen every entry it had to: the next full read can wait its interval.
+# (A stop at max_downloads_per_check or yt-dlp's --max-downloads leaves new entries unread behind it.)
+COMPLETE_READ_STOPS = (None, STOPPED_AT_ARCHIVED, "ExistingVideoReached", "RejectedVideoReached")
+# yt-dlp's playlist fields, as a full read gives them to each entry: a feed read gives its entries the same, so
+# that a video lands in the same folder however it was found.
+PLAYLIST_FIELDS = (
+    "playlist",
+    "playlist_id",
+    "playlist_title",
+    "playlist_uploader",
+    "playlist_uploader_id",
+    "playlist_channel",
+    "playlist_channel_id",
+    "playlist_webpage_url",
+)
+FEED_ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+FEED_SNIFF_BYTES = 512  # enough of an answer to tell XML from an HTML page or a media file, before reading it all
 
 
 class Reporter(Protocol):
@@ -72,6 +91,8 @@ class Reporter(Protocol):
     def due_retries(self, playlist_url: str) -> list[tuple[str, str | None]]: ...
 
     def warning(self, message: str) -> None: ...
+
+    def feed_failed(self, playlist_url: str, feed_url: str, reason: str, error: str, then: str) -> None: ...
 
 
 class RateLimited(Exception):
@@ -119,11 +140,25 @@ class PlaylistResult:
     # Videos that failed because the site was unreachable: the check records them as failed videos only when
     # it is not itself a network failure (an outage must not spend every video's retry steps).
     network_failures: list[VideoFailure] = field(default_factory=list)
+    read: ReadKind = "full"  # what the entries worked on came from
+    feed_url: str | None = None  # the feed this check read (or tried to), if any
+    feed_status: int | None = None  # its HTTP status: 200, or 304 when unchanged
+    feed_error: str | None = None  # why the feed could not be read, when it could not
+    feed_entries: int | None = None  # how many entries the feed listed
+    etag: str | None = None  # the feed's validators, for the next read
+    last_modified: str | None = None
+    full_read_complete: bool = False  # a full read went through every entry it had to
+    channel_id: str | None = None  # the channel's id (UC…), as the full read gave it
+    playlist_fields: dict[str, str | None] | None = None  # yt-dlp's playlist fields at the full read
+    is_feed: bool | None = None  # whether the playlist's own URL turned out to be a feed (None: not looked)
 
     def summary(self) -> dict[str, Any]:
         return {
             "url": self.url,
             "title": self.title,
+            "read": self.read,
+            **({"feed_url": self.feed_url, "feed_status": self.feed_status} if self.feed_url else {}),
+            **({"feed_error": self.feed_error} if self.feed_error else {}),
             "downloaded": self.downloaded,
             "failed": self.failed,
             "already_archived": self.already_archived,
@@ -168,11 +203,6 @@ class _Entry:
 def _not_a_playlist(content_type: str | None, what: str) -> str:
     """The playlist error for a URL that gave `what` (one video, or nothing yt-dlp can read) instead of a playlist."""
     media_type = (content_type or "").partition(";")[0].strip().lower()
-    if media_type == "application/atom+xml":
-        return (
-            f"this URL is not a playlist yt-dlp can read: it is an Atom feed, and yt-dlp reads only RSS feeds as "
-            f"playlists ({what}); give the site's RSS feed or its playlist page instead"
-        )
     if media_type in FEED_CONTENT_TYPES:
         return (
             f"this URL is not a playlist yt-dlp can read: it answered with an XML document ({media_type}) that is not "
@@ -256,6 +286,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._extractor_keys: dict[tuple[str, str], str | None] = {}
         self._name_max_bytes: int | None = None
         self.first_content_type: str | None = None  # of the playlist URL's answer: says what a non-playlist was
+        self.capture_playlist_fields = False  # note the playlist fields of the first entry (a full read's)
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
@@ -264,6 +295,14 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
 
     def _current(self) -> _Entry | None:
         return self._entries[-1] if self._entries else None
+
+    @property
+    def reporter(self) -> Reporter:
+        return self._reporter
+
+    @property
+    def marking_archived(self) -> bool:
+        return self._mark_archived
 
     # The benchmark-justified shortcuts: extractor and archive look-ups that yt-dlp would repeat for every entry.
 
@@ -322,6 +361,8 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             self._entries[-1].is_container = True
         if self._playlist_depth == 0 and self._result.title is None:
             self._result.title = ie_result.get("title")
+            if feeds.is_channel_id(ie_result.get("channel_id")):
+                self._result.channel_id = ie_result["channel_id"]
         self._playlist_depth += 1
         try:
             return super().process_ie_result(ie_result, download, extra_info)
@@ -331,6 +372,12 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
     def _process_entry(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         """One playlist entry: decide from the playlist alone, else let yt-dlp run it; then count what it came to."""
         ie_result = _with_plain_id(ie_result)
+        if self.capture_playlist_fields and self._result.playlist_fields is None:
+            self._result.playlist_fields = {
+                name: value if isinstance(value, str) else None
+                for name in PLAYLIST_FIELDS
+                for value in [(extra_info or {}).get(name)]
+            }
         entry = _Entry(self._playlist_depth, _archive_id(self, ie_result), ie_result.get("url"), ie_result.get("title"))
         self._reporter.activity()
         if self._settled_without_request(entry, ie_result):
@@ -442,8 +489,9 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             self._result.stopped = STOPPED_AT_ARCHIVED
             raise _StopPlaylist()
 
-    def retry_behind_first_archived(self) -> None:
-        """Reading stopped at the first archived video: try the playlist's failed videos that are due anyway."""
+    def run_due_retries(self) -> None:
+        """Try the playlist's failed videos that are due, which the read did not meet: it stopped at the first
+        archived video, or was a feed read (a feed lists only the newest entries)."""
         result = self._result
         playlist_fields = {"playlist": result.title, "playlist_title": result.title, "playlist_id": result.url}
         for url, title in self._reporter.due_retries(self._playlist.url):
@@ -622,20 +670,237 @@ def _size(filename: str) -> int:
 
 
 def download_playlist(
-    config: Config, playlist: Playlist, reporter: Reporter, *, mark_archived: bool = False
+    config: Config,
+    playlist: Playlist,
+    reporter: Reporter,
+    *,
+    read: ReadPlan | None = None,
+    mark_archived: bool = False,
 ) -> PlaylistResult:
-    """Given a playlist, download what is new in it and return what happened.
+    """Given a playlist and what to read of it (a full read when not told), download what is new in it and return
+    what happened.
 
     Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`, RateLimited when the site says to slow
     down, and DiskFull when the disk is full; every other problem is recorded in the result (a
-    video's, or the playlist's `error` with its `error_kind`).
+    video's, the feed's `feed_error`, or the playlist's `error` with its `error_kind`).
     """
+    read = read or ReadPlan("full", "every check")
     params = _yt_dlp_params(config, playlist, mark_archived=mark_archived)
-    result = PlaylistResult(url=playlist.url)
+    result = PlaylistResult(url=playlist.url, read=read.kind)
     with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived) as ydl:
         ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
-        _go_through_playlist(ydl, playlist, result)
+        _follow(ydl, playlist, read, result)
     return result
+
+
+def _follow(ydl: _Downloader, playlist: Playlist, read: ReadPlan, result: PlaylistResult) -> None:
+    """Read the playlist as planned: its feed, falling back to a full read when the feed fails; or a full read,
+    then its feed when the full read failed, so that what the feed lists is not missed."""
+    if read.probe and _probe(ydl, playlist, result):
+        return
+    if read.kind == "feed" and read.feed_url:
+        failure = _go_through_feed(ydl, playlist, read.feed_url, read, result)
+        if failure is None:
+            return
+        if read.playlist_is_feed and not isinstance(failure, feeds.FeedError):
+            _record_playlist_failure(failure, result)  # the feed is the playlist: there is nothing fuller to read
+            return
+        if read.playlist_is_feed:
+            result.is_feed = False  # no longer a feed: yt-dlp reads it from now on
+        reporter_then = "reading the playlist whole instead"
+        _tell_feed_failed(ydl, playlist, read.feed_url, failure, result, reporter_then)
+    result.read = "full"
+    ydl.capture_playlist_fields = True
+    _go_through_playlist(ydl, playlist, result)
+    ydl.capture_playlist_fields = False
+    result.full_read_complete = result.error is None and result.stopped in COMPLETE_READ_STOPS
+    if result.error is not None and read.feed_url and result.feed_error is None and not read.playlist_is_feed:
+        # The full read failed: what the feed lists still downloads, and the playlist's error still stands.
+        failure = _go_through_feed(ydl, playlist, read.feed_url, read, result)
+        if failure is not None:
+            _tell_feed_failed(ydl, playlist, read.feed_url, failure, result, "nothing more was read")
+
+
+def _probe(ydl: _Downloader, playlist: Playlist, result: PlaylistResult) -> bool:
+    """The playlist's URL has not been looked at yet: when yt-dlp would give it to its generic extractor, fetch it
+    as a feed. Return True when that settled the playlist's part of the check (it was a feed, or the site could not
+    be read); False when yt-dlp must read it.
+
+    A URL that yt-dlp has an extractor of its own for is no feed, and costs no request here.
+    """
+    if yt_dlp_private.first_suitable_extractor(ydl, playlist.url) != "Generic":
+        result.is_feed = False
+        return False
+    failure = _go_through_feed(ydl, playlist, playlist.url, ReadPlan("feed", "probe"), result)
+    if failure is None:
+        result.is_feed = True
+        return True
+    result.feed_url = result.feed_status = None
+    if isinstance(failure, feeds.FeedError):
+        result.is_feed = False  # a page for yt-dlp to read: looked at once, never again
+        return False
+    _record_playlist_failure(failure, result)  # the same request through yt-dlp would fail the same way
+    return True
+
+
+def _go_through_feed(
+    ydl: _Downloader, playlist: Playlist, feed_url: str, read: ReadPlan, result: PlaylistResult
+) -> feeds.FeedError | Failure | None:
+    """Read a feed and run its entries as yt-dlp would run the playlist's; return why it failed, or None.
+
+    A 304 (unchanged) runs nothing but the failed videos that are due. Raise RateLimited when the site says to
+    slow down, and DiskFull when the disk is full.
+    """
+    result.feed_url = feed_url
+    try:
+        fetched = _fetch_feed(ydl, feed_url, read.etag, read.last_modified)
+        result.feed_status = fetched.status
+        feed = None if fetched.body is None else feeds.parse_feed(fetched.body, feed_url)
+    except feeds.FeedError as error:
+        if ydl.rate_limited:  # a bot-check page where the feed should be
+            raise RateLimited(ydl.rate_limited) from None
+        return error
+    except (RateLimited, DiskFull):
+        raise
+    except Exception as error:  # no answer, or an error status
+        failure = ydl.failure_of(error, host_of(feed_url))
+        _raise_when_check_must_stop(failure)
+        return failure
+    result.read = "feed"
+    result.feed_error = None
+    result.etag, result.last_modified = fetched.etag, fetched.last_modified
+    if feed is None and result.title is None:
+        result.title = (read.playlist_fields or {}).get("playlist_title")
+    if feed is not None:
+        result.feed_entries = len(feed.entries)
+        info = _feed_playlist(feed, playlist, feed_url, read.playlist_fields)
+        try:
+            ydl.process_ie_result(info, download=True)
+        except _StopPlaylist:
+            pass
+        except DownloadCancelled as cancelled:
+            result.stopped = type(cancelled).__name__
+            return None
+    if result.stopped != STOPPED_AT_MAX_DOWNLOADS and not ydl.marking_archived:
+        with contextlib.suppress(_StopPlaylist):
+            ydl.run_due_retries()
+    return None
+
+
+def _tell_feed_failed(
+    ydl: _Downloader,
+    playlist: Playlist,
+    feed_url: str,
+    failure: feeds.FeedError | Failure,
+    result: PlaylistResult,
+    then: str,
+) -> None:
+    reason: str
+    if isinstance(failure, feeds.FeedError):
+        reason, error = failure.reason, failure.detail
+    else:
+        reason, error = failure.kind, failure.message
+    result.feed_error = f"{reason}: {error}"
+    result.feed_status = failure.status if isinstance(failure, Failure) else result.feed_status
+    ydl.reporter.feed_failed(playlist.url, feed_url, reason, error, then)
+
+
+def _record_playlist_failure(failure: feeds.FeedError | Failure, result: PlaylistResult) -> None:
+    if isinstance(failure, feeds.FeedError):
+        result.error = f"not a feed ({failure.reason}): {failure.detail}"
+        return
+    result.error = failure.message
+    result.error_kind = failure.kind
+
+
+def _fetch_feed(ydl: _Downloader, url: str, etag: str | None, last_modified: str | None) -> feeds.FetchResult:
+    """Fetch a feed through yt-dlp (its proxy, cookies and headers apply), sending the last read's validators.
+
+    Raise FeedError when the answer is not XML or too big to be a feed, and yt-dlp's errors for the rest (an
+    HTTPError for a status other than 200 and 304).
+    """
+    from yt_dlp.networking import Request
+
+    headers = {"Accept": FEED_ACCEPT, **feeds.conditional_headers(etag, last_modified)}
+    try:
+        response = ydl.urlopen(Request(url, headers=headers))
+    except HTTPError as error:
+        if error.status != 304:
+            raise
+        answered = error.response.headers
+        return feeds.FetchResult(
+            304, None, answered.get("ETag") or etag, answered.get("Last-Modified") or last_modified
+        )
+    with response:
+        head = b""
+        while len(head) < FEED_SNIFF_BYTES:
+            chunk = response.read(FEED_SNIFF_BYTES - len(head))
+            if not chunk:
+                break
+            head += chunk
+        feeds.check_looks_like_xml(head, response.headers.get("Content-Type"))
+        body = head + response.read(feeds.MAX_FEED_BYTES + 1 - len(head))
+    if len(body) > feeds.MAX_FEED_BYTES:
+        raise feeds.FeedError("too_large", f"the answer is larger than {feeds.MAX_FEED_BYTES} bytes")
+    return feeds.FetchResult(
+        int(response.status), body, response.headers.get("ETag"), response.headers.get("Last-Modified")
+    )
+
+
+def _feed_playlist(
+    feed: feeds.Feed, playlist: Playlist, feed_url: str, stored_fields: dict[str, str | None] | None
+) -> dict[str, Any]:
+    """Given a parsed feed, return it as yt-dlp's playlist info, its entries as a full read would give them.
+
+    A YouTube entry is the video's page with its extractor named (archived as `youtube <videoId>`); any other
+    entry is its enclosure (else its link) carrying its id, as yt-dlp's generic extractor hands on an RSS item.
+    The playlist's own fields are those of the last full read, so that output templates name the same folders.
+    """
+    from yt_dlp.utils import smuggle_url
+
+    entries: list[dict[str, Any]] = []
+    for entry in feed.entries:
+        if entry.video_id:
+            entries.append(
+                {
+                    "_type": "url",
+                    "ie_key": "Youtube",
+                    "id": entry.video_id,
+                    "url": f"https://www.youtube.com/watch?v={entry.video_id}",
+                    "title": entry.title,
+                    "timestamp": entry.published_s,
+                }
+            )
+            continue
+        url = entry.media_url or entry.page_url
+        if not url:
+            continue
+        entries.append(
+            {
+                "_type": "url_transparent",
+                "url": smuggle_url(url, {"force_videoid": entry.id}) if entry.own_id else url,
+                "title": entry.title,
+                "timestamp": entry.published_s,
+            }
+        )
+    is_youtube = feed.kind == "youtube"
+    info: dict[str, Any] = {
+        "_type": "playlist",
+        "id": playlist.url if not is_youtube else None,
+        "title": feed.title,
+        "entries": entries,
+        "webpage_url": playlist.url,
+        "original_url": playlist.url,
+        "extractor": "youtube:tab" if is_youtube else "generic",
+        "extractor_key": "YoutubeTab" if is_youtube else "Generic",
+        "feed_url": feed_url,
+    }
+    for name, value in (stored_fields or {}).items():
+        if value is not None and name.startswith("playlist_"):
+            info[name[len("playlist_") :]] = value
+    if info["id"] is None:
+        info["id"] = playlist.url
+    return info
 
 
 def _yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) -> dict[str, Any]:
@@ -682,7 +947,7 @@ def _go_through_playlist(ydl: _Downloader, playlist: Playlist, result: PlaylistR
         _read_and_run(ydl, playlist, result)
     except _StopPlaylist:
         if result.stopped == STOPPED_AT_ARCHIVED:
-            ydl.retry_behind_first_archived()
+            ydl.run_due_retries()
     except DownloadCancelled as cancelled:  # yt-dlp's own --break-* and max-downloads stops end a check normally
         result.stopped = type(cancelled).__name__
     except RateLimited:
@@ -707,7 +972,7 @@ def _read_and_run(ydl: _Downloader, playlist: Playlist, result: PlaylistResult) 
     else:
         ydl.process_ie_result(info, download=True)
     if result.stopped == STOPPED_AT_ARCHIVED:
-        ydl.retry_behind_first_archived()
+        ydl.run_due_retries()
 
 
 def _read_playlist(ydl: _Downloader, url: str) -> Any:

@@ -38,6 +38,7 @@ class Failure:
 
     kind: str
     message: str
+    status: int | None = None  # the HTTP status the site answered with, when it answered
 
 
 def classify(error: BaseException, host: str | None = None) -> Failure:
@@ -52,7 +53,7 @@ def classify(error: BaseException, host: str | None = None) -> Failure:
     links = list(_chain(error))
     for link in links:
         if isinstance(link, HTTPError) and link.status == 429:
-            return Failure(RATE_LIMITED, f"HTTP 429 Too Many Requests from {host_of(link.response.url)}")
+            return Failure(RATE_LIMITED, f"HTTP 429 Too Many Requests from {host_of(link.response.url)}", 429)
     for link in links:
         if isinstance(link, OSError) and link.errno in NO_SPACE_ERRNOS:
             where = f" ({link.filename})" if link.filename else ""
@@ -61,11 +62,14 @@ def classify(error: BaseException, host: str | None = None) -> Failure:
     # yt-dlp met it while handling an earlier, incidental failure (chained as __context__, further out).
     decisive = next((link for link in links if isinstance(link, HTTPError) or _network_words(link)), None)
     words = _network_words(decisive) if decisive is not None else _transport_words(links)
+    status = decisive.status if isinstance(decisive, HTTPError) else None
+    if status is None:
+        status = next((link.status for link in links if isinstance(link, HTTPError)), None)
     if words is None:
-        return Failure(OTHER, one_line(error))
+        return Failure(OTHER, one_line(error), status)
     if isinstance(decisive, HTTPError):
         host = host_of(decisive.response.url)
-    return Failure(NETWORK, f"cannot reach {host or 'the site'}: {words}")
+    return Failure(NETWORK, f"cannot reach {host or 'the site'}: {words}", status)
 
 
 def host_of(url: str) -> str:

@@ -14,11 +14,10 @@ if TYPE_CHECKING:
 # `forbid_entities` does: a billion-laughs document stops at its first `<!ENTITY`.
 
 FeedKind = Literal["youtube", "atom", "rss"]
-FeedErrorReason = Literal["entity_declaration", "not_xml", "not_a_feed"]
+FeedErrorReason = Literal["entity_declaration", "not_xml", "not_a_feed", "too_large"]
 
 YOUTUBE_FEED_URL = "https://www.youtube.com/feeds/videos.xml"
 MAX_FEED_BYTES = 16 * 1024 * 1024  # a feed is kilobytes; a bigger answer is not a feed and must not fill memory
-USER_AGENT = "playlist-cron"
 
 _NAMESPACE_PREFIXES = {
     "http://www.w3.org/2005/Atom": "atom",
@@ -46,6 +45,9 @@ _LIST_ID = re.compile(r"[0-9A-Za-z_-]{10,}")
 _YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com"}
 # Lists with no public feed: mixes are generated per viewer, the others are private to their owner.
 _LISTS_WITHOUT_FEED = ("RD", "WL", "LL", "LM")
+# A channel's tabs and the prefix of the uploads list YouTube keeps for each ("UC" of the channel id replaced);
+# None: the channel's own page, whose feed is the channel feed (every upload).
+_TAB_LISTS: dict[str, str | None] = {"": None, "videos": "UULF", "shorts": "UUSH", "streams": "UULV"}
 
 
 class FeedError(Exception):
@@ -68,6 +70,7 @@ class FeedEntry(NamedTuple):
     updated_s: int | None
     video_id: str | None  # yt:videoId
     channel_id: str | None  # yt:channelId
+    own_id: bool = True  # the id is the entry's own (guid, atom:id), not its link standing in for one
 
 
 class Feed(NamedTuple):
@@ -105,39 +108,75 @@ def channel_feed_url(channel_id: str) -> str:
     return f"{YOUTUBE_FEED_URL}?channel_id={channel_id}"
 
 
-def derive_feed_url(url: str) -> str | None:
-    """Given a playlist URL, return the feed that lists its newest entries, or None when there is none to derive.
+def is_youtube_url(url: str) -> bool:
+    """Whether `url` is on YouTube's web host (where no page is an RSS or Atom feed)."""
+    return _youtube_path(url) is not None
 
-    A channel's own page (`/channel/UC…`) has one; its tabs (`/videos`, `/shorts`, `/streams`) do not, since the
-    channel feed mixes all of them and a feed read would then fetch what the full read leaves out. `/@handle` has
-    one only once its channel id is known: see `needs_channel_id`.
+
+def _channel_page(url: str) -> tuple[str, str | None, str] | None:
+    """Given a URL, return how it names a channel ("id", "handle") with the name, and its tab ("" for the
+    channel's own page), when it is a YouTube channel page; else None."""
+    found = _youtube_path(url)
+    if found is None:
+        return None
+    segments = found[0].split("/")[1:]
+    tab = segments[-1] if len(segments) in (2, 3) and segments[-1] in _TAB_LISTS else None
+    named = segments[:-1] if tab is not None and len(segments) in (2, 3) else segments
+    if len(named) == 2 and named[0] == "channel" and _CHANNEL_ID.fullmatch(named[1]):
+        return "id", named[1], tab or ""
+    if len(named) == 1 and named[0].startswith("@") and len(named[0]) > 1:
+        return "handle", None, tab or ""
+    if len(named) == 2 and named[0] in ("c", "user") and named[1]:
+        return "handle", None, tab or ""
+    return None
+
+
+def derive_feed_url(url: str, channel_id: str | None = None) -> str | None:
+    """Given a playlist URL (and, for a channel named by handle, its id once known), return the feed that lists
+    its newest entries, or None when there is none to derive.
+
+    A channel's own page (`/channel/UC…`, all its uploads) has the channel feed. Its tabs have the feed of the
+    uploads list YouTube keeps for each: `/videos` (UULF…), `/shorts` (UUSH…), `/streams` (UULV…), so that a feed
+    read fetches no more than the full read would. `/@handle` has one only once its channel id is known: see
+    `needs_channel_id`.
     """
+    page = _channel_page(url)
+    if page is not None:
+        how, named_id, tab = page
+        channel_id = named_id if how == "id" else channel_id
+        if channel_id is None or not _CHANNEL_ID.fullmatch(channel_id):
+            return None
+        prefix = _TAB_LISTS[tab]
+        return channel_feed_url(channel_id) if prefix is None else playlist_feed_url(prefix + channel_id[2:])
     found = _youtube_path(url)
     if found is None:
         return None
     path, query = found
-    segments = path.split("/")[1:]
-    if len(segments) == 2 and segments[0] == "channel" and _CHANNEL_ID.fullmatch(segments[1]):
-        return channel_feed_url(segments[1])
     if path == "/playlist" and len(query.get("list", [])) == 1:
         list_id = query["list"][0]
         if _LIST_ID.fullmatch(list_id) and not list_id.startswith(_LISTS_WITHOUT_FEED):
-            return f"{YOUTUBE_FEED_URL}?playlist_id={list_id}"
+            return playlist_feed_url(list_id)
     return None
 
 
+def playlist_feed_url(list_id: str) -> str:
+    """Given a playlist id (PL…, UU…), return its feed."""
+    return f"{YOUTUBE_FEED_URL}?playlist_id={list_id}"
+
+
 def needs_channel_id(url: str) -> bool:
-    """Given a playlist URL, say whether it names a channel by handle or legacy name (`/@x`, `/c/x`, `/user/x`).
+    """Given a playlist URL, say whether it names a channel by handle or legacy name (`/@x`, `/c/x`, `/user/x`, or
+    one of their tabs).
 
     Such a channel's feed needs its UC… id, which only a read of the channel page gives (once, then remembered).
     """
-    found = _youtube_path(url)
-    if found is None:
-        return False
-    segments = found[0].split("/")[1:]
-    if len(segments) == 1 and segments[0].startswith("@") and len(segments[0]) > 1:
-        return True
-    return len(segments) == 2 and segments[0] in ("c", "user") and segments[1] != ""
+    page = _channel_page(url)
+    return page is not None and page[0] == "handle"
+
+
+def is_channel_id(text: object) -> bool:
+    """Whether `text` is a YouTube channel id (UC and 22 more characters)."""
+    return isinstance(text, str) and _CHANNEL_ID.fullmatch(text) is not None
 
 
 # --- fetching ---
@@ -153,32 +192,13 @@ def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str
     return headers
 
 
-def fetch(url: str, etag: str | None, last_modified: str | None, timeout_s: float) -> FetchResult:
-    """Given a feed URL and the last read's validators, return the server's answer.
-
-    Any HTTP status is an answer (304: unchanged, nothing to parse; 404 or 429: the caller decides); a failure to
-    reach the server raises `OSError` (urllib's `URLError` is one). A 304 keeps the validators it was asked with
-    when it sends none of its own.
-    """
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        url, headers={"User-Agent": USER_AGENT, **conditional_headers(etag, last_modified)}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            body = response.read(MAX_FEED_BYTES + 1)
-            status = int(response.status)
-            headers = response.headers
-    except urllib.error.HTTPError as error:
-        status, headers = error.code, error.headers
-        body = None if status == 304 else error.read(MAX_FEED_BYTES + 1)
-    if body is not None and len(body) > MAX_FEED_BYTES:
-        body = body[:MAX_FEED_BYTES]
-    if status == 304:
-        return FetchResult(304, None, headers.get("ETag") or etag, headers.get("Last-Modified") or last_modified)
-    return FetchResult(status, body, headers.get("ETag"), headers.get("Last-Modified"))
+def check_looks_like_xml(head: bytes, content_type: str | None) -> None:
+    """Given the first bytes of an answer, raise `FeedError` unless they may begin an XML document: an HTML page or
+    a media file is told apart before the rest of it is read."""
+    start = (head[3:] if head.startswith(b"\xef\xbb\xbf") else head).lstrip(b" \t\r\n").lower()
+    if not start.startswith(b"<") or start.startswith((b"<!doctype html", b"<html")):
+        media_type = (content_type or "").partition(";")[0].strip() or "no Content-Type"
+        raise FeedError("not_xml", f"the answer ({media_type}) is not an XML document")
 
 
 # --- parsing ---
@@ -361,12 +381,13 @@ def _rss_entry(item: _Node) -> FeedEntry | None:
         and guid.attributes.get("isPermaLink") != "false"
     ):
         page_url = guid.text
+    own_id = True
     if guid is not None and guid.text:
         entry_id = guid.text
     elif "rdf:about" in item.attributes and item.attributes["rdf:about"].strip():
         entry_id = item.attributes["rdf:about"].strip()
     else:
-        entry_id = page_url or media_url or ""
+        entry_id, own_id = page_url or media_url or "", False
     if not entry_id:
         return None
     published_s = _epoch_s(item.first_text("pubDate", "dc:date", "atom:published"))
@@ -379,6 +400,7 @@ def _rss_entry(item: _Node) -> FeedEntry | None:
         updated_s=_epoch_s(item.first_text("atom:updated")) or published_s,
         video_id=None,
         channel_id=None,
+        own_id=own_id,
     )
 
 
@@ -386,7 +408,8 @@ def _atom_entry(entry: _Node) -> FeedEntry | None:
     page_url = _atom_link(entry)
     media_url = _media_url(entry)
     video_id = entry.first_text("yt:videoId")
-    entry_id = entry.first_text("atom:id") or page_url or media_url
+    own_id = entry.first_text("atom:id")
+    entry_id = own_id or page_url or media_url
     if not entry_id:
         return None
     group = entry.first("media:group")
@@ -402,6 +425,7 @@ def _atom_entry(entry: _Node) -> FeedEntry | None:
         updated_s=updated_s or published_s,
         video_id=video_id,
         channel_id=entry.first_text("yt:channelId"),
+        own_id=own_id is not None,
     )
 
 

@@ -41,6 +41,20 @@ class FailedVideoRecord(_FailedVideoRequired, total=False):
     last_failed_at: str | None
 
 
+class PlaylistReadRecord(TypedDict, total=False):
+    """How one playlist was last read, keyed in `playlists` by its URL."""
+
+    feed_url: str | None
+    etag: str | None
+    last_modified: str | None
+    last_feed_read_at: str | None
+    last_feed_error: str | None
+    last_full_read_at: str | None
+    channel_id: str | None
+    is_feed: bool | None
+    playlist_fields: dict[str, str | None] | None
+
+
 class _LogFailureRequired(TypedDict):
     check: int
     at: str
@@ -92,3 +106,4 @@ class State(_StateRequired, total=False):
     last_log_write_failure: LogFailureRecord | None
     config_file_writable_reported: str | None
     running: RunningRecord | None
+    playlists: dict[str, PlaylistReadRecord]

@@ -82,6 +82,13 @@ def _is_bool(value: object) -> bool:
     return isinstance(value, bool)
 
 
+def _is_text_map(value: object) -> bool:
+    """An object of strings (or nulls) by name: the playlist fields of a full read, as yt-dlp gave them."""
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and (item is None or isinstance(item, str)) for key, item in value.items()
+    )
+
+
 def _is_outcome(value: object) -> bool:
     return value in OUTCOMES
 
@@ -168,6 +175,21 @@ FAILED_VIDEO_FIELDS: dict[str, Field] = {
     "last_failed_at": TIMESTAMP,
 }
 
+# A `playlists` record, keyed by the playlist's URL: how it was read, for the next check to choose its read.
+PLAYLIST_READ_FIELDS: dict[str, Field] = {
+    "feed_url": TEXT,  # the feed the validators below belong to
+    "etag": TEXT,  # the feed's ETag at its last read: sent back as If-None-Match
+    "last_modified": TEXT,  # its Last-Modified: sent back as If-Modified-Since
+    "last_feed_read_at": TIMESTAMP,  # the last feed read that got an answer (200 or 304)
+    "last_feed_error": TEXT,  # why the last feed read failed (null after one that worked)
+    "last_full_read_at": TIMESTAMP,  # when the last full read that went through the playlist began
+    "channel_id": TEXT,  # a YouTube handle's channel id (UC...), learnt from a full read
+    "is_feed": Field(_is_bool, "null, true or false"),  # whether the playlist's own URL is an RSS or Atom feed
+    "playlist_fields": Field(  # yt-dlp's playlist fields at the last full read, for feed reads' file names
+        _is_text_map, "null or an object of strings"
+    ),
+}
+
 # A `last_log_write_failure` record.
 LOG_FAILURE_FIELDS: dict[str, Field] = {
     "check": Field(_is_check_number, "a check number >= 1", nullable=False, required=True),
@@ -210,6 +232,9 @@ STATE_FIELDS: dict[str, Field] = {
         required=True,
         default=dict,
         records=FAILED_VIDEO_FIELDS,
+    ),
+    "playlists": Field(  # playlist URL -> how it was last read (feed or full)
+        _never, "an object of playlist records", nullable=False, default=dict, records=PLAYLIST_READ_FIELDS
     ),
 }
 

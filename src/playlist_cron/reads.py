@@ -1,0 +1,121 @@
+"""Which read each playlist gets in a check: its feed (one small request) or the whole playlist; no yt-dlp."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from playlist_cron import clock, feeds
+from playlist_cron.log import redact, redact_value
+
+if TYPE_CHECKING:
+    from playlist_cron.config import Playlist
+    from playlist_cron.download import PlaylistResult
+    from playlist_cron.records import PlaylistReadRecord
+
+ReadKind = Literal["feed", "full"]
+
+
+class ReadPlan(NamedTuple):
+    """What a check reads of one playlist, and why.
+
+    `kind` "feed": read `feed_url` (sending `etag` and `last_modified`), and fall back to a full read when it fails.
+    `kind` "full": read the playlist whole with yt-dlp; when that fails, `feed_url` (if any) is read after it, so
+    that its new videos are not missed. `probe`: the playlist's own URL may be a feed (a site yt-dlp reads with its
+    generic extractor, not yet looked at): it is fetched once as a feed, and read with yt-dlp only when it is none.
+    """
+
+    kind: ReadKind
+    why: str
+    feed_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    playlist_is_feed: bool = False  # the feed is the playlist's own URL: there is no other, fuller read
+    probe: bool = False
+    playlist_fields: dict[str, str | None] | None = None  # yt-dlp's playlist fields at the last full read
+
+
+def record_key(url: str) -> str:
+    """The key of a playlist's record in the state: its URL without a password or token (the state file is not
+    a place for secrets)."""
+    return redact(url)
+
+
+def feed_url_for(playlist: Playlist, record: PlaylistReadRecord | None) -> str | None:
+    """Given a playlist and its record, return the feed read between its full reads, or None when it has none."""
+    if playlist.feed_url is False:
+        return None
+    if playlist.feed_url:
+        return playlist.feed_url
+    if record and record.get("is_feed"):
+        return playlist.url
+    channel_id = record.get("channel_id") if record else None
+    return feeds.derive_feed_url(playlist.url, channel_id if feeds.is_channel_id(channel_id) else None)
+
+
+def next_full_read_s(playlist: Playlist, record: PlaylistReadRecord | None) -> float | None:
+    """When the playlist is next read whole: epoch seconds (due now when in the past), or None for never.
+
+    A playlist without a feed is read whole at every check; one whose own URL is a feed has no fuller read.
+    """
+    record = record or {}
+    feed_url = feed_url_for(playlist, record)
+    if feed_url is None:
+        return 0.0
+    if feed_url == playlist.url and playlist.feed_url is None:
+        return None
+    if playlist.full_scan_interval_seconds == 0:
+        return None
+    last_s = clock.parse_iso(record.get("last_full_read_at"))
+    return 0.0 if last_s is None else last_s + playlist.full_scan_interval_seconds
+
+
+def plan(playlist: Playlist, record: PlaylistReadRecord | None, now_s: float) -> ReadPlan:
+    """Given a playlist, its record in the state and now, return what this check reads of it."""
+    record = record or {}
+    feed_url = feed_url_for(playlist, record)
+    if feed_url is None:
+        if playlist.feed_url is None and feeds.needs_channel_id(playlist.url):
+            return ReadPlan("full", "the channel's id is not known yet: a full read learns it")
+        probe = playlist.feed_url is None and record.get("is_feed") is None and not feeds.is_youtube_url(playlist.url)
+        return ReadPlan("full", "the playlist has no feed", probe=probe)
+    same_feed = record.get("feed_url") == redact(feed_url)
+    validators: dict[str, Any] = {
+        "etag": record.get("etag") if same_feed else None,
+        "last_modified": record.get("last_modified") if same_feed else None,
+        "playlist_fields": record.get("playlist_fields"),
+    }
+    if feed_url == playlist.url and playlist.feed_url is None:
+        return ReadPlan("feed", "the playlist's URL is a feed", feed_url, playlist_is_feed=True, **validators)
+    full_at_s = next_full_read_s(playlist, record)
+    if full_at_s is not None and now_s >= full_at_s:
+        why = "first read" if not record.get("last_full_read_at") else "full read due"
+        return ReadPlan("full", why, feed_url, **validators)
+    return ReadPlan("feed", "between full reads", feed_url, **validators)
+
+
+def record_after(
+    record: PlaylistReadRecord | None, result: PlaylistResult, read_started_at: str, now_at: str
+) -> PlaylistReadRecord:
+    """Given a playlist's record and what this check's read of it did, return its record for the next check."""
+    updated: PlaylistReadRecord = dict(record or {})  # type: ignore[assignment]
+    if result.is_feed is not None:
+        updated["is_feed"] = result.is_feed
+    if result.full_read_complete:
+        updated["last_full_read_at"] = read_started_at
+        updated["playlist_fields"] = redact_value(result.playlist_fields) or updated.get("playlist_fields")
+    if result.channel_id is not None:
+        updated["channel_id"] = result.channel_id
+    if result.feed_url is not None:
+        if result.feed_error is not None:
+            updated["last_feed_error"] = result.feed_error
+        elif result.feed_status in (200, 304):
+            updated.update(
+                {
+                    "feed_url": redact(result.feed_url),
+                    "etag": result.etag,
+                    "last_modified": result.last_modified,
+                    "last_feed_read_at": now_at,
+                    "last_feed_error": None,
+                }
+            )
+    return updated
