@@ -1,4 +1,4 @@
-"""What is not a playlist is never counted wrong: a URL that leads to one video; what is one is read: an Atom feed, ids with line breaks."""
+"""What is not a playlist is never counted wrong (a URL that leads to one video); what is one is read (Atom, odd ids)"""
 
 from __future__ import annotations
 

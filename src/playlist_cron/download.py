@@ -158,6 +158,7 @@ class PlaylistResult:
             "title": self.title,
             "read": self.read,
             **({"feed_url": self.feed_url, "feed_status": self.feed_status} if self.feed_url else {}),
+            **({"feed_entries": self.feed_entries} if self.feed_entries is not None else {}),
             **({"feed_error": self.feed_error} if self.feed_error else {}),
             "downloaded": self.downloaded,
             "failed": self.failed,

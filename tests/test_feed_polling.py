@@ -1,0 +1,312 @@
+"""Feed polling: a playlist's feed read between its full reads, with real yt-dlp against loopback feeds and media."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from conftest import Project
+from playlist_cron.demo.feed import FeedItem, FeedServer
+
+HOUR_S = 3600
+
+
+@pytest.fixture
+def atom_feed(feed: FeedServer) -> Iterator[FeedServer]:
+    """The same channel's items as an Atom feed on a server of its own: the feed read between full reads."""
+    with FeedServer(feed.settings.items, feed_format="atom") as server:
+        yield server
+
+
+def polling_config(project: Project, atom_feed: FeedServer, **playlist: Any) -> None:
+    """One playlist: its page (the loopback RSS feed, read whole by yt-dlp) and its Atom feed."""
+    project.write_config(
+        playlist_url=None,
+        playlists=[{"url": project.feed.feed_url, "feed_url": atom_feed.feed_url, **playlist}],
+    )
+
+
+def add_upload(guid: str, *servers: FeedServer) -> FeedItem:
+    """A new video at the top of the channel, as every server of it lists it."""
+    newest = max(item.published for server in servers for item in server.settings.items if item.published)
+    item = FeedItem(guid=guid, title=f"New upload {guid}", size_bytes=50_000, published=newest + timedelta(hours=1))
+    for server in servers:
+        server.settings.items.insert(0, item)
+    return item
+
+
+def check(project: Project, *options: str, code: int = 0) -> dict[str, Any]:
+    """Run one check as cron would (plus `options`); return its final event."""
+    result = project.run("check", "--now", *options)
+    assert result.returncode == code, result.stderr
+    final: dict[str, Any] = [e for e in project.events() if e["event"].startswith("check_")][-1]
+    return final
+
+
+def set_last_full_read(project: Project, url: str, ago_s: float) -> None:
+    """Move the playlist's last full read `ago_s` into the past, as if that much time had gone by since."""
+    state = project.state()
+    moment = datetime.now(timezone.utc) - timedelta(seconds=ago_s)
+    state["playlists"][url]["last_full_read_at"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    project.state_file.write_text(json.dumps(state))
+
+
+def requests_since(server: FeedServer, seen: int) -> list[str]:
+    return [f"{record.method} {record.path}" for record in server.requests[seen:]]
+
+
+def test_the_first_check_reads_the_playlist_whole_and_the_next_ones_read_only_the_feed(
+    project: Project, atom_feed: FeedServer
+) -> None:
+    page = project.feed
+    polling_config(project, atom_feed, full_scan_interval_seconds=HOUR_S)
+
+    first = check(project)
+    assert first["outcome"] == "COMPLETED" and first["downloaded"] == 3
+    assert first["playlists"][0]["read"] == "full"
+    assert atom_feed.requests == [], "the first check reads the whole playlist, not the feed"
+    archived_by_full_read = set(project.archive_lines())
+
+    upload = add_upload("video-00004", page, atom_feed)
+    page_seen, feed_seen = len(page.requests), len(atom_feed.requests)
+    second = check(project)
+    assert (second["outcome"], second["downloaded"], second["already_archived"]) == ("COMPLETED", 1, 3)
+    [summary] = second["playlists"]
+    assert (summary["read"], summary["feed_url"], summary["feed_status"]) == ("feed", atom_feed.feed_url, 200)
+    asked = requests_since(atom_feed, feed_seen)
+    assert asked[0] == "GET /feed.xml" and asked.count("GET /feed.xml") == 1, "one request for the feed"
+    assert all(upload.guid in r for r in asked[1:]), f"only the new video's media, no archived one: {asked}"
+    assert requests_since(page, page_seen) == [], "the playlist was not read whole"
+    # The archive line is the one the full read writes for the same entry: the two reads are interchangeable.
+    assert set(project.archive_lines()) == archived_by_full_read | {f"generic {upload.guid}"}
+    assert project.file_for(upload.guid).read_bytes() == upload.content
+    record = project.state()["playlists"][page.feed_url]
+    assert record["feed_url"] == atom_feed.feed_url and record["last_feed_read_at"] is not None
+
+
+def test_an_unchanged_feed_costs_one_request_and_nothing_is_parsed(project: Project, atom_feed: FeedServer) -> None:
+    polling_config(project, atom_feed, full_scan_interval_seconds=HOUR_S)
+    check(project)
+    check(project)  # the first feed read: 200, with the validators to send next time
+    page_seen, feed_seen = len(project.feed.requests), len(atom_feed.requests)
+
+    third = check(project)
+    [summary] = third["playlists"]
+    assert (summary["read"], summary["feed_status"], third["downloaded"]) == ("feed", 304, 0)
+    assert "feed_entries" not in summary, "a 304 has no body: nothing was parsed"
+    assert requests_since(atom_feed, feed_seen) == ["GET /feed.xml"]
+    [conditional] = atom_feed.requests[feed_seen:]
+    assert conditional.status == 304 and (conditional.if_none_match or conditional.if_modified_since)
+    assert requests_since(project.feed, page_seen) == [], "nothing else was asked of the site"
+
+
+def test_the_full_read_comes_back_on_schedule(project: Project, atom_feed: FeedServer) -> None:
+    page = project.feed
+    polling_config(project, atom_feed, full_scan_interval_seconds=2 * HOUR_S)
+    check(project)
+    set_last_full_read(project, page.feed_url, 2 * HOUR_S - 60)
+    assert check(project)["playlists"][0]["read"] == "feed", "a minute before it is due"
+    set_last_full_read(project, page.feed_url, 2 * HOUR_S + 1)
+    page_seen = len(page.requests)
+    assert check(project)["playlists"][0]["read"] == "full"
+    assert "GET /feed.xml" in requests_since(page, page_seen)
+    assert check(project)["playlists"][0]["read"] == "feed", "and then feed reads again for two hours"
+
+
+def test_a_full_scan_interval_of_zero_reads_the_feed_alone_from_the_first_check(
+    project: Project, atom_feed: FeedServer
+) -> None:
+    page = project.feed
+    polling_config(project, atom_feed, full_scan_interval_seconds=0)
+    first = check(project)
+    assert (first["playlists"][0]["read"], first["downloaded"]) == ("feed", 3)
+    add_upload("video-00004", page, atom_feed)
+    set_last_full_read_never = project.state()["playlists"][page.feed_url]
+    assert set_last_full_read_never.get("last_full_read_at") is None
+    assert check(project)["downloaded"] == 1
+    assert [r for r in page.requests if r.path.startswith("/feed.xml")] == [], "the playlist was never read whole"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["404", "not XML", "an HTML page", "entity declaration"],
+)
+def test_a_feed_that_fails_falls_back_to_a_full_read_in_the_same_check(
+    project: Project, atom_feed: FeedServer, broken: str
+) -> None:
+    page = project.feed
+    polling_config(project, atom_feed, full_scan_interval_seconds=HOUR_S)
+    check(project)
+    upload = add_upload("video-00004", page, atom_feed)
+    if broken == "404":
+        atom_feed.settings.feed_status = 404
+    elif broken == "not XML":
+        atom_feed.settings.feed_body = b"this is not a feed"
+    elif broken == "an HTML page":
+        atom_feed.settings.feed_body = b"<!DOCTYPE html><html><body>Moved</body></html>"
+    else:
+        atom_feed.settings.feed_body = (
+            b'<?xml version="1.0"?><!DOCTYPE feed [<!ENTITY a "aaaaaaaaaa">]><feed xmlns="http://www.w3.org/2005/Atom">'
+            b"<title>&a;</title></feed>"
+        )
+    final = check(project)
+    assert (final["outcome"], final["downloaded"]) == ("COMPLETED", 1)
+    [summary] = final["playlists"]
+    assert summary["read"] == "full" and summary["feed_url"] == atom_feed.feed_url and summary["feed_error"]
+    [failed] = project.events("feed_failed")
+    assert failed["feed_url"] == atom_feed.feed_url and failed["playlist_url"] == page.feed_url
+    assert (
+        failed["reason"]
+        == {
+            "404": "other",
+            "not XML": "not_xml",
+            "an HTML page": "not_xml",
+            "entity declaration": "entity_declaration",
+        }[broken]
+    )
+    assert f"generic {upload.guid}" in project.archive_lines()
+    assert project.state()["playlists"][page.feed_url]["last_feed_error"]
+
+
+def test_a_full_read_that_fails_still_downloads_what_the_feed_lists(project: Project, atom_feed: FeedServer) -> None:
+    page = project.feed
+    polling_config(project, atom_feed, full_scan_interval_seconds=HOUR_S)
+    check(project)
+    upload = add_upload("video-00004", page, atom_feed)
+    set_last_full_read(project, page.feed_url, HOUR_S + 1)
+    page.settings.feed_body = b'<?xml version="1.0"?><html><body>The playlist page changed</body></html>'
+    final = check(project, code=1)
+    assert (final["outcome"], final["reason"], final["downloaded"]) == ("FAILED", "playlist_error", 1)
+    [summary] = final["playlists"]
+    assert summary["read"] == "feed" and summary["error"]
+    assert f"generic {upload.guid}" in project.archive_lines()
+    assert project.state()["playlists"][page.feed_url]["last_full_read_at"] is not None
+    # The full read is still due: the next check tries it again.
+    page.settings.feed_body = None
+    assert check(project)["playlists"][0]["read"] == "full"
+
+
+def test_a_rate_limit_met_on_a_feed_read_defers_the_check(project: Project, atom_feed: FeedServer) -> None:
+    polling_config(project, atom_feed, full_scan_interval_seconds=HOUR_S)
+    check(project)
+    add_upload("video-00004", project.feed, atom_feed)
+    atom_feed.settings.feed_status = 429
+    page_seen = len(project.feed.requests)
+    final = check(project)
+    assert (final["outcome"], final["reason"]) == ("DEFERRED", "rate_limited")
+    assert final["cooldown_until"]
+    assert requests_since(project.feed, page_seen) == [], "no full read, no download: the site said to slow down"
+
+
+def test_mark_archived_takes_its_ids_from_the_feed_without_a_request_per_video(
+    project: Project, atom_feed: FeedServer
+) -> None:
+    polling_config(project, atom_feed, full_scan_interval_seconds=0)
+    final = check(project, "--mark-archived")
+    assert (final["outcome"], final["marked_archived"], final["downloaded"]) == ("COMPLETED", 3, 0)
+    assert sorted(project.archive_lines()) == sorted(f"generic {i.guid}" for i in atom_feed.settings.items)
+    assert project.feed.requests == [], "no request for any video, nor for the playlist page"
+    assert [r.path for r in atom_feed.requests] == ["/feed.xml"]
+
+
+def test_max_downloads_and_date_after_behave_the_same_on_feed_reads(project: Project, atom_feed: FeedServer) -> None:
+    for number in (4, 5, 6):
+        add_upload(f"video-{number:05d}", project.feed, atom_feed)  # six items, newest first
+    oldest = atom_feed.settings.items[-1]
+    assert oldest.published is not None
+    polling_config(
+        project,
+        atom_feed,
+        full_scan_interval_seconds=0,
+        max_downloads_per_check=2,
+        date_after=(oldest.published + timedelta(days=1)).strftime("%Y%m%d"),  # the day after the oldest
+    )
+    first = check(project)
+    assert (first["downloaded"], first["playlists"][0]["stopped"]) == (2, "max_downloads_per_check")
+    assert check(project)["downloaded"] == 2
+    third = check(project)
+    # Of the two left, the oldest is before date_after: known from the feed's date, with no request for it.
+    assert (third["downloaded"], third["playlists"][0]["filtered"]) == (1, 1)
+    assert not [r for r in atom_feed.requests if oldest.guid in r.path]
+    assert {entry["read"] for event in project.events("check_completed") for entry in event["playlists"]} == {"feed"}
+
+
+def test_stop_at_first_archived_stops_a_feed_read_at_its_first_archived_entry(
+    project: Project, atom_feed: FeedServer
+) -> None:
+    polling_config(project, atom_feed, full_scan_interval_seconds=0, stop_at_first_archived=True)
+    assert check(project)["downloaded"] == 3
+    add_upload("video-00004", project.feed, atom_feed)
+    final = check(project)
+    [summary] = final["playlists"]
+    assert (final["downloaded"], final["already_archived"]) == (1, 1), "it stopped at the first archived entry"
+    assert (summary["read"], summary["stopped"]) == ("feed", "first archived video")
+
+
+def _quirk(feed: FeedServer, quirk: str) -> bytes:
+    """The loopback feed's RSS, changed the way some real feed is."""
+    rss = feed.feed_xml().decode()
+    first, second = feed.settings.items[0], feed.settings.items[1]
+    if quirk == "blank line before <?xml":
+        return b"\n\n" + rss.encode()
+    if quirk == "default namespace on <rss>":
+        return rss.replace(
+            '<rss version="2.0">', '<rss version="2.0" xmlns="http://backend.userland.com/rss2">'
+        ).encode()
+    if quirk == "cp1251":
+        rss = rss.replace('encoding="UTF-8"', 'encoding="windows-1251"').replace(first.title, "Выпуск первый")
+        return rss.encode("cp1251")
+    if quirk == "CDATA":
+        return rss.replace(
+            f"<title>{first.title}</title>", f"<title><![CDATA[{first.title} <b>&</b>]]></title>"
+        ).encode()
+    if quirk == "relative links":
+        return rss.replace(feed.base_url, "").encode()  # enclosures as /media/…, resolved against the feed's URL
+    if quirk == "whitespace around ids":
+        return rss.replace(f">{first.guid}</guid>", f">\n      {first.guid}\n    </guid>").encode()
+    if quirk == "duplicate ids":
+        start = rss.index("<item>")
+        return (rss[:start] + rss[start : rss.index("</item>") + len("</item>")] + rss[start:]).encode()
+    if quirk == "several enclosures":
+        image = f'<enclosure url="{feed.base_url}/cover.jpg" type="image/jpeg" length="100"/>'
+        audio_first = rss.replace(
+            f'<guid isPermaLink="false">{second.guid}</guid>', f'<guid isPermaLink="false">{second.guid}</guid>{image}'
+        )
+        return audio_first.replace(
+            f'<guid isPermaLink="false">{first.guid}</guid>', f'<guid isPermaLink="false">{first.guid}</guid>{image}'
+        ).encode()
+    raise AssertionError(quirk)
+
+
+QUIRKS = [
+    "blank line before <?xml",
+    "default namespace on <rss>",
+    "cp1251",
+    "CDATA",
+    "relative links",
+    "whitespace around ids",
+    "duplicate ids",
+    "several enclosures",
+]
+
+
+@pytest.mark.parametrize("quirk", QUIRKS)
+def test_a_playlist_url_that_is_a_feed_with_a_real_world_quirk_downloads_every_entry(
+    project: Project, quirk: str
+) -> None:
+    feed = project.feed
+    feed.settings.feed_body = _quirk(feed, quirk)
+    final = check(project)
+    assert (final["outcome"], final["downloaded"], final["failed"]) == ("COMPLETED", 3, 0), final
+    assert final["playlists"][0]["read"] == "feed"
+    assert sorted(project.archive_lines()) == sorted(f"generic {item.guid}" for item in feed.settings.items)
+    for item in feed.settings.items:
+        assert project.file_for(item.guid).read_bytes() == item.content
+    assert not feed.requests_for("/cover.jpg"), "the first video or audio enclosure wins"
+    # The next check asks for the feed once and downloads nothing more.
+    again = check(project)
+    assert (again["downloaded"], again["already_archived"]) == (0, 3)
