@@ -54,6 +54,8 @@ def test_defaults_follow_the_contract(tmp_path: Path) -> None:
     assert playlist.yt_dlp_args == ()
     assert playlist.stop_at_first_archived is False
     assert playlist.max_downloads_per_check is None and playlist.date_after is None
+    assert playlist.feed_url is None, "derived from the URL where it can be"
+    assert playlist.full_scan_interval_seconds == 21600
 
 
 def test_relative_paths_resolve_against_the_config_folder_not_the_current_one(tmp_path: Path) -> None:
@@ -115,6 +117,52 @@ def test_network_alert_after_seconds_is_a_whole_number_of_at_least_0(tmp_path: P
     ]
     assert problems(tmp_path, {"playlist_url": URL, "network_alert_after_seconds": "1h"}) == [
         "At 'network_alert_after_seconds': expected a whole number, got a string"
+    ]
+
+
+def test_feed_url_and_full_scan_interval_per_playlist_and_at_the_top(tmp_path: Path) -> None:
+    loaded = config.load(
+        write(
+            tmp_path,
+            {
+                "full_scan_interval_seconds": 0,
+                "playlists": [
+                    URL,
+                    {"url": URL, "feed_url": False, "full_scan_interval_seconds": 3600},
+                    {"url": URL, "feed_url": "https://example.org/feed.xml"},
+                ],
+            },
+        )
+    )
+    assert [(p.feed_url, p.full_scan_interval_seconds) for p in loaded.playlists] == [
+        (None, 0),
+        (False, 3600),
+        ("https://example.org/feed.xml", 0),
+    ]
+    seed = config.load(write(tmp_path, {"playlist_url": URL, "feed_url": "http://127.0.0.1:8000/f.xml"}))
+    assert seed.playlists[0].feed_url == "http://127.0.0.1:8000/f.xml"
+
+
+def test_feed_url_and_full_scan_interval_mistakes_name_their_key(tmp_path: Path) -> None:
+    assert problems(
+        tmp_path,
+        {
+            "full_scan_interval_seconds": -1,
+            "feed_url": "https://example.org/feed.xml",
+            "playlists": [
+                {"url": URL, "feed_url": True},
+                {"url": URL, "feed_url": "ftp://example.org/feed.xml", "full_scan_interval_seconds": 40_000_000},
+            ],
+        },
+    ) == [
+        "At 'full_scan_interval_seconds': expected a whole number from 0 to 31536000 (one year), got -1",
+        "At 'feed_url': a feed belongs to one playlist: set it in that playlist's object in 'playlists'",
+        "At 'playlists[0].feed_url': expected the playlist's RSS or Atom feed as an http(s) URL, or false to read "
+        "the playlist whole at every check, got true",
+        "At 'playlists[1].full_scan_interval_seconds': expected a whole number from 0 to 31536000 (one year), got "
+        "40000000",
+        "At 'playlists[1].feed_url': expected the playlist's RSS or Atom feed as an http(s) URL, or false to read "
+        'the playlist whole at every check, got "ftp://example.org/feed.xml"',
     ]
 
 

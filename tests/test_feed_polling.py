@@ -310,3 +310,15 @@ def test_a_playlist_url_that_is_a_feed_with_a_real_world_quirk_downloads_every_e
     # The next check asks for the feed once and downloads nothing more.
     again = check(project)
     assert (again["downloaded"], again["already_archived"]) == (0, 3)
+
+
+def test_a_full_read_cut_short_by_max_downloads_per_check_is_read_whole_again_until_it_is_through(
+    project: Project, atom_feed: FeedServer
+) -> None:
+    """A large first sync spread over many checks goes on with full reads: a feed lists only the newest entries."""
+    polling_config(project, atom_feed, full_scan_interval_seconds=HOUR_S, max_downloads_per_check=2)
+    first = check(project)
+    assert (first["downloaded"], first["playlists"][0]["read"]) == (2, "full")
+    second = check(project)
+    assert (second["downloaded"], second["playlists"][0]["read"]) == (1, "full")
+    assert check(project)["playlists"][0]["read"] == "feed", "through: feed reads until the next full read is due"
