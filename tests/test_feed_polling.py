@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Project
+from playlist_cron import clock, config, reads
 from playlist_cron.demo.feed import FeedItem, FeedServer
 
 HOUR_S = 3600
@@ -59,6 +62,7 @@ def requests_since(server: FeedServer, seen: int) -> list[str]:
     return [f"{record.method} {record.path}" for record in server.requests[seen:]]
 
 
+@pytest.mark.compat
 def test_the_first_check_reads_the_playlist_whole_and_the_next_ones_read_only_the_feed(
     project: Project, atom_feed: FeedServer
 ) -> None:
@@ -88,6 +92,7 @@ def test_the_first_check_reads_the_playlist_whole_and_the_next_ones_read_only_th
     assert record["feed_url"] == atom_feed.feed_url and record["last_feed_read_at"] is not None
 
 
+@pytest.mark.compat
 def test_an_unchanged_feed_costs_one_request_and_nothing_is_parsed(project: Project, atom_feed: FeedServer) -> None:
     polling_config(project, atom_feed, full_scan_interval_seconds=HOUR_S)
     check(project)
@@ -131,6 +136,7 @@ def test_a_full_scan_interval_of_zero_reads_the_feed_alone_from_the_first_check(
     assert [r for r in page.requests if r.path.startswith("/feed.xml")] == [], "the playlist was never read whole"
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize(
     "broken",
     ["404", "not XML", "an HTML page", "entity declaration"],
@@ -172,6 +178,7 @@ def test_a_feed_that_fails_falls_back_to_a_full_read_in_the_same_check(
     assert project.state()["playlists"][page.feed_url]["last_feed_error"]
 
 
+@pytest.mark.compat
 def test_a_full_read_that_fails_still_downloads_what_the_feed_lists(project: Project, atom_feed: FeedServer) -> None:
     page = project.feed
     polling_config(project, atom_feed, full_scan_interval_seconds=HOUR_S)
@@ -202,6 +209,7 @@ def test_a_rate_limit_met_on_a_feed_read_defers_the_check(project: Project, atom
     assert requests_since(project.feed, page_seen) == [], "no full read, no download: the site said to slow down"
 
 
+@pytest.mark.compat
 def test_mark_archived_takes_its_ids_from_the_feed_without_a_request_per_video(
     project: Project, atom_feed: FeedServer
 ) -> None:
@@ -294,6 +302,7 @@ QUIRKS = [
 ]
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("quirk", QUIRKS)
 def test_a_playlist_url_that_is_a_feed_with_a_real_world_quirk_downloads_every_entry(
     project: Project, quirk: str
@@ -322,3 +331,89 @@ def test_a_full_read_cut_short_by_max_downloads_per_check_is_read_whole_again_un
     second = check(project)
     assert (second["downloaded"], second["playlists"][0]["read"]) == (1, "full")
     assert check(project)["playlists"][0]["read"] == "feed", "through: feed reads until the next full read is due"
+
+
+class _Heard:
+    """What the downloader tells the check, kept for the test to read (the check's own `Reporter` needs a lock)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "retry_is_due":
+            return lambda key: True
+        if name == "due_retries":
+            return lambda playlist_url: []
+        return lambda *arguments: self.events.append((name, arguments))
+
+
+def _youtube_tab(channel_id: str, url: str, video_ids: list[str]) -> dict[str, Any]:
+    """What yt-dlp's YouTube tab extractor gives for a channel's `/videos` (its shape and fields), unprocessed."""
+    return {
+        "_type": "playlist",
+        "id": channel_id,
+        "title": "Loopback Channel - Videos",
+        "channel": "Loopback Channel",
+        "channel_id": channel_id,
+        "uploader_id": "@LoopbackChannel",
+        "webpage_url": url,
+        "extractor": "youtube:tab",
+        "extractor_key": "YoutubeTab",
+        "entries": [
+            {"_type": "url", "ie_key": "Youtube", "id": video_id, "url": f"https://www.youtube.com/watch?v={video_id}"}
+            for video_id in video_ids
+        ],
+    }
+
+
+def _read_whole(tmp_path: Path, tab: dict[str, Any], archived: list[str], **options: Any) -> Any:
+    """Run a full read of `tab` through the real downloader (yt-dlp's YoutubeDL), the archive holding `archived`."""
+    from playlist_cron import download
+
+    archive = tmp_path / "archive.txt"
+    archive.write_text("".join(f"youtube {video_id}\n" for video_id in archived))
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps({"playlist_url": tab["webpage_url"], **options}))
+    playlist = config.load(config_path).playlists[0]
+    result = download.PlaylistResult(url=playlist.url)
+    heard = _Heard()
+    params = {"download_archive": str(archive), "quiet": True, "simulate": True}
+    with download._Downloader(params, playlist, result, heard) as ydl:
+        ydl.capture_playlist_fields = True
+        with contextlib.suppress(download._StopPlaylist):
+            ydl.process_ie_result(tab, download=True)
+    return result, heard, playlist
+
+
+@pytest.mark.compat
+def test_stop_at_first_archived_stops_at_a_youtube_entry_that_yt_dlp_itself_skips_as_archived(
+    tmp_path: Path,
+) -> None:
+    """yt-dlp skips an archived entry whose id the playlist gives before playlist-cron sees it: it must still count,
+    and stop the read there (before: not counted, and the read went on to every older video)."""
+    tab = _youtube_tab(
+        "UCq3Ci-h945sbEYXpVlw7rJg", "https://www.youtube.com/@LoopbackChannel/videos", ["NEWER", "OLDER"]
+    )
+    result, heard, _ = _read_whole(tmp_path, tab, ["NEWER"], stop_at_first_archived=True)
+    assert (result.already_archived, result.stopped) == (1, "first archived video")
+    assert not [event for event in heard.events if event[0] != "activity"], "OLDER was never run"
+
+
+@pytest.mark.compat
+def test_a_full_read_of_a_youtube_channel_keeps_its_channel_id_and_playlist_fields(tmp_path: Path) -> None:
+    """A handle's channel read whole: its channel id is kept for the handle's feed, and the playlist fields for
+    the feed reads' file names."""
+    channel_id = "UCq3Ci-h945sbEYXpVlw7rJg"
+    tab = _youtube_tab(channel_id, "https://www.youtube.com/@LoopbackChannel/videos", ["V15-xQ_7tYz"])
+    result, _, playlist = _read_whole(tmp_path, tab, ["V15-xQ_7tYz"])
+    assert result.already_archived == 1, "the archived entry was settled from the playlist alone"
+    assert result.channel_id == channel_id
+    assert result.playlist_fields is not None
+    assert result.playlist_fields["playlist_title"] == "Loopback Channel - Videos"
+    assert result.playlist_fields["playlist_channel_id"] == channel_id
+    result.full_read_complete = True  # as _follow says of a full read that went through without an error
+    record = reads.record_after(None, result, "2026-12-01T00:00:00.000Z", "x")
+    assert record["channel_id"] == channel_id
+    plan = reads.plan(playlist, record, clock.now_s())
+    assert plan.feed_url == f"https://www.youtube.com/feeds/videos.xml?playlist_id=UULF{channel_id[2:]}"
+    assert plan.playlist_fields and plan.playlist_fields["playlist_title"] == "Loopback Channel - Videos"

@@ -27,6 +27,7 @@ OVERRIDDEN = {
     "record_download_archive": "keep its list of the archive's extractors up to date",
     "urlopen": "notice HTTP 429 answers and bot-check pages (the rate-limit cooldown)",
     "prepare_filename": "shorten file names until they fit the filesystem",
+    "_match_entry": "count a playlist entry that yt-dlp skips before running it (archived, or filtered) as such",
 }
 PACKAGE = download.__name__.partition(".")[0]  # importing download defined the subclass
 

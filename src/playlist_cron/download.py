@@ -356,6 +356,38 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             return super().process_ie_result(ie_result, download, extra_info)
         return self._process_entry(ie_result, download, extra_info)
 
+    def _match_entry(self, info_dict: Any, incomplete: Any = False, silent: bool = False) -> Any:
+        """yt-dlp's own filter, which it applies to a playlist's entry before running it: an entry whose archive id
+        the playlist gives (YouTube's do) and that the archive holds is skipped here, without reaching
+        `_process_entry`. Count it (archived, or left out by a filter) as `_process_entry` would.
+
+        Private: YoutubeDL._match_entry, overridden; the compat tests notice when yt-dlp changes it.
+        """
+        reason = super()._match_entry(info_dict, incomplete=incomplete, silent=silent)
+        is_entry_of_this_playlist = (
+            reason is not None
+            and incomplete is True
+            and yt_dlp_private.is_playlist_entry(info_dict)
+            and (not self._entries or self._entries[-1].depth < self._playlist_depth)
+        )
+        if is_entry_of_this_playlist:
+            self._note_playlist_fields(info_dict)
+            archive_id = _archive_id(self, dict(info_dict))
+            if archive_id and yt_dlp_private.archive_holds(self, archive_id):
+                self._count_archived()  # raises _StopPlaylist at the first one, when told to stop there
+            else:
+                self._result.filtered += 1
+        return reason
+
+    def _note_playlist_fields(self, entry_fields: Any) -> None:
+        """Keep the playlist fields of a full read's first entry, for feed reads to give their entries the same."""
+        if self.capture_playlist_fields and self._result.playlist_fields is None:
+            self._result.playlist_fields = {
+                name: value if isinstance(value, str) else None
+                for name in PLAYLIST_FIELDS
+                for value in [(entry_fields or {}).get(name)]
+            }
+
     def _process_playlist(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         """Let yt-dlp go through a playlist (or one nested in an entry), one level deeper."""
         if self._entries:
@@ -373,12 +405,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
     def _process_entry(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         """One playlist entry: decide from the playlist alone, else let yt-dlp run it; then count what it came to."""
         ie_result = _with_plain_id(ie_result)
-        if self.capture_playlist_fields and self._result.playlist_fields is None:
-            self._result.playlist_fields = {
-                name: value if isinstance(value, str) else None
-                for name in PLAYLIST_FIELDS
-                for value in [(extra_info or {}).get(name)]
-            }
+        self._note_playlist_fields(extra_info)
         entry = _Entry(self._playlist_depth, _archive_id(self, ie_result), ie_result.get("url"), ie_result.get("title"))
         self._reporter.activity()
         if self._settled_without_request(entry, ie_result):
