@@ -10,6 +10,9 @@ Prints a Markdown table: median, min and max wall time, the ratio of medians to 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import http.server
 import json
 import os
 import shutil
@@ -17,19 +20,24 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from playlist_cron.demo.feed import FeedServer, make_items
+from playlist_cron.demo.feed import FeedItem, FeedServer, FeedSettings, RequestRecord, make_items
 
 BIN_DIR = Path(sys.executable).parent
 COMMAND = str(BIN_DIR / "playlist-cron")
 YT_DLP = str(BIN_DIR / "yt-dlp")
 TEMPLATE = "%(playlist_title)s/%(title)s [%(id)s].%(ext)s"
 NOT_DUE_PEAK_MIB = 14
+FEED_ITEMS = 15  # a YouTube channel's feed lists its 15 newest videos
+FULL_SCAN_INTERVAL_S = 7 * 24 * 3600  # long enough that no full read falls due while measuring
 
 
 @dataclass
@@ -363,11 +371,190 @@ def bench_stop_at_first_archived(root: Path, runs: int) -> list[Row]:
     return rows
 
 
+class ValidatingFeed:
+    """The script's stand-in for a feed server that sends validators, for as long as FeedServer sends none.
+
+    Serves `source`'s feed at every path with an ETag (a digest of the body) and a Last-Modified, and answers 304
+    when If-None-Match (or, without it, an equal If-Modified-Since) matches; records requests as FeedServer does.
+    """
+
+    LAST_MODIFIED = "Sun, 01 Nov 2026 12:00:00 GMT"
+
+    def __init__(self, source: FeedServer) -> None:
+        self.source = source
+        self.requests: list[RequestRecord] = []
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="validating-feed", daemon=True).start()
+
+    @property
+    def feed_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/feed.xml"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+                pass
+
+            def do_GET(self) -> None:
+                body = stand_in.source.feed_xml()
+                etag = f'"{hashlib.sha256(body).hexdigest()[:24]}"'
+                if_none_match, if_modified_since = (
+                    self.headers.get("If-None-Match"),
+                    self.headers.get("If-Modified-Since"),
+                )
+                unchanged = (
+                    etag in (if_none_match or "").split(", ")
+                    if if_none_match
+                    else (if_modified_since == stand_in.LAST_MODIFIED)
+                )
+                status = 304 if unchanged else 200
+                stand_in.requests.append(RequestRecord("GET", self.path, None, status, time.time()))
+                self.send_response(status)
+                self.send_header("ETag", etag)
+                self.send_header("Last-Modified", stand_in.LAST_MODIFIED)
+                if unchanged:
+                    self.end_headers()
+                    return
+                self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+def sends_validators(feed: FeedServer) -> bool:
+    """Whether FeedServer answers its feed with an ETag (it sends none before it learns validators)."""
+    with urllib.request.urlopen(feed.feed_url, timeout=10) as response:
+        response.read()
+        answered = "ETag" in response.headers
+    feed.requests.clear()
+    return answered
+
+
+def without_validators() -> dict[str, bool]:
+    """FeedServer's setting that turns its validators off, where it has them."""
+    names = {setting.name for setting in dataclasses.fields(FeedSettings)}
+    return {"feed_validators": False} if "feed_validators" in names else {}
+
+
+def bench_feeds(root: Path, runs: int) -> list[Row]:
+    """Full reads against feed reads: one 15-item playlist, then 50 playlists with nothing new."""
+    rows: list[Row] = []
+    for playlists in (1, 50):
+        rows.extend(_full_against_feed(root, runs, playlists))
+    return rows
+
+
+def _full_against_feed(root: Path, runs: int, playlists: int) -> list[Row]:
+    """One config per side, each with its own loopback server (so that its requests are its own), all archived.
+
+    full: `feed_url` false, so every check reads each playlist with yt-dlp (a playlist URL that is an RSS feed
+    would otherwise be read with the feed parser). feed: `feed_url` a second URL of the same items, the full read
+    done (by a check before measuring) and not due again. 304: the same, against a server sending validators.
+    """
+    items = make_items(FEED_ITEMS, size_bytes=1000)
+    with ExitStack() as stack:
+        servers: dict[str, FeedServer | ValidatingFeed] = {
+            "full": stack.enter_context(FeedServer(items, **without_validators())),
+            "feed": stack.enter_context(FeedServer(items, **without_validators())),
+        }
+        validating = stack.enter_context(FeedServer(items))
+        if sends_validators(validating):
+            servers["304"], validators_from = validating, "FeedServer's ETag"
+        else:
+            stand_in = ValidatingFeed(validating)
+            stack.callback(stand_in.stop)
+            servers["304"], validators_from = stand_in, "the script's stand-in server's ETag"
+        commands: dict[str, list[str]] = {}
+        for side, server in servers.items():
+            folder = root / f"feeds-{playlists}-{side}"
+            folder.mkdir()
+            _archive_items(folder, items)
+            config = _feeds_config(folder, server.feed_url, playlists, with_feed=side != "full")
+            commands[side] = [COMMAND, "check", "--now", "--config", str(config)]
+            # feed and 304: the first check is the full read; the second reads the feed and learns its validators.
+            for _ in range(1 if side == "full" else 2):
+                subprocess.run(commands[side], check=True, cwd=folder, stdout=subprocess.DEVNULL)
+            server.requests.clear()
+        measured = measure_interleaved(commands, root, runs)
+        for side, server in servers.items():
+            measured[side].requests = _requests_per_check(side, server.requests, playlists, runs + 1)
+    what = f"{playlists} playlists of {FEED_ITEMS} items" if playlists > 1 else f"one {FEED_ITEMS}-item playlist"
+    return [
+        Row(
+            f"full read, {what}, all archived: yt-dlp reads each (`feed_url` false)",
+            measured["full"],
+            None,
+            "baseline",
+            None,
+        ),
+        Row(
+            f"feed read, same: 200, {FEED_ITEMS} entries parsed (full read done, not due)",
+            measured["feed"],
+            measured["full"],
+            "for reference",
+            None,
+        ),
+        Row(
+            f"feed read, same, unchanged: 304 ({validators_from})",
+            measured["304"],
+            measured["full"],
+            "for reference",
+            None,
+        ),
+    ]
+
+
+def _archive_items(folder: Path, items: list[FeedItem]) -> None:
+    (folder / "archive.txt").write_text("".join(f"generic {item.guid}\n" for item in items))
+
+
+def _feeds_config(folder: Path, feed_url: str, playlists: int, *, with_feed: bool) -> Path:
+    """A config of `playlists` playlists on one server (it serves the same feed whatever the query)."""
+    entries = [
+        {"url": f"{feed_url}?playlist={number}", "feed_url": f"{feed_url}?feed={number}" if with_feed else False}
+        for number in range(1, playlists + 1)
+    ]
+    config = folder / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "playlists": entries,
+                "full_scan_interval_seconds": FULL_SCAN_INTERVAL_S,
+                "min_free_bytes": 0,
+                "output_template": TEMPLATE,
+            }
+        )
+    )
+    return config
+
+
+def _requests_per_check(side: str, requests: list[RequestRecord], playlists: int, checks: int) -> int:
+    """The requests one check made; exit when a side did not read as it should (a full read, a 200, a 304)."""
+    wanted_path, wanted_status = {"full": ("?playlist=", 200), "feed": ("?feed=", 200), "304": ("?feed=", 304)}[side]
+    unexpected = [r for r in requests if wanted_path not in r.path or r.status != wanted_status]
+    if unexpected or len(requests) != playlists * checks:
+        seen = sorted({(r.path.partition("=")[0], r.status) for r in requests})
+        raise SystemExit(f"feeds, {side}: {len(requests)} requests in {checks} checks of {playlists} playlists: {seen}")
+    return len(requests) // checks
+
+
 CASES = {
     "skip": bench_skip_and_not_due,
     "archived": bench_all_archived,
     "downloads": bench_downloads,
     "stop": bench_stop_at_first_archived,
+    "feeds": bench_feeds,
 }
 
 
