@@ -334,20 +334,21 @@ class _Check:
 
         results = []
         try:
-            for playlist in self.config.playlists:
-                record = self.playlist_records.get(reads.record_key(playlist.url))
-                read = reads.plan(playlist, record, clock.now_s())
-                self.console.say(
-                    f"Reading {playlist.url}" + (f" from its feed {read.feed_url}" if read.kind == "feed" else "")
-                )
-                read_started_at = clock.iso(clock.now_s())
-                result = download.download_playlist(
-                    self.config, playlist, self, read=read, mark_archived=self.mark_archived
-                )
-                results.append(result)
-                self.playlist_records[reads.record_key(playlist.url)] = reads.record_after(
-                    record, result, read_started_at, clock.iso(clock.now_s())
-                )
+            with download.Session(self.config) as session:
+                for playlist in self.config.playlists:
+                    record = self.playlist_records.get(reads.record_key(playlist.url))
+                    read = reads.plan(playlist, record, clock.now_s())
+                    self.console.say(
+                        f"Reading {playlist.url}" + (f" from its feed {read.feed_url}" if read.kind == "feed" else "")
+                    )
+                    read_started_at = clock.iso(clock.now_s())
+                    result = download.download_playlist(
+                        self.config, playlist, self, read=read, mark_archived=self.mark_archived, session=session
+                    )
+                    results.append(result)
+                    self.playlist_records[reads.record_key(playlist.url)] = reads.record_after(
+                        record, result, read_started_at, clock.iso(clock.now_s())
+                    )
         except download.RateLimited as limited:
             return self._start_cooldown(str(limited), results)
         playlist_errors = [

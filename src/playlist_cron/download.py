@@ -10,7 +10,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import yt_dlp
 from yt_dlp.networking import Response
@@ -259,7 +259,50 @@ def _raise_when_check_must_stop(failure: Failure) -> None:
         raise DiskFull(failure.message) from None
 
 
-class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
+class _Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
+    """yt-dlp's YoutubeDL as a client of the site: every request it makes is watched for rate limits and failures.
+
+    Made with `auto_init=False`, it is yt-dlp's networking alone (the user's proxy, cookies and headers apply),
+    without the 40 ms of setting up its 1,800 extractors: what a feed read needs.
+    """
+
+    def __init__(self, params: dict[str, Any], *, auto_init: bool = True) -> None:
+        self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
+        self.failed_host: str | None = None  # the host of the last request that got no answer
+        self.first_content_type: str | None = None  # of the playlist URL's answer: says what a non-playlist was
+        super().__init__(params, auto_init=auto_init)
+
+    def failure_of(self, error: BaseException, fallback_host: str | None = None) -> Failure:
+        """What kind of failure `error` is, given also what this client saw of the site's answers."""
+        if self.rate_limited:  # a bot-check page, or a 429 that yt-dlp went on from
+            return Failure(RATE_LIMITED, self.rate_limited)
+        return classify(error, self.failed_host or fallback_host)
+
+    def urlopen(self, req: Any) -> Any:
+        """Every request yt-dlp makes passes here: notice HTTP 429, "confirm you're not a bot" pages, failed hosts."""
+        try:
+            response = super().urlopen(req)
+        except HTTPError as error:
+            if error.status == 429:
+                self.rate_limited = f"HTTP 429 Too Many Requests from {host_of(error.response.url)}"
+            raise
+        except Exception:
+            url = req if isinstance(req, str) else getattr(req, "url", None) or getattr(req, "full_url", None)
+            self.failed_host = host_of(str(url)) if url else None  # a refused connection does not name its host
+            raise
+        content_type = response.headers.get("Content-Type", "")
+        if self.first_content_type is None:
+            self.first_content_type = content_type
+        length = int(response.headers.get("Content-Length") or 0)
+        if "html" in content_type and length <= PAGE_PEEK_MAX_BYTES:
+            body = response.read()
+            if BOT_CHECK_PATTERN.search(body):
+                self.rate_limited = f"{host_of(response.url)} asked to confirm we are not a bot"
+            return _unread(response, body)  # hand the page on unread, as if we had never looked
+        return response
+
+
+class _Downloader(_Fetcher):
     """yt-dlp's YoutubeDL, told to report each playlist entry's outcome to playlist-cron."""
 
     def __init__(
@@ -270,6 +313,7 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         reporter: Reporter,
         *,
         mark_archived: bool = False,
+        archive: set[str] | None = None,
     ) -> None:
         self._playlist = playlist
         self._mark_archived = mark_archived
@@ -281,18 +325,21 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self._min_free_bytes = 0
         self._download_dir = ""
         self._next_disk_check = 0.0
-        self.rate_limited: str | None = None  # set by urlopen when the site says to slow down
-        self.failed_host: str | None = None  # the host of the last request that got no answer
         self._archive_keys: set[str] | None = None
         self._extractor_keys: dict[tuple[str, str], str | None] = {}
         self._name_max_bytes: int | None = None
-        self.first_content_type: str | None = None  # of the playlist URL's answer: says what a non-playlist was
         self.capture_playlist_fields = False  # note the playlist fields of the first entry (a full read's)
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
         params["logger"] = _Logger(reporter, self._current)
+        if archive is None:
+            super().__init__(params)
+            return
+        # The check's playlists share one copy of the archive's lines: read once, not once per playlist.
+        archive_file = params.pop("download_archive")
         super().__init__(params)
+        yt_dlp_private.share_archive(self, archive_file, archive)
 
     def _current(self) -> _Entry | None:
         return self._entries[-1] if self._entries else None
@@ -584,35 +631,6 @@ class _Downloader(yt_dlp.YoutubeDL):  # type: ignore[misc]
             entry.archived = True
         return found
 
-    def failure_of(self, error: BaseException, fallback_host: str | None = None) -> Failure:
-        """What kind of failure `error` is, given also what this downloader saw of the site's answers."""
-        if self.rate_limited:  # a bot-check page, or a 429 that yt-dlp went on from
-            return Failure(RATE_LIMITED, self.rate_limited)
-        return classify(error, self.failed_host or fallback_host)
-
-    def urlopen(self, req: Any) -> Any:
-        """Every request yt-dlp makes passes here: notice HTTP 429, "confirm you're not a bot" pages, failed hosts."""
-        try:
-            response = super().urlopen(req)
-        except HTTPError as error:
-            if error.status == 429:
-                self.rate_limited = f"HTTP 429 Too Many Requests from {host_of(error.response.url)}"
-            raise
-        except Exception:
-            url = req if isinstance(req, str) else getattr(req, "url", None) or getattr(req, "full_url", None)
-            self.failed_host = host_of(str(url)) if url else None  # a refused connection does not name its host
-            raise
-        content_type = response.headers.get("Content-Type", "")
-        if self.first_content_type is None:
-            self.first_content_type = content_type
-        length = int(response.headers.get("Content-Length") or 0)
-        if "html" in content_type and length <= PAGE_PEEK_MAX_BYTES:
-            body = response.read()
-            if BOT_CHECK_PATTERN.search(body):
-                self.rate_limited = f"{host_of(response.url)} asked to confirm we are not a bot"
-            return _unread(response, body)  # hand the page on unread, as if we had never looked
-        return response
-
     def watch_disk(self, download_dir: str, min_free_bytes: int) -> None:
         self._download_dir = download_dir
         self._min_free_bytes = min_free_bytes
@@ -697,6 +715,49 @@ def _size(filename: str) -> int:
         return 0
 
 
+class Session:
+    """What the playlists of one check share: the archive's lines, read once, and one yt-dlp client per network
+    setting for feed reads. Close it at the end of the check."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._archive: set[str] | None = None
+        self._fetchers: dict[tuple[str, ...], _Fetcher] = {}
+
+    def archive(self) -> set[str]:
+        """The archive's lines, as yt-dlp reads them (stripped); kept up to date by every download of the check."""
+        if self._archive is None:
+            try:
+                with open(self.config.archive_file, encoding="utf-8") as archive_file:
+                    self._archive = {line.strip() for line in archive_file}
+            except FileNotFoundError:
+                self._archive = set()
+        return self._archive
+
+    def fetcher(self, playlist: Playlist) -> _Fetcher:
+        """A yt-dlp client with the playlist's network options (proxy, cookies, headers), shared by the playlists
+        that have the same `yt_dlp_args`."""
+        key = playlist.yt_dlp_args
+        if key not in self._fetchers:
+            params = _yt_dlp_params(self.config, playlist, mark_archived=False)
+            params.pop("download_archive")
+            self._fetchers[key] = _Fetcher(params, auto_init=False)
+        fetcher = self._fetchers[key]
+        fetcher.failed_host = None
+        return fetcher
+
+    def close(self) -> None:
+        for fetcher in self._fetchers.values():
+            fetcher.close()
+        self._fetchers.clear()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def download_playlist(
     config: Config,
     playlist: Playlist,
@@ -704,30 +765,136 @@ def download_playlist(
     *,
     read: ReadPlan | None = None,
     mark_archived: bool = False,
+    session: Session | None = None,
 ) -> PlaylistResult:
     """Given a playlist and what to read of it (a full read when not told), download what is new in it and return
     what happened.
 
-    Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`, RateLimited when the site says to slow
-    down, and DiskFull when the disk is full; every other problem is recorded in the result (a
-    video's, the feed's `feed_error`, or the playlist's `error` with its `error_kind`).
+    A feed read whose entries are all settled by the feed alone (archived, too old, waiting for a retry), and a
+    304, need no more of yt-dlp than its networking. Raise ConfigError when yt-dlp refuses the playlist's
+    `yt_dlp_args`, RateLimited when the site says to slow down, and DiskFull when the disk is full; every other
+    problem is recorded in the result (a video's, the feed's `feed_error`, or the playlist's `error` with its
+    `error_kind`).
     """
     read = read or ReadPlan("full", "every check")
-    params = _yt_dlp_params(config, playlist, mark_archived=mark_archived)
+    session = session or Session(config)
     result = PlaylistResult(url=playlist.url, read=read.kind)
-    with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived) as ydl:
+    answer = None
+    if read.kind == "feed" and read.feed_url and not mark_archived:
+        answer = _ask_feed(session.fetcher(playlist), read.feed_url, read)
+        if _settled_by_feed(session.archive(), playlist, read, answer, result, reporter):
+            return result
+    params = _yt_dlp_params(config, playlist, mark_archived=mark_archived)
+    with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived, archive=session.archive()) as ydl:
         ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
-        _follow(ydl, playlist, read, result)
+        _follow(ydl, playlist, read, result, answer)
     return result
 
 
-def _follow(ydl: _Downloader, playlist: Playlist, read: ReadPlan, result: PlaylistResult) -> None:
+class _FeedAnswer(NamedTuple):
+    """A feed request's outcome: what came (a 304 has no feed) or why nothing usable did."""
+
+    fetched: feeds.FetchResult | None
+    feed: feeds.Feed | None
+    failure: feeds.FeedError | Failure | None
+
+
+def _ask_feed(fetcher: _Fetcher, feed_url: str, read: ReadPlan) -> _FeedAnswer:
+    """Fetch and parse a feed; raise RateLimited when the site says to slow down, DiskFull when the disk is full."""
+    try:
+        fetched = _fetch_feed(fetcher, feed_url, read.etag, read.last_modified)
+        feed = None if fetched.body is None else feeds.parse_feed(fetched.body, feed_url)
+    except feeds.FeedError as error:
+        if fetcher.rate_limited:  # a bot-check page where the feed should be
+            raise RateLimited(fetcher.rate_limited) from None
+        return _FeedAnswer(None, None, error)
+    except (RateLimited, DiskFull):
+        raise
+    except Exception as error:  # no answer, or an error status
+        failure = fetcher.failure_of(error, host_of(feed_url))
+        _raise_when_check_must_stop(failure)
+        return _FeedAnswer(None, None, failure)
+    return _FeedAnswer(fetched, feed, None)
+
+
+def _settled_by_feed(
+    archive: set[str],
+    playlist: Playlist,
+    read: ReadPlan,
+    answer: _FeedAnswer,
+    result: PlaylistResult,
+    reporter: Reporter,
+) -> bool:
+    """Count a feed read whose every entry the feed alone settles, as the downloader would, and return True; return
+    False, leaving `result` as it was, when yt-dlp has something to run (a new entry, a retry that is due) or the
+    feed failed."""
+    if answer.fetched is None or reporter.due_retries(playlist.url):
+        return False
+    counts = {"already_archived": 0, "filtered": 0, "waiting_retry": 0}
+    stopped = None
+    date_range = DateRange(playlist.date_after) if playlist.date_after else None
+    for entry in answer.feed.entries if answer.feed is not None else []:
+        archive_id = _feed_archive_id(archive, entry)
+        if archive_id is None:
+            return False  # no id without yt-dlp's extractors: a new entry, most likely
+        if archive_id in archive:
+            counts["already_archived"] += 1
+            if playlist.stop_at_first_archived:
+                stopped = STOPPED_AT_ARCHIVED
+                break
+        elif date_range is not None and entry.published_s is not None and _day_of(entry.published_s) not in date_range:
+            counts["filtered"] += 1
+        elif not reporter.retry_is_due(archive_id):
+            counts["waiting_retry"] += 1
+        else:
+            return False
+    _note_feed_read(result, read, answer)
+    result.already_archived = counts["already_archived"]
+    result.filtered = counts["filtered"]
+    result.waiting_retry = counts["waiting_retry"]
+    result.stopped = stopped
+    return True
+
+
+def _feed_archive_id(archive: set[str], entry: feeds.FeedEntry) -> str | None:
+    """The archive line a feed entry would have, when the archive alone tells (see `_archive_id`), else None."""
+    if entry.video_id:
+        return f"youtube {entry.video_id}"
+    if not entry.own_id:
+        return None
+    keys = {line.partition(" ")[0] for line in archive}
+    found = [key for key in keys if f"{key} {entry.id}" in archive]
+    return f"{found[0]} {entry.id}" if len(found) == 1 else None
+
+
+def _day_of(epoch_s: int) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(epoch_s))
+
+
+def _note_feed_read(result: PlaylistResult, read: ReadPlan, answer: _FeedAnswer) -> None:
+    """Record in `result` a feed read that got an answer."""
+    assert answer.fetched is not None
+    result.read = "feed"
+    result.feed_url = read.feed_url
+    result.feed_status = answer.fetched.status
+    result.feed_error = None
+    result.etag, result.last_modified = answer.fetched.etag, answer.fetched.last_modified
+    stored_title = (read.playlist_fields or {}).get("playlist_title")
+    if answer.feed is not None:
+        result.feed_entries = len(answer.feed.entries)
+    if result.title is None:
+        result.title = stored_title or (answer.feed.title if answer.feed is not None else None)
+
+
+def _follow(
+    ydl: _Downloader, playlist: Playlist, read: ReadPlan, result: PlaylistResult, answer: _FeedAnswer | None
+) -> None:
     """Read the playlist as planned: its feed, falling back to a full read when the feed fails; or a full read,
     then its feed when the full read failed, so that what the feed lists is not missed."""
     if read.probe and _probe(ydl, playlist, result):
         return
     if read.kind == "feed" and read.feed_url:
-        failure = _go_through_feed(ydl, playlist, read.feed_url, read, result)
+        failure = _go_through_feed(ydl, playlist, read.feed_url, read, result, answer)
         if failure is None:
             return
         if read.playlist_is_feed and not isinstance(failure, feeds.FeedError):
@@ -772,36 +939,26 @@ def _probe(ydl: _Downloader, playlist: Playlist, result: PlaylistResult) -> bool
 
 
 def _go_through_feed(
-    ydl: _Downloader, playlist: Playlist, feed_url: str, read: ReadPlan, result: PlaylistResult
+    ydl: _Downloader,
+    playlist: Playlist,
+    feed_url: str,
+    read: ReadPlan,
+    result: PlaylistResult,
+    answer: _FeedAnswer | None = None,
 ) -> feeds.FeedError | Failure | None:
-    """Read a feed and run its entries as yt-dlp would run the playlist's; return why it failed, or None.
+    """Read a feed (unless `answer` has it already) and run its entries as yt-dlp would run the playlist's; return
+    why it failed, or None.
 
     A 304 (unchanged) runs nothing but the failed videos that are due. Raise RateLimited when the site says to
     slow down, and DiskFull when the disk is full.
     """
     result.feed_url = feed_url
-    try:
-        fetched = _fetch_feed(ydl, feed_url, read.etag, read.last_modified)
-        result.feed_status = fetched.status
-        feed = None if fetched.body is None else feeds.parse_feed(fetched.body, feed_url)
-    except feeds.FeedError as error:
-        if ydl.rate_limited:  # a bot-check page where the feed should be
-            raise RateLimited(ydl.rate_limited) from None
-        return error
-    except (RateLimited, DiskFull):
-        raise
-    except Exception as error:  # no answer, or an error status
-        failure = ydl.failure_of(error, host_of(feed_url))
-        _raise_when_check_must_stop(failure)
-        return failure
-    result.read = "feed"
-    result.feed_error = None
-    result.etag, result.last_modified = fetched.etag, fetched.last_modified
-    if feed is None and result.title is None:
-        result.title = (read.playlist_fields or {}).get("playlist_title")
-    if feed is not None:
-        result.feed_entries = len(feed.entries)
-        info = _feed_playlist(feed, playlist, feed_url, read.playlist_fields)
+    answer = answer or _ask_feed(ydl, feed_url, read._replace(feed_url=feed_url))
+    if answer.failure is not None:
+        return answer.failure
+    _note_feed_read(result, read._replace(feed_url=feed_url), answer)
+    if answer.feed is not None:
+        info = _feed_playlist(answer.feed, playlist, feed_url, read.playlist_fields)
         try:
             ydl.process_ie_result(info, download=True)
         except _StopPlaylist:

@@ -35,6 +35,16 @@ def archive_lines(ydl: Any) -> Iterable[str]:
     return lines
 
 
+def share_archive(ydl: Any, archive_file: str, lines: set[str]) -> None:
+    """Make `ydl`, made without a download archive, use `archive_file` with `lines` as its loaded lines: it adds
+    to both as it records videos, and reads no file to start.
+
+    Undocumented: YoutubeDL.archive, and `params["download_archive"]` read when a video is recorded, not at start.
+    """
+    ydl.params["download_archive"] = archive_file
+    ydl.archive = lines
+
+
 def first_suitable_extractor(ydl: Any, url: str) -> str | None:
     """The key of the first extractor, in yt-dlp's own order, whose pattern takes `url`; None when none does.
 
