@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from conftest import Project
-from playlist_cron import clock
+from playlist_cron import clock, state
+from playlist_cron.config import DEFAULT_FULL_SCAN_INTERVAL_SECONDS
 from playlist_cron.demo.feed import FeedServer, make_items
 
 HEADING = "Playlists (times UTC):"
@@ -77,7 +78,7 @@ def test_status_shows_a_full_read_then_a_feed_read_and_when_the_next_full_read_i
         "next_full_read_at": None,
         "full_read_due": False,
         "channel_id": None,
-        "full_scan_interval_seconds": 21600,
+        "full_scan_interval_seconds": DEFAULT_FULL_SCAN_INTERVAL_SECONDS,
     }
     assert channel_reads == {
         "url": channel.feed_url,
@@ -193,3 +194,20 @@ def test_a_full_read_that_falls_due_is_shown_due_at_the_next_check(
     assert clock.parse_iso(reads["next_full_read_at"]) > clock.parse_iso(full_read_at) + 1  # type: ignore[operator]
     [line] = playlist_lines(project.run_here("status").stdout)
     assert line.endswith(", next full read at the next check"), line
+
+
+def test_a_channel_has_its_feed_once_a_full_read_has_learnt_its_id(project: Project) -> None:
+    handle_url = "https://www.youtube.com/@SomeHandle"
+    channel_id = "UC" + "x" * 22
+    project.write_config(playlist_url=None, playlists=[handle_url])
+    [before] = project.status()["playlists"]
+    assert (before["feed_url"], before["feed_reads"], before["channel_id"]) == (None, False, None)
+    # What a check's full read of the channel leaves in the state (no check here: the site is not on loopback).
+    full_read_at = clock.iso(clock.now_s() - 60)
+    project.state_file.parent.mkdir(parents=True, exist_ok=True)
+    record = {"channel_id": channel_id, "last_full_read_at": full_read_at}
+    project.state_file.write_text(json.dumps(state.empty() | {"playlists": {handle_url: record}}))
+    [after] = project.status()["playlists"]
+    assert after["feed_url"] == f"https://www.youtube.com/feeds/videos.xml?channel_id={channel_id}"
+    assert (after["feed_reads"], after["channel_id"], after["full_read_due"]) == (True, channel_id, False)
+    assert after["next_full_read_at"] == clock.iso(clock.parse_iso(full_read_at) + DEFAULT_FULL_SCAN_INTERVAL_SECONDS)  # type: ignore[operator]
