@@ -281,6 +281,9 @@ def render_text(status: Status) -> str:
             f"Network: failing since {network_outage['since']} ({network_outage['failing_s']:.0f} s, "
             f"{outage.checks(network_outage['failed_checks'])}; {alerting}): {network_outage['error']}"
         )
+    if status["playlists"]:
+        lines.append("Playlists (times UTC):")
+        lines.extend(f"  {playlist['url']}: {_reads_line(playlist)}" for playlist in status["playlists"])
     if status["failed_videos"]:
         given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
         lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")
@@ -288,9 +291,6 @@ def render_text(status: Status) -> str:
             when = "given up" if video["given_up"] else f"next try at {video['next_retry_at']}"
             error = printed_id(str(video["error"]))
             lines.append(f"  {video['video_id']}: {video['attempts']} attempts, {when}: {error}")
-    if status["playlists"]:
-        lines.append("Playlists (times UTC):")
-        lines.extend(f"  {playlist['url']}: {_reads_line(playlist)}" for playlist in status["playlists"])
     lines.append(f"Log: {status['log_file']}")
     if status["log_write_failures_total"]:
         lines.append(f"Log lines lost (the log was unwritable): {status['log_write_failures_total']}")
