@@ -58,5 +58,6 @@ def test_the_status_types_name_the_fields_status_reports(project: Project) -> No
     assert set(report["failed_videos"][0]) == set(status.FailedVideo.__annotations__)
     assert report["network_outage"] is not None
     assert set(report["network_outage"]) == set(status.NetworkOutage.__annotations__)
+    assert set(report["playlists"][0]) == set(status.PlaylistReads.__annotations__)
     assert report["lock_holder"] is None  # no check holds the lock here; the shape's keys are those of as_dict
     assert set(status.HolderRecord.__annotations__) == {"pid", "started_at", "held_s"}

@@ -1,17 +1,19 @@
-"""`status`: the counters, the last check, the lock holder and a health verdict, as JSON or as text."""
+"""`status`: the counters, the last check, the lock holder, each playlist's reads and a health verdict, as JSON or
+as text."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
-from playlist_cron import clock, lock, outage
+from playlist_cron import clock, lock, outage, reads
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
 from playlist_cron.records import Counters
 from playlist_cron.state import StateStore
 
 if TYPE_CHECKING:
-    from playlist_cron.records import LogFailureRecord
+    from playlist_cron.records import LogFailureRecord, State
     from playlist_cron.state import OutcomeName
 
 STALE_AFTER_INTERVALS = 3
@@ -52,6 +54,31 @@ class FailedVideo(TypedDict):
     error: str | None
 
 
+class PlaylistReads(TypedDict):
+    """How a playlist was last read and when it is next read whole, as `status --json` shows it.
+
+    `url` and `feed_url` are redacted as the log redacts them. `feed_url` is the feed a check would read now (null:
+    none, so every check reads the playlist whole); `feed_reads` says whether it has one. `next_full_read_at` is null
+    when the playlist is never read whole again (its feed alone: `full_scan_interval_seconds` 0, or its URL is itself
+    a feed). Otherwise it is when a check next reads it whole: its last full read plus `full_scan_interval_seconds`,
+    but no sooner than the next check is due (`next_check_due_at`, or now before any check), since only a check reads.
+    `full_read_due` is true when the next check reads it whole: the full read is already due by then, or it has no
+    feed, or it has never been read whole. A `last_feed_error` is the last feed read's failure, cleared by a feed
+    read that works; the check fell back to a full read, so it is no problem by itself.
+    """
+
+    url: str
+    feed_url: str | None
+    feed_reads: bool
+    last_feed_read_at: str | None
+    last_feed_error: str | None
+    last_full_read_at: str | None
+    next_full_read_at: str | None
+    full_read_due: bool
+    channel_id: str | None
+    full_scan_interval_seconds: int
+
+
 class Status(Counters):
     """The `status --json` object (see the contract)."""
 
@@ -68,6 +95,7 @@ class Status(Counters):
     lock_holder: HolderRecord | None
     cooldown_until: str | None
     failed_videos: list[FailedVideo]
+    playlists: list[PlaylistReads]
     network_outage: NetworkOutage | None
     log_file: str
     log_write_failures_total: int
@@ -149,6 +177,7 @@ def report(config: Config) -> Status:
         }
         for archive_id, record in sorted(state["failed_videos"].items())
     ]
+    next_check_s = last_check_s + config.check_interval_seconds if last_check_s else None
     return {
         "config": str(config.path),
         "checks_total": state["checks_total"],
@@ -165,11 +194,12 @@ def report(config: Config) -> Status:
         "last_completed_at": state["last_completed_at"],
         "last_failure_reason": state.get("last_failure_reason"),
         "last_error": state.get("last_error"),
-        "next_check_due_at": clock.iso(last_check_s + config.check_interval_seconds) if last_check_s else None,
+        "next_check_due_at": clock.iso(next_check_s),
         "lock_file": str(config.lock_file),
         "lock_holder": holder.as_dict(now_s) if holder else None,
         "cooldown_until": state["cooldown_until"] if _in_future(state["cooldown_until"], now_s) else None,
         "failed_videos": failed_videos,
+        "playlists": playlist_reads(config, state, now_s if next_check_s is None else next_check_s),
         "network_outage": network_outage,
         "log_file": str(config.log_file),
         "log_write_failures_total": state.get("log_write_failures_total", 0),
@@ -179,6 +209,31 @@ def report(config: Config) -> Status:
         "problems": problems,
         "notes": notes,
     }
+
+
+def playlist_reads(config: Config, state: State, next_check_s: float) -> list[PlaylistReads]:
+    """Given a config, its state and when its next check is due, return each playlist's reads in config order."""
+    shown: list[PlaylistReads] = []
+    for playlist in config.playlists:
+        record = state["playlists"].get(reads.record_key(playlist.url))
+        feed_url = reads.feed_url_for(playlist, record)
+        full_read_s = reads.next_full_read_s(playlist, record)
+        record = record or {}
+        shown.append(
+            {
+                "url": reads.record_key(playlist.url),
+                "feed_url": reads.record_key(feed_url) if feed_url else None,
+                "feed_reads": feed_url is not None,
+                "last_feed_read_at": record.get("last_feed_read_at"),
+                "last_feed_error": record.get("last_feed_error"),
+                "last_full_read_at": record.get("last_full_read_at"),
+                "next_full_read_at": None if full_read_s is None else clock.iso(max(full_read_s, next_check_s)),
+                "full_read_due": full_read_s is not None and full_read_s <= next_check_s,
+                "channel_id": record.get("channel_id"),
+                "full_scan_interval_seconds": playlist.full_scan_interval_seconds,
+            }
+        )
+    return shown
 
 
 def _in_future(timestamp: str | None, now_s: float) -> bool:
@@ -226,6 +281,9 @@ def render_text(status: Status) -> str:
             f"Network: failing since {network_outage['since']} ({network_outage['failing_s']:.0f} s, "
             f"{outage.checks(network_outage['failed_checks'])}; {alerting}): {network_outage['error']}"
         )
+    if status["playlists"]:
+        lines.append("Playlists (times UTC):")
+        lines.extend(f"  {playlist['url']}: {_reads_line(playlist)}" for playlist in status["playlists"])
     if status["failed_videos"]:
         given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
         lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")
@@ -245,3 +303,27 @@ def render_text(status: Status) -> str:
         lines.append("Health: UNHEALTHY")
         lines.extend(f"  - {problem}" for problem in status["problems"])
     return "\n".join(lines)
+
+
+def _reads_line(playlist: PlaylistReads) -> str:
+    """Given a playlist's reads, return them in a few words: `feed read 23:40, full read 18:00, next full read ...`."""
+    full_read = f"full read {_short_time(playlist['last_full_read_at'])}"
+    if not playlist["feed_reads"]:
+        return f"{full_read}, every check (no feed)"
+    feed_read = f"feed read {_short_time(playlist['last_feed_read_at'])}"
+    if playlist["last_feed_error"]:
+        feed_read += f" (last try failed: {printed_id(playlist['last_feed_error'])})"
+    next_full_read = "at the next check" if playlist["full_read_due"] else _short_time(playlist["next_full_read_at"])
+    return f"{feed_read}, {full_read}, next full read {next_full_read}"
+
+
+def _short_time(timestamp: str | None) -> str:
+    """Given an ISO timestamp, return it as few characters as today allows (`23:40`, `12-01 23:40`), or "never"."""
+    moment_s = clock.parse_iso(timestamp)
+    if moment_s is None:
+        return "never"
+    moment = datetime.fromtimestamp(moment_s, tz=timezone.utc)
+    today = datetime.fromtimestamp(clock.now_s(), tz=timezone.utc)
+    if moment.date() == today.date():
+        return moment.strftime("%H:%M")
+    return moment.strftime("%m-%d %H:%M" if moment.year == today.year else "%Y-%m-%d %H:%M")
