@@ -225,9 +225,11 @@ class YouTubeStandIn:
         *,
         channel_id: str = "UCq3Ci-h945sbEYXpVlw7rJg",
         title: str = "Loopback Playlist",
+        author: str = "Loopback Channel",
     ) -> str:
-        """Serve a YouTube-shaped feed of `uploads` for the playlist; return the feed's URL."""
-        self.feeds[("playlist_id", playlist_id)] = youtube_feed(channel_id, title, uploads, playlist_id=playlist_id)
+        """Serve a YouTube-shaped feed of `uploads` for the playlist (`author` names its channel); return its URL."""
+        body = youtube_feed(channel_id, title, uploads, playlist_id=playlist_id, author=author)
+        self.feeds[("playlist_id", playlist_id)] = body
         return self.feed_url("playlist_id", playlist_id)
 
     @staticmethod
@@ -323,13 +325,11 @@ class YouTubeStandIn:
         html = {"Content-Type": "text/html; charset=utf-8"}
         if key is None:
             return 400, html, b"<html><body>Bad Request</body></html>"
-        status = self.feed_status.get(key)
         body = self.feeds.get(key)
-        if status is None and body is None:
-            status = 404
-        if status is not None and status != 200:
+        status = self.feed_status.get(key, 200 if body is not None else 404)
+        if status != 200 or body is None:
+            status = 404 if status == 200 else status
             return status, html, f"<html><body>Error {status}</body></html>".encode()
-        assert body is not None, f"feed_status says 200 for {key}, but feeds has no body for it"
         etag, last_modified = self._validators_for(key).for_body(body)
         validators = {"ETag": etag, "Last-Modified": last_modified}
         if not_modified(headers.get("if-none-match"), headers.get("if-modified-since"), etag, last_modified):
