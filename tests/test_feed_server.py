@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
@@ -12,6 +13,13 @@ import pytest
 from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedServer]:
+    """Three videos on a feed that sends validators (the shared `feed` fixture's server sends none)."""
+    with FeedServer(make_items(3), feed_validators=True) as server:
+        yield server
 
 
 def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
@@ -88,26 +96,28 @@ def test_a_replaced_feed_body_is_validated_too(feed: FeedServer) -> None:
     assert get(feed.feed_url, **{"If-None-Match": headers["ETag"]})[0] == 304
 
 
-def test_validators_can_be_turned_off_for_servers_that_send_none() -> None:
-    with FeedServer(make_items(2), feed_validators=False) as feed:
+def test_a_server_sends_no_validators_unless_asked() -> None:
+    with FeedServer(make_items(2)) as feed:
         status, headers, _ = get(feed.feed_url)
         assert status == 200
         assert "ETag" not in headers and "Last-Modified" not in headers
         conditional = {"If-None-Match": "*", "If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}
         assert get(feed.feed_url, **conditional)[0] == 200, "a server without validators never answers 304"
         assert feed.requests_for("/feed.xml")[-1].if_none_match == "*", "what was asked is still recorded"
+        feed.settings.feed_validators = True
+        assert get(feed.feed_url, **conditional)[0] == 304, "turned on while it runs"
 
 
 @pytest.mark.parametrize("feed_status", [404, 500, 429])
 def test_an_error_status_carries_no_validators_and_ignores_conditions(feed_status: int) -> None:
-    with FeedServer(make_items(1), feed_status=feed_status) as feed:
+    with FeedServer(make_items(1), feed_status=feed_status, feed_validators=True) as feed:
         status, headers, _ = get(feed.feed_url, **{"If-None-Match": "*"})
         assert status == feed_status
         assert "ETag" not in headers and "Last-Modified" not in headers
 
 
 def test_the_atom_feed_is_validated_as_well() -> None:
-    with FeedServer(make_items(2), feed_format="atom") as feed:
+    with FeedServer(make_items(2), feed_format="atom", feed_validators=True) as feed:
         status, headers, body = get(feed.feed_url)
         assert (status, headers["Content-Type"]) == (200, "application/atom+xml; charset=utf-8")
         assert body.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">')
