@@ -23,6 +23,7 @@ import structlog
 
 from playlist_cron import cli
 from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
+from youtube_stand_in import YouTubeStandIn
 
 BIN_DIR = Path(sys.executable).parent
 COMMAND = str(BIN_DIR / "playlist-cron")
@@ -33,6 +34,14 @@ def feed() -> Iterator[FeedServer]:
     """Three 200 kB videos on 127.0.0.1, unthrottled."""
     with FeedServer(make_items(3)) as server:
         yield server
+
+
+@pytest.fixture
+def youtube() -> Iterator[YouTubeStandIn]:
+    """A stand-in for www.youtube.com behind an HTTP proxy on 127.0.0.1 (`youtube.yt_dlp_args()`); skipped, saying
+    why, when the openssl command cannot make its certificate."""
+    with YouTubeStandIn() as stand_in:
+        yield stand_in
 
 
 class Project:

@@ -9,7 +9,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from xml.sax.saxutils import escape, quoteattr
 
 CHUNK_BYTES = 16 * 1024
@@ -49,6 +49,8 @@ class RequestRecord:
     range_header: str | None
     status: int
     at: float
+    if_none_match: str | None = None
+    if_modified_since: str | None = None
 
 
 @dataclass
@@ -63,15 +65,67 @@ class FeedSettings:
     bot_check: bool = False  # answer every request with a "confirm you're not a bot" page
     title: str = "Loopback Channel"
     feed_format: str = "rss"  # or "atom", a format yt-dlp does not read as a playlist
+    # Send ETag and Last-Modified, and answer 304 to a request they match. Off unless asked: the tests written
+    # before feed polling expect every check to read the whole feed.
+    feed_validators: bool = False
     items: list[FeedItem] = field(default_factory=list)
 
 
+class FeedValidators:
+    """The ETag and Last-Modified of a body that changes while a server runs: a new body gets a new pair.
+
+    The ETag is a digest of the body. Last-Modified is the second the body was first served, and always later than
+    the one before it, even when the body changes twice within a second, so If-Modified-Since alone sees the change.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._etag: str | None = None
+        self._last_modified_s = 0
+
+    def for_body(self, body: bytes) -> tuple[str, str]:
+        """Given the body about to be served, return its (ETag, Last-Modified) header values."""
+        etag = f'"{hashlib.sha256(body).hexdigest()[:24]}"'
+        with self._lock:
+            if etag != self._etag:
+                self._etag = etag
+                self._last_modified_s = max(int(time.time()), self._last_modified_s + 1)
+            last_modified = datetime.fromtimestamp(self._last_modified_s, tz=timezone.utc)
+        return etag, format_datetime(last_modified, usegmt=True)
+
+
+def not_modified(if_none_match: str | None, if_modified_since: str | None, etag: str, last_modified: str) -> bool:
+    """Whether a request with these condition headers gets a 304 for a body with these validators (RFC 9110 13.2.2).
+
+    If-None-Match, when sent, decides alone (weak comparison, `*` matches); else an If-Modified-Since not older than
+    Last-Modified matches. A date that does not parse is ignored.
+    """
+    if if_none_match is not None:
+        tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+        return "*" in tags or etag.removeprefix("W/") in tags
+    if if_modified_since is None:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return since >= parsedate_to_datetime(last_modified)
+
+
 class FeedServer:
-    """An HTTP server on 127.0.0.1 serving `/feed.xml` and `/media/<guid>.mp4`, with Range and throttling."""
+    """An HTTP server on 127.0.0.1 serving `/feed.xml` and `/media/<guid>.mp4`, with Range and throttling.
+
+    `extra_paths` maps a path (without its query) to the (body, content type) served there as given, for fixtures
+    of other feeds' quirks.
+    """
 
     def __init__(self, items: list[FeedItem] | None = None, *, port: int = 0, **settings: object) -> None:
         self.settings = FeedSettings(items=list(items or []), **settings)  # type: ignore[arg-type]
         self.requests: list[RequestRecord] = []
+        self.extra_paths: dict[str, tuple[bytes, str]] = {}
+        self.validators = FeedValidators()
         self._requests_lock = threading.Lock()
         self._stop_stalling = threading.Event()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
@@ -217,7 +271,18 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
 
         def send_response(self, code: int, message: str | None = None) -> None:
             # Recorded as the answer starts, so a request whose body is still streaming is already counted.
-            feed.record(RequestRecord(self.command, self.path, self.headers.get("Range"), code, time.time()))
+            headers = self.headers
+            feed.record(
+                RequestRecord(
+                    self.command,
+                    self.path,
+                    headers.get("Range"),
+                    code,
+                    time.time(),
+                    if_none_match=headers.get("If-None-Match"),
+                    if_modified_since=headers.get("If-Modified-Since"),
+                )
+            )
             super().send_response(code, message)
 
         def do_HEAD(self) -> None:
@@ -232,12 +297,10 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
             if settings.bot_check:
                 self._send_simple(200, BOT_CHECK_PAGE, "text/html; charset=utf-8", send_body)
             elif path == "/feed.xml":
-                status = settings.feed_status
-                body = settings.feed_body if settings.feed_body is not None else feed.feed_xml()
-                if status != 200:
-                    body = f"error {status}".encode()
-                content_type = f"application/{settings.feed_format}+xml; charset=utf-8"
-                self._send_simple(status, body, content_type, send_body)
+                self._send_feed(send_body)
+            elif path in feed.extra_paths:
+                body, content_type = feed.extra_paths[path]
+                self._send_simple(200, body, content_type, send_body)
             elif path.startswith("/redirect/"):
                 self.send_response(302)
                 self.send_header("Location", feed.media_url(path[len("/redirect/") :]))
@@ -248,8 +311,34 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
             else:
                 self._send_simple(404, b"not found", "text/plain", send_body)
 
-        def _send_simple(self, status: int, body: bytes, content_type: str, send_body: bool) -> None:
+        def _send_feed(self, send_body: bool) -> None:
+            settings = feed.settings
+            status = settings.feed_status
+            content_type = f"application/{settings.feed_format}+xml; charset=utf-8"
+            if status != 200:
+                self._send_simple(status, f"error {status}".encode(), content_type, send_body)
+                return
+            body = settings.feed_body if settings.feed_body is not None else feed.feed_xml()
+            if not settings.feed_validators:
+                self._send_simple(200, body, content_type, send_body)
+                return
+            etag, last_modified = feed.validators.for_body(body)
+            validators = {"ETag": etag, "Last-Modified": last_modified}
+            conditions = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")
+            if not_modified(*conditions, etag, last_modified):
+                self.send_response(304)
+                for name, value in validators.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                return
+            self._send_simple(200, body, content_type, send_body, validators)
+
+        def _send_simple(
+            self, status: int, body: bytes, content_type: str, send_body: bool, headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             if status == 429:
