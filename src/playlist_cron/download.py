@@ -152,6 +152,12 @@ class PlaylistResult:
     playlist_fields: dict[str, str | None] | None = None  # yt-dlp's playlist fields at the full read
     is_feed: bool | None = None  # whether the playlist's own URL turned out to be a feed (None: not looked)
 
+    @property
+    def left_work(self) -> bool:
+        """Whether this read left entries that the next check must see even if the feed has not changed: it was
+        cut short (max_downloads_per_check), failed, or could not reach the site for some videos."""
+        return self.error is not None or self.stopped not in COMPLETE_READ_STOPS or bool(self.network_failures)
+
     def summary(self) -> dict[str, Any]:
         return {
             "url": self.url,

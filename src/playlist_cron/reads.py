@@ -109,11 +109,14 @@ def record_after(
         if result.feed_error is not None:
             updated["last_feed_error"] = result.feed_error
         elif result.feed_status in (200, 304):
+            # A 304 says only that the feed is as it was: its validators are kept only when this read left no
+            # entry behind, else the next read must get the whole feed to find them again.
+            settled = not result.left_work
             updated.update(
                 {
                     "feed_url": redact(result.feed_url),
-                    "etag": result.etag,
-                    "last_modified": result.last_modified,
+                    "etag": result.etag if settled else None,
+                    "last_modified": result.last_modified if settled else None,
                     "last_feed_read_at": now_at,
                     "last_feed_error": None,
                 }

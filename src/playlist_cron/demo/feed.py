@@ -65,9 +65,8 @@ class FeedSettings:
     bot_check: bool = False  # answer every request with a "confirm you're not a bot" page
     title: str = "Loopback Channel"
     feed_format: str = "rss"  # or "atom", a format yt-dlp does not read as a playlist
-    # Send ETag and Last-Modified, and answer 304 to a request they match. Off unless asked: the tests written
-    # before feed polling expect every check to read the whole feed.
-    feed_validators: bool = False
+    # Send ETag and Last-Modified, and answer 304 to a request they match, as real feed servers do.
+    feed_validators: bool = True
     items: list[FeedItem] = field(default_factory=list)
 
 
