@@ -30,6 +30,12 @@ def test_first_check_downloads_every_item_and_second_downloads_nothing(project: 
     assert second.returncode == 0, second.stderr
     completed = project.events("check_completed")
     assert [event["downloaded"] for event in completed] == [3, 0]
+    assert completed[-1]["playlists"][0]["feed_status"] == 304, "the feed is unchanged: nothing to look at"
+    project.feed.settings.feed_validators = False  # a server that never answers 304: every entry is looked at
+    third = project.run("check", "--now")
+    assert third.returncode == 0, third.stderr
+    completed = project.events("check_completed")
+    assert [event["downloaded"] for event in completed] == [3, 0, 0]
     assert completed[-1]["already_archived"] == 3
     assert completed[-1]["failed"] == 0
     assert len(project.archive_lines()) == 3 == len(set(project.archive_lines()))

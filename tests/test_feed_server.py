@@ -96,8 +96,10 @@ def test_a_replaced_feed_body_is_validated_too(feed: FeedServer) -> None:
     assert get(feed.feed_url, **{"If-None-Match": headers["ETag"]})[0] == 304
 
 
-def test_a_server_sends_no_validators_unless_asked() -> None:
+def test_a_server_sends_validators_unless_told_not_to() -> None:
     with FeedServer(make_items(2)) as feed:
+        assert {"ETag", "Last-Modified"} <= set(get(feed.feed_url)[1]), "as real feed servers do"
+        feed.settings.feed_validators = False
         status, headers, _ = get(feed.feed_url)
         assert status == 200
         assert "ETag" not in headers and "Last-Modified" not in headers

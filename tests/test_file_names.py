@@ -69,6 +69,7 @@ def test_long_and_multi_byte_titles_download_with_names_that_fit(
     assert {event["filename"] for event in project.events("video_downloaded")} == {str(path) for path in files}
     assert sorted(project.archive_lines()) == sorted(f"generic {item.guid}" for item in project.feed.settings.items)
 
+    project.feed.settings.feed_validators = False  # no ETag nor Last-Modified: every entry is read
     again = project.run("check", "--now")
     assert again.returncode == 0, again.stderr
     assert project.events("check_completed")[-1]["already_archived"] == 3

@@ -188,6 +188,7 @@ def _archive_garbage(project: Project) -> str:
     [warning] = project.events("archive_garbage")
     assert warning["level"] == "warning"
     assert warning["bad_lines"] == 2, warning
+    project.feed.settings.feed_validators = False  # a server without ETag or Last-Modified: every entry is read
     second = project.run("check", "--now")
     _assert_silent(second)  # the same garbage is not reported twice
     _assert_final(project, "check_completed", downloaded=0, already_archived=3)

@@ -623,6 +623,12 @@ class _Check:
 
         return failures.due_retries(self.failed_videos, playlist_url, clock.now_s())
 
+    def waiting_retries(self, playlist_url: str) -> int:
+        """How many failed videos of a playlist wait for a later retry: what a 304 counts as waiting."""
+        from playlist_cron import failures
+
+        return failures.waiting_count(self.failed_videos, playlist_url, clock.now_s())
+
     def video_failed(
         self, video_id: str, key: str, title: str | None, url: str | None, error: str, playlist_url: str
     ) -> None:

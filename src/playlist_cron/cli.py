@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         "have (implies --now)",
     )
 
-    status = commands.add_parser("status", help="counters, last check, lock holder and health (exit 1 when unhealthy)")
+    status = commands.add_parser(
+        "status", help="counters, last check, lock holder, playlist reads and health (exit 1 when unhealthy)"
+    )
     status.add_argument("--config", metavar="PATH", help=config_help)
     status.add_argument("--json", action="store_true", help="print one JSON object")
 

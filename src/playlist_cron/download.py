@@ -90,6 +90,8 @@ class Reporter(Protocol):
 
     def due_retries(self, playlist_url: str) -> list[tuple[str, str | None]]: ...
 
+    def waiting_retries(self, playlist_url: str) -> int: ...
+
     def warning(self, message: str) -> None: ...
 
     def feed_failed(self, playlist_url: str, feed_url: str, reason: str, error: str, then: str) -> None: ...
@@ -836,7 +838,12 @@ def _settled_by_feed(
     feed failed."""
     if answer.fetched is None or reporter.due_retries(playlist.url):
         return False
-    counts = {"already_archived": 0, "filtered": 0, "waiting_retry": 0}
+    # Unchanged, the feed is not looked at: its failed videos are those the state says wait for a retry.
+    counts = {
+        "already_archived": 0,
+        "filtered": 0,
+        "waiting_retry": 0 if answer.feed else reporter.waiting_retries(playlist.url),
+    }
     stopped = None
     date_range = DateRange(playlist.date_after) if playlist.date_after else None
     for entry in answer.feed.entries if answer.feed is not None else []:
@@ -855,6 +862,8 @@ def _settled_by_feed(
         else:
             return False
     _note_feed_read(result, read, answer)
+    if answer.feed is not None:
+        result.playlist_fields = _feed_playlist_fields(answer.feed, playlist, read.playlist_fields)
     result.already_archived = counts["already_archived"]
     result.filtered = counts["filtered"]
     result.waiting_retry = counts["waiting_retry"]
@@ -963,8 +972,11 @@ def _go_through_feed(
     if answer.failure is not None:
         return answer.failure
     _note_feed_read(result, read._replace(feed_url=feed_url), answer)
-    if answer.feed is not None:
+    if answer.feed is None:
+        result.waiting_retry += ydl.reporter.waiting_retries(playlist.url)  # counted before the due ones run
+    else:
         info = _feed_playlist(answer.feed, playlist, feed_url, read.playlist_fields)
+        result.playlist_fields = _feed_playlist_fields(answer.feed, playlist, read.playlist_fields)
         try:
             ydl.process_ie_result(info, download=True)
         except _StopPlaylist:
@@ -1075,23 +1087,34 @@ def _feed_playlist(
             }
         )
     is_youtube = feed.kind == "youtube"
-    info: dict[str, Any] = {
+    fields = _feed_playlist_fields(feed, playlist, stored_fields)
+    return {
         "_type": "playlist",
-        "id": playlist.url if not is_youtube else None,
-        "title": feed.title,
+        **{name[len("playlist_") :]: value for name, value in fields.items() if name.startswith("playlist_")},
         "entries": entries,
-        "webpage_url": playlist.url,
         "original_url": playlist.url,
         "extractor": "youtube:tab" if is_youtube else "generic",
         "extractor_key": "YoutubeTab" if is_youtube else "Generic",
         "feed_url": feed_url,
     }
-    for name, value in (stored_fields or {}).items():
-        if value is not None and name.startswith("playlist_"):
-            info[name[len("playlist_") :]] = value
-    if info["id"] is None:
-        info["id"] = playlist.url
-    return info
+
+
+def _feed_playlist_fields(
+    feed: feeds.Feed, playlist: Playlist, stored_fields: dict[str, str | None] | None
+) -> dict[str, str | None]:
+    """yt-dlp's playlist fields for a feed read's entries: those of the last full read where there was one, else
+    what the feed says (its title), as yt-dlp's generic extractor gives them for an RSS feed."""
+    fields: dict[str, str | None] = dict.fromkeys(PLAYLIST_FIELDS)
+    fields.update(
+        {
+            "playlist": feed.title or playlist.url,
+            "playlist_id": playlist.url,
+            "playlist_title": feed.title,
+            "playlist_webpage_url": playlist.url,
+        }
+    )
+    fields.update({name: value for name, value in (stored_fields or {}).items() if value is not None})
+    return fields
 
 
 def _yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) -> dict[str, Any]:

@@ -34,6 +34,15 @@ def due_retries(
     ]
 
 
+def waiting_count(failed_videos: dict[str, FailedVideoRecord], playlist_url: str, now_s: float) -> int:
+    """How many failed videos of a playlist wait for a later retry (given up ones too)."""
+    return sum(
+        1
+        for record in failed_videos.values()
+        if record.get("playlist_url") == log.redact(playlist_url) and not is_due(record, now_s)
+    )
+
+
 def record_failure(
     failed_videos: dict[str, FailedVideoRecord],
     key: str,

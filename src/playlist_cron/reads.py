@@ -102,7 +102,9 @@ def record_after(
         updated["is_feed"] = result.is_feed
     if result.full_read_complete:
         updated["last_full_read_at"] = read_started_at
-        updated["playlist_fields"] = redact_value(result.playlist_fields) or updated.get("playlist_fields")
+    # A full read's playlist fields name the folders; until there is one, a feed read's (its title) do.
+    if result.playlist_fields and (result.full_read_complete or not updated.get("playlist_fields")):
+        updated["playlist_fields"] = redact_value(result.playlist_fields)
     if result.channel_id is not None:
         updated["channel_id"] = result.channel_id
     if result.feed_url is not None:
