@@ -742,13 +742,14 @@ class Session:
                 self._archive = set()
         return self._archive
 
-    def fetcher(self, playlist: Playlist) -> _Fetcher:
+    def fetcher(self, playlist: Playlist, reporter: Reporter) -> _Fetcher:
         """A yt-dlp client with the playlist's network options (proxy, cookies, headers), shared by the playlists
-        that have the same `yt_dlp_args`."""
+        that have the same `yt_dlp_args`; what yt-dlp warns about goes to the log, never to cron's mail."""
         key = playlist.yt_dlp_args
         if key not in self._fetchers:
             params = _yt_dlp_params(self.config, playlist, mark_archived=False)
             params.pop("download_archive")
+            params["logger"] = _Logger(reporter, lambda: None)
             self._fetchers[key] = _Fetcher(params, auto_init=False)
         fetcher = self._fetchers[key]
         fetcher.failed_host = None
@@ -784,12 +785,16 @@ def download_playlist(
     problem is recorded in the result (a video's, the feed's `feed_error`, or the playlist's `error` with its
     `error_kind`).
     """
+    if session is None:
+        with Session(config) as own_session:
+            return download_playlist(
+                config, playlist, reporter, read=read, mark_archived=mark_archived, session=own_session
+            )
     read = read or ReadPlan("full", "every check")
-    session = session or Session(config)
     result = PlaylistResult(url=playlist.url, read=read.kind)
     answer = None
     if read.kind == "feed" and read.feed_url and not mark_archived:
-        answer = _ask_feed(session.fetcher(playlist), read.feed_url, read)
+        answer = _ask_feed(session.fetcher(playlist, reporter), read.feed_url, read)
         if _settled_by_feed(session.archive(), playlist, read, answer, result, reporter):
             return result
     params = _yt_dlp_params(config, playlist, mark_archived=mark_archived)
