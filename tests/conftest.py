@@ -45,22 +45,32 @@ def youtube() -> Iterator[YouTubeStandIn]:
         yield stand_in
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this pytest-xdist worker's own, started on first use (see tests/postgres_server.py).
-
-    Skipped, saying why, where the server programs are missing; in CI (`CI` set) that fails instead: CI must run
-    these tests. A test that stops or kills a server starts a `PostgresServer()` of its own.
-    """
+def unstarted_postgres_server() -> PostgresServer:
+    """A `PostgresServer` to start; skips the test, saying why, where the server programs are missing, but fails it in
+    CI (`CI` set): CI must run the PostgreSQL tests."""
     try:
-        server = PostgresServer()
+        return PostgresServer()
     except PostgresUnavailable as unavailable:
         reason = f"no PostgreSQL to test against: {unavailable}"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI must run the PostgreSQL tests", pytrace=False)
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
-    with server:
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this pytest-xdist worker's own, started on first use (see tests/postgres_server.py),
+    skipped where the server programs are missing (never in CI). Tests that stop or kill a server take
+    `own_postgres_server` instead."""
+    with unstarted_postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def own_postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own (about a second to start), for a test that stops or kills it."""
+    with unstarted_postgres_server() as server:
         yield server
 
 

@@ -44,14 +44,13 @@ class PostgresUnavailable(Exception):
     """The server programs, or a user to run them as, are missing here: a reason to skip, not a failure."""
 
 
-def find_bin_dir() -> Path:
-    """Return the folder holding initdb, pg_ctl and postgres: the one on PATH, else Debian's newest major version.
-
-    Raise PostgresUnavailable when there is none.
+def find_bin_dir(search_path: str | None = None, debian_root: Path = Path("/usr/lib/postgresql")) -> Path:
+    """Return the folder holding initdb, pg_ctl and postgres: the one on PATH (or `search_path`), else that of Debian's
+    newest major version. Raise PostgresUnavailable when there is none.
     """
-    initdb = shutil.which("initdb")
+    initdb = shutil.which("initdb", path=search_path)
     candidates = [Path(os.path.realpath(initdb)).parent] if initdb else []
-    debian = Path("/usr/lib/postgresql").glob("*/bin")
+    debian = debian_root.glob("*/bin")
     candidates += sorted(debian, key=lambda path: _major_version(path.parent.name), reverse=True)
     for folder in candidates:
         if all(os.access(folder / program, os.X_OK) for program in SERVER_PROGRAMS):

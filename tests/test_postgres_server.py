@@ -8,14 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from conftest import wait_for
-from postgres_server import SUPERUSER, PostgresServer
+from conftest import unstarted_postgres_server, wait_for
+from postgres_server import SUPERUSER, PostgresServer, PostgresUnavailable, find_bin_dir
 
 LOCK_KEY = 1234
 # A process that takes the session advisory lock, says so, and sleeps holding it (a host's check, in short).
@@ -26,13 +26,6 @@ connection.execute("SELECT pg_advisory_lock(%s)", (int(sys.argv[2]),))
 print("locked", flush=True)
 time.sleep(300)
 """
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A server for a test that stops or kills it (the worker's own `postgres_server` must stay up)."""
-    with PostgresServer() as server:
-        yield server
 
 
 def try_lock(connection: psycopg.Connection[tuple[object, ...]], key: int = LOCK_KEY) -> bool:
@@ -149,16 +142,16 @@ def test_a_terminated_backend_fails_its_next_query_with_an_operational_error(
 
 
 def test_a_killed_server_drops_every_connection_and_restarts_with_what_was_committed(
-    own_server: PostgresServer,
+    own_postgres_server: PostgresServer,
 ) -> None:
-    url = own_server.create_database("kept")
+    url = own_postgres_server.create_database("kept")
     with psycopg.connect(url, autocommit=True) as setup:
         setup.execute("CREATE TABLE counters (name text PRIMARY KEY, value int)")
         setup.execute("INSERT INTO counters VALUES ('checks_total', 7)")
     client = psycopg.connect(url, autocommit=True)
-    port = own_server.port
-    own_server.kill()
-    assert not own_server.running
+    port = own_postgres_server.port
+    own_postgres_server.kill()
+    assert not own_postgres_server.running
     # A plain OperationalError: the connection closed with nothing said (a killed backend says nothing).
     with pytest.raises(psycopg.OperationalError) as raised:
         client.execute("SELECT 1")
@@ -166,14 +159,14 @@ def test_a_killed_server_drops_every_connection_and_restarts_with_what_was_commi
     client.close()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=5)
-    own_server.restart()
-    assert own_server.running and own_server.port == port
+    own_postgres_server.restart()
+    assert own_postgres_server.running and own_postgres_server.port == port
     with psycopg.connect(url) as connection:
         assert connection.execute("SELECT value FROM counters").fetchall() == [(7,)]
 
 
 def test_a_stopped_server_starts_again_and_its_folder_is_removed_after() -> None:
-    with PostgresServer() as server:
+    with unstarted_postgres_server() as server:
         server.stop()
         assert not server.running
         with pytest.raises(psycopg.OperationalError):
@@ -183,3 +176,24 @@ def test_a_stopped_server_starts_again_and_its_folder_is_removed_after() -> None
         root = server.root
     assert not Path(root).exists()
     assert not server.running
+
+
+def test_the_server_programs_are_taken_from_path_else_from_debians_newest_major_version(tmp_path: Path) -> None:
+    debian_root = tmp_path / "lib" / "postgresql"
+    for version in ("9.6", "13", "16"):
+        _fake_server_programs(debian_root / version / "bin")
+    (debian_root / "16" / "bin" / "postgres").unlink()  # an incomplete install is passed over
+    empty_path = str(tmp_path / "nothing")
+    assert find_bin_dir(empty_path, debian_root) == debian_root / "13" / "bin"
+    on_path = _fake_server_programs(tmp_path / "local" / "bin")
+    assert find_bin_dir(str(on_path), debian_root) == on_path
+    with pytest.raises(PostgresUnavailable, match="apt-get install postgresql"):
+        find_bin_dir(empty_path, tmp_path / "none")
+
+
+def _fake_server_programs(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("initdb", "pg_ctl", "postgres"):
+        (folder / name).write_text("#!/bin/sh\n")
+        (folder / name).chmod(0o755)
+    return folder
