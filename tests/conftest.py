@@ -23,6 +23,7 @@ import structlog
 
 from playlist_cron import cli
 from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
+from postgres_server import PostgresServer, PostgresUnavailable
 from youtube_stand_in import YouTubeStandIn
 
 BIN_DIR = Path(sys.executable).parent
@@ -42,6 +43,47 @@ def youtube() -> Iterator[YouTubeStandIn]:
     why, when the openssl command cannot make its certificate."""
     with YouTubeStandIn() as stand_in:
         yield stand_in
+
+
+def unstarted_postgres_server() -> PostgresServer:
+    """A `PostgresServer` to start; skips the test, saying why, where the server programs are missing, but fails it in
+    CI (`CI` set): CI must run the PostgreSQL tests."""
+    try:
+        return PostgresServer()
+    except PostgresUnavailable as unavailable:
+        reason = f"no PostgreSQL to test against: {unavailable}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the PostgreSQL tests", pytrace=False)
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this pytest-xdist worker's own, started on first use (see tests/postgres_server.py),
+    skipped where the server programs are missing (never in CI). Tests that stop or kill a server take
+    `own_postgres_server` instead."""
+    with unstarted_postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def own_postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own (about a second to start), for a test that stops or kills it."""
+    with unstarted_postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def database(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a new, empty database of this test's own on the worker's server, dropped after the test."""
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
+    name = f"test_{name}_{os.urandom(4).hex()}"
+    url = postgres_server.create_database(name)
+    yield url
+    if not postgres_server.running:  # a test stopped it: the next test needs it
+        postgres_server.restart()
+    postgres_server.drop_database(name)
 
 
 class Project:
