@@ -120,6 +120,58 @@ def test_network_alert_after_seconds_is_a_whole_number_of_at_least_0(tmp_path: P
     ]
 
 
+def test_database_keys_default_to_files_this_host_and_the_download_folder(tmp_path: Path) -> None:
+    loaded = config.load(write(tmp_path, {"playlist_url": URL, "download_dir": "media"}))
+    assert loaded.database_url is None, "the file backend stays the default"
+    assert loaded.collection == str(tmp_path / "media"), "the collection is the download folder"
+    assert loaded.host_name == os.uname().nodename
+    assert (loaded.database_heartbeat_seconds, loaded.database_connect_timeout_seconds) == (30, 5)
+
+
+def test_database_keys_are_read(tmp_path: Path) -> None:
+    values = {
+        "playlist_url": URL,
+        "database_url": "postgres://cron@db.example/videos",
+        "collection": "shared videos",
+        "host_name": "node-3",
+        "database_heartbeat_seconds": 1,
+        "database_connect_timeout_seconds": 300,
+    }
+    loaded = config.load(write(tmp_path, values))
+    assert loaded.database_url == "postgres://cron@db.example/videos"
+    assert (loaded.collection, loaded.host_name) == ("shared videos", "node-3")
+    assert (loaded.database_heartbeat_seconds, loaded.database_connect_timeout_seconds) == (1, 300)
+    loaded = config.load(
+        write(tmp_path, values | {"database_url": "postgresql://cron:secret@db/videos?sslmode=require"})
+    )
+    assert loaded.database_url == "postgresql://cron:secret@db/videos?sslmode=require"
+
+
+def test_database_key_mistakes_name_their_key_and_never_show_the_url(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        {
+            "playlist_url": URL,
+            "database_url": "mysql://cron:hunter2@db/videos",
+            "collection": "",
+            "host_name": 3,
+            "database_heartbeat_seconds": 0,
+            "database_connect_timeout_seconds": 301,
+        },
+    )
+    assert found == [
+        "At 'database_url': expected a PostgreSQL URL, postgresql://user@host/database (or postgres://...)",
+        "At 'collection': expected a non-empty string, got a string",
+        "At 'host_name': expected a non-empty string, got a number",
+        "At 'database_heartbeat_seconds': expected a whole number from 1 to 3600 (one hour), got 0",
+        "At 'database_connect_timeout_seconds': expected a whole number from 1 to 300 (five minutes), got 301",
+    ]
+    assert not any("hunter2" in problem for problem in found)
+    assert problems(tmp_path, {"playlist_url": URL, "database_url": None}) == [
+        "At 'database_url': expected a PostgreSQL URL, postgresql://user@host/database (or postgres://...)"
+    ]
+
+
 def test_feed_url_and_full_scan_interval_per_playlist_and_at_the_top(tmp_path: Path) -> None:
     loaded = config.load(
         write(

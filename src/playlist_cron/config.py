@@ -18,6 +18,9 @@ DEFAULT_OUTPUT_TEMPLATE = "%(playlist_title)s/%(title)s [%(id)s].%(ext)s"
 DEFAULT_RETRY_BACKOFF_SECONDS = (900, 3600, 21600, 86400)
 DEFAULT_NETWORK_ALERT_AFTER_SECONDS = 3600
 DEFAULT_FULL_SCAN_INTERVAL_SECONDS = 21600  # a playlist with a feed is read whole every six hours
+DEFAULT_DATABASE_HEARTBEAT_SECONDS = 30
+DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS = 5
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")  # the two libpq takes
 
 # yt-dlp's options that playlist-cron sets itself, by the `dest` yt-dlp's parser stores them in: a user's copy
 # would fight ours. `yt_dlp_options.parse_yt_dlp_args` asks yt-dlp's own parser which dest each argument sets.
@@ -62,6 +65,8 @@ UNMANAGED_PREFIXES = frozenset({"--no-config", "--no-download"})
 # Upper bounds of the whole-number keys. A wait longer than a year is a typo, and a far larger one overflows the
 # dates it is added to (a cooldown grows to 64 times `cooldown_seconds`: 64 years, still within year 9999).
 ONE_YEAR_S = 365 * 24 * 3600
+ONE_HOUR_S = 3600
+FIVE_MINUTES_S = 300
 ONE_EIB = 2**60  # more free space than any filesystem has
 MAX_DOWNLOADS_PER_CHECK = 1_000_000  # more videos than the largest channel has
 
@@ -106,6 +111,11 @@ TOP_LEVEL_KEYS = (
     "retry_backoff_seconds",
     "healthcheck_url",
     "metrics_file",
+    "database_url",
+    "collection",
+    "host_name",
+    "database_heartbeat_seconds",
+    "database_connect_timeout_seconds",
 )
 
 
@@ -159,6 +169,11 @@ class Config(NamedTuple):
     retry_backoff_seconds: tuple[int, ...] = DEFAULT_RETRY_BACKOFF_SECONDS
     healthcheck_url: str | None = None
     metrics_file: Path | None = None
+    database_url: str | None = None  # set: the lock, archive and state are in PostgreSQL; may hold a password
+    collection: str | None = None  # the rows' key in the database; `load` gives the download folder when unset
+    host_name: str | None = None  # this host in the database; `load` gives the machine's name when unset
+    database_heartbeat_seconds: int = DEFAULT_DATABASE_HEARTBEAT_SECONDS
+    database_connect_timeout_seconds: int = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS
 
     @property
     def lock_file(self) -> Path:
@@ -220,10 +235,11 @@ class _Reader:
             ),
         }
         playlists = self.playlists(defaults)
+        download_dir = self.path_value("download_dir", "downloads")
         config = Config(
             path=self.path,
             playlists=tuple(playlists),
-            download_dir=self.path_value("download_dir", "downloads"),
+            download_dir=download_dir,
             archive_file=self.path_value("archive_file", "archive.txt"),
             log_file=self.path_value("log_file", "logs/downloader.log"),
             state_dir=self.path_value("state_dir", "state"),
@@ -240,6 +256,25 @@ class _Reader:
             retry_backoff_seconds=self.backoff("retry_backoff_seconds"),
             healthcheck_url=self.url_value("healthcheck_url", self.raw.get("healthcheck_url"), optional=True),
             metrics_file=self.path_value("metrics_file", None),
+            database_url=self.database_url("database_url"),
+            collection=self.string("collection", str(download_dir)),
+            # The kernel's host name, as socket.gethostname() gives it, without importing `socket` (about 10 ms)
+            # on every cron minute.
+            host_name=self.string("host_name", os.uname().nodename),
+            database_heartbeat_seconds=self.integer(
+                "database_heartbeat_seconds",
+                DEFAULT_DATABASE_HEARTBEAT_SECONDS,
+                minimum=1,
+                maximum=ONE_HOUR_S,
+                said="one hour",
+            ),
+            database_connect_timeout_seconds=self.integer(
+                "database_connect_timeout_seconds",
+                DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+                minimum=1,
+                maximum=FIVE_MINUTES_S,
+                said="five minutes",
+            ),
         )
         if self.problems:
             raise ConfigError(str(self.path), self.problems)
@@ -369,6 +404,20 @@ class _Reader:
             return None
         if not isinstance(value, str) or not _URL.match(value):
             self.problem(key, f"expected a URL such as https://www.youtube.com/playlist?list=..., got {_show(value)}")
+            return None
+        return value
+
+    def database_url(self, key: str) -> str | None:
+        """`database_url`: a libpq URL. Never shown back in a message: it may hold a password."""
+        if key not in self.raw:
+            return None
+        value = self.raw[key]
+        if (
+            not isinstance(value, str)
+            or not value.startswith(DATABASE_URL_SCHEMES)
+            or any(character.isspace() for character in value)
+        ):
+            self.problem(key, "expected a PostgreSQL URL, postgresql://user@host/database (or postgres://...)")
             return None
         return value
 
