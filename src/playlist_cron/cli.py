@@ -10,7 +10,14 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from playlist_cron import __version__, exit_codes
-from playlist_cron.errors import ConfigError, NotARegularFile, PlaylistCronError, StateError
+from playlist_cron.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    NotARegularFile,
+    PlaylistCronError,
+    SchemaMissing,
+    StateError,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -79,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--config", metavar="PATH", help=config_help)
     retry.add_argument("video_ids", nargs="*", metavar="VIDEO_ID", help="the videos to retry (default: all)")
 
+    database = commands.add_parser("db", help="the PostgreSQL database of a fleet (database_url): schema, archive")
+    database_commands = database.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    migrate = database_commands.add_parser("migrate", help="create or upgrade the database's tables")
+    migrate.add_argument("--config", metavar="PATH", help=config_help)
+    import_archive = database_commands.add_parser(
+        "import-archive", help="add the lines of a yt-dlp archive file to the database's archive (again is harmless)"
+    )
+    import_archive.add_argument("file", metavar="FILE", help="an archive.txt of `extractor id` lines; - reads stdin")
+    import_archive.add_argument("--config", metavar="PATH", help=config_help)
+    export_archive = database_commands.add_parser(
+        "export-archive", help="write the database's archive as a yt-dlp archive file, sorted"
+    )
+    export_archive.add_argument("file", metavar="FILE", help="a new file (an existing one is refused); - is stdout")
+    export_archive.add_argument("--config", metavar="PATH", help=config_help)
+
     demo = commands.add_parser("demo", help="an offline demo: a loopback feed, overlapping checks, SKIPPED live")
     demo.add_argument("--dir", metavar="PATH", help="where to keep the demo's files (default: a new temporary folder)")
     return parser
@@ -123,6 +145,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _status(arguments)
         if arguments.command == "retry":
             return _retry(arguments)
+        if arguments.command == "db":
+            return _db(arguments)
         return _demo(arguments)
     except ConfigError as error:
         for problem in error.problems:
@@ -138,7 +162,13 @@ def _main(argv: Sequence[str] | None) -> int:
             return exit_codes.CONFIG
         print(str(error), file=sys.stderr)
         return exit_codes.FAILED
-    except PlaylistCronError as error:
+    except DatabaseUnavailable as error:  # the next run may reach it
+        print(str(error), file=sys.stderr)
+        return exit_codes.TEMPFAIL
+    except SchemaMissing as error:  # the database is there but not set up: a config-type error
+        print(str(error), file=sys.stderr)
+        return exit_codes.CONFIG
+    except PlaylistCronError as error:  # a schema newer than this release among them
         print(str(error), file=sys.stderr)
         return exit_codes.FAILED
     except KeyboardInterrupt:
@@ -208,6 +238,25 @@ def _retry(arguments: argparse.Namespace) -> int:
     for video_id in unknown:
         print(f"playlist-cron: {video_id} is not among the failed videos (see `playlist-cron status`)", file=sys.stderr)
     return exit_codes.FAILED if unknown else exit_codes.OK
+
+
+def _db(arguments: argparse.Namespace) -> int:
+    """`db migrate | import-archive FILE | export-archive FILE`: the database of a config with `database_url`."""
+    loaded = _load(arguments)
+    if not loaded.database_url:
+        raise ConfigError(str(loaded.path), ["db commands need database_url in the config"])
+    from playlist_cron.storage import database_commands
+
+    if arguments.db_command == "migrate":
+        print(database_commands.migrate(loaded))
+        return exit_codes.OK
+    if arguments.db_command == "import-archive":
+        print(database_commands.import_archive(loaded, arguments.file))
+        return exit_codes.OK
+    said = database_commands.export_archive(loaded, arguments.file)
+    if said:
+        print(said)
+    return exit_codes.OK
 
 
 def _demo(arguments: argparse.Namespace) -> int:

@@ -72,3 +72,24 @@ class WatchdogFired(CheckStopped):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class DatabaseError(PlaylistCronError):
+    """The database named by `database_url` cannot be used; the message is one line and never holds the password."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database could not be reached (refused, timed out, restarted): a temporary failure, exit 75."""
+
+
+class SchemaMissing(DatabaseError):
+    """The database has no playlist-cron schema, or an older one: `playlist-cron db migrate` makes it current."""
+
+
+class SchemaNewer(DatabaseError):
+    """The database's schema was made by a newer playlist-cron: this one must neither use nor change it."""
+
+    def __init__(self, message: str, *, found: int, known: int) -> None:
+        super().__init__(message)
+        self.found = found
+        self.known = known

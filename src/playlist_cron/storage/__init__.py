@@ -98,7 +98,12 @@ class Storage(NamedTuple):
 
 
 def open_for(config: Config) -> Storage:
-    """Given a config, return its storage; the only place a backend is chosen (today: files)."""
+    """Given a config, return its storage; the only place a backend is chosen: the database when `database_url` is
+    set (psycopg is loaded then only), else files."""
+    if config.database_url:
+        from playlist_cron.storage import postgres
+
+        return postgres.open_for(config)
     from playlist_cron.storage import files
 
     return files.open_for(config)

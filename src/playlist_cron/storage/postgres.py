@@ -1,0 +1,403 @@
+"""The PostgreSQL-backed storage of a fleet: the state's rows and the archive's rows of one collection.
+
+Imported only when the config sets `database_url`: psycopg is loaded here (and in `schema`) and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Jsonb
+
+from playlist_cron import state as states
+from playlist_cron.errors import ConfigError, DatabaseUnavailable, StateError
+from playlist_cron.storage import ArchiveHealth, Note, Storage, schema
+
+if TYPE_CHECKING:
+    from playlist_cron.config import Config
+    from playlist_cron.records import State
+
+Connection = psycopg.Connection[Any]
+
+STATE_TABLE = "playlist_cron_state"
+FLEET_HOST = ""  # the state row every host of the collection shares
+# The state's fields kept fleet-wide: a video's retry schedule and a playlist's reads are the collection's, not a
+# host's. Every other field (the counters, `running`, the cooldown after a 429: a ban is on one host's address, the
+# network streak, the last check) is in the host's own row. Both rows carry `version`.
+FLEET_FIELDS = ("failed_videos", "playlists")
+HOST_STATE_FIELDS = {name: field for name, field in states.STATE_FIELDS.items() if name not in FLEET_FIELDS}
+FLEET_STATE_FIELDS = {name: states.STATE_FIELDS[name] for name in ("version", *FLEET_FIELDS)}
+# An archive line as yt-dlp writes it, "extractor id": the file backend's `ARCHIVE_LINE`, for text.
+ARCHIVE_LINE = re.compile(r"[A-Za-z0-9_.:-]+ [^\s\x00]+")
+
+
+def open_for(config: Config) -> Storage:
+    """Given a config with `database_url`, return its storage: state and archive in the database.
+
+    The run lock is still the file lock beside the archive until the database's claims replace it.
+    """
+    from playlist_cron.storage.files import FileRunLock
+
+    database = Database(config)
+    return Storage(
+        run_lock=FileRunLock(config.lock_file), state=PostgresState(database), archive=PostgresArchive(database)
+    )
+
+
+# -- connecting ---------------------------------------------------------------------------------------------------
+
+
+def host_name(config: Config) -> str:
+    """The name this host goes by in the database: `host_name`, else the machine's."""
+    return config.host_name or os.uname().nodename
+
+
+def collection(config: Config) -> str:
+    """The collection every row of this config is keyed by: `collection`, else the download folder."""
+    return config.collection or str(config.download_dir)
+
+
+def connect(config: Config, *, autocommit: bool = False, **options: Any) -> Connection:
+    """Given a config with `database_url`, return a new connection (`options` are libpq's: keepalives and such).
+
+    Raise DatabaseUnavailable when the server cannot be reached within `database_connect_timeout_seconds`, and
+    ConfigError when the URL itself is wrong; neither message holds the password.
+    """
+    url = _url(config)
+    where = describe(config)
+    try:
+        return psycopg.connect(
+            url,
+            autocommit=autocommit,
+            connect_timeout=config.database_connect_timeout_seconds,
+            application_name=f"playlist-cron {host_name(config)}",
+            **options,
+        )
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(
+            f"playlist-cron: cannot reach the database {where}: {_one_line(error, _password(url))}"
+        ) from None
+    except psycopg.ProgrammingError:  # libpq could not read the URL (a bad option, a bad %-escape)
+        raise ConfigError(str(config.path), ["At 'database_url': libpq cannot read this URL"]) from None
+
+
+def describe(config: Config) -> str:
+    """The config's database as a URL without its password or options: postgresql://user@host:port/dbname."""
+    try:
+        parts = conninfo_to_dict(_url(config))
+    except psycopg.ProgrammingError:
+        return "(an unreadable database_url)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host') or ''}{port}/{parts.get('dbname') or ''}"
+
+
+def _url(config: Config) -> str:
+    if not config.database_url:
+        raise ConfigError(str(config.path), ["At 'database_url': not set, and this needs a database"])
+    return config.database_url
+
+
+def _password(url: str) -> str | None:
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.ProgrammingError:
+        return None
+    return str(password) if password else None
+
+
+def _one_line(error: BaseException, password: str | None) -> str:
+    """libpq's message (several indented lines) as one line, the password masked should libpq ever quote it."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+    return text.replace(password, "***") if password else text
+
+
+@contextlib.contextmanager
+def reachable(config: Config) -> Iterator[None]:
+    """Turn a connection lost in the middle of a statement into DatabaseUnavailable, as a failed connect is."""
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        url = config.database_url or ""
+        raise DatabaseUnavailable(
+            f"playlist-cron: lost the database {describe(config)}: {_one_line(error, _password(url))}"
+        ) from None
+
+
+class Database:
+    """One config's work connection (autocommit; several statements go in explicit transactions), opened on first use
+    and checked once against the schema this release knows."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.host = host_name(config)
+        self.collection = collection(config)
+        self._connection: Connection | None = None
+
+    def connection(self) -> Connection:
+        """Return the work connection; raise DatabaseUnavailable, SchemaMissing or SchemaNewer."""
+        if self._connection is None or self._connection.closed:
+            connection = connect(self.config, autocommit=True)
+            try:
+                with reachable(self.config):
+                    schema.require_current(connection)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# -- the state ----------------------------------------------------------------------------------------------------
+
+
+class PostgresState:
+    """The state of one host in a collection: its own row and the fleet's row of `playlist_cron_state`, read as one
+    State and changed as one, in one transaction that locks both rows (always the fleet's first: no deadlock)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def ensure_ready(self) -> None:
+        self.database.connection()
+
+    def read(self) -> State:
+        database = self.database
+        with reachable(database.config):
+            rows = database.connection().execute(
+                "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host IN (%s, %s)",
+                (database.collection, FLEET_HOST, database.host),
+            )
+            found = dict(rows.fetchall())
+        return self._merge(found)
+
+    @contextlib.contextmanager
+    def update(self) -> Iterator[State]:
+        """Lock both rows (creating them empty first), yield the state, and write back what the caller leaves."""
+        database = self.database
+        with reachable(database.config):
+            connection = database.connection()
+            with connection.transaction():
+                fleet_part, host_part = _split(states.empty())
+                connection.execute(
+                    "INSERT INTO playlist_cron_state (collection, host, state) VALUES (%s, %s, %s), (%s, %s, %s) "
+                    "ON CONFLICT (collection, host) DO NOTHING",
+                    (
+                        database.collection,
+                        FLEET_HOST,
+                        Jsonb(fleet_part),
+                        database.collection,
+                        database.host,
+                        Jsonb(host_part),
+                    ),
+                )
+                rows = connection.execute(
+                    "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host IN (%s, %s) "
+                    "ORDER BY host FOR UPDATE",
+                    (database.collection, FLEET_HOST, database.host),
+                )
+                found = dict(rows.fetchall())
+                before = self._merge(found)
+                changed: State = json.loads(json.dumps(before))
+                yield changed
+                problems = states.validate(changed)
+                problems += [
+                    f"{name} would go down from {before[name]} to {changed[name]}"
+                    for name in states.MONOTONIC_COUNTERS
+                    if changed[name] < before[name]
+                ]
+                if problems:
+                    raise StateError(
+                        f"playlist-cron: refusing to write a bad state to {self._where(database.host)}: "
+                        + "; ".join(problems)
+                    )
+                for host, part in zip((FLEET_HOST, database.host), _split(changed), strict=True):
+                    if part != found.get(host):
+                        connection.execute(
+                            "UPDATE playlist_cron_state SET state = %s, updated_at = now() "
+                            "WHERE collection = %s AND host = %s",
+                            (Jsonb(part), database.collection, host),
+                        )
+
+    def take_notes(self) -> list[Note]:
+        return []  # the database neither adopts old files nor recovers damaged rows: it refuses them
+
+    def _merge(self, found: dict[str, object]) -> State:
+        """Given the rows found by host, return the one State they make; raise StateError for a bad or newer row."""
+        empty_fleet, empty_host = _split(states.empty())
+        parts = []
+        for host, fields, empty in (
+            (self.database.host, HOST_STATE_FIELDS, empty_host),
+            (FLEET_HOST, FLEET_STATE_FIELDS, empty_fleet),
+        ):
+            part = found.get(host, empty)
+            if states.is_newer_version(part):
+                version = part["version"] if isinstance(part, dict) else None
+                raise StateError(
+                    f"playlist-cron: the state in {self._where(host)} was written by a newer version of playlist-cron "
+                    f"(state version {version}; this one reads version {states.STATE_VERSION}): upgrade playlist-cron"
+                )
+            problems = states.record_problems(part, fields) if isinstance(part, dict) else ["not a JSON object"]
+            if problems:
+                raise StateError(
+                    f"playlist-cron: the state in {self._where(host)} is damaged ({'; '.join(problems)}); "
+                    "fix or delete that row to go on"
+                )
+            assert isinstance(part, dict)
+            parts.append(part)
+        own, fleet = parts
+        merged: dict[str, object] = {**states.empty(), **own}
+        merged.update({name: fleet[name] for name in FLEET_FIELDS if name in fleet})
+        return merged  # type: ignore[return-value]  # validated field by field above
+
+    def _where(self, host: str) -> str:
+        row = "the fleet's row" if host == FLEET_HOST else f"host {host!r}"
+        return f"table playlist_cron_state (collection {self.database.collection!r}, {row})"
+
+
+def _split(state: State | dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """Given a state, return its fleet part and its host part (each with the version)."""
+    fleet = {name: value for name, value in state.items() if name in FLEET_FIELDS or name == "version"}
+    own = {name: value for name, value in state.items() if name not in FLEET_FIELDS}
+    return fleet, own
+
+
+# -- the archive --------------------------------------------------------------------------------------------------
+
+
+class ImportCounts(NamedTuple):
+    """What `import_lines` did with the lines it was given."""
+
+    added: int
+    already: int  # archived before, or twice in the lines given
+    bad: int  # not "extractor id" lines (blank lines are not counted)
+
+
+def archive_key(line: str | bytes) -> tuple[str, str] | None:
+    """Given an archive line (its newline and surrounding blanks allowed), return (extractor, id), else None."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    line = line.strip()
+    if not ARCHIVE_LINE.fullmatch(line):
+        return None
+    extractor, video_id = line.split(" ", 1)
+    return extractor, video_id
+
+
+class PostgresArchive:
+    """The archive of a collection: one row per "extractor id" line in `playlist_cron_archive`."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @property
+    def name(self) -> str:
+        return f"database archive (collection {self.database.collection})"
+
+    def ensure_ready(self) -> None:
+        self.database.connection()
+
+    def tend(self) -> ArchiveHealth:
+        return ArchiveHealth()  # rows are written whole, and only archive lines are written: nothing to mend
+
+    def lines(self) -> set[str]:
+        """Return every "extractor id" line of the collection."""
+        with reachable(self.database.config):
+            rows = self.database.connection().execute(
+                "SELECT extractor || ' ' || video_id FROM playlist_cron_archive WHERE collection = %s",
+                (self.database.collection,),
+            )
+            return {line for (line,) in rows}
+
+    def holds(self, line: str) -> bool:
+        """Whether the line is archived now (another host may have added it since `lines`)."""
+        key = _key_or_raise(line)
+        with reachable(self.database.config):
+            row = (
+                self.database.connection()
+                .execute(
+                    "SELECT EXISTS (SELECT 1 FROM playlist_cron_archive WHERE collection = %s AND extractor = %s "
+                    "AND video_id = %s)",
+                    (self.database.collection, *key),
+                )
+                .fetchone()
+            )
+        return bool(row and row[0])
+
+    def add(self, line: str, host: str | None = None) -> bool:
+        """Archive one line, added by `host` (default: this one); return whether it was new."""
+        key = _key_or_raise(line)
+        with reachable(self.database.config):
+            cursor = self.database.connection().execute(
+                "INSERT INTO playlist_cron_archive (collection, extractor, video_id, added_by) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (self.database.collection, *key, host or self.database.host),
+            )
+        return cursor.rowcount == 1
+
+    def import_lines(self, lines: Iterable[str | bytes]) -> ImportCounts:
+        """Archive every good line of `lines` in one transaction (streamed through COPY); count what was done."""
+        good = bad = 0
+        with reachable(self.database.config):
+            connection = self.database.connection()
+            with connection.transaction():
+                connection.execute(
+                    "CREATE TEMPORARY TABLE playlist_cron_import (extractor text, video_id text) ON COMMIT DROP"
+                )
+                with connection.cursor().copy("COPY playlist_cron_import (extractor, video_id) FROM STDIN") as copy:
+                    for line in lines:
+                        key = archive_key(line)
+                        if key is not None:
+                            copy.write_row(key)
+                            good += 1
+                        elif line.strip():
+                            bad += 1
+                cursor = connection.execute(
+                    "INSERT INTO playlist_cron_archive (collection, extractor, video_id, added_by) "
+                    "SELECT DISTINCT %s, extractor, video_id, %s FROM playlist_cron_import "
+                    "ON CONFLICT DO NOTHING",
+                    (self.database.collection, self.database.host),
+                )
+        return ImportCounts(added=cursor.rowcount, already=good - cursor.rowcount, bad=bad)
+
+    def export_lines(self) -> Iterator[str]:
+        """Yield the collection's lines (without newline), sorted by extractor then id, byte by byte."""
+        with reachable(self.database.config):
+            connection = self.database.connection()
+            with connection.transaction(), connection.cursor(name="playlist_cron_export") as cursor:
+                cursor.itersize = 10_000
+                cursor.execute(
+                    "SELECT extractor || ' ' || video_id FROM playlist_cron_archive WHERE collection = %s "
+                    'ORDER BY extractor COLLATE "C", video_id COLLATE "C"',
+                    (self.database.collection,),
+                )
+                for (line,) in cursor:
+                    yield line
+
+
+def _key_or_raise(line: str) -> tuple[str, str]:
+    key = archive_key(line)
+    if key is None:
+        raise ValueError(f"not an archive line (extractor id): {line!r}")
+    return key

@@ -1,0 +1,119 @@
+"""The database's tables, versioned: `migrate` creates or upgrades them, `require_current` refuses any other version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from playlist_cron.errors import SchemaMissing, SchemaNewer
+
+SCHEMA_VERSION = 1
+# Two `db migrate` at once (two hosts set up by one script) take turns: a transaction-level advisory lock on this key.
+MIGRATE_LOCK_KEY = 0x706C_6372_6F6E_0001  # "plcron" and 1
+
+# Each version's statements, applied in order from the version the database has. Every table is created in the
+# connection's search_path (the schema of `?options=-csearch_path%3D...` or the user's own), so that several
+# fleets can share one database in separate schemas.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE IF NOT EXISTS playlist_cron_archive (
+            collection text NOT NULL,
+            extractor text NOT NULL,
+            video_id text NOT NULL,
+            added_at timestamptz NOT NULL DEFAULT now(),
+            added_by text,
+            PRIMARY KEY (collection, extractor, video_id)
+        )
+        """,
+        # host '' is the fleet's row (`failed_videos`, `playlists`); each host's own row holds the rest.
+        """
+        CREATE TABLE IF NOT EXISTS playlist_cron_state (
+            collection text NOT NULL,
+            host text NOT NULL,
+            state jsonb NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (collection, host)
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS playlist_cron_playlists (
+            id bigserial PRIMARY KEY,
+            collection text NOT NULL,
+            url text NOT NULL,
+            due_at timestamptz NOT NULL DEFAULT '-infinity',
+            holder_host text,
+            holder_pid integer,
+            held_since timestamptz,
+            last_checked_at timestamptz,
+            UNIQUE (collection, url)
+        )
+        """,
+        # The claim loop's question, "which of this collection's playlists are due", answered from an index.
+        "CREATE INDEX IF NOT EXISTS playlist_cron_playlists_due ON playlist_cron_playlists (collection, due_at)",
+    ),
+}
+SCHEMA_TABLE = """
+    CREATE TABLE IF NOT EXISTS playlist_cron_schema (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        version integer NOT NULL
+    )
+"""
+
+MIGRATE_FIRST = "run `playlist-cron db migrate` first"
+
+
+def version(connection: psycopg.Connection[Any]) -> int | None:
+    """Given a connection, return the version of the schema its search_path finds, or None when there is none."""
+    row = connection.execute("SELECT to_regclass('playlist_cron_schema') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return None
+    row = connection.execute("SELECT version FROM playlist_cron_schema").fetchone()
+    return None if row is None else int(row[0])
+
+
+def migrate(connection: psycopg.Connection[Any]) -> tuple[int, int]:
+    """Create or upgrade the schema in one transaction; return (the version found, 0 for none; the version now).
+
+    Raise SchemaNewer, changing nothing, when a newer playlist-cron made the schema.
+    """
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
+        found = version(connection)
+        if found is not None and found > SCHEMA_VERSION:
+            raise _newer(found)
+        start = found or 0
+        for step in range(start + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step]:
+                connection.execute(statement)
+        connection.execute(SCHEMA_TABLE)
+        connection.execute(
+            "INSERT INTO playlist_cron_schema (version) VALUES (%s) "
+            "ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
+            (SCHEMA_VERSION,),
+        )
+    return start, SCHEMA_VERSION
+
+
+def require_current(connection: psycopg.Connection[Any]) -> None:
+    """Return when the schema is the one this release knows; raise SchemaMissing (none, or older) or SchemaNewer."""
+    found = version(connection)
+    if found is None:
+        raise SchemaMissing(f"playlist-cron: the database has no playlist-cron tables: {MIGRATE_FIRST}")
+    if found < SCHEMA_VERSION:
+        raise SchemaMissing(
+            f"playlist-cron: the database's schema is version {found}, older than this release's {SCHEMA_VERSION}: "
+            "run `playlist-cron db migrate`"
+        )
+    if found > SCHEMA_VERSION:
+        raise _newer(found)
+
+
+def _newer(found: int) -> SchemaNewer:
+    return SchemaNewer(
+        f"playlist-cron: the database's schema is version {found}, made by a newer playlist-cron (this one knows "
+        f"version {SCHEMA_VERSION}): upgrade playlist-cron on this host",
+        found=found,
+        known=SCHEMA_VERSION,
+    )
