@@ -40,6 +40,7 @@ def test_not_due_path_loads_the_standard_library_alone(project: Project) -> None
     assert sorted(packages - set(sys.stdlib_module_names) - {"playlist_cron"}) == []
     assert packages & COSTLY_STDLIB == set()
     assert packages & FEED_PARSER == set()
+    assert "psycopg" not in packages
 
 
 def test_skip_path_does_not_import_yt_dlp(project: Project) -> None:
@@ -49,6 +50,7 @@ def test_skip_path_does_not_import_yt_dlp(project: Project) -> None:
     assert len(project.events("check_skipped")) == 1, "the probe really took the skip path"
     assert "yt_dlp" not in packages
     assert packages & FEED_PARSER == set()
+    assert "psycopg" not in packages, "a file config never loads the database driver"
     # The probe sees what a path loads: without this, the tests here could pass by looking in the wrong place.
     assert {"structlog", "portalocker"} <= packages
 
@@ -65,8 +67,8 @@ def test_a_check_that_downloads_does_import_yt_dlp(project: Project) -> None:
     assert packages >= HEAVY
 
 
-def test_only_the_download_module_imports_yt_dlp_when_it_is_loaded() -> None:
-    # Other modules that need yt-dlp import it inside their functions, which only a check that downloads calls.
+def module_level_importers(package_name: str) -> set[str]:
+    """The modules of playlist_cron that import `package_name` when they are loaded (not inside a function)."""
     import ast
     from pathlib import Path
 
@@ -79,6 +81,16 @@ def test_only_the_download_module_imports_yt_dlp_when_it_is_loaded() -> None:
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            if any(name.split(".")[0] == "yt_dlp" for name in names):
+            if any(name.split(".")[0] == package_name for name in names):
                 importers.add(str(path.relative_to(package)))
-    assert importers == {"download.py"}
+    return importers
+
+
+def test_only_the_download_module_imports_yt_dlp_when_it_is_loaded() -> None:
+    # Other modules that need yt-dlp import it inside their functions, which only a check that downloads calls.
+    assert module_level_importers("yt_dlp") == {"download.py"}
+
+
+def test_only_the_database_storage_imports_psycopg_when_it_is_loaded() -> None:
+    # `storage.open_for` loads them only for a config with database_url; `cli` only for a `db` command.
+    assert module_level_importers("psycopg") == {"storage/postgres.py", "storage/schema.py"}
