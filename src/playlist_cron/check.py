@@ -7,7 +7,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from playlist_cron import clock, log, monitoring
 from playlist_cron import state as state_module
@@ -33,7 +33,7 @@ MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
 class Outcome(NamedTuple):
     """How one check ended, for `cli` to turn into an exit code: the outcome of its final event, and why."""
 
-    outcome: OutcomeName
+    outcome: OutcomeName | Literal["NOT_DUE"]  # NOT_DUE: a fleet's check that found no playlist due
     reason: str | None = None  # the final event's reason: network, timeout, interrupted, ...
     signal_number: int | None = None  # the signal that ended it, if one did
 
@@ -47,17 +47,71 @@ def run_due(
     config: Config, storage: Storage, *, console: Console, now_s: float, mark_archived: bool = False
 ) -> Outcome:
     """Run one check that is due (or asked for) against `storage`: skip it when the run lock is held, else run it."""
-    storage.state.ensure_ready()
-    log_file = log.open_log_file(config.log_file, config.path, console.alert)
-    logger = log.configure(log_file)
-    storage.archive.ensure_ready()
-    held = storage.run_lock.try_acquire()
+    if config.database_url is not None:
+        log_file = log.open_log_file(config.log_file, config.path, console.alert)
+        logger = log.configure(log_file)
+        from playlist_cron.errors import DatabaseUnavailable
+
+        try:
+            storage.state.ensure_ready()
+            storage.archive.ensure_ready()
+            held = storage.run_lock.try_acquire()
+        except DatabaseUnavailable as error:
+            return _database_unreachable(config, logger, console, str(error), now_s)
+        _database_reachable(config, logger, console)
+    else:
+        storage.state.ensure_ready()
+        log_file = log.open_log_file(config.log_file, config.path, console.alert)
+        logger = log.configure(log_file)
+        storage.archive.ensure_ready()
+        held = storage.run_lock.try_acquire()
     if held is None:
+        if getattr(storage.run_lock, "nothing_due", False):
+            return Outcome("NOT_DUE")  # a fleet whose playlists the other hosts have all checked lately
         return _skip(config, storage, log_file, logger, console, now_s)
     try:
         return _Check(config, storage, log_file, logger, console, held, mark_archived=mark_archived).run()
     finally:
         held.release()
+
+
+def _database_unreachable(
+    config: Config, logger: FilteringBoundLogger, console: Console, error: str, now_s: float
+) -> Outcome:
+    """The database could not be reached: FAILED `database` (exit 75), nothing downloaded. Its streak is kept in the
+    host's own state file (the database cannot keep it), quiet until `network_alert_after_seconds`."""
+    from playlist_cron import outage
+
+    local = state_module.StateStore.for_config(config)
+    with local.update() as state:
+        state["last_check_at"] = clock.iso(now_s)
+        streak = outage.streak_of(state)
+        failing, _ = outage.track(streak, logger, "FAILED", "database", error, config.network_alert_after_seconds)
+        state.update(streak)
+    logger = logger.bind(run_id=new_run_id())
+    fields: dict[str, Any] = {"reason": "database", "error": error, "duration_s": round(clock.now_s() - now_s, 3)}
+    if failing is not None:
+        fields["network_failing_s"] = round(failing.failing_s, 3)
+        fields["network_failed_checks"] = failing.failed_checks
+    logger.error(log.CHECK_FAILED, outcome="FAILED", **fields)
+    line = f"playlist-cron: FAILED (database): {error} (log: {config.log_file})"
+    (console.alert if failing is None or failing.alert else console.say)(line)
+    return Outcome("FAILED", "database")
+
+
+def _database_reachable(config: Config, logger: FilteringBoundLogger, console: Console) -> None:
+    """The database answers: end a streak of failures to reach it, if the host's state file holds one."""
+    local = state_module.StateStore.for_config(config)
+    if not local.read().get("network_failing_since"):
+        return
+    from playlist_cron import outage
+
+    with local.update() as state:
+        streak = outage.streak_of(state)
+        _, recovered = outage.track(streak, logger, "COMPLETED", None, "", config.network_alert_after_seconds)
+        state.update(streak)
+    if recovered is not None and recovered.alerted:
+        console.alert(f"playlist-cron: {outage.recovery_words(recovered)}")
 
 
 def new_run_id() -> str:
@@ -102,6 +156,7 @@ def _skip(
         skipped_total=state["skipped_total"],
         consecutive_skipped=state["consecutive_skipped"],
         holder_pid=holder_pid,
+        **({"holder_host": holder.host} if holder is not None and holder.host is not None else {}),
         lock_held_s=held_s,
         message=f"Check #{number} - SKIPPED ({SKIP_REASON}) - Total skipped: {state['skipped_total']}",
     )
@@ -197,6 +252,7 @@ class _Check:
     ) -> None:
         self.config = config
         self.mark_archived = mark_archived
+        self.held = held
         self.storage = storage
         self.store = storage.state
         self.log_file = log_file
@@ -230,6 +286,9 @@ class _Check:
 
     def run(self) -> Outcome:
         self._begin()
+        watch = getattr(self.held, "watch", None)  # a fleet's claims: their lock connection must stay alive
+        if watch is not None:
+            watch(lambda detail: self.watchdog.stop("lock_lost", detail))
         try:
             with self.pings, self.watchdog:
                 try:
@@ -334,8 +393,12 @@ class _Check:
 
         results = []
         try:
-            with download.Session(self.config) as session:
-                for playlist in self.config.playlists:
+            fleet = getattr(self.held, "fleet", None)
+            database_archive = self.storage.archive if fleet is not None else None
+            claimed = getattr(self.held, "playlists", None)
+            playlists = claimed() if claimed is not None else iter(self.config.playlists)
+            with download.Session(self.config, database_archive=database_archive, fleet=fleet) as session:
+                for playlist in playlists:
                     record = self.playlist_records.get(reads.record_key(playlist.url))
                     read = reads.plan(playlist, record, clock.now_s())
                     self.console.say(

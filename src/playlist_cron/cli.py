@@ -216,7 +216,7 @@ def exit_code(outcome: check.Outcome, skip_exit_code: int) -> int:
     if outcome.outcome == "SKIPPED":
         return skip_exit_code
     if outcome.outcome == "FAILED":
-        return exit_codes.TEMPFAIL if outcome.reason == "network" else exit_codes.FAILED
+        return exit_codes.TEMPFAIL if outcome.reason in ("network", "database") else exit_codes.FAILED
     return exit_codes.OK  # COMPLETED, DEFERRED
 
 

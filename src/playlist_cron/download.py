@@ -321,9 +321,10 @@ class _Downloader(_Fetcher):
         reporter: Reporter,
         *,
         mark_archived: bool = False,
-        archive: set[str] | None = None,
+        session: Session | None = None,
     ) -> None:
         self._playlist = playlist
+        self._session = session
         self._mark_archived = mark_archived
         self._date_range = DateRange(playlist.date_after) if playlist.date_after else None
         self._result = result
@@ -341,13 +342,14 @@ class _Downloader(_Fetcher):
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
         params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
         params["logger"] = _Logger(reporter, self._current)
-        if archive is None:
+        if session is None:
             super().__init__(params)
             return
         # The check's playlists share one copy of the archive's lines: read once, not once per playlist.
         archive_file = params.pop("download_archive")
         super().__init__(params)
-        yt_dlp_private.share_archive(self, archive_file, archive)
+        in_database = session.database_archive is not None
+        yt_dlp_private.share_archive(self, None if in_database else archive_file, session.archive())
 
     def _current(self) -> _Entry | None:
         return self._entries[-1] if self._entries else None
@@ -392,6 +394,8 @@ class _Downloader(_Fetcher):
     def record_download_archive(self, info_dict: dict[str, Any]) -> None:
         super().record_download_archive(info_dict)
         archive_id = yt_dlp_private.archive_id(self, info_dict)
+        if archive_id and self._session is not None and self._session.database_archive is not None:
+            self._session.database_archive.add(archive_id, self._session.config.host_name)
         if self._archive_keys is not None and archive_id:
             self._archive_keys.add(archive_id.partition(" ")[0])
 
@@ -499,7 +503,28 @@ class _Downloader(_Fetcher):
         return ie_result
 
     def _run_entry(self, entry: _Entry, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
-        """Run: let yt-dlp process the entry, with the hooks below noting what happens to it; None when it failed."""
+        """Run: let yt-dlp process the entry, with the hooks below noting what happens to it; None when it failed.
+
+        In a fleet, the video is locked while it runs: one held by another host, or archived by one since this
+        check read the archive, is counted as archived and not run.
+        """
+        fleet = self._session.fleet if self._session is not None else None
+        if fleet is None or not entry.archive_id:
+            return self._run_locked_entry(entry, ie_result, download, extra_info)
+        if not fleet.lock_video(entry.archive_id):
+            entry.archived = True  # another host downloads it right now
+            return None
+        try:
+            assert self._session is not None and self._session.database_archive is not None
+            if self._session.database_archive.holds(entry.archive_id):
+                self._session.archive().add(entry.archive_id)
+                entry.archived = True
+                return None
+            return self._run_locked_entry(entry, ie_result, download, extra_info)
+        finally:
+            fleet.unlock_video(entry.archive_id)
+
+    def _run_locked_entry(self, entry: _Entry, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         self._entries.append(entry)
         try:
             return super().process_ie_result(ie_result, download, extra_info)
@@ -727,13 +752,17 @@ class Session:
     """What the playlists of one check share: the archive's lines, read once, and one yt-dlp client per network
     setting for feed reads. Close it at the end of the check."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, database_archive: Any = None, fleet: Any = None) -> None:
         self.config = config
+        self.database_archive = database_archive  # storage.postgres.PostgresArchive: the archive is in a database
+        self.fleet = fleet  # storage.claims.Fleet: videos are locked while they download, fleet-wide
         self._archive: set[str] | None = None
         self._fetchers: dict[tuple[str, ...], _Fetcher] = {}
 
     def archive(self) -> set[str]:
         """The archive's lines, as yt-dlp reads them (stripped); kept up to date by every download of the check."""
+        if self._archive is None and self.database_archive is not None:
+            self._archive = set(self.database_archive.lines())
         if self._archive is None:
             try:
                 with open(self.config.archive_file, encoding="utf-8") as archive_file:
@@ -798,7 +827,7 @@ def download_playlist(
         if _settled_by_feed(session.archive(), playlist, read, answer, result, reporter):
             return result
     params = _yt_dlp_params(config, playlist, mark_archived=mark_archived)
-    with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived, archive=session.archive()) as ydl:
+    with _Downloader(params, playlist, result, reporter, mark_archived=mark_archived, session=session) as ydl:
         ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
         _follow(ydl, playlist, read, result, answer)
     return result
@@ -1129,7 +1158,7 @@ def _yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) -
         {
             "download_archive": str(config.archive_file),
             "outtmpl": {**(params.get("outtmpl") or {}), "default": playlist.output_template},
-            "paths": {"home": str(config.download_dir)},
+            "paths": {"home": str(config.download_dir), **_temp_path(config)},
             "quiet": True,
             "no_warnings": False,
             "noprogress": True,
@@ -1155,6 +1184,12 @@ def _yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) -
             }
         )
     return params
+
+
+def _temp_path(config: Config) -> dict[str, str]:
+    """yt-dlp's `temp` path: host-local in a fleet (`<state_dir>/partial`), so that two hosts sharing the download
+    folder never write the same `.part` file; beside the download otherwise, as yt-dlp does by default."""
+    return {"temp": str(config.state_dir / "partial")} if config.database_url else {}
 
 
 def _go_through_playlist(ydl: _Downloader, playlist: Playlist, result: PlaylistResult) -> None:

@@ -28,6 +28,7 @@ class Holder(NamedTuple):
 
     pid: int | None
     started_at: float | None
+    host: str | None = None  # the host, for a holder in a fleet (the database backend)
 
     def held_s(self, now_s: float) -> float | None:
         return None if self.started_at is None else round(max(0.0, now_s - self.started_at), 3)

@@ -131,7 +131,7 @@ def track(
     the final event); (None, None) when neither.
     """
     now_s = clock.now_s()
-    if outcome == "FAILED" and reason == "network":
+    if outcome == "FAILED" and reason in ("network", "database"):
         return record_failure(streak, now_s, alert_after_s, error), None
     recovered = record_outcome(streak, now_s, outcome, reason)
     if recovered is not None:

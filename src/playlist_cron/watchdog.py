@@ -49,10 +49,16 @@ class Watchdog:
         self._stopped = threading.Event()
         self._main_thread_id = threading.main_thread().ident or 0
         self._previous_handlers: dict[int, Any] = {}
+        self._requested: WatchdogFired | None = None  # asked for by another thread: see stop()
 
     def activity(self) -> None:
         """The check made progress: the stall clock starts again."""
         self.last_activity = time.monotonic()
+
+    def stop(self, reason: str, detail: str) -> None:
+        """From any thread: end the check now, FAILED with `reason` (the database lock was lost, say), as a timeout
+        ends it."""
+        self._requested = WatchdogFired(reason, detail)
 
     def __enter__(self) -> Watchdog:
         self._install_signal_handlers()
@@ -85,7 +91,9 @@ class Watchdog:
     def _watch(self) -> None:
         while not self._stopped.wait(TICK_S):
             now = time.monotonic()
-            if now - self.started_monotonic > self.max_runtime_s:
+            if self._requested is not None:
+                self.fired = self._requested
+            elif now - self.started_monotonic > self.max_runtime_s:
                 self.fired = WatchdogFired(
                     "timeout", f"the check ran longer than max_runtime_seconds ({self.max_runtime_s} s)"
                 )

@@ -35,13 +35,15 @@ def archive_lines(ydl: Any) -> Iterable[str]:
     return lines
 
 
-def share_archive(ydl: Any, archive_file: str, lines: set[str]) -> None:
+def share_archive(ydl: Any, archive_file: str | None, lines: set[str]) -> None:
     """Make `ydl`, made without a download archive, use `archive_file` with `lines` as its loaded lines: it adds
-    to both as it records videos, and reads no file to start.
+    to both as it records videos, and reads no file to start. With no file (the archive is in a database), it adds
+    to `lines` alone.
 
-    Undocumented: YoutubeDL.archive, and `params["download_archive"]` read when a video is recorded, not at start.
+    Undocumented: YoutubeDL.archive, and `params["download_archive"]` read when a video is recorded, not at start
+    (a value that is not a path, such as a set, is recorded to `archive` alone).
     """
-    ydl.params["download_archive"] = archive_file
+    ydl.params["download_archive"] = archive_file if archive_file is not None else lines
     ydl.archive = lines
 
 

@@ -39,16 +39,22 @@ ARCHIVE_LINE = re.compile(r"[A-Za-z0-9_.:-]+ [^\s\x00]+")
 
 
 def open_for(config: Config) -> Storage:
-    """Given a config with `database_url`, return its storage: state and archive in the database.
-
-    The run lock is still the file lock beside the archive until the database's claims replace it.
-    """
-    from playlist_cron.storage.files import FileRunLock
+    """Given a config with `database_url`, return its storage: the playlists' claims, the state and the archive, all
+    in the database."""
+    from playlist_cron.storage.fleet import FleetRunLock
 
     database = Database(config)
     return Storage(
-        run_lock=FileRunLock(config.lock_file), state=PostgresState(database), archive=PostgresArchive(database)
+        run_lock=FleetRunLock(config, database, connect_lock),
+        state=PostgresState(database),
+        archive=PostgresArchive(database),
     )
+
+
+def connect_lock(config: Config) -> Connection:
+    """The lock connection: autocommit, its own session (its advisory locks are the host's claims), with TCP
+    keepalives so that a peer that vanished is noticed in about 30 s even between heartbeats."""
+    return connect(config, autocommit=True, keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 
 
 # -- connecting ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""The playlists of a fleet shared out in PostgreSQL: each claimed by one host, held by a session advisory lock.
+
+A claim is a row of `playlist_cron_playlists` that is due, picked with `FOR UPDATE SKIP LOCKED` and then held by
+`pg_try_advisory_lock(row id)` on the lock connection (autocommit, its own session) until the host is done with it.
+The database frees a session's advisory locks the moment its connection ends, `kill -9` of the host included:
+another host can take the playlist over at once. Videos are locked the same way while one downloads, with the
+two-key form of the lock (a key space apart from the playlists'), so that a video two playlists share is
+downloaded once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+from playlist_cron.errors import WatchdogFired
+
+LOCK_SPACE_VIDEOS = 0x50434356  # "PCCV": the first key of a video's lock; its second is a hash of its archive line
+
+
+class Claim(NamedTuple):
+    """A playlist this host holds: its row and its key (the redacted URL)."""
+
+    row_id: int
+    url_key: str
+
+
+class Holder(NamedTuple):
+    """Who holds a playlist: the host, its pid, and since when (epoch seconds)."""
+
+    host: str | None
+    pid: int | None
+    since_s: float | None
+
+
+class Fleet:
+    """One host's view of the shared playlists, through two connections: `work` (transactions) and `lock`
+    (autocommit: the session whose advisory locks are this host's claims)."""
+
+    def __init__(self, work: Any, lock: Any, collection: str, host: str, pid: int) -> None:
+        self.work = work
+        self.lock = lock
+        self.collection = collection
+        self.host = host
+        self.pid = pid
+        self.claimed: list[Claim] = []
+        self._lock_guard = threading.Lock()  # the heartbeat thread uses the lock connection too
+
+    def add_playlists(self, url_keys: Iterable[str]) -> None:
+        """Make sure every playlist of the config has its row (due at once when new)."""
+        with self.work.transaction(), self.work.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO playlist_cron_playlists (collection, url) VALUES (%s, %s) "
+                "ON CONFLICT (collection, url) DO NOTHING",
+                [(self.collection, key) for key in url_keys],
+            )
+
+    def claim_next(self, url_keys: list[str]) -> Claim | None:
+        """Claim the playlist of `url_keys` that has been due longest and that no host holds; None when none is."""
+        with self.work.transaction():
+            rows = self.work.execute(
+                "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "
+                "AND due_at <= now() ORDER BY due_at, id FOR UPDATE SKIP LOCKED",
+                (self.collection, url_keys),
+            ).fetchall()
+            for row_id, url_key in rows:
+                if self._try_lock("SELECT pg_try_advisory_lock(%s)", (row_id,)):
+                    self.work.execute(
+                        "UPDATE playlist_cron_playlists SET holder_host = %s, holder_pid = %s, held_since = now() "
+                        "WHERE id = %s",
+                        (self.host, self.pid, row_id),
+                    )
+                    claim = Claim(row_id, url_key)
+                    self.claimed.append(claim)
+                    return claim
+        return None
+
+    def release(self, claim: Claim, next_due_in_s: float) -> None:
+        """Done with a playlist: it is due again in `next_due_in_s`, and free for any host from now."""
+        with self.work.transaction():
+            self.work.execute(
+                "UPDATE playlist_cron_playlists SET due_at = now() + make_interval(secs => %s), "
+                "holder_host = NULL, holder_pid = NULL, held_since = NULL, last_checked_at = now() WHERE id = %s",
+                (next_due_in_s, claim.row_id),
+            )
+        self._try_lock("SELECT pg_advisory_unlock(%s)", (claim.row_id,))
+        self.claimed.remove(claim)
+
+    def due_holder(self, url_keys: list[str]) -> Holder | None:
+        """Who holds a due playlist of `url_keys` (the one held longest), or None when none of them is due."""
+        row = self.work.execute(
+            "SELECT holder_host, holder_pid, extract(epoch FROM held_since) FROM playlist_cron_playlists "
+            "WHERE collection = %s AND url = ANY(%s) AND due_at <= now() ORDER BY held_since NULLS LAST LIMIT 1",
+            (self.collection, url_keys),
+        ).fetchone()
+        self.work.commit()
+        if row is None:
+            return None
+        return Holder(row[0], row[1], float(row[2]) if row[2] is not None else None)
+
+    def next_due_s(self, url_keys: list[str]) -> float | None:
+        """When the first of `url_keys` is due next (epoch seconds), or None when none has a row."""
+        row = self.work.execute(
+            "SELECT extract(epoch FROM min(due_at)) FROM playlist_cron_playlists WHERE collection = %s "
+            "AND url = ANY(%s)",
+            (self.collection, url_keys),
+        ).fetchone()
+        self.work.commit()
+        return float(row[0]) if row and row[0] is not None and row[0] != float("-inf") else None
+
+    # -- videos
+
+    def lock_video(self, archive_line: str) -> bool:
+        """Hold a video while it downloads; False at once when another host holds it."""
+        return self._try_lock(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_SPACE_VIDEOS, f"{self.collection} {archive_line}")
+        )
+
+    def unlock_video(self, archive_line: str) -> None:
+        self._try_lock(
+            "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_SPACE_VIDEOS, f"{self.collection} {archive_line}")
+        )
+
+    # -- the lock connection
+
+    def beat(self) -> None:
+        """Ask the lock connection whether it still lives; raise when it does not."""
+        self._try_lock("SELECT true", ())
+
+    def _try_lock(self, sql: str, parameters: tuple[Any, ...]) -> bool:
+        """Run one statement on the lock connection; raise `WatchdogFired("lock_lost")` when it is gone: with it,
+        every claim of this host is gone, and another host may already work on the same playlist."""
+        import psycopg
+
+        try:
+            with self._lock_guard:
+                row = self.lock.execute(sql, parameters).fetchone()
+        except psycopg.Error as error:
+            raise WatchdogFired(
+                "lock_lost",
+                f"the database lock's connection was lost ({type(error).__name__}: {' '.join(str(error).split())})",
+            ) from None
+        return bool(row and row[0])
+
+
+class Heartbeat:
+    """A thread that asks the lock connection every `interval_s` whether it lives, and calls `on_lost` with the
+    error's words once when it does not (the database restarted, the session was terminated or timed out)."""
+
+    def __init__(self, fleet: Fleet, interval_s: float, on_lost: Callable[[str], None]) -> None:
+        self.fleet = fleet
+        self.interval_s = interval_s
+        self.on_lost = on_lost
+        self.lost: str | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="playlist-cron-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            started_s = time.monotonic()
+            try:
+                self.fleet.beat()
+            except WatchdogFired as lost:
+                if self._stopped.is_set():
+                    return
+                self.lost = lost.detail
+                self.on_lost(f"{lost.detail}; noticed by the heartbeat in {time.monotonic() - started_s:.1f} s")
+                return

@@ -1,0 +1,111 @@
+"""The run lock of a config kept in PostgreSQL: a check holds the playlists it claims, one at a time, not the config.
+
+Several hosts (or several checks of one host) work through the config's playlists side by side: each claims a
+due playlist that no one holds (`claims.Fleet`), works on it, releases it due again in `check_interval_seconds`,
+and claims the next. A check that finds every due playlist held by others is SKIPPED; one that finds none due
+has nothing to do. The lock connection is watched by a heartbeat: when it is lost, so are the claims, and the
+check is stopped (`lock_lost`) before it writes anything more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from playlist_cron import clock
+from playlist_cron.lock import Holder
+from playlist_cron.reads import record_key
+from playlist_cron.storage.claims import Claim, Fleet, Heartbeat
+from playlist_cron.storage.postgres import reachable
+
+if TYPE_CHECKING:
+    from playlist_cron.config import Config, Playlist
+    from playlist_cron.storage.postgres import Database
+
+
+class FleetRunLock:
+    """`storage.RunLock` for a database config: acquiring it claims the first due playlist."""
+
+    def __init__(self, config: Config, database: Database, connect_lock: Callable[[Config], Any]) -> None:
+        self.config = config
+        self._database = database
+        self._connect_lock = connect_lock
+        self._fleet: Fleet | None = None
+        self.nothing_due = False  # set by try_acquire: no playlist was due (not a skip: there was nothing to do)
+        self._holder: Holder | None = None
+
+    @property
+    def name(self) -> str:
+        return f"the playlists of collection {self._database.collection!r} in the database"
+
+    def _url_keys(self) -> list[str]:
+        return [record_key(playlist.url) for playlist in self.config.playlists]
+
+    def try_acquire(self) -> FleetHold | None:
+        """Claim the first due playlist; None when none could be: every due one is held (see `holder`), or none is
+        due (`nothing_due`)."""
+        work = self._database.connection()
+        lock = self._connect_lock(self.config)
+        fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
+        with reachable(self.config):
+            fleet.add_playlists(self._url_keys())
+            first = fleet.claim_next(self._url_keys())
+            holder = fleet.due_holder(self._url_keys()) if first is None else None
+        if first is None:
+            self.nothing_due = holder is None
+            if holder is not None:
+                self._holder = Holder(
+                    pid=holder.pid or 0,
+                    started_at=holder.since_s or clock.now_s(),
+                    host=holder.host,
+                )
+            lock.close()
+            return None
+        self._fleet = fleet
+        return FleetHold(self.config, fleet, first, self._url_keys())
+
+    def holder(self) -> Holder | None:
+        return self._holder
+
+
+class FleetHold:
+    """What a check holds of the fleet: its claim on one playlist at a time, and the connections behind it."""
+
+    def __init__(self, config: Config, fleet: Fleet, first: Claim, url_keys: list[str]) -> None:
+        self.config = config
+        self.fleet = fleet
+        self.started_at = clock.now_s()
+        self._first: Claim | None = first
+        self._url_keys = url_keys
+        self.heartbeat: Heartbeat | None = None
+
+    def watch(self, on_lost: Callable[[str], None]) -> None:
+        """Start the heartbeat of the lock connection; `on_lost` is called (from its thread) when it dies."""
+        self.heartbeat = Heartbeat(self.fleet, self.config.database_heartbeat_seconds, on_lost).__enter__()
+
+    def playlists(self) -> Iterator[Playlist]:
+        """The playlists this check works on, claimed one at a time; each is released, due again in
+        `check_interval_seconds`, when the caller asks for the next (or stops asking)."""
+        by_key = {record_key(playlist.url): playlist for playlist in self.config.playlists}
+        claim = self._first
+        self._first = None
+        while claim is not None:
+            try:
+                yield by_key[claim.url_key]
+            finally:
+                self.fleet.release(claim, self.config.check_interval_seconds)
+            claim = self.fleet.claim_next(self._url_keys)
+
+    def release(self) -> None:
+        """End the claims: the connections close, and the database frees every advisory lock they held."""
+        if self.heartbeat is not None:
+            self.heartbeat.__exit__()
+        # Closing it frees every advisory lock of its session; one already lost holds nothing any more.
+        with contextlib.suppress(Exception):
+            self.fleet.lock.close()
+
+    def held_s(self) -> float:
+        return time.time() - self.started_at
