@@ -185,3 +185,28 @@ def test_the_database_down_at_the_start_fails_database_exit_75_quietly(
     own_postgres_server.restart()
     assert host.run("check", "--now").returncode == 0
     assert host.events("check_completed")[-1]["downloaded"] == 3
+
+
+def test_the_database_stopped_in_the_middle_of_a_check_stops_it_and_the_next_one_finishes_the_work(
+    tmp_path: Path, own_postgres_server: PostgresServer, fleet_feed: FeedServer
+) -> None:
+    url = own_postgres_server.create_database("fleet")
+    downloads = tmp_path / "downloads"
+    host = Host(tmp_path, "a", url, downloads, playlist_url=fleet_feed.feed_url, database_heartbeat_seconds=1)
+    migrate(host)
+    fleet_feed.settings.bytes_per_second = 20_000
+    holder = host.start("check")
+    wait_for(lambda: fleet_feed.requests_for("/media/"), what="the host downloading")
+    own_postgres_server.stop()
+    _, stderr = holder.communicate(timeout=60)
+    assert holder.returncode in (1, 75), stderr
+    [failed] = host.events("check_failed")
+    assert failed["reason"] in ("lock_lost", "database"), failed
+    assert not list(downloads.rglob("*.part")), "partial files stay in the host's own folder"
+    own_postgres_server.restart()
+    fleet_feed.settings.bytes_per_second = None
+    result = host.run("check", "--now")
+    assert result.returncode == 0, result.stderr
+    downloaded = [event["video_id"] for event in host.events("video_downloaded")]
+    assert sorted(downloaded) == sorted(item.guid for item in fleet_feed.settings.items), "each once"
+    print(f"stopped mid-check: {failed['reason']}, exit {holder.returncode}")

@@ -66,8 +66,9 @@ def run_due(
         storage.archive.ensure_ready()
         held = storage.run_lock.try_acquire()
     if held is None:
-        if getattr(storage.run_lock, "nothing_due", False):
-            return Outcome("NOT_DUE")  # a fleet whose playlists the other hosts have all checked lately
+        if getattr(storage.run_lock, "nothing_due", False):  # the fleet's hosts have checked every playlist lately
+            console.say("Not due yet: every playlist was checked less than check_interval_seconds ago.")
+            return Outcome("NOT_DUE")
         return _skip(config, storage, log_file, logger, console, now_s)
     try:
         return _Check(config, storage, log_file, logger, console, held, mark_archived=mark_archived).run()
