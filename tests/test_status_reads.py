@@ -15,6 +15,8 @@ from playlist_cron.config import DEFAULT_FULL_SCAN_INTERVAL_SECONDS
 from playlist_cron.demo.feed import FeedServer, make_items
 
 HEADING = "Playlists (times UTC):"
+# A file config has no claims in a database: the fields of a fleet's playlist are null.
+FILE_CONFIG_CLAIMS = {"holder": None, "due_at": None, "last_checked_at": None}
 
 
 @pytest.fixture
@@ -79,6 +81,7 @@ def test_status_shows_a_full_read_then_a_feed_read_and_when_the_next_full_read_i
         "full_read_due": False,
         "channel_id": None,
         "full_scan_interval_seconds": DEFAULT_FULL_SCAN_INTERVAL_SECONDS,
+        **FILE_CONFIG_CLAIMS,
     }
     assert channel_reads == {
         "url": channel.feed_url,
@@ -91,6 +94,7 @@ def test_status_shows_a_full_read_then_a_feed_read_and_when_the_next_full_read_i
         "full_read_due": False,
         "channel_id": None,
         "full_scan_interval_seconds": 3600,
+        **FILE_CONFIG_CLAIMS,
     }
 
     second = check(project)

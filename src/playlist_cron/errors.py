@@ -81,6 +81,10 @@ class DatabaseError(PlaylistCronError):
 class DatabaseUnavailable(DatabaseError):
     """The database could not be reached (refused, timed out, restarted): a temporary failure, exit 75."""
 
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message  # the driver's words alone, for a message that names the database itself
+
 
 class SchemaMissing(DatabaseError):
     """The database has no playlist-cron schema, or an older one: `playlist-cron db migrate` makes it current."""

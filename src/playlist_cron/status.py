@@ -1,20 +1,20 @@
 """`status`: the counters, the last check, the lock holder, each playlist's reads and a health verdict, as JSON or
-as text."""
+as text; for a config with `database_url`, read from the database, with every host's counters (the fleet)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from playlist_cron import clock, lock, outage, reads
 from playlist_cron import state as state_module
 from playlist_cron.config import Config
-from playlist_cron.records import Counters
 from playlist_cron.state import StateStore
 
 if TYPE_CHECKING:
     from playlist_cron.records import LogFailureRecord, State
     from playlist_cron.state import OutcomeName
+    from playlist_cron.storage.fleet_view import FleetView, PlaylistRow
 
 STALE_AFTER_INTERVALS = 3
 
@@ -54,6 +54,15 @@ class FailedVideo(TypedDict):
     error: str | None
 
 
+class PlaylistHolder(TypedDict):
+    """The host whose check holds a playlist (a database config), as `status --json` shows it."""
+
+    host: str | None
+    pid: int | None
+    since: str | None
+    held_s: float | None
+
+
 class PlaylistReads(TypedDict):
     """How a playlist was last read and when it is next read whole, as `status --json` shows it.
 
@@ -65,6 +74,11 @@ class PlaylistReads(TypedDict):
     `full_read_due` is true when the next check reads it whole: the full read is already due by then, or it has no
     feed, or it has never been read whole. A `last_feed_error` is the last feed read's failure, cleared by a feed
     read that works; the check fell back to a full read, so it is no problem by itself.
+
+    For a config with `database_url` (null otherwise), from the playlist's row in the database: `holder`, the check
+    that holds it now (null: none; a holder that died without letting go is none), `due_at`, when a check of any
+    host may take it next (null: at once, it has never been checked), and `last_checked_at`, when a check of any
+    host was last done with it.
     """
 
     url: str
@@ -77,12 +91,58 @@ class PlaylistReads(TypedDict):
     full_read_due: bool
     channel_id: str | None
     full_scan_interval_seconds: int
+    holder: PlaylistHolder | None
+    due_at: str | None
+    last_checked_at: str | None
 
 
-class Status(Counters):
-    """The `status --json` object (see the contract)."""
+class FleetTotals(TypedDict):
+    """The counters of every host of a fleet, summed."""
+
+    checks_total: int
+    skipped_total: int
+    completed_total: int
+    failed_total: int
+    deferred_total: int
+    downloaded_total: int
+
+
+class FleetHost(FleetTotals):
+    """One host of a fleet, from its row in the database."""
+
+    host: str
+    last_check_at: str | None
+    last_outcome: str | None
+    cooldown_until: str | None
+
+
+class Fleet(TypedDict):
+    """The hosts sharing a config's collection, as `status --json` shows them (a config with `database_url`)."""
+
+    database: str  # the database's URL without its password or options
+    collection: str
+    host: str  # this host's name
+    hosts: list[FleetHost]
+    totals: FleetTotals
+
+
+class Status(TypedDict):
+    """The `status --json` object (see the contract).
+
+    For a config with `database_url`, the counters and the other fields of the state are this host's (its row in the
+    database; `failed_videos` and the playlists' reads are the fleet's), `fleet` has every host's, `lock_file`,
+    `lock_holder` and `state_file` are null (each playlist's `holder` says who holds it), and when the database cannot
+    be reached, everything only it knows is null or empty.
+    """
 
     config: str
+    checks_total: int | None
+    skipped_total: int | None
+    consecutive_skipped: int | None
+    completed_total: int | None
+    failed_total: int | None
+    deferred_total: int | None
+    downloaded_total: int | None
     last_check_at: str | None
     last_outcome: OutcomeName | None
     last_outcome_check: int | None
@@ -91,16 +151,17 @@ class Status(Counters):
     last_failure_reason: str | None
     last_error: str | None
     next_check_due_at: str | None
-    lock_file: str
+    lock_file: str | None
     lock_holder: HolderRecord | None
     cooldown_until: str | None
     failed_videos: list[FailedVideo]
     playlists: list[PlaylistReads]
     network_outage: NetworkOutage | None
     log_file: str
-    log_write_failures_total: int
+    log_write_failures_total: int | None
     last_log_write_failure: LogFailureRecord | None
-    state_file: str
+    state_file: str | None
+    fleet: Fleet | None
     healthy: bool
     problems: list[str]
     notes: list[str]
@@ -112,7 +173,13 @@ def printed_id(text: str) -> str:
 
 
 def report(config: Config) -> Status:
-    """Given a config, return the `status --json` object."""
+    """Given a config, return the `status --json` object.
+
+    For a config with `database_url`, raise SchemaMissing or SchemaNewer as a check would; a database that cannot be
+    reached is a problem in the object, not an error.
+    """
+    if config.database_url:
+        return _fleet_report(config)
     store = StateStore.for_config(config)
     state = store.read()
     now_s = clock.now_s()
@@ -122,32 +189,195 @@ def report(config: Config) -> Status:
             f"the state is read from {store.read_path}, which every config in {store.state_dir} used to share; "
             f"the next check moves it to {store.path}, unless another config's check takes it first"
         )
+    holder = lock.holder(config.lock_file)
+    problems = []
+    last_check_s = clock.parse_iso(state["last_check_at"])
+    held_s = holder.held_s(now_s) if holder else None
+    # A check that holds the lock within max_runtime_seconds is the reason no other has started (systemd's
+    # timer never starts one beside it): that is not staleness. A lock held longer is its own problem below.
+    running = holder is not None and (held_s is None or held_s <= config.max_runtime_seconds)
+    problems += _staleness(config, last_check_s, now_s, running, fleet=False)
+    if holder is not None and held_s is not None and held_s > config.max_runtime_seconds:
+        problems.append(
+            f"the lock has been held by pid {holder.pid} for {held_s:.0f} s, longer than max_runtime_seconds "
+            f"({config.max_runtime_seconds})"
+        )
+    return _with_state(
+        config,
+        state,
+        now_s,
+        problems=problems,
+        notes=notes,
+        lock_file=str(config.lock_file),
+        lock_holder=holder.as_dict(now_s) if holder else None,
+        state_file=str(store.path),
+    )
+
+
+def _fleet_report(config: Config) -> Status:
+    """The status of a config with `database_url`: this host's state and the fleet's, from the database."""
+    from playlist_cron.errors import DatabaseUnavailable
+    from playlist_cron.storage import fleet_view, postgres
+
+    now_s = clock.now_s()
+    try:
+        view = fleet_view.read(config, [reads.record_key(playlist.url) for playlist in config.playlists])
+    except DatabaseUnavailable as error:
+        return _unreachable(config, f"the database {postgres.describe(config)} cannot be reached: {error.detail}")
+    problems: list[str] = []
+    hosts = [_fleet_host(host, row, now_s) for host, row in view.hosts]
+    checks_s = [moment for moment in (clock.parse_iso(host["last_check_at"]) for host in hosts) if moment is not None]
+    holders = [(key, row) for key, row in view.playlists.items() if row.holder_host is not None]
+    # A playlist held within max_runtime_seconds is a check at work: while it runs, no other host may find anything
+    # due, so the fleet's last check may be old without anything wrong.
+    running = any(row.held_s is None or row.held_s <= config.max_runtime_seconds for _, row in holders)
+    problems += _staleness(config, max(checks_s, default=None), now_s, running, fleet=True)
+    for key, row in holders:
+        if row.held_s is not None and row.held_s > config.max_runtime_seconds:
+            problems.append(
+                f"the playlist {key} has been held by {row.holder_host} (pid {row.holder_pid}) for {row.held_s:.0f} s, "
+                f"longer than max_runtime_seconds ({config.max_runtime_seconds})"
+            )
+    fleet: Fleet = {
+        "database": postgres.describe(config),
+        "collection": view.collection,
+        "host": view.host,
+        "hosts": hosts,
+        "totals": _totals(hosts),
+    }
+    return _with_state(
+        config,
+        view.state,
+        now_s,
+        problems=problems,
+        notes=[],
+        lock_file=None,
+        lock_holder=None,
+        state_file=None,
+        fleet=fleet,
+        view=view,
+    )
+
+
+def _totals(hosts: list[FleetHost]) -> FleetTotals:
+    return {
+        "checks_total": sum(host["checks_total"] for host in hosts),
+        "skipped_total": sum(host["skipped_total"] for host in hosts),
+        "completed_total": sum(host["completed_total"] for host in hosts),
+        "failed_total": sum(host["failed_total"] for host in hosts),
+        "deferred_total": sum(host["deferred_total"] for host in hosts),
+        "downloaded_total": sum(host["downloaded_total"] for host in hosts),
+    }
+
+
+def _unreachable(config: Config, problem: str) -> Status:
+    """The status of a config whose database cannot be reached: the problem, and what this host keeps itself (the
+    streak of checks that could not reach the database, in its state file)."""
+    local = StateStore.for_config(config).read()
+    network_outage = outage.describe(local, clock.now_s(), config.network_alert_after_seconds)
+    return {
+        "config": str(config.path),
+        "checks_total": None,
+        "skipped_total": None,
+        "consecutive_skipped": None,
+        "completed_total": None,
+        "failed_total": None,
+        "deferred_total": None,
+        "downloaded_total": None,
+        "last_check_at": None,
+        "last_outcome": None,
+        "last_outcome_check": None,
+        "last_duration_s": None,
+        "last_completed_at": None,
+        "last_failure_reason": None,
+        "last_error": None,
+        "next_check_due_at": None,
+        "lock_file": None,
+        "lock_holder": None,
+        "cooldown_until": None,
+        "failed_videos": [],
+        "playlists": [],
+        "network_outage": network_outage,
+        "log_file": str(config.log_file),
+        "log_write_failures_total": None,
+        "last_log_write_failure": None,
+        "state_file": None,
+        "fleet": None,
+        "healthy": False,
+        "problems": [problem],
+        "notes": [],
+    }
+
+
+def _fleet_host(host: str, row: dict[str, Any], now_s: float) -> FleetHost:
+    """Given a host's name and its row of the state (read as it is: another host's row is not this one's to judge),
+    return what `status` shows of it."""
+
+    def count(name: str) -> int:
+        value = row.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    def text(name: str) -> str | None:
+        value = row.get(name)
+        return value if isinstance(value, str) else None
+
+    cooldown_until = text("cooldown_until")
+    return {
+        "host": host,
+        "checks_total": count("checks_total"),
+        "skipped_total": count("skipped_total"),
+        "completed_total": count("completed_total"),
+        "failed_total": count("failed_total"),
+        "deferred_total": count("deferred_total"),
+        "downloaded_total": count("downloaded_total"),
+        "last_check_at": text("last_check_at"),
+        "last_outcome": text("last_outcome"),
+        "cooldown_until": cooldown_until if _in_future(cooldown_until, now_s) else None,
+    }
+
+
+def _staleness(config: Config, last_check_s: float | None, now_s: float, running: bool, *, fleet: bool) -> list[str]:
+    """The problem when no check has started for three intervals (a fleet: no check of any host), unless one runs."""
+    if running:
+        return []
+    stale_after_s = STALE_AFTER_INTERVALS * config.check_interval_seconds
+    where = " on the hosts" if fleet else ""
+    if last_check_s is None:
+        who = "no host has checked" if fleet else "no check has run"
+        return [f"{who} yet: is the crontab entry (or the systemd timer) installed{where}?"]
+    if now_s - last_check_s > stale_after_s:
+        whose = "the last check of any host" if fleet else "the last check"
+        return [
+            f"{whose} started {now_s - last_check_s:.0f} s ago, more than three intervals ({stale_after_s} s): "
+            f"is cron (or the systemd timer) running the command{where}?"
+        ]
+    return []
+
+
+def _with_state(
+    config: Config,
+    state: State,
+    now_s: float,
+    *,
+    problems: list[str],
+    notes: list[str],
+    lock_file: str | None,
+    lock_holder: HolderRecord | None,
+    state_file: str | None,
+    fleet: Fleet | None = None,
+    view: FleetView | None = None,
+) -> Status:
+    """Given a config's state and what its storage found, return the `status --json` object: the state's fields and
+    the problems the state itself shows (this host's), after `problems`."""
+    problems = list(problems)
+    notes = list(notes)
     capped_from = state_module.cap_cooldown(state, config.cooldown_seconds, now_s)
     if capped_from is not None:
         notes.append(
             f"the cooldown until {capped_from} is further ahead than {state_module.MAX_COOLDOWN_FACTOR} x "
             f"cooldown_seconds; the next check cuts it to {state['cooldown_until']}"
         )
-    holder = lock.holder(config.lock_file)
-    problems = []
     last_check_s = clock.parse_iso(state["last_check_at"])
-    stale_after_s = STALE_AFTER_INTERVALS * config.check_interval_seconds
-    held_s = holder.held_s(now_s) if holder else None
-    # A check that holds the lock within max_runtime_seconds is the reason no other has started (systemd's
-    # timer never starts one beside it): that is not staleness. A lock held longer is its own problem below.
-    running = holder is not None and (held_s is None or held_s <= config.max_runtime_seconds)
-    if last_check_s is None and not running:
-        problems.append("no check has run yet: is the crontab entry (or the systemd timer) installed?")
-    elif last_check_s is not None and now_s - last_check_s > stale_after_s and not running:
-        problems.append(
-            f"the last check started {now_s - last_check_s:.0f} s ago, more than three intervals ({stale_after_s} s): "
-            "is cron (or the systemd timer) running the command?"
-        )
-    if holder is not None and held_s is not None and held_s > config.max_runtime_seconds:
-        problems.append(
-            f"the lock has been held by pid {holder.pid} for {held_s:.0f} s, longer than max_runtime_seconds "
-            f"({config.max_runtime_seconds})"
-        )
     network_outage = outage.describe(state, now_s, config.network_alert_after_seconds)
     if network_outage is not None and network_outage["past_threshold"]:
         problems.append(
@@ -155,8 +385,8 @@ def report(config: Config) -> Status:
             f"({outage.checks(network_outage['failed_checks'])}), longer than network_alert_after_seconds "
             f"({config.network_alert_after_seconds}): {network_outage['error']}"
         )
-    # A network failure is a problem only once its streak has lasted past the threshold (above).
-    if state.get("last_ran_outcome") == "FAILED" and state.get("last_failure_reason") != "network":
+    # A network (or database) failure is a problem only once its streak has lasted past the threshold (above).
+    if state.get("last_ran_outcome") == "FAILED" and state.get("last_failure_reason") not in ("network", "database"):
         problems.append(f"the last check failed ({state.get('last_failure_reason')}): {state.get('last_error')}")
     log_failure = state.get("last_log_write_failure")
     if isinstance(log_failure, dict) and log_failure.get("check") == state["checks_total"]:
@@ -195,33 +425,39 @@ def report(config: Config) -> Status:
         "last_failure_reason": state.get("last_failure_reason"),
         "last_error": state.get("last_error"),
         "next_check_due_at": clock.iso(next_check_s),
-        "lock_file": str(config.lock_file),
-        "lock_holder": holder.as_dict(now_s) if holder else None,
+        "lock_file": lock_file,
+        "lock_holder": lock_holder,
         "cooldown_until": state["cooldown_until"] if _in_future(state["cooldown_until"], now_s) else None,
         "failed_videos": failed_videos,
-        "playlists": playlist_reads(config, state, now_s if next_check_s is None else next_check_s),
+        "playlists": playlist_reads(config, state, now_s if next_check_s is None else next_check_s, view),
         "network_outage": network_outage,
         "log_file": str(config.log_file),
         "log_write_failures_total": state.get("log_write_failures_total", 0),
         "last_log_write_failure": state.get("last_log_write_failure"),
-        "state_file": str(store.path),
+        "state_file": state_file,
+        "fleet": fleet,
         "healthy": not problems,
         "problems": problems,
         "notes": notes,
     }
 
 
-def playlist_reads(config: Config, state: State, next_check_s: float) -> list[PlaylistReads]:
-    """Given a config, its state and when its next check is due, return each playlist's reads in config order."""
+def playlist_reads(
+    config: Config, state: State, next_check_s: float, view: FleetView | None = None
+) -> list[PlaylistReads]:
+    """Given a config, its state and when its next check is due, return each playlist's reads in config order; with
+    the fleet's `view` (a database config), each playlist's holder and due time too."""
     shown: list[PlaylistReads] = []
     for playlist in config.playlists:
-        record = state["playlists"].get(reads.record_key(playlist.url))
+        key = reads.record_key(playlist.url)
+        record = state["playlists"].get(key)
         feed_url = reads.feed_url_for(playlist, record)
         full_read_s = reads.next_full_read_s(playlist, record)
         record = record or {}
+        row = view.playlists.get(key) if view is not None else None
         shown.append(
             {
-                "url": reads.record_key(playlist.url),
+                "url": key,
                 "feed_url": reads.record_key(feed_url) if feed_url else None,
                 "feed_reads": feed_url is not None,
                 "last_feed_read_at": record.get("last_feed_read_at"),
@@ -231,9 +467,23 @@ def playlist_reads(config: Config, state: State, next_check_s: float) -> list[Pl
                 "full_read_due": full_read_s is not None and full_read_s <= next_check_s,
                 "channel_id": record.get("channel_id"),
                 "full_scan_interval_seconds": playlist.full_scan_interval_seconds,
+                "holder": _playlist_holder(row),
+                "due_at": clock.iso(row.due_at_s) if row is not None else None,
+                "last_checked_at": clock.iso(row.last_checked_at_s) if row is not None else None,
             }
         )
     return shown
+
+
+def _playlist_holder(row: PlaylistRow | None) -> PlaylistHolder | None:
+    if row is None or row.holder_host is None:
+        return None
+    return {
+        "host": row.holder_host,
+        "pid": row.holder_pid,
+        "since": clock.iso(row.held_since_s),
+        "held_s": round(row.held_s, 3) if row.held_s is not None else None,
+    }
 
 
 def _in_future(timestamp: str | None, now_s: float) -> bool:
@@ -243,14 +493,19 @@ def _in_future(timestamp: str | None, now_s: float) -> bool:
 
 def render_text(status: Status) -> str:
     """Given the `status --json` object, return it as lines for a person."""
-    lines = [
-        f"playlist-cron status for {status['config']}",
-        f"Total checks performed: {status['checks_total']}",
-        f"Checks skipped due to long downloads: {status['skipped_total']}",
-        f"Completed: {status['completed_total']}  Failed: {status['failed_total']}  "
-        f"Deferred: {status['deferred_total']}  Videos downloaded: {status['downloaded_total']}",
-    ]
-    if status["last_check_at"]:
+    lines = [f"playlist-cron status for {status['config']}"]
+    if status["checks_total"] is None:
+        lines.append("Counters: unknown (they are in the database, which cannot be reached)")
+    else:
+        lines += [
+            f"Total checks performed: {status['checks_total']}",
+            f"Checks skipped due to long downloads: {status['skipped_total']}",
+            f"Completed: {status['completed_total']}  Failed: {status['failed_total']}  "
+            f"Deferred: {status['deferred_total']}  Videos downloaded: {status['downloaded_total']}",
+        ]
+    if status["checks_total"] is None:
+        pass
+    elif status["last_check_at"]:
         lines.append(f"Last check started: {status['last_check_at']}")
         duration = ""
         if status["last_duration_s"] is not None:
@@ -260,11 +515,14 @@ def render_text(status: Status) -> str:
         lines.append(f"Next check due: {status['next_check_due_at']}")
     else:
         lines.append("Last check: none yet")
-    lines.append(f"Last completed: {status['last_completed_at'] or 'never'}")
+    if status["checks_total"] is not None:
+        lines.append(f"Last completed: {status['last_completed_at'] or 'never'}")
     if status["consecutive_skipped"]:
         lines.append(f"Consecutive skips: {status['consecutive_skipped']}")
     holder = status["lock_holder"]
-    if holder:
+    if status["lock_file"] is None:
+        pass  # a database config: each playlist is held on its own, by a host's check (see the playlists)
+    elif holder:
         held = f"{holder['held_s']:.0f} s" if holder["held_s"] is not None else "an unknown time"
         lines.append(f"Lock: held by pid {holder['pid']} for {held} ({status['lock_file']})")
     else:
@@ -281,9 +539,18 @@ def render_text(status: Status) -> str:
             f"Network: failing since {network_outage['since']} ({network_outage['failing_s']:.0f} s, "
             f"{outage.checks(network_outage['failed_checks'])}; {alerting}): {network_outage['error']}"
         )
+    fleet = status["fleet"]
+    if fleet is not None:
+        lines.append(f"Fleet: collection {fleet['collection']} in {fleet['database']} (this host: {fleet['host']})")
+        lines.extend(f"  {host['host']}: {_host_line(host)}" for host in fleet["hosts"])
+        if len(fleet["hosts"]) > 1:
+            lines.append(f"  all {len(fleet['hosts'])} hosts: {_counters_line(fleet['totals'])}")
     if status["playlists"]:
         lines.append("Playlists (times UTC):")
-        lines.extend(f"  {playlist['url']}: {_reads_line(playlist)}" for playlist in status["playlists"])
+        lines.extend(
+            f"  {playlist['url']}: {_reads_line(playlist)}{_claim_words(playlist, fleet is not None)}"
+            for playlist in status["playlists"]
+        )
     if status["failed_videos"]:
         given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
         lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")
@@ -294,7 +561,10 @@ def render_text(status: Status) -> str:
     lines.append(f"Log: {status['log_file']}")
     if status["log_write_failures_total"]:
         lines.append(f"Log lines lost (the log was unwritable): {status['log_write_failures_total']}")
-    lines.append(f"State: {status['state_file']}")
+    if status["state_file"] is not None:
+        lines.append(f"State: {status['state_file']}")
+    elif fleet is not None:
+        lines.append(f"State: in the database, host {fleet['host']}'s row and the fleet's")
     for note in status["notes"]:
         lines.append(f"Note: {note}")
     if status["healthy"]:
@@ -303,6 +573,36 @@ def render_text(status: Status) -> str:
         lines.append("Health: UNHEALTHY")
         lines.extend(f"  - {problem}" for problem in status["problems"])
     return "\n".join(lines)
+
+
+def _counters_line(counters: FleetTotals) -> str:
+    return (
+        f"{counters['checks_total']} checks, {counters['skipped_total']} skipped, "
+        f"{counters['downloaded_total']} downloaded"
+    )
+
+
+def _host_line(host: FleetHost) -> str:
+    """Given a host of the fleet, return it in a few words: `3 checks, 1 skipped, 2 downloaded, last check 23:40`."""
+    line = f"{_counters_line(host)}, last check {_short_time(host['last_check_at'])}"
+    if host["last_outcome"]:
+        line += f" ({host['last_outcome']})"
+    if host["cooldown_until"]:
+        line += f", cooldown until {_short_time(host['cooldown_until'])}"
+    return line
+
+
+def _claim_words(playlist: PlaylistReads, fleet: bool) -> str:
+    """Given a playlist of a database config, return who holds it or when it is due: `; held by a (pid 12, 30 s)`."""
+    if not fleet:
+        return ""
+    holder = playlist["holder"]
+    if holder is not None:
+        held = f"{holder['held_s']:.0f} s" if holder["held_s"] is not None else "an unknown time"
+        return f"; held by {holder['host']} (pid {holder['pid']}, for {held})"
+    if playlist["due_at"] is None:
+        return "; due now (never checked)"
+    return f"; checked {_short_time(playlist['last_checked_at'])}, due {_short_time(playlist['due_at'])}"
 
 
 def _reads_line(playlist: PlaylistReads) -> str:

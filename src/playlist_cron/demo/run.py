@@ -155,7 +155,7 @@ def main(directory: str | None) -> int:
     if errors:
         print(f"\nThe checks printed:\n{errors}")
     expected = len(items) + 1
-    if report["skipped_total"] < 1 or len(downloads) != expected or any(codes):
+    if (report["skipped_total"] or 0) < 1 or len(downloads) != expected or any(codes):
         print(f"\nThe demo did not go as planned: {expected} videos and at least one SKIPPED were expected.")
         return exit_codes.FAILED
     return exit_codes.OK

@@ -87,8 +87,9 @@ def connect(config: Config, *, autocommit: bool = False, **options: Any) -> Conn
             **options,
         )
     except psycopg.OperationalError as error:
+        detail = _one_line(error, _password(url))
         raise DatabaseUnavailable(
-            f"playlist-cron: cannot reach the database {where}: {_one_line(error, _password(url))}"
+            f"playlist-cron: cannot reach the database {where}: {detail}", detail=detail
         ) from None
     except psycopg.ProgrammingError:  # libpq could not read the URL (a bad option, a bad %-escape)
         raise ConfigError(str(config.path), ["At 'database_url': libpq cannot read this URL"]) from None
@@ -132,8 +133,9 @@ def reachable(config: Config) -> Iterator[None]:
         yield
     except psycopg.OperationalError as error:
         url = config.database_url or ""
+        detail = _one_line(error, _password(url))
         raise DatabaseUnavailable(
-            f"playlist-cron: lost the database {describe(config)}: {_one_line(error, _password(url))}"
+            f"playlist-cron: lost the database {describe(config)}: {detail}", detail=detail
         ) from None
 
 
