@@ -9,6 +9,7 @@ import random
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -233,3 +234,55 @@ def test_a_second_check_of_one_host_leaves_the_first_alone(tmp_path: Path, datab
         assert (first.returncode, stderr) == (0, "")
     finals = [(e["check"], e["event"]) for e in host.events() if e["event"] in FINAL_EVENTS]
     assert sorted(finals) == [(1, "check_completed"), (2, "check_completed")], finals
+
+
+def test_a_claim_under_way_locks_one_row_and_another_host_claims_the_next(
+    tmp_path: Path, database: str, postgres_server: PostgresServer
+) -> None:
+    """While one host is between its SELECT ... FOR UPDATE and its commit (held there 2 s by a trigger on its UPDATE),
+    another host must find the other due playlists: the first locks the row it claims, not every due row."""
+    import psycopg
+
+    from playlist_cron.storage.claims import Fleet
+
+    host = Host(tmp_path, "a", database, tmp_path / "downloads", playlists=["http://127.0.0.1:9/a"])
+    migrate(host)
+    keys = ["one", "two", "three"]
+    connections = [psycopg.connect(database, autocommit=True) for _ in range(4)]
+    try:
+        first = Fleet(connections[0], connections[1], "c", "a", 1)
+        second = Fleet(connections[2], connections[3], "c", "b", 2)
+        first.add_playlists(keys)
+        sql(
+            postgres_server,
+            database,
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.holder_host = 'a' THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END $$",
+        )
+        sql(
+            postgres_server,
+            database,
+            "CREATE TRIGGER slow BEFORE UPDATE ON playlist_cron_playlists FOR EACH ROW EXECUTE FUNCTION slow()",
+        )
+        claims: list[Any] = []
+        claiming = threading.Thread(target=lambda: claims.append(first.claim_next(keys)))
+        claiming.start()
+        wait_for(
+            lambda: (
+                sql(
+                    postgres_server,
+                    database,
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE%' AND wait_event = 'PgSleep'",
+                )
+                == [(1,)]
+            ),
+            what="the first host inside its claim",
+        )
+        claimed = second.claim_next(keys)
+        claiming.join()
+    finally:
+        for connection in connections:
+            connection.close()
+    assert claims[0] is not None
+    assert claimed is not None, "the second host found no playlist while the first claimed one of three"
+    assert claimed.url_key != claims[0].url_key
