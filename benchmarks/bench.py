@@ -549,12 +549,189 @@ def _requests_per_check(side: str, requests: list[RequestRecord], playlists: int
     return len(requests) // checks
 
 
+FLEET_PLAYLISTS = 40
+FLEET_HOSTS = (1, 2, 4)
+FLEET_ROUNDS = 2  # at most: one round of the three drains takes about a minute
+
+
+def _postgres_server() -> object | None:
+    """A PostgreSQL server of the benchmark's own (tests/postgres_server.py, loaded by path), started; None, said on
+    stderr, when psycopg or the server programs are missing."""
+    import importlib.util
+
+    try:
+        import psycopg  # noqa: F401 - the postgres extra
+    except ImportError:
+        print("fleet: skipped, psycopg is not installed (pip install 'playlist-cron[postgres]')", file=sys.stderr)
+        return None
+    path = Path(__file__).parent.parent / "tests" / "postgres_server.py"
+    spec = importlib.util.spec_from_file_location("postgres_server", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        server = module.PostgresServer()
+    except module.PostgresUnavailable as unavailable:
+        print(f"fleet: skipped, no PostgreSQL server to run: {unavailable}", file=sys.stderr)
+        return None
+    return server.__enter__()  # type: ignore[no-any-return]
+
+
+def _fleet_config(folder: Path, database_url: str, name: str, downloads: Path, playlists: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    config = folder / "config.json"
+    values = {
+        "database_url": database_url,
+        "host_name": name,
+        "download_dir": str(downloads),
+        "playlists": playlists,
+        "min_free_bytes": 0,
+        "output_template": TEMPLATE,
+        "check_interval_seconds": FULL_SCAN_INTERVAL_S,  # each playlist is done once
+    }
+    config.write_text(json.dumps(values))
+    return config
+
+
+def _drain(server: object, root: Path, urls: list[str], hosts: int, number: int) -> tuple[float, int]:
+    """`hosts` host processes, each running checks back to back until one claims nothing, on a new database;
+    return (wall seconds until all 40 playlists are done, the largest peak RSS KiB of a check)."""
+    name = f"drain_{hosts}_{number}"
+    url = server.create_database(name)  # type: ignore[attr-defined]
+    folder = root / name
+    downloads = folder / "downloads"
+    configs = [_fleet_config(folder / f"host{n}", url, f"host{n}", downloads, urls) for n in range(hosts)]
+    subprocess.run([COMMAND, "db", "migrate", "--config", str(configs[0])], check=True, capture_output=True)
+    peaks: list[int] = []
+
+    def host(config: Path) -> None:
+        log = config.parent / "logs" / "downloader.log"
+        while True:
+            lines = len(log.read_text().splitlines()) if log.exists() else 0
+            _, peak_kib, code = run_once([COMMAND, "check", "--now", "--config", str(config)], config.parent)
+            peaks.append(peak_kib)
+            if code != 0:
+                raise SystemExit(f"fleet: a check exited {code}: see {log}")
+            new = [json.loads(line) for line in log.read_text().splitlines()[lines:]] if log.exists() else []
+            if not any(event["event"] == "check_completed" for event in new):  # nothing due, or all held: done
+                return
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=host, args=(config,)) for config in configs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall_s = time.perf_counter() - started
+    [(done,)] = server.execute(  # type: ignore[attr-defined]
+        "SELECT count(*) FROM playlist_cron_playlists WHERE last_checked_at IS NOT NULL", database=name
+    )
+    files = [path for path in downloads.rglob("*.mp4")]
+    if done != len(urls) or len(files) != len(urls):
+        raise SystemExit(f"fleet: {hosts} hosts did {done} playlists and downloaded {len(files)} files of {len(urls)}")
+    server.drop_database(name)  # type: ignore[attr-defined]
+    return wall_s, max(peaks)
+
+
+def bench_fleet(root: Path, runs: int) -> list[Row]:
+    """Hosts draining one collection of 40 throttled playlists side by side; the skip path with a database."""
+    server = _postgres_server()
+    if server is None:
+        return []
+    try:
+        return _bench_fleet(server, root, runs)
+    finally:
+        server.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+def _bench_fleet(server: object, root: Path, runs: int) -> list[Row]:
+    with ExitStack() as stack:
+        feeds = [
+            stack.enter_context(
+                FeedServer(make_items(1, size_bytes=100_000, prefix=f"p{n:02d}"), bytes_per_second=200_000)
+            )
+            for n in range(FLEET_PLAYLISTS)
+        ]
+        urls = [feed.feed_url for feed in feeds]
+        drains = {hosts: Measurement(f"{hosts} hosts") for hosts in FLEET_HOSTS}
+        for number in range(min(runs, FLEET_ROUNDS)):
+            for hosts in FLEET_HOSTS:
+                wall_s, peak_kib = _drain(server, root, urls, hosts, number)
+                drains[hosts].wall_s.append(wall_s)
+                drains[hosts].peak_kib.append(peak_kib)
+        skips = _fleet_skip(server, root, runs)
+    one = drains[1]
+    return [
+        Row(
+            f"fleet: 1 host drains {FLEET_PLAYLISTS} playlists (1 x 100 kB at 200 kB/s each)",
+            one,
+            None,
+            "baseline",
+            None,
+        ),
+        Row("fleet: 2 hosts drain the same", drains[2], one, "for reference", None),
+        Row("fleet: 4 hosts drain the same", drains[4], one, "<= 0.33x time (4 hosts >= 3x faster)", 1 / 3),
+        Row("floor: python -c 'import structlog, portalocker'", skips["floor"], None, "baseline", None),
+        Row(
+            "skip path, files (lock held by a downloading check)", skips["file"], skips["floor"], "for reference", None
+        ),
+        Row(
+            "skip path, database (every due playlist held by another host's check)",
+            skips["database"],
+            skips["floor"],
+            "for reference (pays for psycopg)",
+            None,
+        ),
+    ]
+
+
+def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]:
+    """The file skip path and the database skip path side by side, each behind a check downloading 50 MB."""
+    folder = root / "fleet-skip"
+    url = server.create_database("fleet_skip")  # type: ignore[attr-defined]
+    with FeedServer(make_items(1, size_bytes=50_000_000), bytes_per_second=20_000) as feed:
+        file_folder = folder / "file"
+        file_folder.mkdir(parents=True)
+        file_config = write_config(file_folder, feed.feed_url)
+        downloads = folder / "downloads"
+        holder_config = _fleet_config(folder / "holder", url, "holder", downloads, [feed.feed_url])
+        skipper_config = _fleet_config(folder / "skipper", url, "skipper", downloads, [feed.feed_url])
+        subprocess.run([COMMAND, "db", "migrate", "--config", str(holder_config)], check=True, capture_output=True)
+        holders = [
+            subprocess.Popen(
+                [COMMAND, "check", "--now", "--config", str(config)],
+                cwd=config.parent,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for config in (file_config, holder_config)
+        ]
+        try:
+            while len(feed.requests_for("/media/")) < 2:  # both are downloading
+                time.sleep(0.05)
+            time.sleep(1)  # let them settle into downloading
+            return measure_interleaved(
+                {
+                    "floor": [sys.executable, "-c", "import structlog, portalocker"],
+                    "file": [COMMAND, "check", "--now", "--config", str(file_config)],
+                    "database": [COMMAND, "check", "--now", "--config", str(skipper_config)],
+                },
+                folder,
+                runs,
+            )
+        finally:
+            for holder in holders:
+                holder.kill()
+                holder.wait()
+
+
 CASES = {
     "skip": bench_skip_and_not_due,
     "archived": bench_all_archived,
     "downloads": bench_downloads,
     "stop": bench_stop_at_first_archived,
     "feeds": bench_feeds,
+    "fleet": bench_fleet,
 }
 
 

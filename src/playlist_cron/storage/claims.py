@@ -58,14 +58,23 @@ class Fleet:
             )
 
     def claim_next(self, url_keys: list[str]) -> Claim | None:
-        """Claim the playlist of `url_keys` that has been due longest and that no host holds; None when none is."""
+        """Claim the playlist of `url_keys` that has been due longest and that no host holds; None when none is.
+
+        The rows are taken one at a time (`LIMIT 1`): a SELECT of every due row `FOR UPDATE` would lock them all
+        until this claim commits, and another host claiming at the same moment would skip them all and find
+        nothing due (a check SKIPPED, or ended, while playlists waited).
+        """
+        tried: list[int] = []  # rows whose advisory lock another host holds
         with self.work.transaction():
-            rows = self.work.execute(
-                "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "
-                "AND due_at <= now() ORDER BY due_at, id FOR UPDATE SKIP LOCKED",
-                (self.collection, url_keys),
-            ).fetchall()
-            for row_id, url_key in rows:
+            while True:
+                row = self.work.execute(
+                    "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "
+                    "AND due_at <= now() AND NOT id = ANY(%s) ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    (self.collection, url_keys, tried),
+                ).fetchone()
+                if row is None:
+                    return None
+                row_id, url_key = row
                 if self._try_lock("SELECT pg_try_advisory_lock(%s)", (row_id,)):
                     self.work.execute(
                         "UPDATE playlist_cron_playlists SET holder_host = %s, holder_pid = %s, held_since = now() "
@@ -75,7 +84,7 @@ class Fleet:
                     claim = Claim(row_id, url_key)
                     self.claimed.append(claim)
                     return claim
-        return None
+                tried.append(row_id)
 
     def release(self, claim: Claim, next_due_in_s: float) -> None:
         """Done with a playlist: it is due again in `next_due_in_s`, and free for any host from now."""
