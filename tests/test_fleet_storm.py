@@ -214,12 +214,9 @@ def test_storm_of_checks_on_three_hosts_with_kill_9_downloads_each_video_once(
     assert stderr == [], stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: a check's `running` record is one per host, so a second check of the same host settles "
-    "the first as killed (check_failed interrupted) while it runs; the first then logs its own final event too",
-)
-def test_a_second_check_of_one_host_leaves_the_first_alone(tmp_path: Path, database: str) -> None:
+def test_a_second_check_of_one_host_is_skipped_and_leaves_the_first_alone(tmp_path: Path, database: str) -> None:
+    """One check at a time on a host, as with files: its `running` record is one per host (before: the second
+    check settled the first as killed while it ran, and the first logged a second final event)."""
     with (
         FeedServer(make_items(1, size_bytes=300_000, prefix="slow"), bytes_per_second=100_000) as slow,
         FeedServer(make_items(1, size_bytes=10_000, prefix="fast")) as fast,
@@ -228,12 +225,16 @@ def test_a_second_check_of_one_host_leaves_the_first_alone(tmp_path: Path, datab
         migrate(host)
         first = host.start("check")
         wait_for(lambda: slow.requests_for("/media/"), what="the first check downloading")
-        second = host.run("check")  # claims the other playlist
+        second = host.run("check")
         assert (second.returncode, second.stderr) == (0, "")
         _, stderr = first.communicate(timeout=60)
         assert (first.returncode, stderr) == (0, "")
     finals = [(e["check"], e["event"]) for e in host.events() if e["event"] in FINAL_EVENTS]
-    assert sorted(finals) == [(1, "check_completed"), (2, "check_completed")], finals
+    assert sorted(finals) == [(1, "check_completed"), (2, "check_skipped")], finals
+    [skipped] = host.events("check_skipped")
+    assert skipped["holder_pid"] == first.pid
+    [completed] = host.events("check_completed")
+    assert completed["downloaded"] == 2, "the first check did both playlists"
 
 
 def test_a_claim_under_way_locks_one_row_and_another_host_claims_the_next(
@@ -286,3 +287,33 @@ def test_a_claim_under_way_locks_one_row_and_another_host_claims_the_next(
     assert claims[0] is not None
     assert claimed is not None, "the second host found no playlist while the first claimed one of three"
     assert claimed.url_key != claims[0].url_key
+
+
+def test_a_check_goes_through_each_playlist_once_even_when_it_is_due_again_before_the_check_ends(
+    tmp_path: Path, database: str
+) -> None:
+    """A pass over thousands of playlists may take longer than check_interval_seconds: the check must not claim
+    the first ones again, or it would only end at max_runtime_seconds."""
+    import psycopg
+
+    from playlist_cron.storage.claims import Fleet
+
+    host = Host(tmp_path, "a", database, tmp_path / "downloads", playlists=["http://127.0.0.1:9/a"])
+    migrate(host)
+    keys = ["one", "two"]
+    work, lock = (psycopg.connect(database, autocommit=True) for _ in range(2))
+    try:
+        fleet = Fleet(work, lock, "c", "a", 1)
+        fleet.add_playlists(keys)
+        first = fleet.claim_next(keys)
+        assert first is not None
+        fleet.release(first, 0)  # due again at once
+        second = fleet.claim_next(keys)
+        assert second is not None and second.url_key != first.url_key
+        fleet.release(second, 0)
+        assert fleet.claim_next(keys) is None, "both done: the check ends"
+        other_check = Fleet(work, lock, "c", "a", 1)
+        assert other_check.claim_next(keys) is not None, "the next check finds them due"
+    finally:
+        work.close()
+        lock.close()

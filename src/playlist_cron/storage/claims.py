@@ -46,6 +46,7 @@ class Fleet:
         self.host = host
         self.pid = pid
         self.claimed: list[Claim] = []
+        self.done: set[int] = set()  # the rows this check has worked on and released
         self._lock_guard = threading.Lock()  # the heartbeat thread uses the lock connection too
 
     def add_playlists(self, url_keys: Iterable[str]) -> None:
@@ -64,7 +65,9 @@ class Fleet:
         until this claim commits, and another host claiming at the same moment would skip them all and find
         nothing due (a check SKIPPED, or ended, while playlists waited).
         """
-        tried: list[int] = []  # rows whose advisory lock another host holds
+        # Rows whose advisory lock another host holds, and those this check has done already: a check goes through
+        # each playlist once, or one whose pass takes longer than check_interval_seconds would never end.
+        tried: list[int] = list(self.done)
         with self.work.transaction():
             while True:
                 row = self.work.execute(
@@ -96,6 +99,7 @@ class Fleet:
             )
         self._try_lock("SELECT pg_advisory_unlock(%s)", (claim.row_id,))
         self.claimed.remove(claim)
+        self.done.add(claim.row_id)
 
     def due_holder(self, url_keys: list[str]) -> Holder | None:
         """Who holds a due playlist of `url_keys` (the one held longest), or None when none of them is due."""

@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from playlist_cron import clock
-from playlist_cron.lock import Holder
+from playlist_cron.lock import HeldLock, Holder
 from playlist_cron.reads import record_key
+from playlist_cron.state import StateStore, state_file_name
 from playlist_cron.storage.claims import Claim, Fleet, Heartbeat
+from playlist_cron.storage.files import FileRunLock
 from playlist_cron.storage.postgres import reachable
 
 if TYPE_CHECKING:
@@ -33,6 +35,11 @@ class FleetRunLock:
         self.config = config
         self._database = database
         self._connect_lock = connect_lock
+        # One check at a time on a host, as with files: the host's `running` record and its counters are one per
+        # host, and a second check would take the first for a killed one. A flock in the host's own state folder.
+        self._host_lock = FileRunLock(
+            config.state_dir / (state_file_name(config.path).removesuffix(".state.json") + ".check.lock")
+        )
         self._fleet: Fleet | None = None
         self.nothing_due = False  # set by try_acquire: no playlist was due (not a skip: there was nothing to do)
         self._holder: Holder | None = None
@@ -45,8 +52,23 @@ class FleetRunLock:
         return [record_key(playlist.url) for playlist in self.config.playlists]
 
     def try_acquire(self) -> FleetHold | None:
-        """Claim the first due playlist; None when none could be: every due one is held (see `holder`), or none is
-        due (`nothing_due`)."""
+        """Claim the first due playlist; None when none could be: another check of this host runs, every due one is
+        held (see `holder`), or none is due (`nothing_due`)."""
+        StateStore(self.config.state_dir, self.config.path).ensure_directory()
+        local = self._host_lock.try_acquire()
+        if local is None:
+            self._holder = self._host_lock.holder()
+            return None
+        try:
+            hold = self._claim_first(local)
+        except BaseException:
+            local.release()
+            raise
+        if hold is None:
+            local.release()
+        return hold
+
+    def _claim_first(self, local: HeldLock) -> FleetHold | None:
         work = self._database.connection()
         lock = self._connect_lock(self.config)
         fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
@@ -65,7 +87,7 @@ class FleetRunLock:
             lock.close()
             return None
         self._fleet = fleet
-        return FleetHold(self.config, fleet, first, self._url_keys())
+        return FleetHold(self.config, fleet, first, self._url_keys(), local)
 
     def holder(self) -> Holder | None:
         return self._holder
@@ -74,9 +96,10 @@ class FleetRunLock:
 class FleetHold:
     """What a check holds of the fleet: its claim on one playlist at a time, and the connections behind it."""
 
-    def __init__(self, config: Config, fleet: Fleet, first: Claim, url_keys: list[str]) -> None:
+    def __init__(self, config: Config, fleet: Fleet, first: Claim, url_keys: list[str], local: HeldLock) -> None:
         self.config = config
         self.fleet = fleet
+        self._local = local
         self.started_at = clock.now_s()
         self._first: Claim | None = first
         self._url_keys = url_keys
@@ -106,6 +129,7 @@ class FleetHold:
         # Closing it frees every advisory lock of its session; one already lost holds nothing any more.
         with contextlib.suppress(Exception):
             self.fleet.lock.close()
+        self._local.release()
 
     def held_s(self) -> float:
         return time.time() - self.started_at
