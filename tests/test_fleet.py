@@ -210,3 +210,31 @@ def test_the_database_stopped_in_the_middle_of_a_check_stops_it_and_the_next_one
     downloaded = [event["video_id"] for event in host.events("video_downloaded")]
     assert sorted(downloaded) == sorted(item.guid for item in fleet_feed.settings.items), "each once"
     print(f"stopped mid-check: {failed['reason']}, exit {holder.returncode}")
+
+
+def test_an_archive_row_is_written_in_the_same_transaction_as_the_counters(
+    tmp_path: Path, database: str, fleet_feed: FeedServer, postgres_server: PostgresServer
+) -> None:
+    """A database that refuses the counters of the second video (a trigger standing in for any failure between the
+    two writes) keeps no archive row for it either: the row and the count are one transaction."""
+    host = Host(tmp_path, "a", database, tmp_path / "downloads", playlist_url=fleet_feed.feed_url)
+    migrate(host)
+    sql(
+        postgres_server,
+        database,
+        "CREATE FUNCTION refuse_second() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF (NEW.state->>'downloaded_total')::int >= 2 THEN RAISE EXCEPTION 'refused for the test'; END IF; "
+        "RETURN NEW; END $$",
+    )
+    sql(
+        postgres_server,
+        database,
+        "CREATE TRIGGER refuse_second BEFORE UPDATE ON playlist_cron_state "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_second()",
+    )
+    result = host.run("check")
+    assert result.returncode != 0
+    rows = sql(postgres_server, database, "SELECT extractor || ' ' || video_id FROM playlist_cron_archive")
+    [(state,)] = sql(postgres_server, database, "SELECT state FROM playlist_cron_state WHERE host = 'a'")
+    assert state["downloaded_total"] == 1
+    assert len(rows) == 1, f"one video counted, one archived: {rows}"

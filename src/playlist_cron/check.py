@@ -665,9 +665,14 @@ class _Check:
         filename: str,
         size_bytes: int,
         duration_s: float,
+        archive_line: str | None = None,
     ) -> None:
+        """A video was downloaded: count it. `archive_line` is given when the archive is the check's to write (in a
+        database): its row goes in with the counters, one transaction, so that neither is ever without the other."""
         self.activity()
         with self.store.update() as state:
+            if archive_line is not None:
+                cast("Any", self.storage.archive).add(archive_line)
             state["downloaded_total"] += 1
             state["failed_videos"].pop(key, None)
             self.failed_videos = state["failed_videos"]

@@ -80,6 +80,7 @@ class Reporter(Protocol):
         filename: str,
         size_bytes: int,
         duration_s: float,
+        archive_line: str | None = None,
     ) -> None: ...
 
     def video_failed(
@@ -194,6 +195,7 @@ class _Entry:
     archived: bool = False
     is_container: bool = False
     failed: bool = False  # recorded as a failure: it counts as nothing else
+    archive_line: str | None = None  # the line yt-dlp recorded for it, when the archive is the check's to write
 
     @property
     def key(self) -> str:
@@ -395,7 +397,12 @@ class _Downloader(_Fetcher):
         super().record_download_archive(info_dict)
         archive_id = yt_dlp_private.archive_id(self, info_dict)
         if archive_id and self._session is not None and self._session.database_archive is not None:
-            self._session.database_archive.add(archive_id, self._session.config.host_name)
+            entry = self._current()
+            if entry is not None and not self._mark_archived:
+                # Written with the video's counters, in one transaction (`Reporter.video_downloaded`).
+                entry.archive_line = archive_id
+            else:
+                self._session.database_archive.add(archive_id, self._session.config.host_name)
         if self._archive_keys is not None and archive_id:
             self._archive_keys.add(archive_id.partition(" ")[0])
 
@@ -584,6 +591,7 @@ class _Downloader(_Fetcher):
             filename,
             size_bytes,
             time.monotonic() - entry.started_at,
+            archive_line=entry.archive_line,
         )
         limit = self._playlist.max_downloads_per_check
         if limit and result.downloaded >= limit:
