@@ -1,0 +1,315 @@
+"""The Kubernetes manifests in deploy/kubernetes: valid against the API's schemas, and as safe as they say."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+import containerfile
+from conftest import clean_env
+from playlist_cron.config import ENVIRONMENT_VARIABLE, load
+from playlist_cron.demo.feed import FeedServer, make_items
+
+try:
+    import yaml  # PyYAML comes with kubernetes-validate, in the test extra
+except ImportError:
+    if os.environ.get("CI"):
+        raise  # CI installs the test extra: the manifests must be checked there
+    print("SKIPPED: PyYAML is not installed; pip install -e '.[test]' brings it with kubernetes-validate")
+    pytest.skip("PyYAML is not installed (pip install -e '.[test]')", allow_module_level=True)
+
+ROOT = Path(__file__).parent.parent
+MANIFESTS = ROOT / "deploy" / "kubernetes"
+KUSTOMIZATION = MANIFESTS / "kustomization.yaml"
+OPTIONAL = {"cronjob-second-host.yaml"}  # listed, commented out, in kustomization.yaml
+KUBERNETES_VERSION = (
+    "1.30.0"  # the oldest release still maintained when this was written; the manifests use no newer field
+)
+SECRET = ("playlist-cron-database", "password")
+
+
+def validator() -> Any:
+    """kubernetes-validate's `utils` module; skips the test, saying why, where it is not installed, but fails it in CI
+    (`CI` set): CI installs the test extra, which brings it."""
+    try:
+        from kubernetes_validate import utils
+    except ImportError as error:
+        reason = f"kubernetes-validate is not installed ({error}); pip install -e '.[test]'"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must validate the manifests", pytrace=False)
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    return utils
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [document for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def manifest_files() -> list[Path]:
+    return sorted(path for path in MANIFESTS.glob("*.yaml") if path != KUSTOMIZATION)
+
+
+def resources() -> list[dict[str, Any]]:
+    return [document for path in manifest_files() for document in documents(path)]
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [resource for resource in resources() if resource["kind"] == kind]
+
+
+def pod_templates() -> list[tuple[str, dict[str, Any]]]:
+    """(name, pod spec) of every pod the manifests start: the CronJobs' and the Jobs'."""
+    found = [
+        (cron["metadata"]["name"], cron["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        for cron in of_kind("CronJob")
+    ]
+    found += [(job["metadata"]["name"], job["spec"]["template"]["spec"]) for job in of_kind("Job")]
+    return found
+
+
+def cronjob(name: str = "playlist-cron") -> dict[str, Any]:
+    [found] = [cron for cron in of_kind("CronJob") if cron["metadata"]["name"] == name]
+    return found
+
+
+def config_text() -> str:
+    [config_map] = of_kind("ConfigMap")
+    return str(config_map["data"]["config.json"])
+
+
+def loaded_config(tmp_path: Path) -> Any:
+    path = tmp_path / "config" / "config.json"  # the config's folder is where relative paths would resolve
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_text())
+    return load(path)
+
+
+def mounts(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{mount path: the volume mounted there} of the pod's one container."""
+    [container] = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    return {mount["mountPath"]: volumes[mount["name"]] for mount in container["volumeMounts"]}
+
+
+def mounted_volume(pod: dict[str, Any], path: str) -> dict[str, Any]:
+    """The volume a path in the container is on: the mount with the longest matching mount path."""
+    candidates = [mount for mount in mounts(pod) if path == mount or path.startswith(mount.rstrip("/") + "/")]
+    assert candidates, f"{path} is on no volume: on the read-only root file system"
+    return mounts(pod)[max(candidates, key=len)]
+
+
+def environment(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    [container] = pod["containers"]
+    return {variable["name"]: variable for variable in container.get("env", [])}
+
+
+def test_every_manifest_validates_against_the_kubernetes_api_schemas() -> None:
+    utils = validator()
+    checked = []
+    for path in manifest_files():
+        for resource in documents(path):
+            # strict: a misspelt field (`concurrencyPolcy`) is an error, not silently ignored as the API server would
+            utils.validate(resource, KUBERNETES_VERSION, strict=True)
+            checked.append(f"{path.name}: {resource['kind']}")
+    assert {"ConfigMap", "PersistentVolumeClaim", "CronJob", "Job"} <= {name.split(": ")[1] for name in checked}
+
+
+def test_the_validator_refuses_a_misspelt_field_and_a_wrong_type() -> None:
+    utils = validator()
+    misspelt = copy.deepcopy(cronjob())
+    misspelt["spec"]["concurrencyPolcy"] = misspelt["spec"].pop("concurrencyPolicy")
+    with pytest.raises(utils.ValidationError):
+        utils.validate(misspelt, KUBERNETES_VERSION, strict=True)
+    wrong_type = copy.deepcopy(cronjob())
+    wrong_type["spec"]["startingDeadlineSeconds"] = "120"
+    with pytest.raises(utils.ValidationError):
+        utils.validate(wrong_type, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_validator_needs_no_network() -> None:
+    """It ships the schemas: a validation in a process whose every socket fails still passes."""
+    validator()
+    program = (
+        "import socket, sys, yaml\n"
+        "def refuse(*args, **kwargs): raise OSError('no network in this test')\n"
+        "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
+        "from kubernetes_validate import utils\n"
+        "for document in yaml.safe_load_all(open(sys.argv[1])):\n"
+        "    utils.validate(document, sys.argv[2], strict=True)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, str(MANIFESTS / "cronjob.yaml"), KUBERNETES_VERSION],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_kustomization_lists_every_manifest_and_names_the_image() -> None:
+    [kustomization] = documents(KUSTOMIZATION)
+    listed = kustomization["resources"]
+    assert all((MANIFESTS / name).is_file() for name in listed), listed
+    names = {path.name for path in manifest_files()}
+    assert names - set(listed) == OPTIONAL
+    for name in OPTIONAL:
+        assert f"# - {name}" in KUSTOMIZATION.read_text(), f"{name} should be listed, commented out"
+    [image] = kustomization["images"]
+    for name, pod in pod_templates():
+        [container] = pod["containers"]
+        assert container["image"] == image["name"], f"{name}: kustomization.yaml's images would not set its image"
+
+
+def test_cronjob_runs_every_minute_one_at_a_time_and_keeps_scheduling_after_an_outage(tmp_path: Path) -> None:
+    for cron in of_kind("CronJob"):
+        spec = cron["spec"]
+        assert spec["schedule"] == "* * * * *"
+        assert spec["concurrencyPolicy"] == "Forbid"
+        assert 60 <= spec["startingDeadlineSeconds"] < 100 * 60, "set, and short of 100 missed minutes"
+        assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
+        job = spec["jobTemplate"]["spec"]
+        assert job["backoffLimit"] == 0, "the next minute's check is the retry"
+        config = loaded_config(tmp_path)
+        assert job["activeDeadlineSeconds"] > config.max_runtime_seconds, "the check must end itself first, logged"
+        assert job["template"]["spec"]["restartPolicy"] == "Never"
+
+
+@pytest.mark.parametrize("name", [name for name, _ in pod_templates()])
+def test_pods_run_as_the_image_user_unprivileged_on_a_read_only_root(name: str) -> None:
+    [pod] = [pod for pod_name, pod in pod_templates() if pod_name == name]
+    uid, gid = image_user()
+    [container] = pod["containers"]
+    effective = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+    assert effective["runAsNonRoot"] is True
+    assert effective["runAsUser"] == uid and effective["runAsGroup"] == gid, "the Containerfile's USER"
+    assert effective["readOnlyRootFilesystem"] is True
+    assert effective["allowPrivilegeEscalation"] is False
+    assert effective["capabilities"]["drop"] == ["ALL"] and not effective["capabilities"].get("add")
+    assert effective["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), f"{name}: resources.{kind}"
+    assert mounted_volume(pod, "/config")["configMap"]["name"] == "playlist-cron-config"
+    assert mounted_volume(pod, environment(pod)["HOME"]["value"]).get("emptyDir") is not None, "HOME is writable"
+    assert mounted_volume(pod, "/tmp").get("emptyDir") is not None
+
+
+def image_user() -> tuple[int, int]:
+    user = containerfile.only("USER").arguments
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid)
+
+
+def test_configmap_holds_a_valid_config_with_absolute_paths_on_the_pod_volumes(tmp_path: Path) -> None:
+    config = loaded_config(tmp_path)
+    raw = json.loads(config_text())
+    assert config.database_url is not None
+    assert urlsplit(config.database_url).password is None, "the password belongs in the Secret"
+    assert "host_name" not in raw, "each CronJob sets its host name with `hostname:`; one value here would be shared"
+    for key in ("download_dir", "state_dir"):
+        assert os.path.isabs(raw[key]), f"{key} must be absolute: /config is a read-only ConfigMap folder"
+    [image_config] = [value for name, value in image_environment().items() if name == ENVIRONMENT_VARIABLE]
+    for name, pod in pod_templates():
+        [container] = pod["containers"]
+        assert container["args"][0] in ("check", "db"), name
+        assert str(Path(image_config).parent) in mounts(pod), f"{name}: the config is not where the image looks"
+        if name.startswith("playlist-cron-db"):
+            continue
+        assert mounted_volume(pod, str(config.state_dir)).get("emptyDir") is not None, f"{name}: state_dir"
+        downloads = mounted_volume(pod, str(config.download_dir))
+        [pvc] = of_kind("PersistentVolumeClaim")
+        assert downloads["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    [pvc] = of_kind("PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"], "every pod of every CronJob mounts it"
+
+
+def test_configmap_config_logs_json_on_stdout(tmp_path: Path) -> None:
+    assert json.loads(config_text())["log_file"] == "-"
+    config = loaded_config(tmp_path)
+    if config.log_file == tmp_path / "config" / "-":
+        pytest.skip('`log_file: "-"` (JSON lines on stdout) has not landed: this config reads it as a file named -')
+
+
+def image_environment() -> dict[str, str]:
+    environment = {}
+    for instruction in containerfile.instructions():
+        if instruction.keyword == "ENV":
+            for word in instruction.arguments.split():
+                name, _, value = word.partition("=")
+                environment[name] = value
+    return environment
+
+
+def test_the_password_comes_from_a_secret_that_the_manifests_do_not_hold() -> None:
+    assert not of_kind("Secret"), "the Secret is created by hand (README), never committed"
+    for name, pod in pod_templates():
+        variables = environment(pod)
+        reference = variables["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert (reference["name"], reference["key"]) == SECRET, name
+        assert "value" not in variables["PGPASSWORD"]
+        literal = [variable for variable in variables.values() if "value" in variable]
+        assert all("pass" not in variable["name"].lower() for variable in literal), literal
+
+
+def test_each_cronjob_is_its_own_host_in_the_database() -> None:
+    """The host name defaults to the kernel's, which is the pod's `hostname:` (or, without one, the pod's name, new
+    every minute). Two CronJobs with one host name would mix their counters; one CronJob's pods keep theirs."""
+    crons = of_kind("CronJob")
+    assert len(crons) >= 2, "the second CronJob shows how to run more checkers"
+    hostnames = [cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["hostname"] for cron in crons]
+    assert len(set(hostnames)) == len(hostnames), hostnames
+    first, second = cronjob("playlist-cron"), cronjob("playlist-cron-2")
+    for cron in (first, second):
+        cron["metadata"]["name"] = "same"
+        cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["hostname"] = "same"
+    assert first == second, "the second CronJob differs from the first by its name and host name alone"
+
+
+@pytest.mark.slow
+def test_the_configmap_config_runs_a_fleet_check_that_writes_only_to_its_volumes(tmp_path: Path, database: str) -> None:
+    """The ConfigMap's config, its paths moved into a test folder as the pod's volumes, against a real database and a
+    loopback feed: `db migrate`, then a check, as the pods run them; the config's folder gets nothing new."""
+    raw = json.loads(config_text())
+    volumes = {"/config": tmp_path / "config", "/downloads": tmp_path / "downloads", "/tmp": tmp_path / "tmp"}
+    for folder in volumes.values():
+        folder.mkdir()
+
+    def moved(path: str) -> str:
+        [mount] = [mount for mount in volumes if path.startswith(mount + "/") or path == mount]
+        return str(volumes[mount]) + path.removeprefix(mount)
+
+    with FeedServer(make_items(2, size_bytes=50_000)) as feed:
+        raw.update(
+            playlists=[feed.feed_url],
+            database_url=database,
+            download_dir=moved(raw["download_dir"]),
+            state_dir=moved(raw["state_dir"]),
+            min_free_bytes=0,
+        )
+        config = volumes["/config"] / "config.json"
+        config.write_text(json.dumps(raw))
+        env = clean_env(HOME=str(volumes["/tmp"]), TMPDIR=str(volumes["/tmp"]))
+        env[ENVIRONMENT_VARIABLE] = str(config)
+        command = str(Path(sys.executable).parent / "playlist-cron")
+        migrate = subprocess.run([command, "db", "migrate"], env=env, capture_output=True, text=True, timeout=60)
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        check = subprocess.run(
+            [command, "check"], env=env, cwd=volumes["/downloads"], capture_output=True, text=True, timeout=120
+        )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert len(list(volumes["/downloads"].rglob("*.mp4"))) == 2
+    left_in_config = sorted(path.name for path in volumes["/config"].iterdir())
+    if left_in_config == ["-", "config.json"]:
+        pytest.skip('`log_file: "-"` has not landed: the log went to a file named - beside the config')
+    assert left_in_config == ["config.json"], "the config's folder is a read-only ConfigMap in the pod"
+    events = [json.loads(line) for line in check.stdout.splitlines()]
+    assert events and events[-1]["event"] == "check_completed", check.stdout
