@@ -100,13 +100,13 @@ def render(config: Config, state: State, lock_held_s: float | None) -> str:
     metric(
         "playlist_cron_network_failing_since_timestamp_seconds",
         "gauge",
-        "When the current streak of network (or database) failures began (0: none).",
+        "When the current streak of network failures began (0: none).",
         [("", round(clock.parse_iso(state.get("network_failing_since")) or 0, 3))],
     )
     metric(
         "playlist_cron_network_failed_checks",
         "gauge",
-        "Checks of the current streak of network (or database) failures.",
+        "Checks of the current streak of network failures.",
         [("", int(state.get("network_failed_checks") or 0))],
     )
     for key, help_text in (
