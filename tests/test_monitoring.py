@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,45 @@ def test_a_check_by_hand_on_a_terminal_shows_progress_and_a_summary(project: Pro
     assert len(progress) >= 3, text
     assert "Downloading Video 3" in text
     assert re.search(r"Check #1 COMPLETED in [\d.]+ s: 3 downloaded, 0 failed, 0 already archived", text)
+
+
+def test_metrics_file_gives_the_alert_thresholds_and_the_network_outage_streak(project: Project) -> None:
+    metrics_file = project.root / "textfile" / "playlist_cron.prom"
+    thresholds = {"check_interval_seconds": 120, "max_runtime_seconds": 600, "network_alert_after_seconds": 900}
+    project.write_config(metrics_file=str(metrics_file), **thresholds)
+    assert project.run_here("check").returncode == 0
+    metrics = read_metrics(metrics_file)
+    for key, value in thresholds.items():
+        assert metrics[(f"playlist_cron_{key}", ())] == value, "rules compare with these, not with numbers of their own"
+    assert metrics[("playlist_cron_network_failing_since_timestamp_seconds", ())] == 0
+    assert metrics[("playlist_cron_network_failed_checks", ())] == 0
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    unreachable_url = f"http://127.0.0.1:{closed.getsockname()[1]}/feed.xml"
+    closed.close()
+    project.write_config(metrics_file=str(metrics_file), playlist_url=unreachable_url, **thresholds)
+    for number in (1, 2):
+        assert project.run_here("check", "--now").returncode == 75
+        metrics = read_metrics(metrics_file)
+        assert metrics[("playlist_cron_network_failed_checks", ())] == number
+    since_s = metrics[("playlist_cron_network_failing_since_timestamp_seconds", ())]
+    assert since_s == round(datetime.fromisoformat(project.state()["network_failing_since"]).timestamp(), 3)
+    assert abs(since_s - time.time()) < 60
+
+    project.write_config(metrics_file=str(metrics_file), **thresholds)
+    assert project.run_here("check", "--now").returncode == 0
+    metrics = read_metrics(metrics_file)
+    assert metrics[("playlist_cron_network_failing_since_timestamp_seconds", ())] == 0, "the streak ended"
+    assert metrics[("playlist_cron_network_failed_checks", ())] == 0
+
+
+def test_a_metrics_file_that_cannot_be_written_never_changes_the_exit_code(project: Project) -> None:
+    in_the_way = project.root / "not-a-folder"
+    in_the_way.write_text("a file where the metrics folder should be\n")
+    project.write_config(metrics_file=str(in_the_way / "playlist_cron.prom"))
+    result = project.run("check")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    [failure] = project.events("metrics_failed")
+    assert failure["metrics_file"] == str(in_the_way / "playlist_cron.prom")
+    assert [event["outcome"] for event in project.events("check_completed")] == ["COMPLETED"]

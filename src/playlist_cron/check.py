@@ -147,7 +147,7 @@ def _skip(
     logger = logger.bind(check=number, run_id=new_run_id())
     _log_recovery(storage.state, logger, console)
     held_s = holder.held_s(now_s) if holder else None
-    monitoring.write_metrics(config.metrics_file, config.path, state, held_s, logger)
+    monitoring.write_metrics(config, state, held_s, logger)
     overdue = held_s is not None and held_s > config.max_runtime_seconds
     holder_pid = holder.pid if holder else None
     (logger.error if overdue else logger.warning)(
@@ -572,7 +572,7 @@ class _Check:
                 if outcome == "COMPLETED":
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
-            monitoring.write_metrics(self.config.metrics_file, self.config.path, state, 0.0, self.logger)
+            monitoring.write_metrics(self.config, state, 0.0, self.logger)
             self._end_pings(outcome, fields, failing)
             self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
             return Outcome(outcome, fields.get("reason"))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from playlist_cron import clock
 
 if TYPE_CHECKING:
+    from playlist_cron.config import Config
     from playlist_cron.records import State
     from playlist_cron.state import CounterName, OutcomeName
 
@@ -29,16 +30,19 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(config_path: Path, state: State, lock_held_s: float | None) -> str:
-    """Given the state after a check, return the metrics file's text."""
-    config = f'config="{_label(str(config_path))}"'
+def render(config: Config, state: State, lock_held_s: float | None) -> str:
+    """Given the state after a check, return the metrics file's text.
+
+    The config's thresholds are samples too, so that alert rules compare with them instead of numbers of their own.
+    """
+    config_label = f'config="{_label(str(config.path))}"'
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
-            lines.append(f"{name}{{{config}{labels}}} {value}")  # repr: a timestamp keeps every digit
+            lines.append(f"{name}{{{config_label}{labels}}} {value}")  # repr: a timestamp keeps every digit
 
     metric(
         "playlist_cron_checks_total",
@@ -93,6 +97,24 @@ def render(config_path: Path, state: State, lock_held_s: float | None) -> str:
         "Until when checks are DEFERRED after the site said to slow down (0: no cooldown).",
         [("", round(clock.parse_iso(state.get("cooldown_until")) or 0, 3))],
     )
+    metric(
+        "playlist_cron_network_failing_since_timestamp_seconds",
+        "gauge",
+        "When the current streak of network failures began (0: none).",
+        [("", round(clock.parse_iso(state.get("network_failing_since")) or 0, 3))],
+    )
+    metric(
+        "playlist_cron_network_failed_checks",
+        "gauge",
+        "Checks of the current streak of network failures.",
+        [("", int(state.get("network_failed_checks") or 0))],
+    )
+    for key, help_text in (
+        ("check_interval_seconds", "The config's check_interval_seconds: how often each playlist is checked."),
+        ("max_runtime_seconds", "The config's max_runtime_seconds: a check that runs longer is stopped."),
+        ("network_alert_after_seconds", "The config's network_alert_after_seconds: how long an outage stays quiet."),
+    ):
+        metric(f"playlist_cron_{key}", "gauge", help_text, [("", getattr(config, key))])
     metric(
         "playlist_cron_last_outcome",
         "gauge",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ from playlist_cron.log import redact
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from playlist_cron.config import Config
     from playlist_cron.records import State
 
 PING_TIMEOUT_S = 5.0  # per ping, whatever the endpoint does: a check pings at most twice
@@ -87,17 +87,12 @@ class Pings:
             self.logger.warning("ping_failed", ping=kind, url=redact(url), error=redact(outcome["error"]))
 
 
-def write_metrics(
-    metrics_file: Path | None,
-    config_path: Path,
-    state: State,
-    lock_held_s: float | None,
-    logger: FilteringBoundLogger,
-) -> None:
+def write_metrics(config: Config, state: State, lock_held_s: float | None, logger: FilteringBoundLogger) -> None:
     """Replace the metrics file (when one is configured) with the counters of `state`; log why when it cannot."""
+    metrics_file = config.metrics_file
     if metrics_file is None:
         return
     try:
-        metrics.write(metrics_file, metrics.render(config_path, state, lock_held_s))
+        metrics.write(metrics_file, metrics.render(config, state, lock_held_s))
     except OSError as error:  # monitoring must not fail a check; the log says why the file is stale
         logger.warning("metrics_failed", metrics_file=str(metrics_file), error=str(error))
