@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -143,6 +145,38 @@ def test_closed_stdout_costs_the_log_only(project: Project) -> None:
     assert all(len(line.split()) == 2 for line in project.archive_lines())  # `extractor id`, nothing glued on
     state = project.state()  # still whole JSON: no event was written into it
     assert state["completed_total"] == 1 and state["log_write_failures_total"] >= 5
+
+
+def test_full_non_blocking_pipe_on_stdout_costs_the_lines_only(project: Project) -> None:
+    """A stdout pipe that is full and non-blocking (its reader has stopped reading): each line meets EAGAIN and is
+    counted as lost; the check neither waits for the reader nor fails."""
+    project.write_config(log_file="-")
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(writer, b"x" * 65536)
+    try:
+        result = subprocess.run(
+            project.command("check", "--now"),
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env=clean_env(),
+            cwd="/",
+        )
+    finally:
+        os.close(writer)
+        os.close(reader)
+
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert "the log stdout is unwritable" in line and "EAGAIN" in line, line
+    assert len(project.archive_lines()) == 3
+    status = project.status()
+    assert status["completed_total"] == 1 and status["log_write_failures_total"] >= 5
 
 
 def test_killed_check_is_settled_as_interrupted_by_the_next_check(project: Project) -> None:
