@@ -219,3 +219,20 @@ def test_on_a_terminal_progress_goes_to_stderr_and_stdout_stays_json(project: Pr
     assert '"event"' not in terminal, terminal
     events = _stdout_events(captured.read_text())
     assert events[-1]["event"] == "check_completed"
+
+
+def test_on_one_terminal_each_event_starts_a_line_of_its_own(project: Project) -> None:
+    """stdout and stderr on the same terminal: no JSON line is glued to the end of a progress line."""
+    project.write_config(log_file="-")
+    project.only_item(400_000)
+    project.feed.settings.bytes_per_second = 800_000  # half a second: progress lines are shown
+
+    code, terminal = run_on_terminal(project.command("check", "--now"))
+
+    assert code == 0, terminal
+    assert "% of" in terminal, terminal
+    rows = [row.rsplit("\r", 1)[-1] for row in terminal.split("\r\n")]  # a row as the terminal shows it
+    glued = [row for row in terminal.split("\r\n") if '{"timestamp"' in row and not row.startswith('{"timestamp"')]
+    assert not glued, glued
+    events = [json.loads(row) for row in rows if row.startswith("{")]
+    assert [event["event"] for event in events] == ["check_started", "video_downloaded", "check_completed"]

@@ -48,7 +48,7 @@ def run_due(
 ) -> Outcome:
     """Run one check that is due (or asked for) against `storage`: skip it when the run lock is held, else run it."""
     if config.database_url is not None:
-        log_file = log.open_log_file(config.log_file, config.path, console.alert)
+        log_file = _open_log(config, console)
         logger = log.configure(log_file)
         from playlist_cron.errors import DatabaseUnavailable
 
@@ -61,7 +61,7 @@ def run_due(
         _database_reachable(config, logger, console)
     else:
         storage.state.ensure_ready()
-        log_file = log.open_log_file(config.log_file, config.path, console.alert)
+        log_file = _open_log(config, console)
         logger = log.configure(log_file)
         storage.archive.ensure_ready()
         held = storage.run_lock.try_acquire()
@@ -74,6 +74,13 @@ def run_due(
         return _Check(config, storage, log_file, logger, console, held, mark_archived=mark_archived).run()
     finally:
         held.release()
+
+
+def _open_log(config: Config, console: Console) -> log.LogFile:
+    log_file = log.open_log_file(config.log_file, config.path, console.alert)
+    if config.log_file is None and console.interactive:  # stdout and stderr may share a terminal
+        log_file.before_line = console.end_progress
+    return log_file
 
 
 def _database_unreachable(

@@ -100,6 +100,7 @@ class LogFile:
         self._fd = fd
         self._alert = alert
         self.error: OSError | None = open_error
+        self.before_line: Callable[[], None] | None = None  # a stdout log: end the terminal's progress line first
         self.lost_lines = 0
         self._counted_lines = 0
         # A line cut short by a full disk (ours or another process's) leaves the log without a final line break:
@@ -107,6 +108,9 @@ class LogFile:
         self._line_open = fd is not None and _ends_mid_line(fd)
 
     def write(self, line: bytes) -> int:
+        if self.before_line is not None:
+            with contextlib.suppress(OSError, ValueError):  # a closed stderr costs the terminal's tidiness only
+                self.before_line()
         data = b"\n" + line if self._line_open else line
         try:
             if self._fd is None:
