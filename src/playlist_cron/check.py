@@ -48,7 +48,7 @@ def run_due(
 ) -> Outcome:
     """Run one check that is due (or asked for) against `storage`: skip it when the run lock is held, else run it."""
     if config.database_url is not None:
-        log_file = log.open_log_file(config.log_file, config.path, console.alert)
+        log_file = _open_log(config, console)
         logger = log.configure(log_file)
         from playlist_cron.errors import DatabaseUnavailable
 
@@ -61,7 +61,7 @@ def run_due(
         _database_reachable(config, logger, console)
     else:
         storage.state.ensure_ready()
-        log_file = log.open_log_file(config.log_file, config.path, console.alert)
+        log_file = _open_log(config, console)
         logger = log.configure(log_file)
         storage.archive.ensure_ready()
         held = storage.run_lock.try_acquire()
@@ -74,6 +74,13 @@ def run_due(
         return _Check(config, storage, log_file, logger, console, held, mark_archived=mark_archived).run()
     finally:
         held.release()
+
+
+def _open_log(config: Config, console: Console) -> log.LogFile:
+    log_file = log.open_log_file(config.log_file, config.path, console.alert)
+    if config.log_file is None and console.interactive:  # stdout and stderr may share a terminal
+        log_file.before_line = console.end_progress
+    return log_file
 
 
 def _database_unreachable(
@@ -95,7 +102,7 @@ def _database_unreachable(
         fields["network_failing_s"] = round(failing.failing_s, 3)
         fields["network_failed_checks"] = failing.failed_checks
     logger.error(log.CHECK_FAILED, outcome="FAILED", **fields)
-    line = f"playlist-cron: FAILED (database): {error} (log: {config.log_file})"
+    line = f"playlist-cron: FAILED (database): {error} (log: {config.log_name})"
     (console.alert if failing is None or failing.alert else console.say)(line)
     return Outcome("FAILED", "database")
 
@@ -356,7 +363,11 @@ class _Check:
         self.console.say(f"Check #{self.number} started")
 
     def _settle_orphan(self, state: State, orphan: RunningRecord) -> None:
-        """The check `orphan` was killed: count its final event if it got one into the log, else log one for it."""
+        """The check `orphan` was killed: count its final event if it got one into the log, else log one for it.
+
+        A log on stdout cannot be read back: there a killed check is always settled as interrupted, even one killed
+        after its final event went out and before the state counted it (stdout then holds two final events for it).
+        """
         for event in reversed(log.read_tail(self.config.log_file)):
             if event.get("event") in log.FINAL_EVENTS and same_run(orphan, event):
                 apply_final_event(state, event)
@@ -612,14 +623,14 @@ class _Check:
             line = (
                 f"playlist-cron: check #{self.number} FAILED (network): {fields.get('error')}; failing for "
                 f"{failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
-                f"the next check tries again (log: {self.config.log_file})"
+                f"the next check tries again (log: {self.config.log_name})"
             )
             (self.console.alert if failing.alert else self.console.say)(line)
         elif outcome == "FAILED":
             if alert:
                 self.console.alert(
                     f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
-                    f"(log: {self.config.log_file})"
+                    f"(log: {self.config.log_name})"
                 )
         else:
             summary = (

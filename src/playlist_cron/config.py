@@ -20,6 +20,7 @@ DEFAULT_NETWORK_ALERT_AFTER_SECONDS = 3600
 DEFAULT_FULL_SCAN_INTERVAL_SECONDS = 21600  # a playlist with a feed is read whole every six hours
 DEFAULT_DATABASE_HEARTBEAT_SECONDS = 30
 DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS = 5
+STDOUT_LOG = "-"  # `log_file` for the events on stdout (containers); a file named "-" is spelt "./-"
 DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")  # the two libpq takes
 
 # yt-dlp's options that playlist-cron sets itself, by the `dest` yt-dlp's parser stores them in: a user's copy
@@ -156,7 +157,7 @@ class Config(NamedTuple):
     playlists: tuple[Playlist, ...]
     download_dir: Path
     archive_file: Path
-    log_file: Path
+    log_file: Path | None  # None: stdout (`"log_file": "-"`)
     state_dir: Path
     check_interval_seconds: int = 60
     max_runtime_seconds: int = 14400
@@ -179,6 +180,11 @@ class Config(NamedTuple):
     def lock_file(self) -> Path:
         """The run lock: beside the archive, so two configs sharing an archive exclude each other."""
         return self.archive_file.with_name(self.archive_file.name + ".lock")
+
+    @property
+    def log_name(self) -> str:
+        """The log as messages name it: its path, or `stdout`."""
+        return "stdout" if self.log_file is None else str(self.log_file)
 
 
 def config_path(argument: str | None) -> Path:
@@ -241,7 +247,9 @@ class _Reader:
             playlists=tuple(playlists),
             download_dir=download_dir,
             archive_file=self.path_value("archive_file", "archive.txt"),
-            log_file=self.path_value("log_file", "logs/downloader.log"),
+            log_file=None
+            if self.raw.get("log_file") == STDOUT_LOG
+            else self.path_value("log_file", "logs/downloader.log"),
             state_dir=self.path_value("state_dir", "state"),
             check_interval_seconds=self.seconds("check_interval_seconds", 60, minimum=1),
             max_runtime_seconds=self.seconds("max_runtime_seconds", 14400, minimum=1),

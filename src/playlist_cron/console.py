@@ -48,6 +48,10 @@ class Console:
         self.stream.flush()
         self._progress_shown = True
 
+    def end_progress(self) -> None:
+        """End a progress line on the terminal, so that what comes next (a log line on stdout) starts a line."""
+        self._end_progress()
+
     def _end_progress(self) -> None:
         if self._progress_shown:
             self.stream.write("\n")

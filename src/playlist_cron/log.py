@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -83,17 +84,23 @@ def describe(error: OSError) -> str:
 
 
 class LogFile:
-    """The log's file: one write(2) per line, and a line it cannot write is counted, never raised.
+    """The log's file (or stdout: `path` None): one write(2) per line, and a line it cannot write is counted, never
+    raised.
 
-    A full or read-only log must not stop a check: the check still downloads or skips, `alert` tells a person once
-    per process (one check) why the log is unwritable, and the caller counts `lost_lines` in the state.
+    A full or read-only log, or a stdout whose reader has gone (EPIPE), must not stop a check: the check still
+    downloads or skips, `alert` tells a person once per process (one check) why the log is unwritable, and the caller
+    counts `lost_lines` in the state.
     """
 
-    def __init__(self, path: Path, fd: int | None, open_error: OSError | None, alert: Callable[[str], None]) -> None:
+    def __init__(
+        self, path: Path | None, fd: int | None, open_error: OSError | None, alert: Callable[[str], None]
+    ) -> None:
         self.path = path
+        self.name = "stdout" if path is None else str(path)
         self._fd = fd
         self._alert = alert
         self.error: OSError | None = open_error
+        self.before_line: Callable[[], None] | None = None  # a stdout log: end the terminal's progress line first
         self.lost_lines = 0
         self._counted_lines = 0
         # A line cut short by a full disk (ours or another process's) leaves the log without a final line break:
@@ -101,6 +108,9 @@ class LogFile:
         self._line_open = fd is not None and _ends_mid_line(fd)
 
     def write(self, line: bytes) -> int:
+        if self.before_line is not None:
+            with contextlib.suppress(OSError, ValueError):  # a closed stderr costs the terminal's tidiness only
+                self.before_line()
         data = b"\n" + line if self._line_open else line
         try:
             if self._fd is None:
@@ -146,7 +156,7 @@ class LogFile:
             what = "an event"
         with contextlib.suppress(OSError):  # a closed stderr must not turn a lost log line into a failed check
             self._alert(
-                f"playlist-cron: the log {self.path} is unwritable ({describe(error)}): {what} was not recorded; "
+                f"playlist-cron: the log {self.name} is unwritable ({describe(error)}): {what} was not recorded; "
                 "the check goes on, and `playlist-cron status` counts the lines the log missed "
                 "(log_write_failures_total)"
             )
@@ -169,12 +179,14 @@ def _open_for_appending(log_file: Path) -> int:
         return os.open(log_file, os.O_WRONLY | flags, FILE_MODE)
 
 
-def open_log_file(log_file: Path, config_path: Path, alert: Callable[[str], None]) -> LogFile:
-    """Open the log for appending, creating it 0600 (and its folder 0700).
+def open_log_file(log_file: Path | None, config_path: Path, alert: Callable[[str], None]) -> LogFile:
+    """Open the log for appending, creating it 0600 (and its folder 0700); None is stdout.
 
     Raise ConfigError when `log_file` names no place a file can be (a file in the way of its folder, a folder or a
     link at its name); any other failure gives a LogFile that counts every line as lost.
     """
+    if log_file is None:
+        return _open_stdout(alert)
     try:
         log_file.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         fd = _open_for_appending(log_file)
@@ -185,6 +197,23 @@ def open_log_file(log_file: Path, config_path: Path, alert: Callable[[str], None
             ) from None
         return LogFile(log_file, None, error, alert)
     return LogFile(log_file, fd, None, alert)
+
+
+def _open_stdout(alert: Callable[[str], None]) -> LogFile:
+    """The log on stdout, through a descriptor of its own (a copy of 1), written as a file is: a line per write(2).
+
+    Started with stdout closed, Python leaves `sys.stdout` None, and descriptor 1 may since have been given to a file
+    this process opened (the state's lock, say): then no line may go to descriptor 1, and every one is lost.
+    """
+    try:
+        if sys.stdout is None:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        fd = os.dup(sys.stdout.fileno())  # not inherited: yt-dlp's ffmpeg gets descriptor 1 alone
+    except (OSError, ValueError) as error:  # ValueError: a stdout without a descriptor (io.UnsupportedOperation)
+        if not isinstance(error, OSError) or error.errno is None:
+            error = OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return LogFile(None, None, error, alert)
+    return LogFile(None, fd, None, alert)
 
 
 def configure(log_file: LogFile) -> structlog.typing.FilteringBoundLogger:
@@ -207,8 +236,13 @@ def configure(log_file: LogFile) -> structlog.typing.FilteringBoundLogger:
     return logger
 
 
-def read_tail(log_file: Path, max_bytes: int = 256 * 1024) -> list[dict[str, Any]]:
-    """Return the events in the last `max_bytes` of the log, oldest first; lines that do not parse are left out."""
+def read_tail(log_file: Path | None, max_bytes: int = 256 * 1024) -> list[dict[str, Any]]:
+    """Return the events in the last `max_bytes` of the log, oldest first; lines that do not parse are left out.
+
+    A log on stdout (None) cannot be read back: it has no events to give.
+    """
+    if log_file is None:
+        return []
     try:
         with open(log_file, "rb") as file:
             file.seek(0, os.SEEK_END)

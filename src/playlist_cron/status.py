@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from playlist_cron import clock, lock, outage, reads
 from playlist_cron import state as state_module
-from playlist_cron.config import Config
+from playlist_cron.config import STDOUT_LOG, Config
 from playlist_cron.state import StateStore
 
 if TYPE_CHECKING:
@@ -172,6 +172,12 @@ def printed_id(text: str) -> str:
     return " ".join(text.split())
 
 
+def log_setting(config: Config) -> str:
+    """The log's path, or "-" (the config's own spelling) when the events go to each check's stdout: `status` has
+    no file to point at then, and a script reading `log_file` can tell the two apart."""
+    return STDOUT_LOG if config.log_file is None else str(config.log_file)
+
+
 def report(config: Config) -> Status:
     """Given a config, return the `status --json` object.
 
@@ -298,7 +304,7 @@ def _unreachable(config: Config, problem: str) -> Status:
         "failed_videos": [],
         "playlists": [],
         "network_outage": network_outage,
-        "log_file": str(config.log_file),
+        "log_file": log_setting(config),
         "log_write_failures_total": None,
         "last_log_write_failure": None,
         "state_file": None,
@@ -392,7 +398,7 @@ def _with_state(
     if isinstance(log_failure, dict) and log_failure.get("check") == state["checks_total"]:
         # Only while the latest check could not write: a check that writes its log again clears it.
         problems.append(
-            f"the log {config.log_file} could not record the events of check #{log_failure['check']} "
+            f"the log {config.log_name} could not record the events of check #{log_failure['check']} "
             f"({log_failure.get('error')}); {state.get('log_write_failures_total', 0)} lines missed in all"
         )
     failed_videos: list[FailedVideo] = [
@@ -431,7 +437,7 @@ def _with_state(
         "failed_videos": failed_videos,
         "playlists": playlist_reads(config, state, now_s if next_check_s is None else next_check_s, view),
         "network_outage": network_outage,
-        "log_file": str(config.log_file),
+        "log_file": log_setting(config),
         "log_write_failures_total": state.get("log_write_failures_total", 0),
         "last_log_write_failure": state.get("last_log_write_failure"),
         "state_file": state_file,
@@ -558,7 +564,12 @@ def render_text(status: Status) -> str:
             when = "given up" if video["given_up"] else f"next try at {video['next_retry_at']}"
             error = printed_id(str(video["error"]))
             lines.append(f"  {video['video_id']}: {video['attempts']} attempts, {when}: {error}")
-    lines.append(f"Log: {status['log_file']}")
+    if status["log_file"] == STDOUT_LOG:
+        lines.append(
+            'Log: stdout (log_file "-"): each check\'s standard output, where cron or the container runtime keeps it'
+        )
+    else:
+        lines.append(f"Log: {status['log_file']}")
     if status["log_write_failures_total"]:
         lines.append(f"Log lines lost (the log was unwritable): {status['log_write_failures_total']}")
     if status["state_file"] is not None:
