@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench.py            # every case, 7 runs each after a warm-up
     .venv/bin/python benchmarks/bench.py --runs 5 --only skip,not_due
+    .venv/bin/python benchmarks/bench.py --runs 5 --only report
 
 Prints a Markdown table: median, min and max wall time, the ratio of medians to the case's baseline, peak memory
 (maximum resident set size of the process, from wait4) and its ratio, and the target from the benchmarks issue.
@@ -165,6 +166,7 @@ class Row:
     target: str
     limit: float | None  # the ratio the target allows, or None for a reference row
     peak_limit_mib: float | None = None  # the peak memory the target allows, when it names a size
+    time_limit_s: float | None = None  # the wall time the target allows, when it names one (not a ratio)
 
 
 def table(rows: list[Row]) -> str:
@@ -182,6 +184,9 @@ def table(rows: list[Row]) -> str:
             if row.peak_limit_mib is not None:
                 memory_ok = m.median_kib / 1024 <= row.peak_limit_mib
             met = "yes" if time_ratio <= row.limit and memory_ok else "NO"
+        if row.time_limit_s is not None:
+            memory_ok = row.peak_limit_mib is None or m.median_kib / 1024 <= row.peak_limit_mib
+            met = "yes" if m.median_s <= row.time_limit_s and memory_ok and "NOT MET" not in row.target else "NO"
         lines.append(
             f"| {row.case} | {m.median_s:.3f} | {min(m.wall_s):.3f} | {max(m.wall_s):.3f} | "
             f"{f'{time_ratio:.2f}x' if time_ratio is not None else 'baseline'} | {m.median_kib / 1024:.1f} | "
@@ -725,6 +730,61 @@ def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]
                 holder.wait()
 
 
+REPORT_TIME_S = 2.0
+REPORT_PEAK_MIB = 150
+REPORT_PAGE_BYTES = 2_000_000
+
+
+def bench_report(root: Path, runs: int) -> list[Row]:
+    """`report` of a generated 30-day log (tests/report_logs.py), against reading the same file with json.loads."""
+    import importlib.util
+
+    if importlib.util.find_spec("playlist_cron.report") is None:
+        print("report: playlist_cron.report is not installed here; nothing measured", file=sys.stderr)
+        return []
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from report_logs import write_month_log
+
+    folder = root / "report"
+    folder.mkdir()
+    month = write_month_log(folder / "logs" / "downloader.log")
+    config = folder / "config.json"
+    config.write_text(json.dumps({"playlist_url": "http://127.0.0.1:9/feed.xml", "min_free_bytes": 0}))
+    page = folder / "report.html"
+    reader = "import json, gzip, sys\nwith open(sys.argv[1]) as log:\n    for line in log:\n        json.loads(line)"
+    measured = measure_interleaved(
+        {
+            "floor": [sys.executable, "-c", reader, str(month.path)],
+            "report": [COMMAND, "report", "--since", "31d", "--output", str(page), "--config", str(config)],
+        },
+        folder,
+        runs,
+    )
+    size = page.stat().st_size
+    log_mb = month.path.stat().st_size / 1e6
+    target = f"<= {REPORT_TIME_S:g} s, <= {REPORT_PEAK_MIB} MiB, page < 2 MB"
+    if size >= REPORT_PAGE_BYTES:
+        target += " (page NOT MET)"
+    return [
+        Row(
+            f"floor: json.loads of every line of a 30-day log ({month.lines:,} lines, {log_mb:.1f} MB)",
+            measured["floor"],
+            None,
+            "baseline",
+            None,
+        ),
+        Row(
+            f"report of the same ({month.checks:,} checks, --since 31d): page {size / 1e6:.2f} MB",
+            measured["report"],
+            measured["floor"],
+            target,
+            None,
+            peak_limit_mib=REPORT_PEAK_MIB,
+            time_limit_s=REPORT_TIME_S,
+        ),
+    ]
+
+
 CASES = {
     "skip": bench_skip_and_not_due,
     "archived": bench_all_archived,
@@ -732,6 +792,7 @@ CASES = {
     "stop": bench_stop_at_first_archived,
     "feeds": bench_feeds,
     "fleet": bench_fleet,
+    "report": bench_report,
 }
 
 
