@@ -238,3 +238,18 @@ def test_an_archive_row_is_written_in_the_same_transaction_as_the_counters(
     [(state,)] = sql(postgres_server, database, "SELECT state FROM playlist_cron_state WHERE host = 'a'")
     assert state["downloaded_total"] == 1
     assert len(rows) == 1, f"one video counted, one archived: {rows}"
+
+
+def test_check_now_reads_the_playlists_that_are_not_due_yet_and_a_plain_check_does_not(
+    tmp_path: Path, database: str, fleet_feed: FeedServer
+) -> None:
+    host = Host(tmp_path, "a", database, tmp_path / "downloads", playlist_url=fleet_feed.feed_url)
+    migrate(host)
+    assert host.run("check").returncode == 0
+    fleet_feed.requests.clear()
+    plain = host.run("check")  # checked a moment ago: not due (and silent)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "", "")
+    assert fleet_feed.requests == []
+    assert host.run("check", "--now").returncode == 0
+    assert fleet_feed.requests_for("/feed.xml"), "--now read it anyway"
+    assert [e["outcome"] for e in host.events() if "outcome" in e] == ["COMPLETED", "COMPLETED"]

@@ -38,9 +38,15 @@ class Outcome(NamedTuple):
     signal_number: int | None = None  # the signal that ended it, if one did
 
 
-def run(config: Config, *, console: Console, mark_archived: bool = False) -> Outcome:
-    """Run one check for `config`, due or forced (`due.not_due` was asked before), and return its outcome."""
-    return run_due(config, storages.open_for(config), console=console, now_s=clock.now_s(), mark_archived=mark_archived)
+def run(config: Config, *, console: Console, mark_archived: bool = False, now: bool = False) -> Outcome:
+    """Run one check for `config`, due or forced (`due.not_due` was asked before), and return its outcome.
+
+    `now` (`check --now`): in a fleet, the playlists no host holds are claimed even when they are not due yet.
+    """
+    storage = storages.open_for(config)
+    if (now or mark_archived) and hasattr(storage.run_lock, "force"):
+        storage.run_lock.force = True
+    return run_due(config, storage, console=console, now_s=clock.now_s(), mark_archived=mark_archived)
 
 
 def run_due(

@@ -203,7 +203,8 @@ def _check(arguments: argparse.Namespace) -> int:
             return exit_codes.OK
     from playlist_cron import check  # structlog, portalocker and the rest: only for a check that is due
 
-    return exit_code(check.run(config, console=console, mark_archived=arguments.mark_archived), config.skip_exit_code)
+    outcome = check.run(config, console=console, mark_archived=arguments.mark_archived, now=arguments.now)
+    return exit_code(outcome, config.skip_exit_code)
 
 
 def exit_code(outcome: check.Outcome, skip_exit_code: int) -> int:

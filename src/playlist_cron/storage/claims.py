@@ -47,6 +47,7 @@ class Fleet:
         self.pid = pid
         self.claimed: list[Claim] = []
         self.done: set[int] = set()  # the rows this check has worked on and released
+        self.force = False  # `check --now`: every playlist no one holds is due
         self._lock_guard = threading.Lock()  # the heartbeat thread uses the lock connection too
 
     def add_playlists(self, url_keys: Iterable[str]) -> None:
@@ -72,8 +73,9 @@ class Fleet:
             while True:
                 row = self.work.execute(
                     "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "
-                    "AND due_at <= now() AND NOT id = ANY(%s) ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    (self.collection, url_keys, tried),
+                    "AND (due_at <= now() OR %s) AND NOT id = ANY(%s) ORDER BY due_at, id LIMIT 1 "
+                    "FOR UPDATE SKIP LOCKED",
+                    (self.collection, url_keys, self.force, tried),
                 ).fetchone()
                 if row is None:
                     return None
@@ -105,8 +107,9 @@ class Fleet:
         """Who holds a due playlist of `url_keys` (the one held longest), or None when none of them is due."""
         row = self.work.execute(
             "SELECT holder_host, holder_pid, extract(epoch FROM held_since) FROM playlist_cron_playlists "
-            "WHERE collection = %s AND url = ANY(%s) AND due_at <= now() ORDER BY held_since NULLS LAST LIMIT 1",
-            (self.collection, url_keys),
+            "WHERE collection = %s AND url = ANY(%s) AND (due_at <= now() OR %s) "
+            "ORDER BY held_since NULLS LAST LIMIT 1",
+            (self.collection, url_keys, self.force),
         ).fetchone()
         self.work.commit()
         if row is None:

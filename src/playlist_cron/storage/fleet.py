@@ -41,6 +41,7 @@ class FleetRunLock:
             config.state_dir / (state_file_name(config.path).removesuffix(".state.json") + ".check.lock")
         )
         self._fleet: Fleet | None = None
+        self.force = False  # `check --now`: claim playlists that are not due yet too
         self.nothing_due = False  # set by try_acquire: no playlist was due (not a skip: there was nothing to do)
         self._holder: Holder | None = None
 
@@ -72,6 +73,7 @@ class FleetRunLock:
         work = self._database.connection()
         lock = self._connect_lock(self.config)
         fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
+        fleet.force = self.force
         with reachable(self.config):
             fleet.add_playlists(self._url_keys())
             first = fleet.claim_next(self._url_keys())
