@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import Project
+from playlist_cron import state
 from youtube_stand_in import Upload, YouTubeStandIn
 
 CHANNEL_ID = "UCq3Ci-h945sbEYXpVlw7rJg"
@@ -37,6 +38,12 @@ def youtube_config(project: Project, youtube: YouTubeStandIn, url: str = CHANNEL
 
 def archive(project: Project, video_ids: list[str]) -> None:
     project.archive_file.write_text("".join(f"youtube {video_id}\n" for video_id in video_ids))
+
+
+def write_state(project: Project, playlists: dict[str, Any]) -> None:
+    """A state as a check leaves it, with these playlist records (reads that cannot be made offline)."""
+    project.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    project.state_file.write_text(json.dumps({**state.empty(), "playlists": playlists}))
 
 
 def final_event(project: Project) -> dict[str, Any]:
@@ -124,28 +131,7 @@ def test_a_new_upload_is_found_from_the_feed_between_full_reads(project: Project
     archive(project, [upload.video_id for upload in channel])
     youtube_config(project, youtube)
     minute_ago = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="milliseconds")
-    project.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    project.state_file.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                **dict.fromkeys(
-                    [
-                        "checks_total",
-                        "skipped_total",
-                        "consecutive_skipped",
-                        "completed_total",
-                        "failed_total",
-                        "deferred_total",
-                        "downloaded_total",
-                    ],
-                    0,
-                ),
-                "failed_videos": {},
-                "playlists": {CHANNEL_URL: {"last_full_read_at": minute_ago.replace("+00:00", "Z")}},
-            }
-        )
-    )
+    write_state(project, {CHANNEL_URL: {"last_full_read_at": minute_ago.replace("+00:00", "Z")}})
     assert project.run("check", "--now").returncode == 0
     assert final_event(project)["playlists"][0]["read"] == "feed"
     assert [r.path for r in youtube.requests] == [FEED_PATH]
@@ -167,28 +153,11 @@ def test_a_handle_whose_channel_id_is_remembered_is_polled_through_its_tab_feed(
     youtube.set_playlist_feed(videos_list, uploads(15))
     archive(project, [upload.video_id for upload in uploads(15)])
     youtube_config(project, youtube, url="https://www.youtube.com/@LoopbackChannel/videos")
-    project.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    state = {
-        "version": 1,
-        **dict.fromkeys(
-            [
-                "checks_total",
-                "skipped_total",
-                "consecutive_skipped",
-                "completed_total",
-                "failed_total",
-                "deferred_total",
-                "downloaded_total",
-            ],
-            0,
-        ),
-        "failed_videos": {},
-        "playlists": {
-            "https://www.youtube.com/@LoopbackChannel/videos": {"last_full_read_at": now, "channel_id": CHANNEL_ID}
-        },
-    }
-    project.state_file.write_text(json.dumps(state))
+    write_state(
+        project,
+        {"https://www.youtube.com/@LoopbackChannel/videos": {"last_full_read_at": now, "channel_id": CHANNEL_ID}},
+    )
     assert project.run("check", "--now").returncode == 0
     assert [r.path for r in youtube.requests] == [f"/feeds/videos.xml?playlist_id={videos_list}"]
     assert final_event(project)["already_archived"] == 15
