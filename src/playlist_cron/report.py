@@ -21,6 +21,7 @@ import gzip
 import html
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -361,7 +362,8 @@ tr.overrun td{font-weight:bold}
 .running{fill:none;stroke:var(--ok);stroke-dasharray:1 2;vector-effect:non-scaling-stroke}
 .skip-tick,.swatch-tick{stroke:var(--skip);stroke-width:2;vector-effect:non-scaling-stroke}
 .skip-tick.orphan{stroke-dasharray:2 2}
-.bucket{fill:var(--ok)}.bucket.failed{fill:url(#hatch)}
+.bucket{fill:var(--ok)}.bucket-failed{fill:url(#hatch)}
+.bucket-skipped{stroke:var(--skip);stroke-width:2;stroke-dasharray:4 2;vector-effect:non-scaling-stroke}
 .bar{fill:var(--ok)}.bar.overrun{fill:url(#hatch)}
 .limit{stroke:var(--fg);stroke-dasharray:4 3;vector-effect:non-scaling-stroke}
 .legend{display:flex;flex-wrap:wrap;gap:0.8rem;font-size:0.85rem;margin:0.3rem 0}
@@ -483,7 +485,8 @@ def _timeline(log: Log, since_s: float, now_s: float, interval_s: int) -> str:
     if total > MAX_DRAWN_CHECKS:
         out.append(
             f'<p class="note">{total} checks in this period, more than {MAX_DRAWN_CHECKS}: they are drawn per '
-            "hour (each block: the checks of one hour; hatched: one failed).</p>"
+            "hour (each block: the checks of one hour, taller for more; its hatched end: the share that failed; "
+            "a dashed line above: some were skipped).</p>"
         )
         out.extend(_bucket_rows(log, rows))
     else:
@@ -591,17 +594,24 @@ def _bucket_rows(log: Log, rows: list[_Row]) -> list[str]:
         row = rows[index]
         x = _x(row, start_s)
         width = max(1.0, _x(row, start_s + step) - x - 0.5)
-        # Taller for more checks (a minute's checks fill it); hatched when one failed; ticks for skips.
+        # Taller for more checks (a minute's checks fill it); its failed share hatched (at least a sliver); a
+        # dashed line above it when checks were skipped.
         height = max(3.0, min(16.0, 16.0 * checks / max(1.0, step / 60)))
+        y = 18 - height
         sums[index] = [a + b for a, b in zip(sums[index], buckets[slot_index], strict=True)]
         title = f"{_utc(start_s)} UTC: {checks} checks, {skipped} skipped, {failed} failed"
         bodies[index].append(
-            f'<rect class="bucket{" failed" if failed else ""}" data-checks="{checks}" data-skipped="{skipped}" '
-            f'data-failed="{failed}" x="{x}" y="{18 - height:.1f}" width="{width:.2f}" height="{height:.1f}">'
-            f"<title>{_e(title)}</title></rect>"
+            f'<rect class="bucket" data-checks="{checks}" data-skipped="{skipped}" data-failed="{failed}" '
+            f'x="{x}" y="{y:.1f}" width="{width:.2f}" height="{height:.1f}"><title>{_e(title)}</title></rect>'
         )
+        if failed:
+            failed_width = min(width, max(2.0, width * failed / checks))
+            bodies[index].append(
+                f'<rect class="bucket-failed" x="{x + width - failed_width:.2f}" y="{y:.1f}" '
+                f'width="{failed_width:.2f}" height="{height:.1f}"><title>{_e(title)}</title></rect>'
+            )
         if skipped:
-            bodies[index].append(f'<line class="skip-tick-bucket limit" x1="{x}" y1="0" x2="{x + width:.2f}" y2="0"/>')
+            bodies[index].append(f'<line class="bucket-skipped" x1="{x}" y1="1" x2="{x + width:.2f}" y2="1"/>')
     return [
         _svg_row(row, index, f"{row.label}: {s[0]} checks, {s[1]} skipped, {s[2]} failed", bodies[index])
         for index, (row, s) in enumerate(zip(rows, sums, strict=True))
@@ -631,7 +641,7 @@ def _durations(log: Log, interval_s: int) -> str:
     bars = []
     for index, (count, label) in enumerate(zip(counts, labels, strict=True)):
         x = index * 100 + 10
-        height = 0 if not count else max(2.0, 120 * count / most)
+        height = 0 if not count else max(2.0, 120 * math.log1p(count) / math.log1p(most))  # a log scale
         overrun = " overrun" if _BINS[index] >= 1 else ""
         bars.append(
             f'<rect class="bar{overrun}" x="{x}" y="{130 - height:.1f}" width="80" height="{height:.1f}">'
@@ -642,7 +652,7 @@ def _durations(log: Log, interval_s: int) -> str:
         )
     desc = (
         f"{len(durations)} checks; {overruns} took longer than the interval of {interval_s} s; longest "
-        f"{max(d for d, _ in durations):.1f} s. Bars: checks per duration as a multiple of the interval."
+        f"{max(d for d, _ in durations):.1f} s. Bars (log scale): checks per duration as a multiple of the interval."
     )
     out.append(
         '<svg role="img" aria-labelledby="durations-t durations-d" viewBox="0 0 710 155" width="100%" '
