@@ -313,3 +313,26 @@ def test_a_skip_without_a_known_holder_is_still_drawn(project: Project, holder_p
     _, page = report(project)
     [tick] = page.with_class("skip-tick")
     assert (tick["data-check"], tick["data-holder-check"]) == ("2", "")
+
+
+def test_a_skip_logged_before_its_holder_logged_check_started_is_on_the_holder_bar(project: Project) -> None:
+    """On a busy machine a check logs `check_started` seconds after it took the lock (it counts itself in the state
+    first): a check finding the lock held in between is still drawn on the holder's bar, by `lock_held_s`."""
+    project.write_config()
+    now_s = time.time() - 60
+    iso = lambda at_s: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at_s)) + f".{int(at_s % 1 * 1e6):06d}Z"  # noqa: E731
+    lines = [
+        {"timestamp": iso(now_s + 1), "event": "check_skipped", "check": 2, "outcome": "SKIPPED", "run_id": "b",
+         "reason": "previous download still in progress", "holder_pid": 4242, "lock_held_s": 1.0},
+        {"timestamp": iso(now_s + 6), "event": "check_started", "check": 1, "run_id": "a", "pid": 4242},
+        {"timestamp": iso(now_s + 20), "event": "check_completed", "check": 1, "outcome": "COMPLETED", "run_id": "a",
+         "duration_s": 19.5, "downloaded": 0, "bytes": 0, "playlists": []},
+        {"timestamp": iso(now_s + 30), "event": "check_started", "check": 3, "run_id": "c", "pid": 4242},
+        {"timestamp": iso(now_s + 31), "event": "check_completed", "check": 3, "outcome": "COMPLETED", "run_id": "c",
+         "duration_s": 1.0, "downloaded": 0, "bytes": 0, "playlists": []},
+    ]  # fmt: skip
+    project.log_file.parent.mkdir(parents=True)
+    project.log_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    _, page = report(project)
+    [tick] = page.with_class("skip-tick")
+    assert (tick["data-check"], tick["data-holder-check"]) == ("2", "1")  # not #3, a later check of the same pid

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 MAX_DRAWN_CHECKS = 2000
 DEFAULT_SINCE = "7d"
 DAY_S = 86400
+HOLDER_SLACK_S = 600  # how long after a skip its holder may log `check_started` (a very busy machine)
 HOUR_S = 3600
 RAN_EVENTS = {"check_completed": "COMPLETED", "check_failed": "FAILED", "check_deferred": "DEFERRED"}
 WANTED = ("check_", "video_")  # the events read; the others are not parsed further than their name
@@ -273,21 +274,26 @@ def _slim(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _skip(event: dict[str, Any], starts_by_pid: dict[int, list[Check]]) -> Skip:
-    """The skip of `event`, with the check that held the lock: the one started by `holder_pid` running then."""
+    """The skip of `event`, with the check that held the lock: of the checks started by `holder_pid` and not ended
+    before it, the one whose start is nearest to when the lock was taken (`lock_held_s` before the skip).
+
+    A check logs `check_started` only after it took the lock and counted itself in the state: on a busy machine
+    that can be seconds after another check found the lock held.
+    """
     at_s = _epoch(event.get("timestamp")) or 0.0
-    holder_pid = event.get("holder_pid") if isinstance(event.get("holder_pid"), int) else None
-    holder = None
-    if holder_pid is not None:
-        for check in reversed(starts_by_pid.get(holder_pid, [])):
-            start_s = check.start_s or 0.0
-            if start_s <= at_s + 1 and (check.end_s is None or check.end_s >= at_s - 1):
-                holder = check
-                break
+    holder_pid = event.get("holder_pid")
     held = event.get("lock_held_s")
+    taken_s = at_s - held if isinstance(held, (int, float)) else at_s
+    candidates = [
+        check
+        for check in (starts_by_pid.get(holder_pid, []) if isinstance(holder_pid, int) else [])
+        if (check.end_s is None or check.end_s >= at_s - 1) and (check.start_s or 0.0) <= at_s + HOLDER_SLACK_S
+    ]
+    holder = min(candidates, key=lambda check: abs((check.start_s or 0.0) - taken_s), default=None)
     return Skip(
         number=event["check"] if isinstance(event.get("check"), int) else 0,
         at_s=at_s,
-        holder_pid=holder_pid,
+        holder_pid=holder_pid if isinstance(holder_pid, int) else None,
         lock_held_s=float(held) if isinstance(held, (int, float)) else None,
         reason=str(event.get("reason") or "previous download still in progress"),
         holder=holder,
