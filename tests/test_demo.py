@@ -36,6 +36,13 @@ def test_demo_shows_overlapping_checks_skipped_and_ends_healthy(tmp_path: Path) 
     assert skipped and all(e["holder_pid"] for e in skipped)
     # The closing hint works as printed from a shell whose PATH lacks the venv (the usual case after the README's
     # `.venv/bin/playlist-cron demo`).
+    # The demo draws the report of its run: every check that ran, each SKIPPED one on its holder's bar.
+    page_path = tmp_path / "logs" / "report.html"
+    assert f"  report    {page_path}" in out
+    page = page_path.read_text()
+    finals = [e for e in events if e["event"] in ("check_completed", "check_skipped")]
+    assert len(re.findall(r'class="check outcome-COMPLETED"', page)) == len(finals) - len(skipped)
+    assert len(re.findall(r'class="skip-tick" data-check="\d+" data-holder-check="\d+"', page)) == len(skipped)
     [hint] = re.findall(r"^  status    (.+)$", out, re.MULTILINE)
     hint_result = run_without_venv_on_path(hint)
     assert hint_result.returncode == 0, hint_result.stderr

@@ -590,6 +590,7 @@ class _Check:
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
             monitoring.write_metrics(self.config, state, 0.0, self.logger)
+            monitoring.write_report(self.config, self.logger)
             self._end_pings(outcome, fields, failing)
             self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
             return Outcome(outcome, fields.get("reason"))

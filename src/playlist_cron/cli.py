@@ -82,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", metavar="PATH", help=config_help)
     status.add_argument("--json", action="store_true", help="print one JSON object")
 
+    report = commands.add_parser(
+        "report", help="draw the log as one self-contained HTML page (timeline, skips, durations, downloads)"
+    )
+    report.add_argument("--config", metavar="PATH", help=config_help)
+    report.add_argument(
+        "--since", metavar="AGE", type=_since, default="7d", help="the period: 7d, 12h, 30m back from now (default 7d)"
+    )
+    report.add_argument(
+        "--output", metavar="FILE", help="the page to write (default: report.html beside the log); - is stdout"
+    )
+
     retry = commands.add_parser("retry", help="make failed or given-up videos due again at the next check")
     retry.add_argument("--config", metavar="PATH", help=config_help)
     retry.add_argument("video_ids", nargs="*", metavar="VIDEO_ID", help="the videos to retry (default: all)")
@@ -104,6 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="an offline demo: a loopback feed, overlapping checks, SKIPPED live")
     demo.add_argument("--dir", metavar="PATH", help="where to keep the demo's files (default: a new temporary folder)")
     return parser
+
+
+def _since(text: str) -> float:
+    """argparse's type for `report --since`: seconds; a usage error (exit 2) for anything but `7d`, `12h`, `30m`."""
+    import argparse
+
+    from playlist_cron import report
+
+    try:
+        return report.parse_since(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _version() -> str:
@@ -143,6 +166,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _check(arguments)
         if arguments.command == "status":
             return _status(arguments)
+        if arguments.command == "report":
+            return _report(arguments)
         if arguments.command == "retry":
             return _retry(arguments)
         if arguments.command == "db":
@@ -230,6 +255,27 @@ def _status(arguments: argparse.Namespace) -> int:
     else:
         print(status.render_text(report))
     return exit_codes.OK if report["healthy"] else exit_codes.FAILED
+
+
+def _report(arguments: argparse.Namespace) -> int:
+    """`report`: write the page to --output (`-`: stdout), by default beside the log, and say where."""
+    from pathlib import Path
+
+    from playlist_cron import report
+
+    config = _load(arguments)
+    page = report.build(config, arguments.since)
+    if arguments.output == "-":
+        sys.stdout.write(page)
+        return exit_codes.OK
+    output = Path(arguments.output).absolute() if arguments.output else report.default_output(config)
+    try:
+        report.write(output, page)
+    except OSError as error:
+        print(f"playlist-cron: cannot write {output}: {error.strerror or error}", file=sys.stderr)
+        return exit_codes.FAILED
+    print(f"Report written to {output}")
+    return exit_codes.OK
 
 
 def _retry(arguments: argparse.Namespace) -> int:

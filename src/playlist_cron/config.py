@@ -112,6 +112,7 @@ TOP_LEVEL_KEYS = (
     "retry_backoff_seconds",
     "healthcheck_url",
     "metrics_file",
+    "report_file",
     "database_url",
     "collection",
     "host_name",
@@ -170,6 +171,7 @@ class Config(NamedTuple):
     retry_backoff_seconds: tuple[int, ...] = DEFAULT_RETRY_BACKOFF_SECONDS
     healthcheck_url: str | None = None
     metrics_file: Path | None = None
+    report_file: Path | None = None  # the `report` page, rewritten after each check that ran
     database_url: str | None = None  # set: the lock, archive and state are in PostgreSQL; may hold a password
     collection: str | None = None  # the rows' key in the database; `load` gives the download folder when unset
     host_name: str | None = None  # this host in the database; `load` gives the machine's name when unset
@@ -264,6 +266,7 @@ class _Reader:
             retry_backoff_seconds=self.backoff("retry_backoff_seconds"),
             healthcheck_url=self.url_value("healthcheck_url", self.raw.get("healthcheck_url"), optional=True),
             metrics_file=self.path_value("metrics_file", None),
+            report_file=self.path_value("report_file", None),
             database_url=self.database_url("database_url"),
             collection=self.string("collection", str(download_dir)),
             # The kernel's host name, as socket.gethostname() gives it, without importing `socket` (about 10 ms)

@@ -101,6 +101,7 @@ def main(directory: str | None) -> int:
         print("`playlist-cron check --now` in its own process, as cron would.\n")
         follower = _LogFollower(root / "logs" / "downloader.log")
         started = time.monotonic()
+        started_at_s = time.time() - 1  # the report's period: the demo's run
         processes: list[subprocess.Popen[bytes]] = []
 
         def show_new_events() -> None:
@@ -140,9 +141,17 @@ def main(directory: str | None) -> int:
         errors = b"".join(process.stderr.read() for process in processes if process.stderr).decode().strip()
 
     from playlist_cron import config as config_module
+    from playlist_cron import report as report_page
     from playlist_cron import status
 
-    report = status.report(config_module.load(config_path))
+    config = config_module.load(config_path)
+    report = status.report(config)
+    page_path = report_page.default_output(config)
+    try:
+        report_page.write(page_path, report_page.render(config, started_at_s, time.time(), report))
+        page_said = f"{page_path}   (open it in a browser; again: `report` below)"
+    except OSError as error:
+        page_said = f"not written: {error}"
     print(f"\nAll {CHECKS} checks ended in {time.monotonic() - started:.1f} s; exit codes {codes}.\n")
     print(status.render_text(report))
     downloads = sorted(path for path in (root / "downloads").rglob("*") if path.is_file())
@@ -152,6 +161,8 @@ def main(directory: str | None) -> int:
     print(f"  archive   {root / 'archive.txt'}")
     print(f"  videos    {root / 'downloads'} ({len(downloads)} files)")
     print(f"  status    {shell_command(sys.argv[0], sys.executable)} status --config {shlex.quote(str(config_path))}")
+    print(f"  report    {page_said}")
+    print(f"            {shell_command(sys.argv[0], sys.executable)} report --config {shlex.quote(str(config_path))}")
     if errors:
         print(f"\nThe checks printed:\n{errors}")
     expected = len(items) + 1
