@@ -178,7 +178,8 @@ def read_log(log_file: Path, since_s: float) -> Log:
                     # downloads (a third of a busy log; the final events count them), are not parsed.
                     stamp = raw[len(_STAMP) : len(_STAMP) + len(read_from)]
                     if stamp < read_from or _UNUSED in raw:
-                        first = first or stamp.decode("ascii", "replace")
+                        whole = raw[len(_STAMP) : raw.find(b'"', len(_STAMP))].decode("ascii", "replace")
+                        first, last = first or whole, whole
                         continue
                 try:
                     event = json.loads(raw)
