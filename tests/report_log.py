@@ -24,6 +24,10 @@ class Generated:
         self.not_json = 0
 
 
+def _dumps(event: dict[str, object]) -> str:
+    return json.dumps(event, separators=(",", ":"))  # as the log writes them
+
+
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -44,7 +48,7 @@ def write(log_file: Path, days: float, *, end_s: float | None = None, interval_s
         pid = 1000 + number
         if at_s < busy_until_s:
             lines.append(
-                json.dumps(
+                _dumps(
                     {
                         "timestamp": _iso(at_s),
                         "level": "warning",
@@ -64,7 +68,7 @@ def write(log_file: Path, days: float, *, end_s: float | None = None, interval_s
             generated.skipped[number] = holder[0]
             continue
         lines.append(
-            json.dumps(
+            _dumps(
                 {
                     "timestamp": _iso(at_s),
                     "level": "info",
@@ -81,7 +85,7 @@ def write(log_file: Path, days: float, *, end_s: float | None = None, interval_s
         downloaded = 1 if number % DOWNLOAD_EVERY == 0 or duration_s > 60 else 0
         if downloaded:
             lines.append(
-                json.dumps(
+                _dumps(
                     {
                         "timestamp": _iso(at_s + duration_s - 0.1),
                         "level": "info",
@@ -128,7 +132,7 @@ def write(log_file: Path, days: float, *, end_s: float | None = None, interval_s
                 ],
                 message=f"Check completed in {duration_s:.1f} seconds",
             )
-        lines.append(json.dumps(final))
+        lines.append(_dumps(final))
         generated.ran[number] = outcome
         if duration_s > interval_s:
             busy_until_s = at_s + duration_s

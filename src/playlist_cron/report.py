@@ -43,6 +43,7 @@ HOUR_S = 3600
 RAN_EVENTS = {"check_completed": "COMPLETED", "check_failed": "FAILED", "check_deferred": "DEFERRED"}
 WANTED = ("check_", "video_")  # the events read; the others are not parsed further than their name
 _UNUSED = b'"event":"video_downloaded"'  # the checks' final events count the downloads
+_STAMP = b'{"timestamp":"'  # how every line of the log begins (structlog, the key order of log.py)
 _ROTATED = r"(?:\.\d+|-\d{8}(?:-\d+)?)?(?:\.gz)?"
 _SINCE = re.compile(r"(\d{1,6})([dhm])")
 _UNIT_S = {"d": DAY_S, "h": HOUR_S, "m": 60}
@@ -126,6 +127,11 @@ def log_files(log_file: Path) -> list[Path]:
     return [path for _, path in sorted(found, key=lambda pair: (pair[0], pair[1] != log_file))]
 
 
+def _iso_bytes(epoch_s: float) -> bytes:
+    """Given a moment, return the start of the log's timestamps at or after it, for comparing as bytes."""
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S").encode("ascii")
+
+
 def _epoch(text: object) -> float | None:
     if not isinstance(text, str):
         return None
@@ -149,6 +155,7 @@ def read_log(log_file: Path, since_s: float) -> Log:
     failed: list[dict[str, Any]] = []
     given_up: list[dict[str, Any]] = []
     sources: list[Source] = []
+    read_from = _iso_bytes(since_s - DAY_S)
     for path in log_files(log_file):
         try:
             modified_s = path.stat().st_mtime
@@ -166,8 +173,14 @@ def read_log(log_file: Path, since_s: float) -> Log:
                 count += 1
                 if not raw.strip():
                     continue
-                if _UNUSED in raw and raw.rstrip().endswith(b"}"):  # a third of a busy log: not worth parsing
-                    continue
+                if raw.startswith(_STAMP) and raw.rstrip().endswith(b"}"):
+                    # Lines older than the period (with a day's slack for the holders of early skips), and the
+                    # downloads (a third of a busy log; the final events count them), are not parsed.
+                    stamp = raw[len(_STAMP) : len(_STAMP) + len(read_from)]
+                    if stamp < read_from or _UNUSED in raw:
+                        whole = raw[len(_STAMP) : raw.find(b'"', len(_STAMP))].decode("ascii", "replace")
+                        first, last = first or whole, whole
+                        continue
                 try:
                     event = json.loads(raw)
                 except ValueError:
