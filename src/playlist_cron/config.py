@@ -356,12 +356,10 @@ class _Reader:
         if "date_after" in entry:
             values["date_after"] = self.date(f"{key}.date_after", entry["date_after"])
         if "full_scan_interval_seconds" in entry:
-            values["full_scan_interval_seconds"] = self.integer(
+            values["full_scan_interval_seconds"] = self.seconds(
                 f"{key}.full_scan_interval_seconds",
                 DEFAULT_FULL_SCAN_INTERVAL_SECONDS,
                 minimum=0,
-                maximum=ONE_YEAR_S,
-                said="one year",
                 value=entry["full_scan_interval_seconds"],
             )
         feed_url = self.feed_url(f"{key}.feed_url", entry["feed_url"]) if "feed_url" in entry else None
@@ -407,8 +405,8 @@ class _Reader:
             return default
         return value
 
-    def seconds(self, key: str, default: int, *, minimum: int) -> int:
-        return self.integer(key, default, minimum=minimum, maximum=ONE_YEAR_S, said="one year")
+    def seconds(self, key: str, default: int, *, minimum: int, value: object = _MISSING) -> int:
+        return self.integer(key, default, minimum=minimum, maximum=ONE_YEAR_S, said="one year", value=value)
 
     def url_value(self, key: str, value: object, *, optional: bool = False) -> str | None:
         if value is None and optional:
