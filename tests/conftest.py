@@ -341,8 +341,9 @@ def project(tmp_path: Path, feed: FeedServer) -> Project:
 RELIABILITY_FILE = pytest.StashKey[str]()
 
 
-# Modules whose tests share an expensive module-scoped fixture: one worker runs each, so it is made once.
-ONE_WORKER_MODULES = frozenset({"tests/test_jq_recipes.py"})
+# Modules whose tests share an expensive module-scoped fixture (the jq recipes; the sdist and wheel, built in the
+# checkout, where two builds at once would collide): one worker runs each, so it is made once.
+ONE_WORKER_MODULES = frozenset({"tests/test_jq_recipes.py", "tests/test_packaging.py"})
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -357,6 +358,15 @@ def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
             return module if module in ONE_WORKER_MODULES else nodeid
 
     return OneByOne(config, log)
+
+
+def pytest_report_header(config: Any) -> str:
+    """Say which playlist-cron the run tests: nox's installed wheel, or the checkout (editable or PYTHONPATH)."""
+    import playlist_cron
+
+    dist = os.environ.get("PLAYLIST_CRON_TEST_DIST")
+    source = f"the wheel in {dist}" if dist else "not under nox"
+    return f"playlist-cron {playlist_cron.__version__} from {Path(playlist_cron.__file__).parent} ({source})"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
