@@ -17,6 +17,7 @@ from playlist_cron import clock
 
 
 @pytest.mark.compat
+@pytest.mark.smoke
 def test_first_check_downloads_every_item_and_second_downloads_nothing(project: Project) -> None:
     first = project.run("check")
     assert first.returncode == 0, first.stderr
@@ -89,18 +90,17 @@ def test_every_due_check_ends_with_exactly_one_final_event(project: Project) -> 
     assert project.events("check_completed")[0]["message"].startswith("Check completed in ")
 
 
+@pytest.mark.smoke
 def test_second_check_is_skipped_while_first_holds_lock(project: Project) -> None:
-    project.feed.settings.bytes_per_second = 150_000  # three 200 kB videos: about 4 s
+    # Three 200 kB videos at 60 kB/s: about 10 s, long enough for the second check to start and end on a busy
+    # machine. That the first still runs when the second has ended shows the skip did not wait for the lock.
+    project.feed.settings.bytes_per_second = 60_000
     first = project.start("check")
     wait_for(lambda: project.events("check_started"), what="the first check to start")
-    started = time.monotonic()
     second = project.run("check", "--now")
-    skip_elapsed_s = time.monotonic() - started
     assert first.poll() is None, "the first check should still be downloading"
     assert second.returncode == 0
     assert (second.stdout, second.stderr) == ("", "")
-    # A functional bound, not a benchmark: the skip must not wait for the download (which takes seconds).
-    assert skip_elapsed_s < 2.0, f"the skip took {skip_elapsed_s:.2f} s"
     assert first.wait(60) == 0
     assert (first.stdout.read(), first.stderr.read()) == ("", "")  # type: ignore[union-attr]
 
@@ -111,7 +111,7 @@ def test_second_check_is_skipped_while_first_holds_lock(project: Project) -> Non
     assert skipped["holder_pid"] == first.pid
     assert skipped["skipped_total"] == 1
     assert skipped["consecutive_skipped"] == 1
-    assert 0 < skipped["lock_held_s"] < 10
+    assert 0 < skipped["lock_held_s"] < 60
     assert "SKIPPED" in project.log_file.read_text().splitlines()[1]
     status = project.status()
     assert status["skipped_total"] == 1
@@ -196,6 +196,7 @@ def test_kill_9_frees_the_lock_and_the_next_check_resumes_the_partial_file(proje
     assert status["completed_total"] == 1
 
 
+@pytest.mark.smoke
 def test_run_that_is_not_due_exits_silently_and_counts_nothing(project: Project) -> None:
     assert project.run("check").returncode == 0
     log_before = project.log_file.read_text()

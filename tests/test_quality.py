@@ -10,8 +10,18 @@ ROOT = Path(__file__).parent.parent
 BIN_DIR = Path(sys.executable).parent
 
 
+PYTHON_FILES = ["src", "tests", "benchmarks", "noxfile.py"]
+
+
 def test_ruff_finds_nothing() -> None:
-    result = subprocess.run([str(BIN_DIR / "ruff"), "check", "src", "tests"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([str(BIN_DIR / "ruff"), "check", *PYTHON_FILES], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_would_change_nothing() -> None:
+    result = subprocess.run(
+        [str(BIN_DIR / "ruff"), "format", "--check", *PYTHON_FILES], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -6,6 +6,8 @@ import json
 import re
 import time
 
+import pytest
+
 from conftest import FlockHolder, Project
 from playlist_cron import clock
 
@@ -40,6 +42,7 @@ def test_status_before_any_check_is_unhealthy_and_says_why(project: Project) -> 
     assert status["problems"] == ["no check has run yet: is the crontab entry (or the systemd timer) installed?"]
 
 
+@pytest.mark.smoke
 def test_status_after_checks_has_every_contract_field(project: Project) -> None:
     assert project.run_here("check").returncode == 0
     with FlockHolder(project.lock_file) as holder:
