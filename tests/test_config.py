@@ -376,19 +376,29 @@ def test_missing_config_exits_78_with_one_line(tmp_path: Path) -> None:
     )
 
 
+# Root reads any file, so as root the command must meet the file as another user, `nobody`. That user may be unable
+# to read this checkout or even to start the interpreter (a clone in a private folder, a Python under /root), so the
+# child starts as root, imports all that a check loads up to a config error while the files are readable, then drops
+# to `nobody` itself and runs the command's own code. As anybody else it runs the command as itself.
+RUN_AS_NOBODY = """
+import os, sys
+from playlist_cron import cli, config, console  # what `check` loads up to reading the config
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def test_unreadable_config_exits_78() -> None:
-    # Root reads any file, so as root the command runs as `nobody` (setpriv, util-linux) on a root-only file.
     folder = Path(tempfile.mkdtemp(prefix="playlist-cron-unreadable-"))
     try:
         folder.chmod(0o755)
         path = write(folder, {"playlist_url": URL})
         path.chmod(0)
-        prefix: list[str] = []
-        if os.geteuid() == 0:
-            assert shutil.which("setpriv"), "setpriv (util-linux) is needed to run as another user"
-            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
         result = subprocess.run(
-            [*prefix, sys.executable, "-m", "playlist_cron", "check", "--config", str(path)],
+            [sys.executable, "-c", RUN_AS_NOBODY, "check", "--config", str(path)],
             cwd="/",
             capture_output=True,
             text=True,

@@ -73,13 +73,15 @@ def roots_crontab_to_ourselves() -> Iterator[None]:
 @pytest.fixture
 def cron_daemon() -> Iterator[None]:
     """Debian's cron, started by the test (or the one already running), with root's crontab restored after."""
-    if os.geteuid() != 0:
-        print("SKIPPED: the cron test installs root's crontab and starts the daemon: it needs root")
-        pytest.skip("needs root to install a crontab and start cron")
     cron = shutil.which("cron") or "/usr/sbin/cron"
-    if not (os.path.exists(cron) and shutil.which("crontab")):
-        print("SKIPPED: Debian's cron is not installed (.ci/run installs it)")
-        pytest.skip("Debian's cron is not installed (.ci/run installs it)")
+    reason = None
+    if os.geteuid() != 0:
+        reason = "installing root's crontab and starting the cron daemon needs root"
+    elif not (os.path.exists(cron) and shutil.which("crontab")):
+        reason = "Debian's cron is not installed (.ci/run installs it)"
+    if reason:
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
     with roots_crontab_to_ourselves():
         saved = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
         daemon = None

@@ -8,6 +8,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -338,3 +339,44 @@ def test_log_lines_from_many_writers_never_interleave(project: Project) -> None:
     events = read_events(project.log_file)
     assert len(events) == 30
     assert sorted(event["skipped_total"] for event in events) == list(range(1, 31))
+
+
+# Each pass opens the log as a check does, writes one line of `size` bytes and closes it (a check's process closes
+# it by exiting). Lines of some kilobytes span pages: another writer sees the log end mid-line while one is written.
+# The writers say "ready" once they have imported, and start together when their stdin closes.
+APPEND_TO_THE_LOG = """
+import json, os, sys
+from pathlib import Path
+from playlist_cron import log
+path, writer, passes, size = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+line = json.dumps({"event": "padding", "writer": writer, "padding": "." * size}).encode() + b"\\n"
+print("ready", flush=True)
+sys.stdin.read()
+for _ in range(passes):
+    log_file = log.open_log_file(path, path, print)
+    log_file.write(line)
+    os.close(log_file._fd)
+"""
+
+
+def test_writers_opening_the_log_while_others_write_leave_no_blank_line(tmp_path: Path) -> None:
+    log_file = tmp_path / "downloader.log"
+    writers, passes = 4, 500
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPEND_TO_THE_LOG, str(log_file), str(writer), str(passes), "4000"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for writer in range(writers)
+    ]
+    assert [process.stdout.readline() for process in processes] == ["ready\n"] * writers  # type: ignore[union-attr]
+    for process in processes:
+        process.stdin.close()  # type: ignore[union-attr]
+    assert [process.wait(120) for process in processes] == [0] * writers
+    lines = log_file.read_bytes().split(b"\n")
+    assert lines.pop() == b"", "the log ends with a line break"
+    blank = lines.count(b"")
+    assert blank == 0, f"{blank} blank lines among {len(lines)}: a writer took a line being written for one cut short"
+    assert Counter(json.loads(line)["writer"] for line in lines) == {str(w): passes for w in range(writers)}

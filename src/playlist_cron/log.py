@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -103,25 +105,36 @@ class LogFile:
         self.before_line: Callable[[], None] | None = None  # a stdout log: end the terminal's progress line first
         self.lost_lines = 0
         self._counted_lines = 0
-        # A line cut short by a full disk (ours or another process's) leaves the log without a final line break:
-        # the next line then starts with one, so that it is not glued to the fragment and stays one JSON object.
-        self._line_open = fd is not None and _ends_mid_line(fd)
+        self._line_open = False  # this process cut its last line short: what a log it cannot read back tells it
 
     def write(self, line: bytes) -> int:
         if self.before_line is not None:
             with contextlib.suppress(OSError, ValueError):  # a closed stderr costs the terminal's tidiness only
                 self.before_line()
-        data = b"\n" + line if self._line_open else line
+        if self._fd is None:
+            self._lost(line, self.error or OSError(errno.EBADF, os.strerror(errno.EBADF)))
+            return 0
+        turn_taken = self.path is not None and _take_turn(self._fd)
         try:
-            if self._fd is None:
-                raise self.error or OSError(errno.EBADF, os.strerror(errno.EBADF))
-            written = os.write(self._fd, data)
+            return self._append(self._fd, line)
+        finally:
+            if turn_taken:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _append(self, fd: int, line: bytes) -> int:
+        # A line cut short by a full disk (ours or another process's) leaves the log without a final line break:
+        # the next line then starts with one, so that it is not glued to the fragment and stays one JSON object.
+        ends_mid_line = _ends_mid_line(fd)
+        data = b"\n" + line if (self._line_open if ends_mid_line is None else ends_mid_line) else line
+        try:
+            written = os.write(fd, data)
         except OSError as error:
             self._lost(line, error)
             return 0
         if written < len(data):  # a full disk took part of the line: the rest either fits now or says why not
             try:
-                written += os.write(self._fd, data[written:])
+                written += os.write(fd, data[written:])
             except OSError as error:
                 self._line_open = True
                 self._lost(line, error)
@@ -162,12 +175,35 @@ class LogFile:
             )
 
 
-def _ends_mid_line(fd: int) -> bool:
+# A log that ends mid-line holds a line cut short, or one another check is writing at that instant: a write(2) that
+# spans pages is seen half done. The writers of a log file take turns, each holding its flock(2) for one line, so
+# only a line cut short is seen. One that cannot have its turn within LOG_TURN_WAIT_S (a holder stopped mid-line)
+# writes anyway: the log must never stop a check.
+LOG_TURN_WAIT_S = 1.0
+
+
+def _take_turn(fd: int) -> bool:
+    """Given the log's descriptor, wait for its flock(2); return whether it is held (False: write without it)."""
+    deadline = time.monotonic() + LOG_TURN_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)  # a turn lasts one write(2)
+        except OSError:  # a filesystem without locks (ENOLCK)
+            return False
+
+
+def _ends_mid_line(fd: int) -> bool | None:
+    """Whether the file ends without a line break; None where it cannot be read (opened write-only)."""
     try:
         size = os.fstat(fd).st_size
         return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-    except OSError:  # opened write-only where reading is refused: assume the log is whole
-        return False
+    except OSError:
+        return None
 
 
 def _open_for_appending(log_file: Path) -> int:
