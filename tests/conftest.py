@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import io
 import json
 import os
@@ -325,6 +326,10 @@ def in_process() -> Iterator[None]:
     try:
         yield
     finally:
+        # The sockets the command left to the garbage collector, which its own process would close by exiting: with
+        # requests installed, yt-dlp's connections are urllib3's, whose pools keep an idle keep-alive connection open
+        # until collected, and the loopback feed server's thread that serves it waits on it.
+        gc.collect()
         left = [thread for thread in threading.enumerate() if thread not in threads]
         for thread in left:
             thread.join(30)  # a ping gives up after 5 s; the watchdog stops when the check ends
