@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
 
@@ -45,7 +45,7 @@ def write_month_log(
 ) -> GeneratedLog:
     """Write `days` days of checks, one a minute, the last starting a minute before `end` (default: now)."""
     chance = random.Random(seed)
-    end = end or datetime.now(UTC).replace(microsecond=0)
+    end = end or datetime.now(timezone.utc).replace(microsecond=0)
     count = days * 24 * 60
     start = end - timedelta(minutes=count)
     outcomes = {"COMPLETED": 0, "FAILED": 0, "DEFERRED": 0, "SKIPPED": 0}

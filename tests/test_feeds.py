@@ -141,6 +141,27 @@ def test_relative_links_resolve_against_the_feed_url_and_xml_base() -> None:
     assert (second.published_s, second.updated_s) == (epoch_s("2026-11-21T09:00:00"), epoch_s("2026-11-22T09:00:00"))
 
 
+@pytest.mark.parametrize(
+    "published",
+    [
+        "2026-11-28T17:00:05Z",
+        "2026-11-28T17:00:05.5Z",  # RFC 3339 allows a fraction of any length
+        "2026-11-28T17:00:05.1234567Z",  # .NET writes seven digits
+        "2026-11-28T18:00:05.123456789+01:00",
+        "2026-11-28t17:00:05z",
+        "2026-11-28T18:00:05+0100",  # not RFC 3339, but ISO 8601 and met in feeds
+    ],
+)
+def test_atom_dates_are_read_whatever_the_length_of_their_fraction_of_a_second(published: str) -> None:
+    """Python 3.10's fromisoformat reads a fraction of three or six digits only, and no offset without a colon."""
+    atom = (
+        '<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>dated-1</id>'
+        f"<published>{published}</published><updated>{published}</updated></entry></feed>"
+    )
+    [entry] = parse_feed(atom.encode(), BASE_URL).entries
+    assert (entry.published_s, entry.updated_s) == (epoch_s("2026-11-28T17:00:05+00:00"),) * 2
+
+
 def test_duplicate_ids_keep_the_first_entry() -> None:
     assert parse_fixture("duplicate_ids.xml") == [
         ("dup-1", "First copy", None, "http://dup.example/1a.mp4"),

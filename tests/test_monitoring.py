@@ -211,7 +211,8 @@ def test_metrics_file_gives_the_alert_thresholds_and_the_network_outage_streak(p
         metrics = read_metrics(metrics_file)
         assert metrics[("playlist_cron_network_failed_checks", ())] == number
     since_s = metrics[("playlist_cron_network_failing_since_timestamp_seconds", ())]
-    assert since_s == round(datetime.fromisoformat(project.state()["network_failing_since"]).timestamp(), 3)
+    failing_since = datetime.fromisoformat(project.state()["network_failing_since"].replace("Z", "+00:00"))
+    assert since_s == round(failing_since.timestamp(), 3)
     assert abs(since_s - time.time()) < 60
 
     project.write_config(metrics_file=str(metrics_file), **thresholds)

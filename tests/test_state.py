@@ -92,7 +92,10 @@ def _add_many(directory: str, count: int) -> None:
 
 
 def test_concurrent_updates_from_processes_lose_no_increment(tmp_path: Path) -> None:
-    processes = [multiprocessing.Process(target=_add_many, args=(str(tmp_path), 50)) for _ in range(6)]
+    # Fresh interpreters, as checks started by cron are: forking this process, which may have threads left by other
+    # tests, risks a deadlock in the child (a DeprecationWarning since Python 3.12).
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=_add_many, args=(str(tmp_path), 50)) for _ in range(6)]
     for process in processes:
         process.start()
     for process in processes:

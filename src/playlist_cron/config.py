@@ -571,14 +571,16 @@ def _whole_number(digits: str) -> int | _LongNumber:
 
 def _json_problem(error: json.JSONDecodeError) -> str:
     """Given the decoder's error, say where it is; name a trailing comma, the usual slip, when that is the cause."""
-    before = error.doc[: error.pos].rstrip()
-    if before.endswith(",") and error.doc[error.pos : error.pos + 1] in ("}", "]"):
-        comma = len(before) - 1
-        line = error.doc.count("\n", 0, comma) + 1
-        column = comma - error.doc.rfind("\n", 0, comma)
+    doc = error.doc
+    # Python 3.13's decoder points at the trailing comma itself, the ones before it at the bracket after the comma.
+    comma = error.pos if doc[error.pos : error.pos + 1] == "," else len(doc[: error.pos].rstrip()) - 1
+    closing = doc[comma + 1 :].lstrip()[:1]
+    if comma >= 0 and doc[comma] == "," and closing in ("}", "]"):
+        line = doc.count("\n", 0, comma) + 1
+        column = comma - doc.rfind("\n", 0, comma)
         return (
             f"invalid JSON at line {line} column {column}: a trailing comma before "
-            f"'{error.doc[error.pos]}' is the likely cause (JSON allows no comma after the last item)"
+            f"'{closing}' is the likely cause (JSON allows no comma after the last item)"
         )
     return f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
 

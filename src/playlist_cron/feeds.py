@@ -43,6 +43,11 @@ _MEDIA_EXTENSIONS = (".mp4", ".m4v", ".webm", ".mkv", ".mov", ".mp3", ".m4a", ".
 _CHANNEL_ID = re.compile(r"UC[0-9A-Za-z_-]{22}")
 _LIST_ID = re.compile(r"[0-9A-Za-z_-]{10,}")
 _YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com"}
+# The end of an ISO 8601 time, its fraction of a second and offset in forms Python 3.10's datetime.fromisoformat does
+# not read (3.11 reads them all): a fraction of other than three or six digits, a Z, an offset without its colon.
+_ISO_TIME_END = re.compile(
+    r"(?P<time>[Tt ]\d\d:\d\d(?::\d\d)?)(?:[.,](?P<fraction>\d+))?(?P<offset>[Zz]|[+-]\d\d:?\d\d)?$"
+)
 # Lists with no public feed: mixes are generated per viewer, the others are private to their owner.
 _LISTS_WITHOUT_FEED = ("RD", "WL", "LL", "LM")
 # A channel's tabs and the prefix of the uploads list YouTube keeps for each ("UC" of the channel id replaced);
@@ -313,7 +318,7 @@ def _epoch_s(text: str | None) -> int | None:
 
     moment: datetime | None
     try:
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        moment = datetime.fromisoformat(_iso_for_python_3_10(text))
     except ValueError:
         from email.utils import parsedate_to_datetime
 
@@ -326,6 +331,20 @@ def _epoch_s(text: str | None) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp())
+
+
+def _iso_for_python_3_10(text: str) -> str:
+    """Given an ISO 8601 time, return it with its fraction of a second in six digits and its offset as +HH:MM."""
+    match = _ISO_TIME_END.search(text)
+    if match is None:
+        return text
+    fraction = f".{match['fraction'][:6]:0<6}" if match["fraction"] else ""
+    offset = match["offset"] or ""
+    if offset in ("Z", "z"):
+        offset = "+00:00"
+    elif offset and ":" not in offset:
+        offset = f"{offset[:3]}:{offset[3:]}"
+    return f"{text[: match.start()]}{match['time']}{fraction}{offset}"
 
 
 def _resolve(node: _Node, url: str | None) -> str | None:

@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from playlist_cron import clock
+
 if TYPE_CHECKING:
     from playlist_cron.config import Config
     from playlist_cron.status import Status
@@ -136,7 +138,7 @@ def _epoch(text: object) -> float | None:
     if not isinstance(text, str):
         return None
     try:
-        return datetime.fromisoformat(text).timestamp()  # Python 3.11 reads the trailing Z
+        return clock.parse_iso(text)  # not datetime.fromisoformat alone: before Python 3.11 it refuses a trailing Z
     except ValueError:
         return None
 
