@@ -149,7 +149,9 @@ def test_under_nox_the_suite_imports_the_installed_wheel_not_the_checkout() -> N
         reason = f"not run by nox: the tests import {module_file.parent}"
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
-    assert ROOT not in module_file.parents, f"told to test the wheel, the suite imports {module_file}"
+    # Installed where pip puts it: in a site-packages folder (nox's are under .nox/ in the checkout), not src/.
+    assert module_file.parent.parent.name == "site-packages", f"told to test the wheel, the suite imports {module_file}"
+    assert PACKAGE_DIR.resolve() not in module_file.parents
     distribution = importlib.metadata.distribution("playlist-cron")
     origin = json.loads(distribution.read_text("direct_url.json") or "{}")
     assert "archive_info" in origin, origin  # installed from an archive, not `pip install -e` ({"dir_info": ...})
