@@ -1,4 +1,5 @@
-"""What users install: the sdist and the wheel as `python -m build` makes them, checked as PyPI would take them.
+"""What users install: the sdist and the wheel as `python -m build` makes them (nox's build session also runs
+`twine check --strict` on both, as PyPI would).
 
 Under nox (noxfile.py) PLAYLIST_CRON_TEST_DIST names the dist/ folder whose wheel this run installed and tests;
 otherwise (the editable checkout) this module builds its own pair in a temporary folder with `python -m build` (about
@@ -131,15 +132,6 @@ def test_the_sdist_holds_every_file_git_tracks(dist: Path) -> None:
     assert not missing, f"MANIFEST.in leaves out of the sdist: {missing}"
     assert {"PKG-INFO", "LICENSE", "noxfile.py", "tests/conftest.py", "src/playlist_cron/py.typed"} <= names
     assert not [name for name in names if "__pycache__" in name or name.startswith((".venv/", ".nox/", "dist/"))]
-
-
-def test_twine_finds_nothing_to_fix_in_either(dist: Path) -> None:
-    artifacts = [str(only(dist, "playlist_cron-*.tar.gz")), str(only(dist, "playlist_cron-*.whl"))]
-    checked = subprocess.run(
-        [sys.executable, "-m", "twine", "check", "--strict", *artifacts], capture_output=True, text=True
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.count("PASSED") == 2, checked.stdout
 
 
 def test_under_nox_the_suite_imports_the_installed_wheel_not_the_checkout() -> None:

@@ -59,6 +59,8 @@ class FeedSettings:
 
     bytes_per_second: int | None = None  # None: as fast as the socket takes it
     stall_after_bytes: int | None = None  # stop sending (but keep the connection) after this many body bytes
+    # Media bodies are sent only while this is set: clear it to hold every download where it is, set it to go on.
+    sending: threading.Event = field(default_factory=lambda: _set(threading.Event()))
     feed_status: int = 200
     feed_body: bytes | None = None  # replaces the generated feed, e.g. to serve something that is not XML
     media_status_override: int | None = None  # e.g. 429 for every media request
@@ -68,6 +70,11 @@ class FeedSettings:
     # Send ETag and Last-Modified, and answer 304 to a request they match, as real feed servers do.
     feed_validators: bool = True
     items: list[FeedItem] = field(default_factory=list)
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 class FeedValidators:
@@ -383,6 +390,7 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
                     stall_event.wait()  # hold the connection open, sending nothing
                     self.close_connection = True
                     return
+                settings.sending.wait()
                 chunk = body[sent : sent + CHUNK_BYTES]
                 if settings.stall_after_bytes is not None:
                     chunk = chunk[: max(1, settings.stall_after_bytes - sent)]

@@ -18,6 +18,7 @@ CHECK_EVERY_S = 4.0
 CHECKS = 5
 VIDEO_BYTES = 600_000
 BYTES_PER_SECOND = 200_000  # each video takes about 3 s, so the first check outlasts the next two starts
+HOLD_AT_MOST_S = 15.0  # the feed holds the first check's download while the second runs, at most this long
 
 
 def shell_command(argv0: str, executable: str) -> str:
@@ -104,8 +105,11 @@ def main(directory: str | None) -> int:
         started_at_s = time.time() - 1  # the report's period: the demo's run
         processes: list[subprocess.Popen[bytes]] = []
 
+        seen: set[str] = set()
+
         def show_new_events() -> None:
             for event in follower.new_events():
+                seen.add(event.get("event", ""))
                 line = _describe(event)
                 if line:
                     print(f"  {time.monotonic() - started:5.1f} s  {line}", flush=True)
@@ -117,7 +121,9 @@ def main(directory: str | None) -> int:
                 # The last check must find the lock free, to download the new video: on a slow machine the first
                 # check can still be downloading at its time, so it also waits for the first to end.
                 last_waits = index == CHECKS - 1 and processes[0].poll() is None
-                return time.monotonic() < start_at or last_waits
+                # The second must meet the first holding the lock: it waits for the first to have taken it.
+                second_waits = index == 1 and "check_started" not in seen and processes[0].poll() is None
+                return time.monotonic() < start_at or last_waits or second_waits
 
             while waiting():
                 show_new_events()
@@ -125,6 +131,8 @@ def main(directory: str | None) -> int:
             if index == 3:
                 feed.settings.items.insert(0, late_item)
                 print(f"  {time.monotonic() - started:5.1f} s  (a new video is published in the feed)", flush=True)
+            if index == 1:  # the first check's download waits until the second has tried, however slow its start
+                feed.settings.sending.clear()
             processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "playlist_cron", "check", "--now", "--config", str(config_path)],
@@ -132,6 +140,12 @@ def main(directory: str | None) -> int:
                     stderr=subprocess.PIPE,
                 )
             )
+            if index == 1:
+                held_until = time.monotonic() + HOLD_AT_MOST_S
+                while processes[1].poll() is None and time.monotonic() < held_until:
+                    show_new_events()
+                    time.sleep(0.05)
+                feed.settings.sending.set()
         for process in processes:
             while process.poll() is None:
                 show_new_events()
