@@ -164,6 +164,7 @@ class FeedServer:
 
     def stop(self) -> None:
         self._stop_stalling.set()
+        self.settings.sending.set()  # a download held by a caller that forgot to let it go ends too
         self._server.shutdown()
         self._server.server_close()
 
