@@ -27,6 +27,21 @@ def _stdout_events(stdout: str) -> list[dict[str, Any]]:
     return events
 
 
+def _check_in_shell(project: Project, shell: str, line: str) -> subprocess.CompletedProcess[str]:
+    """Run `line` with `shell -c`, `{check}` in it standing for `check --now` of the project with a stdout log."""
+    project.write_config(log_file="-")
+    check = shlex.join(project.command("check", "--now"))
+    return subprocess.run(
+        [shell, "-c", line.format(check=check)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+        cwd="/",
+    )
+
+
 def test_dash_is_stdout_and_a_dot_slash_dash_is_a_file(tmp_path: Path) -> None:
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps({"playlist_url": "http://127.0.0.1:1/feed.xml", "log_file": "-"}))
@@ -106,17 +121,7 @@ def test_reader_of_stdout_gone_does_not_stop_the_check_nor_change_its_exit_code(
 
 def test_pipeline_whose_reader_exits_at_once_keeps_the_check_exit_code(project: Project) -> None:
     """`playlist-cron check | head -c 0`, as a shell runs it: the check's own exit code is 0, its download done."""
-    project.write_config(log_file="-")
-    check = shlex.join(project.command("check", "--now"))
-    result = subprocess.run(
-        ["bash", "-c", f'{check} | head -c 0; echo "check exit ${{PIPESTATUS[0]}}" >&2'],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-        cwd="/",
-    )
+    result = _check_in_shell(project, "bash", '{check} | head -c 0; echo "check exit ${{PIPESTATUS[0]}}" >&2')
 
     assert result.returncode == 0
     assert result.stdout == ""
@@ -126,17 +131,7 @@ def test_pipeline_whose_reader_exits_at_once_keeps_the_check_exit_code(project: 
 
 def test_closed_stdout_costs_the_log_only(project: Project) -> None:
     """Started with stdout closed (`>&-`): no line lands in a file that took descriptor 1; the check downloads."""
-    project.write_config(log_file="-")
-    check = shlex.join(project.command("check", "--now"))
-    result = subprocess.run(
-        ["sh", "-c", f"exec {check} >&-"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-        cwd="/",
-    )
+    result = _check_in_shell(project, "sh", "exec {check} >&-")
 
     assert result.returncode == 0, result.stderr
     [line] = result.stderr.splitlines()
