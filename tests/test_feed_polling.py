@@ -368,14 +368,14 @@ def _youtube_tab(channel_id: str, url: str, video_ids: list[str]) -> dict[str, A
 
 def _read_whole(tmp_path: Path, tab: dict[str, Any], archived: list[str], **options: Any) -> Any:
     """Run a full read of `tab` through the real downloader (yt-dlp's YoutubeDL), the archive holding `archived`."""
-    from playlist_cron import download
+    from playlist_cron import download, playlist_result
 
     archive = tmp_path / "archive.txt"
     archive.write_text("".join(f"youtube {video_id}\n" for video_id in archived))
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps({"playlist_url": tab["webpage_url"], **options}))
     playlist = config.load(config_path).playlists[0]
-    result = download.PlaylistResult(url=playlist.url)
+    result = playlist_result.PlaylistResult(url=playlist.url)
     heard = _Heard()
     params = {"download_archive": str(archive), "quiet": True, "simulate": True}
     with download._Downloader(params, playlist, result, heard) as ydl:

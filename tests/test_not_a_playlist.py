@@ -131,7 +131,7 @@ def test_ids_with_line_breaks_are_archived_shown_and_retried_on_one_line(
 
 
 def test_failures_recorded_under_an_id_with_line_breaks_are_shown_and_retried_on_one_line() -> None:
-    from playlist_cron import failures, status
+    from playlist_cron import failures
 
     # What an earlier version recorded for such a guid: the key and the id with the XML's whitespace.
     failed = {
@@ -141,5 +141,5 @@ def test_failures_recorded_under_an_id_with_line_breaks_are_shown_and_retried_on
     assert failures.matching_keys(failed, "1234") == ["generic \n    1234\n"]
     assert failures.matching_keys(failed, "generic 1234") == ["generic \n    1234\n"]
     assert failures.matching_keys(failed, "  99 ") == ["generic 99"]
-    assert status.printed_id("\n    1234\n") == "1234"
-    assert status.printed_id("a\n b") == "a b"
+    assert failures.printed_id("\n    1234\n") == "1234"
+    assert failures.printed_id("a\n b") == "a b"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from playlist_cron import clock, config, reads
-from playlist_cron.download import PlaylistResult
+from playlist_cron.playlist_result import PlaylistResult
 from playlist_cron.records import PlaylistReadRecord
 
 CHANNEL_ID = "UCq3Ci-h945sbEYXpVlw7rJg"

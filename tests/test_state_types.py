@@ -8,7 +8,7 @@ import typing
 import pytest
 
 from conftest import Project
-from playlist_cron import config, metrics, records, state, status
+from playlist_cron import config, metrics, outcomes, records, state, status
 from playlist_cron.check import Outcome
 
 PAIRS = [
@@ -28,12 +28,12 @@ def test_a_typed_dict_names_the_fields_of_its_table(shape: type, fields: dict[st
 
 
 def test_the_literal_types_list_the_names_the_code_uses() -> None:
-    assert set(typing.get_args(state.CounterName)) == set(state.COUNTERS)
-    assert set(typing.get_args(state.OutcomeName)) == set(state.OUTCOMES) == set(metrics.OUTCOMES)
-    assert set(typing.get_args(state.RanOutcome)) == set(state.OUTCOMES) - {"SKIPPED"}
-    assert set(metrics.OUTCOMES.values()) <= set(state.COUNTERS)
-    hints = typing.get_type_hints(Outcome, globalns={**vars(state), "Literal": typing.Literal})
-    assert set(typing.get_args(hints["outcome"])) == {state.OutcomeName, typing.Literal["NOT_DUE"]}
+    assert set(typing.get_args(outcomes.CounterName)) == set(outcomes.COUNTERS)
+    assert set(typing.get_args(outcomes.OutcomeName)) == set(outcomes.OUTCOMES) == set(metrics.OUTCOMES)
+    assert set(typing.get_args(outcomes.RanOutcome)) == set(outcomes.OUTCOMES) - {"SKIPPED"}
+    assert set(metrics.OUTCOMES.values()) <= set(outcomes.COUNTERS)
+    hints = typing.get_type_hints(Outcome, globalns={**vars(outcomes), "Literal": typing.Literal})
+    assert set(typing.get_args(hints["outcome"])) == {outcomes.OutcomeName, typing.Literal["NOT_DUE"]}
 
 
 def test_an_empty_state_is_sound_and_has_every_field() -> None:
@@ -54,10 +54,10 @@ def test_the_status_types_name_the_fields_status_reports(project: Project) -> No
         )
     )
     report = status.report(config.load(project.config_path))
-    assert set(report) == set(status.Status.__annotations__)
-    assert set(report["failed_videos"][0]) == set(status.FailedVideo.__annotations__)
+    assert set(report) == set(records.Status.__annotations__)
+    assert set(report["failed_videos"][0]) == set(records.FailedVideo.__annotations__)
     assert report["network_outage"] is not None
-    assert set(report["network_outage"]) == set(status.NetworkOutage.__annotations__)
-    assert set(report["playlists"][0]) == set(status.PlaylistReads.__annotations__)
+    assert set(report["network_outage"]) == set(records.NetworkOutage.__annotations__)
+    assert set(report["playlists"][0]) == set(records.PlaylistReads.__annotations__)
     assert report["lock_holder"] is None  # no check holds the lock here; the shape's keys are those of as_dict
-    assert set(status.HolderRecord.__annotations__) == {"pid", "started_at", "held_s"}
+    assert set(records.HolderRecord.__annotations__) == {"pid", "started_at", "held_s"}

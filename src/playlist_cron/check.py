@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from playlist_cron import outage
-    from playlist_cron.download import PlaylistResult
+    from playlist_cron.outcomes import CounterName, OutcomeName, RanOutcome
+    from playlist_cron.playlist_result import PlaylistResult
     from playlist_cron.records import FailedVideoRecord, PlaylistReadRecord, RunningRecord, State
-    from playlist_cron.state import CounterName, OutcomeName, RanOutcome
     from playlist_cron.watchdog import Watchdog
 
 SKIP_REASON = "previous download still in progress"

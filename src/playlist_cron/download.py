@@ -10,7 +10,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import yt_dlp
 from yt_dlp.networking import Response
@@ -24,7 +24,15 @@ from playlist_cron.failure_kinds import NETWORK as NETWORK
 from playlist_cron.failure_kinds import NO_SPACE, RATE_LIMITED, Failure, host_of, one_line
 from playlist_cron.failure_kinds import classify as classify
 from playlist_cron.file_names import NAME_RESERVE_BYTES, SIDECAR_RESERVE_BYTES, fit_fields, name_max_bytes
-from playlist_cron.reads import ReadKind, ReadPlan
+from playlist_cron.playlist_result import (
+    COMPLETE_READ_STOPS,
+    STOPPED_AT_ARCHIVED,
+    STOPPED_AT_MAX_DOWNLOADS,
+    PlaylistResult,
+    Reporter,
+    VideoFailure,
+)
+from playlist_cron.reads import ReadPlan
 from playlist_cron.yt_dlp_options import parse_yt_dlp_args
 
 BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
@@ -34,12 +42,6 @@ DISK_CHECK_EVERY_S = 1.0
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
 FEED_CONTENT_TYPES = ("application/atom+xml", "application/rss+xml", "application/xml", "text/xml")
-# Why reading a playlist stopped early (PlaylistResult.stopped), besides the name of a yt-dlp --break-* stop.
-STOPPED_AT_ARCHIVED = "first archived video"
-STOPPED_AT_MAX_DOWNLOADS = "max_downloads_per_check"
-# Stops after which a full read has still seen every entry it had to: the next full read can wait its interval.
-# (A stop at max_downloads_per_check or yt-dlp's --max-downloads leaves new entries unread behind it.)
-COMPLETE_READ_STOPS = (None, STOPPED_AT_ARCHIVED, "ExistingVideoReached", "RejectedVideoReached")
 # yt-dlp's playlist fields, as a full read gives them to each entry: a feed read gives its entries the same, so
 # that a video lands in the same folder however it was found.
 PLAYLIST_FIELDS = (
@@ -56,48 +58,6 @@ FEED_ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9,
 FEED_SNIFF_BYTES = 512  # enough of an answer to tell XML from an HTML page or a media file, before reading it all
 
 
-class Reporter(Protocol):
-    """What the check wants to hear from a download, as it happens."""
-
-    def activity(self) -> None: ...
-
-    def video_started(self, video_id: str, title: str | None) -> None: ...
-
-    def video_progress(
-        self,
-        video_id: str,
-        downloaded_bytes: int,
-        total_bytes: int | None,
-        speed_bps: float | None,
-        eta_s: float | None,
-    ) -> None: ...
-
-    def video_downloaded(
-        self,
-        video_id: str,
-        key: str,
-        title: str | None,
-        filename: str,
-        size_bytes: int,
-        duration_s: float,
-        archive_line: str | None = None,
-    ) -> None: ...
-
-    def video_failed(
-        self, video_id: str, key: str, title: str | None, url: str | None, error: str, playlist_url: str
-    ) -> None: ...
-
-    def retry_is_due(self, key: str) -> bool: ...
-
-    def due_retries(self, playlist_url: str) -> list[tuple[str, str | None]]: ...
-
-    def waiting_retries(self, playlist_url: str) -> int: ...
-
-    def warning(self, message: str) -> None: ...
-
-    def feed_failed(self, playlist_url: str, feed_url: str, reason: str, error: str, then: str) -> None: ...
-
-
 class RateLimited(Exception):
     """The site answered HTTP 429 or asked to confirm we are not a bot: stop making requests now."""
 
@@ -106,79 +66,10 @@ class _NotAPlaylist(Exception):
     """The playlist URL led to one video: nothing is downloaded, and the check says why."""
 
 
-@dataclass(frozen=True)
-class VideoFailure:
-    """A video that failed, as the check records it (`Reporter.video_failed`'s arguments)."""
-
-    video_id: str
-    key: str
-    title: str | None
-    url: str | None
-    error: str
-    playlist_url: str
-
-
 class _StopPlaylist(DownloadCancelled):  # type: ignore[misc]
     """Stop reading this playlist: the first archived video was met, or the per-check limit was reached."""
 
     msg = "playlist-cron stopped reading the playlist"
-
-
-@dataclass
-class PlaylistResult:
-    """What one playlist's part of a check did."""
-
-    url: str
-    title: str | None = None
-    downloaded: int = 0
-    failed: int = 0
-    already_archived: int = 0
-    waiting_retry: int = 0
-    filtered: int = 0
-    marked_archived: int = 0
-    bytes: int = 0
-    error: str | None = None
-    error_kind: str | None = None  # NETWORK when the playlist could not be read because the site was unreachable
-    stopped: str | None = None  # why reading stopped early, when it did
-    # Videos that failed because the site was unreachable: the check records them as failed videos only when
-    # it is not itself a network failure (an outage must not spend every video's retry steps).
-    network_failures: list[VideoFailure] = field(default_factory=list)
-    read: ReadKind = "full"  # what the entries worked on came from
-    feed_url: str | None = None  # the feed this check read (or tried to), if any
-    feed_status: int | None = None  # its HTTP status: 200, or 304 when unchanged
-    feed_error: str | None = None  # why the feed could not be read, when it could not
-    feed_entries: int | None = None  # how many entries the feed listed
-    etag: str | None = None  # the feed's validators, for the next read
-    last_modified: str | None = None
-    full_read_complete: bool = False  # a full read went through every entry it had to
-    channel_id: str | None = None  # the channel's id (UC…), as the full read gave it
-    playlist_fields: dict[str, str | None] | None = None  # yt-dlp's playlist fields at the full read
-    is_feed: bool | None = None  # whether the playlist's own URL turned out to be a feed (None: not looked)
-
-    @property
-    def left_work(self) -> bool:
-        """Whether this read left entries that the next check must see even if the feed has not changed: it was
-        cut short (max_downloads_per_check), failed, or could not reach the site for some videos."""
-        return self.error is not None or self.stopped not in COMPLETE_READ_STOPS or bool(self.network_failures)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "title": self.title,
-            "read": self.read,
-            **({"feed_url": self.feed_url, "feed_status": self.feed_status} if self.feed_url else {}),
-            **({"feed_entries": self.feed_entries} if self.feed_entries is not None else {}),
-            **({"feed_error": self.feed_error} if self.feed_error else {}),
-            "downloaded": self.downloaded,
-            "failed": self.failed,
-            "already_archived": self.already_archived,
-            "waiting_retry": self.waiting_retry,
-            "filtered": self.filtered,
-            "stopped": self.stopped,
-            "error": self.error,
-            **({"marked_archived": self.marked_archived} if self.marked_archived else {}),
-            **({"network_failed": len(self.network_failures)} if self.network_failures else {}),
-        }
 
 
 @dataclass

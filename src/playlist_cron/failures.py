@@ -92,11 +92,14 @@ def forget(failed_videos: dict[str, FailedVideoRecord], video_ids: Sequence[str]
 
 def matching_keys(failed_videos: dict[str, FailedVideoRecord], video_id: str) -> list[str]:
     """The keys of the failed videos that `video_id` names, by key or id, written as `status` prints them."""
-    from playlist_cron.status import printed_id  # only `retry` asks: a running check never needs status
-
     wanted = printed_id(video_id)
     return [
         key
         for key, record in failed_videos.items()
         if wanted in (printed_id(key), printed_id(str(record.get("video_id") or "")))
     ]
+
+
+def printed_id(text: str) -> str:
+    """Given a video id or key as recorded, return it on one line: a feed's guid may hold line breaks."""
+    return " ".join(text.split())

@@ -18,7 +18,7 @@ from playlist_cron import clock
 from playlist_cron.errors import NotARegularFile, StateError
 
 if TYPE_CHECKING:
-    from playlist_cron.status import HolderRecord
+    from playlist_cron.records import HolderRecord
 
 LOCK_FILE_MODE = 0o600
 

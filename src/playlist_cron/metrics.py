@@ -12,8 +12,8 @@ from playlist_cron import clock
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
+    from playlist_cron.outcomes import CounterName, OutcomeName
     from playlist_cron.records import State
-    from playlist_cron.state import CounterName, OutcomeName
 
 TEMPORARY_FILE_MODE = 0o644
 TEMPORARY_NAME_TRIES = 8

@@ -9,9 +9,8 @@ from playlist_cron import clock
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from playlist_cron.records import State
-    from playlist_cron.state import OutcomeName
-    from playlist_cron.status import NetworkOutage
+    from playlist_cron.outcomes import OutcomeName
+    from playlist_cron.records import NetworkOutage, State
 
 STREAK_FIELDS = ("network_failing_since", "network_failed_checks", "network_alerted_at", "network_error")
 REPEAT_ALERT_S = 86400  # while an alerted outage lasts, at most one more line per day

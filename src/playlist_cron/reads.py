@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron import clock, feeds
 from playlist_cron.log import redact, redact_value
+from playlist_cron.playlist_result import ReadKind
 
 if TYPE_CHECKING:
     from playlist_cron.config import Playlist
-    from playlist_cron.download import PlaylistResult
+    from playlist_cron.playlist_result import PlaylistResult
     from playlist_cron.records import PlaylistReadRecord
-
-ReadKind = Literal["feed", "full"]
 
 
 class ReadPlan(NamedTuple):

@@ -35,7 +35,7 @@ from playlist_cron import clock
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
-    from playlist_cron.status import Status
+    from playlist_cron.records import Status
 
 MAX_DRAWN_CHECKS = 2000
 DEFAULT_SINCE = "7d"

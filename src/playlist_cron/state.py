@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple, TypeGuard, cast, get_args
+from typing import TYPE_CHECKING, NamedTuple, TypeGuard, cast
 
 # Reading needs the standard library alone (the not-due path ends there): `lock`, and portalocker with it, is
 # imported only where the state is changed.
 from playlist_cron import clock
 from playlist_cron.errors import NotARegularFile, StateError
+from playlist_cron.outcomes import COUNTERS, MONOTONIC_COUNTERS, OUTCOMES
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
@@ -30,22 +31,7 @@ LOCK_WAIT_S = 10.0  # a state change takes milliseconds; waiting longer means so
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
 MAX_COOLDOWN_FACTOR = 64  # a cooldown grows to at most 64 x cooldown_seconds; one further ahead is capped
-OutcomeName = Literal["COMPLETED", "FAILED", "DEFERRED", "SKIPPED"]  # how a check ended: its final event's outcome
-RanOutcome = Literal["COMPLETED", "FAILED", "DEFERRED"]  # the outcome of a check that ran (held the run lock)
-OUTCOMES: tuple[OutcomeName, ...] = ("SKIPPED", "COMPLETED", "FAILED", "DEFERRED")
 MAX_SHOWN_VALUE_CHARS = 80
-
-CounterName = Literal[
-    "checks_total",
-    "skipped_total",
-    "consecutive_skipped",
-    "completed_total",
-    "failed_total",
-    "deferred_total",
-    "downloaded_total",
-]
-COUNTERS: tuple[CounterName, ...] = get_args(CounterName)
-MONOTONIC_COUNTERS: tuple[CounterName, ...] = tuple(name for name in COUNTERS if name != "consecutive_skipped")
 
 
 # -- what a good value is: one check per kind, and one table per record ------------------------------------------

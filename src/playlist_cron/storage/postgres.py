@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from playlist_cron import state as states
 from playlist_cron.errors import ConfigError, DatabaseUnavailable, StateError
+from playlist_cron.outcomes import MONOTONIC_COUNTERS
 from playlist_cron.storage import ArchiveHealth, Note, Storage, schema
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ class PostgresState:
                 problems = states.validate(changed)
                 problems += [
                     f"{name} would go down from {before[name]} to {changed[name]}"
-                    for name in states.MONOTONIC_COUNTERS
+                    for name in MONOTONIC_COUNTERS
                     if changed[name] < before[name]
                 ]
                 if problems:
