@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from playlist_cron.check import Outcome
 from playlist_cron.cli import exit_code
+from playlist_cron.outcomes import Outcome
 
 SKIP_EXIT_CODE = 3
 

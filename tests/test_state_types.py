@@ -9,7 +9,7 @@ import pytest
 
 from conftest import Project
 from playlist_cron import config, metrics, outcomes, records, state, status
-from playlist_cron.check import Outcome
+from playlist_cron.outcomes import Outcome
 
 PAIRS = [
     (records.State, state.STATE_FIELDS),

@@ -10,20 +10,30 @@ import contextlib
 import copy
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from conftest import Project
-from playlist_cron import check, clock, config, state
+from playlist_cron import check, check_skip, clock, config, state
 from playlist_cron.console import Console
 from playlist_cron.lock import Holder
 from playlist_cron.storage import ArchiveHealth, Note, Storage
 
 
 class MemoryHeld:
-    def __init__(self, run_lock: MemoryRunLock) -> None:
+    video_locks = None
+
+    def __init__(self, run_lock: MemoryRunLock, playlists: tuple[config.Playlist, ...]) -> None:
         self.run_lock = run_lock
         self.started_at = clock.now_s()
+        self._playlists = playlists
+
+    def watch(self, on_lost: Callable[[str], None]) -> None:
+        pass
+
+    def playlists(self) -> Iterator[config.Playlist]:
+        return iter(self._playlists)
 
     def release(self) -> None:
         self.run_lock.holder_pid = None
@@ -31,16 +41,18 @@ class MemoryHeld:
 
 class MemoryRunLock:
     name = "memory lock"
+    nothing_due = False
 
     def __init__(self) -> None:
         self.holder_pid: int | None = None
         self.started_at: float | None = None
+        self.playlists: tuple[config.Playlist, ...] = ()
 
-    def try_acquire(self) -> MemoryHeld | None:
+    def try_acquire(self, *, force: bool = False) -> MemoryHeld | None:
         if self.holder_pid is not None:
             return None
         self.holder_pid, self.started_at = os.getpid(), clock.now_s()
-        return MemoryHeld(self)
+        return MemoryHeld(self, self.playlists)
 
     def holder(self) -> Holder | None:
         return None if self.holder_pid is None else Holder(self.holder_pid, self.started_at)
@@ -70,7 +82,27 @@ class MemoryState:
 
 
 class MemoryArchive:
+    """An archive yt-dlp appends to as a file: the double's lines live in the project's archive file."""
+
     name = "memory archive"
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.added: list[str] = []
+
+    @property
+    def yt_dlp_file(self) -> Path | None:
+        return self.path
+
+    def lines(self) -> set[str]:
+        return set(self.path.read_text().split("\n")) - {""} if self.path and self.path.exists() else set()
+
+    def holds(self, line: str) -> bool:
+        return line in self.lines()
+
+    def add(self, line: str, host: str | None = None) -> bool:
+        self.added.append(line)
+        return True
 
     def ensure_ready(self) -> None:
         pass
@@ -85,15 +117,21 @@ def memory_storage() -> Storage:
 
 def run_check(project: Project, storage: Storage) -> check.Outcome:
     loaded = config.load(project.config_path)
+    assert isinstance(storage.run_lock, MemoryRunLock)
+    storage.run_lock.playlists = loaded.playlists
     return check.run_due(loaded, storage, console=Console(io.StringIO(), interactive=False), now_s=clock.now_s())
 
 
 def test_a_check_downloads_with_its_lock_and_state_in_another_backend(project: Project) -> None:
     storage = memory_storage()
     outcome = run_check(project, storage)
-    assert outcome == check.Outcome("COMPLETED")
+    assert (outcome.outcome, outcome.reason, outcome.check) == ("COMPLETED", None, 1)
     counted = storage.state.read()
     assert (counted["checks_total"], counted["completed_total"], counted["downloaded_total"]) == (1, 1, 3)
+    # The archive has no file for yt-dlp to append to: the check added each download's line through the interface.
+    assert isinstance(storage.archive, MemoryArchive)
+    assert len(storage.archive.added) == 3
+    assert not project.archive_file.exists()
     assert counted["running"] is None
     assert storage.run_lock.holder() is None, "the lock was released"
     assert len([path for path in project.downloaded_files() if path.suffix == ".mp4"]) == 3
@@ -107,7 +145,7 @@ def test_a_check_is_skipped_when_the_other_backend_says_its_lock_is_held(project
     storage = memory_storage()
     storage.run_lock.try_acquire()  # another check holds it
     outcome = run_check(project, storage)
-    assert outcome == check.Outcome("SKIPPED", check.SKIP_REASON)
+    assert (outcome.outcome, outcome.reason, outcome.check) == ("SKIPPED", check_skip.SKIP_REASON, 1)
     counted = storage.state.read()
     assert (counted["checks_total"], counted["skipped_total"], counted["consecutive_skipped"]) == (1, 1, 1)
     (skipped,) = project.events("check_skipped")

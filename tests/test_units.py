@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from playlist_cron import clock, exit_codes, state
-from playlist_cron.check import same_run
+from playlist_cron.check_records import same_run
 from playlist_cron.cli import main
 from playlist_cron.demo.feed import _parse_range
 

@@ -22,7 +22,8 @@ from playlist_cron.errors import (
 if TYPE_CHECKING:
     import argparse
 
-    from playlist_cron import check
+    from playlist_cron.config import Config
+    from playlist_cron.outcomes import Outcome
 
 
 def _quick_check_arguments(argv: Sequence[str]) -> Any:
@@ -229,10 +230,28 @@ def _check(arguments: argparse.Namespace) -> int:
     from playlist_cron import check  # structlog, portalocker and the rest: only for a check that is due
 
     outcome = check.run(config, console=console, mark_archived=arguments.mark_archived, now=arguments.now)
+    if outcome.ran and config.report_file is not None:
+        _rewrite_report(config, outcome)
     return exit_code(outcome, config.skip_exit_code)
 
 
-def exit_code(outcome: check.Outcome, skip_exit_code: int) -> int:
+def _rewrite_report(config: Config, outcome: Outcome) -> None:
+    """Rewrite the `report` page after a check that ran, once it has ended; log why when it cannot.
+
+    The page is a view: whatever goes wrong drawing or writing it, the check's outcome and exit code stand.
+    """
+    from playlist_cron import log, report
+
+    assert config.report_file is not None
+    try:
+        report.write(config.report_file, report.build(config, report.parse_since(report.DEFAULT_SINCE)))
+    except Exception as error:
+        log.logger().bind(check=outcome.check, run_id=outcome.run_id).warning(
+            "report_failed", report_file=str(config.report_file), error=f"{type(error).__name__}: {error}"
+        )
+
+
+def exit_code(outcome: Outcome, skip_exit_code: int) -> int:
     """Given how a check ended and the config's `skip_exit_code`, return the command's exit code.
 
     The one exception: a watchdog whose check cannot be stopped ends the process itself, with exit code 1.
@@ -290,7 +309,9 @@ def _retry(arguments: argparse.Namespace) -> int:
 def _db(arguments: argparse.Namespace) -> int:
     """`db migrate | import-archive FILE | export-archive FILE`: the database of a config with `database_url`."""
     loaded = _load(arguments)
-    if not loaded.database_url:
+    from playlist_cron import storage
+
+    if not storage.in_database(loaded):
         raise ConfigError(str(loaded.path), ["db commands need database_url in the config"])
     from playlist_cron.storage import database_commands
 

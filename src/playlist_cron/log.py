@@ -272,6 +272,12 @@ def configure(log_file: LogFile) -> structlog.typing.FilteringBoundLogger:
     return logger
 
 
+def logger() -> structlog.typing.FilteringBoundLogger:
+    """Return a logger that writes to the log `configure` was last given (after a check, for what follows it)."""
+    found: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+    return found
+
+
 def read_tail(log_file: Path | None, max_bytes: int = 256 * 1024) -> list[dict[str, Any]]:
     """Return the events in the last `max_bytes` of the log, oldest first; lines that do not parse are left out.
 

@@ -96,19 +96,3 @@ def write_metrics(config: Config, state: State, lock_held_s: float | None, logge
         metrics.write(metrics_file, metrics.render(config, state, lock_held_s))
     except OSError as error:  # monitoring must not fail a check; the log says why the file is stale
         logger.warning("metrics_failed", metrics_file=str(metrics_file), error=str(error))
-
-
-def write_report(config: Config, logger: FilteringBoundLogger) -> None:
-    """Rewrite the `report` page (when `report_file` is configured) after a check that ran; log why when it cannot.
-
-    The page is a view: whatever goes wrong drawing or writing it, the check's outcome and exit code stand.
-    """
-    report_file = config.report_file
-    if report_file is None:
-        return
-    from playlist_cron import report
-
-    try:
-        report.write(report_file, report.build(config, report.parse_since(report.DEFAULT_SINCE)))
-    except Exception as error:
-        logger.warning("report_failed", report_file=str(report_file), error=f"{type(error).__name__}: {error}")

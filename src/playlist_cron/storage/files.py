@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,9 +13,10 @@ from playlist_cron import lock
 from playlist_cron.config import Config
 from playlist_cron.errors import ConfigError
 from playlist_cron.state import StateStore
-from playlist_cron.storage import ArchiveHealth, Note, Storage
+from playlist_cron.storage.base import ArchiveHealth, Note, Storage, VideoLocks
 
 if TYPE_CHECKING:
+    from playlist_cron.config import Playlist
     from playlist_cron.records import State
 
 # Patterns, not compiled at import: the skip path loads this module but never tends the archive (re caches them).
@@ -24,7 +27,7 @@ WHOLE_ARCHIVE = rb"(?:[A-Za-z0-9_.:-]+ [^\s]+\n)*"
 def open_for(config: Config) -> Storage:
     """Given a config, return its file-backed storage."""
     return Storage(
-        run_lock=FileRunLock(config.lock_file),
+        run_lock=FileRunLock(config.lock_file, config.playlists),
         state=FileState(StateStore.for_config(config)),
         archive=FileArchive(config.archive_file, config.path),
     )
@@ -33,18 +36,46 @@ def open_for(config: Config) -> Storage:
 class FileRunLock:
     """The run lock as a non-blocking flock(2) on a file beside the archive; the holder is read from /proc."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, playlists: tuple[Playlist, ...] = ()) -> None:
         self.path = path
+        self._playlists = playlists
 
     @property
     def name(self) -> str:
         return str(self.path)
 
-    def try_acquire(self) -> lock.HeldLock | None:
-        return lock.try_lock(self.path)
+    @property
+    def nothing_due(self) -> bool:
+        return False  # the due clock is asked before (`due`): a check that gets here has its playlists to read
+
+    def try_acquire(self, *, force: bool = False) -> FileHold | None:
+        held = lock.try_lock(self.path)
+        return None if held is None else FileHold(held, self._playlists)
 
     def holder(self) -> lock.Holder | None:
         return lock.holder(self.path)
+
+
+class FileHold:
+    """The flock a check holds: every playlist of the config is its to read, one after another."""
+
+    def __init__(self, held: lock.HeldLock, playlists: tuple[Playlist, ...]) -> None:
+        self._held = held
+        self._playlists = playlists
+        self.started_at = held.started_at
+
+    @property
+    def video_locks(self) -> VideoLocks | None:
+        return None  # the run lock alone keeps every other check of this archive away
+
+    def watch(self, on_lost: Callable[[str], None]) -> None:
+        pass  # the kernel holds a flock until the process ends: it cannot be lost
+
+    def playlists(self) -> Iterator[Playlist]:
+        return iter(self._playlists)
+
+    def release(self) -> None:
+        self._held.release()
 
 
 class FileState:
@@ -89,6 +120,10 @@ class FileArchive:
     def name(self) -> str:
         return str(self.path)
 
+    @property
+    def yt_dlp_file(self) -> Path:
+        return self.path
+
     def ensure_ready(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,3 +155,24 @@ class FileArchive:
             if line.strip() and not re.fullmatch(ARCHIVE_LINE, line.strip())
         )
         return ArchiveHealth(repaired, bad_lines)
+
+    def lines(self) -> set[str]:
+        try:
+            with open(self.path, encoding="utf-8") as archive_file:
+                return {line.strip() for line in archive_file}
+        except FileNotFoundError:
+            return set()
+
+    def holds(self, line: str) -> bool:
+        return line.strip() in self.lines()
+
+    def add(self, line: str, host: str | None = None) -> bool:
+        """Append the line as yt-dlp would (it is yt-dlp that appends during a check: see `yt_dlp_file`)."""
+        if self.holds(line):
+            return False
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line.strip().encode("utf-8") + b"\n")
+        finally:
+            os.close(fd)
+        return True

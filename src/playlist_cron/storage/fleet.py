@@ -13,32 +13,47 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from playlist_cron import clock
-from playlist_cron.lock import HeldLock, Holder
+from playlist_cron import clock, lock
+from playlist_cron.lock import Holder
 from playlist_cron.reads import record_key
 from playlist_cron.state import StateStore, state_file_name
+from playlist_cron.storage.base import Storage, VideoLocks
 from playlist_cron.storage.claims import Claim, Fleet, Heartbeat
-from playlist_cron.storage.files import FileRunLock
-from playlist_cron.storage.postgres import reachable
+from playlist_cron.storage.files import FileState
+from playlist_cron.storage.postgres import Connection, Database, PostgresArchive, PostgresState, connect_lock, reachable
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config, Playlist
-    from playlist_cron.storage.postgres import Database
+
+
+def open_for(config: Config) -> Storage:
+    """Given a config with `database_url`, return its storage: the playlists' claims, the state and the archive, all
+    in the database; the streak of checks that could not reach it, and partial downloads, on this host."""
+    database = Database(config)
+    return Storage(
+        run_lock=FleetRunLock(config, database, connect_lock),
+        state=PostgresState(database),
+        archive=PostgresArchive(database),
+        reach_state=FileState(StateStore.for_config(config)),
+        # A fleet shares its download folder: partial downloads stay on each host (`<state_dir>/partial`), so that
+        # two hosts never write one `.part` file.
+        partial_dir=config.state_dir / "partial",
+    )
 
 
 class FleetRunLock:
     """`storage.RunLock` for a database config: acquiring it claims the first due playlist."""
 
-    def __init__(self, config: Config, database: Database, connect_lock: Callable[[Config], Any]) -> None:
+    def __init__(self, config: Config, database: Database, connect_lock: Callable[[Config], Connection]) -> None:
         self.config = config
         self._database = database
         self._connect_lock = connect_lock
         # One check at a time on a host, as with files: the host's `running` record and its counters are one per
         # host, and a second check would take the first for a killed one. A flock in the host's own state folder.
-        self._host_lock = FileRunLock(
-            config.state_dir / (state_file_name(config.path).removesuffix(".state.json") + ".check.lock")
+        self._host_lock_path = config.state_dir / (
+            state_file_name(config.path).removesuffix(".state.json") + ".check.lock"
         )
         self._fleet: Fleet | None = None
         self.force = False  # `check --now`: claim playlists that are not due yet too
@@ -52,13 +67,14 @@ class FleetRunLock:
     def _url_keys(self) -> list[str]:
         return [record_key(playlist.url) for playlist in self.config.playlists]
 
-    def try_acquire(self) -> FleetHold | None:
+    def try_acquire(self, *, force: bool = False) -> FleetHold | None:
         """Claim the first due playlist; None when none could be: another check of this host runs, every due one is
-        held (see `holder`), or none is due (`nothing_due`)."""
+        held (see `holder`), or none is due (`nothing_due`). `force`: playlists not due yet are claimed too."""
+        self.force = force
         StateStore(self.config.state_dir, self.config.path).ensure_directory()
-        local = self._host_lock.try_acquire()
+        local = lock.try_lock(self._host_lock_path)
         if local is None:
-            self._holder = self._host_lock.holder()
+            self._holder = lock.holder(self._host_lock_path)
             return None
         try:
             hold = self._claim_first(local)
@@ -69,7 +85,7 @@ class FleetRunLock:
             local.release()
         return hold
 
-    def _claim_first(self, local: HeldLock) -> FleetHold | None:
+    def _claim_first(self, local: lock.HeldLock) -> FleetHold | None:
         work = self._database.connection()
         lock = self._connect_lock(self.config)
         fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
@@ -98,7 +114,7 @@ class FleetRunLock:
 class FleetHold:
     """What a check holds of the fleet: its claim on one playlist at a time, and the connections behind it."""
 
-    def __init__(self, config: Config, fleet: Fleet, first: Claim, url_keys: list[str], local: HeldLock) -> None:
+    def __init__(self, config: Config, fleet: Fleet, first: Claim, url_keys: list[str], local: lock.HeldLock) -> None:
         self.config = config
         self.fleet = fleet
         self._local = local
@@ -106,6 +122,10 @@ class FleetHold:
         self._first: Claim | None = first
         self._url_keys = url_keys
         self.heartbeat: Heartbeat | None = None
+
+    @property
+    def video_locks(self) -> VideoLocks:
+        return self.fleet  # a video two playlists (or two hosts) share is downloaded once
 
     def watch(self, on_lost: Callable[[str], None]) -> None:
         """Start the heartbeat of the lock connection; `on_lost` is called (from its thread) when it dies."""

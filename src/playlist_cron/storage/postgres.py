@@ -19,7 +19,8 @@ from psycopg.types.json import Jsonb
 from playlist_cron import state as states
 from playlist_cron.errors import ConfigError, DatabaseUnavailable, StateError
 from playlist_cron.outcomes import MONOTONIC_COUNTERS
-from playlist_cron.storage import ArchiveHealth, Note, Storage, schema
+from playlist_cron.storage import schema
+from playlist_cron.storage.base import ArchiveHealth, Note
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
@@ -37,19 +38,6 @@ HOST_STATE_FIELDS = {name: field for name, field in states.STATE_FIELDS.items() 
 FLEET_STATE_FIELDS = {name: states.STATE_FIELDS[name] for name in ("version", *FLEET_FIELDS)}
 # An archive line as yt-dlp writes it, "extractor id": the file backend's `ARCHIVE_LINE`, for text.
 ARCHIVE_LINE = re.compile(r"[A-Za-z0-9_.:-]+ [^\s\x00]+")
-
-
-def open_for(config: Config) -> Storage:
-    """Given a config with `database_url`, return its storage: the playlists' claims, the state and the archive, all
-    in the database."""
-    from playlist_cron.storage.fleet import FleetRunLock
-
-    database = Database(config)
-    return Storage(
-        run_lock=FleetRunLock(config, database, connect_lock),
-        state=PostgresState(database),
-        archive=PostgresArchive(database),
-    )
 
 
 def connect_lock(config: Config) -> Connection:
@@ -323,6 +311,10 @@ class PostgresArchive:
     @property
     def name(self) -> str:
         return f"database archive (collection {self.database.collection})"
+
+    @property
+    def yt_dlp_file(self) -> None:
+        return None  # the check adds each download's row, in the transaction that counts it
 
     def ensure_ready(self) -> None:
         self.database.connection()

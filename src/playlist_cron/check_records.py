@@ -1,0 +1,91 @@
+"""What a check writes down besides its events: its final event counted in the state, lost log lines, storage notes.
+
+Shared by a check that runs, a SKIPPED one, and the settling of a check that was killed before its final event.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from playlist_cron import clock, log
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from playlist_cron.console import Console
+    from playlist_cron.outcomes import CounterName, RanOutcome
+    from playlist_cron.records import RunningRecord, State
+    from playlist_cron.storage import StateStorage
+
+
+def new_run_id() -> str:
+    """A random UUID (version 4) for one check: in its `running` record, on each event it logs, and in its pings.
+
+    Made from os.urandom rather than the uuid module, whose import would cost the skip path 15 ms.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def count_lost_log_lines(state: State, log_file: log.LogFile, number: int) -> None:
+    """Count in the state the lines the log could not record, so that no counter counts what the log lacks unsaid."""
+    lost = log_file.take_uncounted()
+    if not lost:
+        return
+    state["log_write_failures_total"] = state.get("log_write_failures_total", 0) + lost
+    state["last_log_write_failure"] = {
+        "check": number,
+        "at": clock.iso(clock.now_s()),
+        "error": log.describe(log_file.error) if log_file.error else None,
+    }
+
+
+def log_recovery(state: StateStorage, logger: FilteringBoundLogger, console: Console) -> None:
+    """Log what the state storage did on its own (adopted an old file, recovered a damaged one)."""
+    for note in state.take_notes():
+        (logger.warning if note.alert else logger.info)(note.event, **(note.fields or {}), message=note.message)
+        (console.alert if note.alert else console.say)(f"playlist-cron: {note.message}")
+
+
+def same_run(running: RunningRecord, event: Mapping[str, Any]) -> bool:
+    """Whether `event` is a final event of the check that the `running` record names: by its run id.
+
+    Never by check number alone: another config logging to the same file counts its own checks. A record
+    written before run ids existed is matched by number among the events that carry no run id either.
+    """
+    run_id = running.get("run_id")
+    if run_id is not None:
+        return bool(event.get("run_id") == run_id)
+    return event.get("run_id") is None and event.get("check") == running.get("check")
+
+
+# The counter each outcome of a check that ran adds one to.
+RAN_COUNTERS: dict[str, CounterName] = {
+    "COMPLETED": "completed_total",
+    "FAILED": "failed_total",
+    "DEFERRED": "deferred_total",
+}
+
+
+def apply_final_event(state: State, event: Mapping[str, Any]) -> None:
+    """Given the state and a check's final event (as logged), count it; shared by a check and its recovery."""
+    outcome: RanOutcome = event["outcome"]
+    state[RAN_COUNTERS[outcome]] += 1
+    state["last_outcome"] = outcome
+    state["last_outcome_check"] = event.get("check")
+    state["last_ran_outcome"] = outcome
+    state["last_duration_s"] = event.get("duration_s")
+    state["consecutive_skipped"] = 0
+    running = state.get("running")
+    if running and same_run(running, event):
+        state["running"] = None
+    if outcome == "COMPLETED":
+        state["last_completed_at"] = event.get("timestamp")
+    elif outcome == "FAILED":
+        state["last_failure_reason"] = event.get("reason")
+        state["last_error"] = event.get("error")
