@@ -87,7 +87,7 @@ def _defs() -> str:
 
 
 def _summary(status: Status, log: Log) -> str:
-    from playlist_cron.status import render_text
+    from playlist_cron.status.text import render_text
 
     seed = [line for line in render_text(status).splitlines() if line.startswith(("Total checks", "Checks skipped"))]
     if not seed:
