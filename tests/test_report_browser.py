@@ -1,6 +1,6 @@
 """`playlist-cron report`'s page in a real browser (headless Chromium): drawn at a desktop's and a phone's width, in
 a light and a dark scheme, one mark per check with the right numbers, the summary `status` prints, and no request
-leaving the page. The marks are the ones report.py's docstring documents (issue 14's contract)."""
+leaving the page. The marks are the ones the report package's docstring documents (issue 14's contract)."""
 
 from __future__ import annotations
 
