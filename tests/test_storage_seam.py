@@ -19,6 +19,7 @@ from playlist_cron import check, check_skip, clock, config, state
 from playlist_cron.console import Console
 from playlist_cron.lock import Holder
 from playlist_cron.storage import ArchiveHealth, Note, Storage
+from playlist_cron.storage.base import StatusReading
 
 
 class MemoryHeld:
@@ -111,8 +112,22 @@ class MemoryArchive:
         return ArchiveHealth()
 
 
+class MemoryStatus:
+    where = "memory"
+
+    def __init__(self, run_lock: MemoryRunLock, state: MemoryState) -> None:
+        self.run_lock = run_lock
+        self.state = state
+
+    def read(self) -> StatusReading:
+        return StatusReading(self.state.read(), [], self.run_lock.name, self.run_lock.holder(), state_file=None)
+
+
 def memory_storage() -> Storage:
-    return Storage(run_lock=MemoryRunLock(), state=MemoryState(), archive=MemoryArchive())
+    run_lock, memory_state = MemoryRunLock(), MemoryState()
+    return Storage(
+        run_lock=run_lock, state=memory_state, archive=MemoryArchive(), status=MemoryStatus(run_lock, memory_state)
+    )
 
 
 def run_check(project: Project, storage: Storage) -> check.Outcome:

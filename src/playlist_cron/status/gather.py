@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from playlist_cron import clock, lock, outage, reads
+from playlist_cron import clock, outage, reads
 from playlist_cron import state as state_module
 from playlist_cron.config import STDOUT_LOG, Config
 from playlist_cron.failures import printed_id
-from playlist_cron.state import StateStore
 
 if TYPE_CHECKING:
     from playlist_cron.records import (
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
         State,
         Status,
     )
-    from playlist_cron.storage.fleet_view import FleetView, PlaylistRow
+    from playlist_cron.storage.base import FleetView, PlaylistRow
 
 STALE_AFTER_INTERVALS = 3
 
@@ -40,20 +39,21 @@ def report(config: Config) -> Status:
     For a config with `database_url`, raise SchemaMissing or SchemaNewer as a check would; a database that cannot be
     reached is a problem in the object, not an error.
     """
-    if config.database_url:
-        return _fleet_report(config)
-    store = StateStore.for_config(config)
-    state = store.read()
+    from playlist_cron import storage as storages
+    from playlist_cron.errors import DatabaseUnavailable
+
+    storage = storages.open_for(config)
+    try:
+        reading = storage.status.read()
+    except DatabaseUnavailable as error:
+        local = storage.reach_state.read() if storage.reach_state is not None else None
+        return _unreachable(config, local, f"{storage.status.where} cannot be reached: {error.detail}")
     now_s = clock.now_s()
-    notes = list(store.recovery_notes)
-    if store.read_path != store.path:
-        notes.append(
-            f"the state is read from {store.read_path}, which every config in {store.state_dir} used to share; "
-            f"the next check moves it to {store.path}, unless another config's check takes it first"
-        )
-    holder = lock.holder(config.lock_file)
+    if reading.fleet is not None:
+        return _fleet_report(config, reading.fleet, now_s)
+    holder = reading.holder
     problems = []
-    last_check_s = clock.parse_iso(state["last_check_at"])
+    last_check_s = clock.parse_iso(reading.state["last_check_at"])
     held_s = holder.held_s(now_s) if holder else None
     # A check that holds the lock within max_runtime_seconds is the reason no other has started (systemd's
     # timer never starts one beside it): that is not staleness. A lock held longer is its own problem below.
@@ -66,26 +66,18 @@ def report(config: Config) -> Status:
         )
     return _with_state(
         config,
-        state,
+        reading.state,
         now_s,
         problems=problems,
-        notes=notes,
-        lock_file=str(config.lock_file),
+        notes=reading.notes,
+        lock_file=reading.lock_file,
         lock_holder=holder.as_dict(now_s) if holder else None,
-        state_file=str(store.path),
+        state_file=reading.state_file,
     )
 
 
-def _fleet_report(config: Config) -> Status:
-    """The status of a config with `database_url`: this host's state and the fleet's, from the database."""
-    from playlist_cron.errors import DatabaseUnavailable
-    from playlist_cron.storage import fleet_view, postgres
-
-    now_s = clock.now_s()
-    try:
-        view = fleet_view.read(config, [reads.record_key(playlist.url) for playlist in config.playlists])
-    except DatabaseUnavailable as error:
-        return _unreachable(config, f"the database {postgres.describe(config)} cannot be reached: {error.detail}")
+def _fleet_report(config: Config, view: FleetView, now_s: float) -> Status:
+    """The status of a config whose storage several hosts share: this host's state and the fleet's."""
     problems: list[str] = []
     hosts = [_fleet_host(host, row, now_s) for host, row in view.hosts]
     checks_s = [moment for moment in (clock.parse_iso(host["last_check_at"]) for host in hosts) if moment is not None]
@@ -101,7 +93,7 @@ def _fleet_report(config: Config) -> Status:
                 f"longer than max_runtime_seconds ({config.max_runtime_seconds})"
             )
     fleet: Fleet = {
-        "database": postgres.describe(config),
+        "database": view.database,
         "collection": view.collection,
         "host": view.host,
         "hosts": hosts,
@@ -132,11 +124,10 @@ def _totals(hosts: list[FleetHost]) -> FleetTotals:
     }
 
 
-def _unreachable(config: Config, problem: str) -> Status:
-    """The status of a config whose database cannot be reached: the problem, and what this host keeps itself (the
-    streak of checks that could not reach the database, in its state file)."""
-    local = StateStore.for_config(config).read()
-    network_outage = outage.describe(local, clock.now_s(), config.network_alert_after_seconds)
+def _unreachable(config: Config, local: State | None, problem: str) -> Status:
+    """The status of a config whose database cannot be reached: the problem, and what this host keeps itself (`local`:
+    the streak of checks that could not reach the database, in its state file)."""
+    network_outage = outage.describe(local, clock.now_s(), config.network_alert_after_seconds) if local else None
     return {
         "config": str(config.path),
         "checks_total": None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from playlist_cron.config import Playlist
@@ -141,12 +141,60 @@ class Archive(Protocol):
         ...
 
 
+class PlaylistRow(NamedTuple):
+    """A playlist's row of `playlist_cron_playlists`; times in epoch seconds, None when unset (`due_at`: also when
+    it has never been checked, so that it is due at once)."""
+
+    due_at_s: float | None
+    last_checked_at_s: float | None
+    holder_host: str | None  # None, as the other holder fields, unless the holder's advisory lock is held now
+    holder_pid: int | None
+    held_since_s: float | None
+    held_s: float | None  # by the database's clock, as `held_since` is
+
+
+class FleetView(NamedTuple):
+    """The fleet as one config sees it."""
+
+    database: str  # the database's URL without its password or options
+
+    host: str  # this host's name in the database
+    collection: str
+    state: State  # this host's row merged with the fleet's row, as a check reads it
+    hosts: list[tuple[str, dict[str, Any]]]  # every host's own row, by host name
+    playlists: dict[str, PlaylistRow]  # by the playlist's key (its redacted URL); none for one never seen by a check
+
+
+class StatusReading(NamedTuple):
+    """What `status` reads of a storage, in one go."""
+
+    state: State
+    notes: list[str]  # what the storage had to do or assume to read it (a state file adopted, recovered)
+    lock_file: str | None  # the run lock's file, when the lock is one (files)
+    holder: Holder | None  # who holds that lock now
+    state_file: str | None  # the state's file, when it is one
+    fleet: FleetView | None = None  # the fleet, for a storage several hosts share
+
+
+class StatusSource(Protocol):
+    """What `status` asks of a storage."""
+
+    @property
+    def where(self) -> str: ...  # the storage as a message names it: the state file, the database without password
+
+    def read(self) -> StatusReading:
+        """Read the state and who holds what, as of now; raise DatabaseUnavailable, SchemaMissing, SchemaNewer or
+        StateError as a check would."""
+        ...
+
+
 class Storage(NamedTuple):
     """Where one config keeps its run lock, its state and its archive."""
 
     run_lock: RunLock
     state: StateStorage
     archive: Archive
+    status: StatusSource
     # The host's own state file, where a backend on another machine (a database) keeps the streak of checks that
     # could not reach it: that streak cannot be kept where it could not be reached. None when the state is local.
     reach_state: StateStorage | None = None

@@ -13,7 +13,7 @@ from playlist_cron import lock
 from playlist_cron.config import Config
 from playlist_cron.errors import ConfigError
 from playlist_cron.state import StateStore
-from playlist_cron.storage.base import ArchiveHealth, Note, Storage, VideoLocks
+from playlist_cron.storage.base import ArchiveHealth, Note, StatusReading, Storage, VideoLocks
 
 if TYPE_CHECKING:
     from playlist_cron.config import Playlist
@@ -30,6 +30,7 @@ def open_for(config: Config) -> Storage:
         run_lock=FileRunLock(config.lock_file, config.playlists),
         state=FileState(StateStore.for_config(config)),
         archive=FileArchive(config.archive_file, config.path),
+        status=FileStatus(StateStore.for_config(config), config.lock_file),
     )
 
 
@@ -107,6 +108,29 @@ class FileState:
         self.store.migration_notes.clear()
         self.store.recovery_notes.clear()
         return notes
+
+
+class FileStatus:
+    """`status`'s reading of a config kept in files: the state file, and who holds the lock file (from /proc)."""
+
+    def __init__(self, store: StateStore, lock_path: Path) -> None:
+        self.store = store
+        self.lock_path = lock_path
+
+    @property
+    def where(self) -> str:
+        return str(self.store.path)
+
+    def read(self) -> StatusReading:
+        store = self.store
+        state = store.read()
+        notes = list(store.recovery_notes)
+        if store.read_path != store.path:
+            notes.append(
+                f"the state is read from {store.read_path}, which every config in {store.state_dir} used to share; "
+                f"the next check moves it to {store.path}, unless another config's check takes it first"
+            )
+        return StatusReading(state, notes, str(self.lock_path), lock.holder(self.lock_path), state_file=str(store.path))
 
 
 class FileArchive:

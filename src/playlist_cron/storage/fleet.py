@@ -22,6 +22,7 @@ from playlist_cron.state import StateStore, state_file_name
 from playlist_cron.storage.base import Storage, VideoLocks
 from playlist_cron.storage.claims import Claim, Fleet, Heartbeat
 from playlist_cron.storage.files import FileState
+from playlist_cron.storage.fleet_view import FleetStatus
 from playlist_cron.storage.postgres import Connection, Database, PostgresArchive, PostgresState, connect_lock, reachable
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def open_for(config: Config) -> Storage:
         run_lock=FleetRunLock(config, database, connect_lock),
         state=PostgresState(database),
         archive=PostgresArchive(database),
+        status=FleetStatus(config, [record_key(playlist.url) for playlist in config.playlists]),
         reach_state=FileState(StateStore.for_config(config)),
         # A fleet shares its download folder: partial downloads stay on each host (`<state_dir>/partial`), so that
         # two hosts never write one `.part` file.

@@ -7,35 +7,13 @@ Imported by `status` only for a config with `database_url`: it loads psycopg.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
-from playlist_cron.storage.postgres import FLEET_HOST, Database, PostgresState, reachable
+from playlist_cron.storage.base import FleetView, PlaylistRow, StatusReading
+from playlist_cron.storage.postgres import FLEET_HOST, Database, PostgresState, describe, reachable
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
-    from playlist_cron.records import State
-
-
-class PlaylistRow(NamedTuple):
-    """A playlist's row of `playlist_cron_playlists`; times in epoch seconds, None when unset (`due_at`: also when
-    it has never been checked, so that it is due at once)."""
-
-    due_at_s: float | None
-    last_checked_at_s: float | None
-    holder_host: str | None  # None, as the other holder fields, unless the holder's advisory lock is held now
-    holder_pid: int | None
-    held_since_s: float | None
-    held_s: float | None  # by the database's clock, as `held_since` is
-
-
-class FleetView(NamedTuple):
-    """The fleet as one config sees it."""
-
-    host: str  # this host's name in the database
-    collection: str
-    state: State  # this host's row merged with the fleet's row, as a check reads it
-    hosts: list[tuple[str, dict[str, Any]]]  # every host's own row, by host name
-    playlists: dict[str, PlaylistRow]  # by the playlist's key (its redacted URL); none for one never seen by a check
 
 
 def read(config: Config, url_keys: list[str]) -> FleetView:
@@ -64,6 +42,7 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
                 (database.collection, url_keys),
             ).fetchall()
         return FleetView(
+            database=describe(config),
             host=database.host,
             collection=database.collection,
             state=state,
@@ -88,3 +67,19 @@ def _seconds(value: object) -> float | None:
         return None
     seconds = float(value)  # type: ignore[arg-type]  # a Decimal from numeric
     return seconds if math.isfinite(seconds) else None
+
+
+class FleetStatus:
+    """`status`'s reading of a config kept in a database: this host's state and the fleet's, in one snapshot."""
+
+    def __init__(self, config: Config, url_keys: list[str]) -> None:
+        self.config = config
+        self.url_keys = url_keys
+
+    @property
+    def where(self) -> str:
+        return f"the database {describe(self.config)}"
+
+    def read(self) -> StatusReading:
+        view = read(self.config, self.url_keys)
+        return StatusReading(view.state, [], lock_file=None, holder=None, state_file=None, fleet=view)
