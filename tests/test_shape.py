@@ -130,3 +130,43 @@ def test_each_module_is_a_small_room_with_one_job_said_in_its_first_line(name: s
             assert node.end_lineno is not None
             size = node.end_lineno - node.lineno + 1
             assert size <= MAX_CLASS_LINES, f"{name}.{node.name} has {size} lines, more than {MAX_CLASS_LINES}"
+
+
+def attribute_uses(name: str) -> dict[str, list[int]]:
+    """Where in the package an attribute `name` is read (`config.name`, `self.name`), by module: line numbers."""
+    found: dict[str, list[int]] = {}
+    for module, path in modules().items():
+        lines = [
+            node.lineno
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Attribute) and node.attr == name
+        ]
+        if lines:
+            found[module] = lines
+    return found
+
+
+def test_the_storage_choice_is_made_in_storage_alone() -> None:
+    # The config reads the key; only the storage package asks whether it is set (and the database modules use it).
+    askers = {module for module in attribute_uses("database_url") if not module.startswith(f"{NAME}.storage")}
+    assert askers <= {f"{NAME}.config"}, f"modules outside storage/ that test database_url: {sorted(askers)}"
+
+
+def test_no_caller_gets_past_the_storage_interfaces_by_duck_typing() -> None:
+    # A backend answers every call of its interface (storage/base.py); mypy checks the calls. hasattr, a getattr
+    # with a default, and a cast to Any are how a caller would get past that, so the package uses none of them on
+    # its own objects (getattr on another library's objects, such as an exception's `reason`, is allowed).
+    found = []
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                continue
+            if node.func.id == "hasattr":
+                found.append(f"{module}:{node.lineno} hasattr")
+            elif node.func.id == "cast" and node.args and ast.unparse(node.args[0]) in ("'Any'", "Any"):
+                found.append(f"{module}:{node.lineno} cast(Any)")
+            elif node.func.id == "getattr" and node.args:
+                target = ast.unparse(node.args[0])
+                if any(word in target for word in ("storage", "held", "run_lock", "archive", "fleet", "session")):
+                    found.append(f"{module}:{node.lineno} getattr({target}, ...)")
+    assert found == []

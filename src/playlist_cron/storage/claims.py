@@ -13,9 +13,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron.errors import WatchdogFired
+
+if TYPE_CHECKING:
+    from playlist_cron.storage.postgres import Connection
 
 LOCK_SPACE_VIDEOS = 0x50434356  # "PCCV": the first key of a video's lock; its second is a hash of its archive line
 
@@ -39,7 +42,7 @@ class Fleet:
     """One host's view of the shared playlists, through two connections: `work` (transactions) and `lock`
     (autocommit: the session whose advisory locks are this host's claims)."""
 
-    def __init__(self, work: Any, lock: Any, collection: str, host: str, pid: int) -> None:
+    def __init__(self, work: Connection, lock: Connection, collection: str, host: str, pid: int) -> None:
         self.work = work
         self.lock = lock
         self.collection = collection
