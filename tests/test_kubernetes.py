@@ -250,7 +250,7 @@ def image_environment() -> dict[str, str]:
 
 
 def test_the_password_comes_from_a_secret_that_the_manifests_do_not_hold() -> None:
-    assert not of_kind("Secret"), "the Secret is created by hand (README), never committed"
+    assert not of_kind("Secret"), "the Secret is created by hand (docs/kubernetes.md), never committed"
     for name, pod in pod_templates():
         variables = environment(pod)
         reference = variables["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
