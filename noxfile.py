@@ -10,6 +10,7 @@ the wheel and not src/.
                                  claims, the smoke selection on those between, the `compat` tests against the oldest
                                  yt-dlp pyproject.toml allows and the newest release
     nox -s suite-3.13 -- -k feed arguments after `--` go to pytest
+    nox -s docs                  the documentation site, `mkdocs build --strict`; then `.nox/docs/bin/mkdocs serve`
 
 A Python that cannot be found fails the run rather than being skipped, and none is downloaded. With pyenv, the newest
 installed release of each is selected (PYENV_VERSION, unless already set), since pyenv's `python3.X` shims run only
@@ -36,6 +37,9 @@ OLDEST, *BETWEEN, NEWEST = PYTHONS
 
 # What the suite is told: test the wheel in DIST, and the sdist beside it (tests/test_packaging.py).
 SUITE_ENV = {"PLAYLIST_CRON_TEST_DIST": str(DIST)}
+# The docs session's own venv holds MkDocs, out of the suite's (mkdocs-material brings requests, which yt-dlp would
+# use instead of urllib); the suite is told where its mkdocs is (tests/test_docs.py).
+MKDOCS_VARIABLE = "PLAYLIST_CRON_TEST_MKDOCS"
 
 nox.options.sessions = ["tests"]
 nox.options.error_on_missing_interpreters = True
@@ -72,12 +76,24 @@ def build(session: nox.Session) -> None:
 
 
 @nox.session(requires=["build"])
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly, with MkDocs installed here from the `docs` extra.
+
+    A broken link or anchor, or a page left out of mkdocs.yml's nav, fails. The test sessions' tests/test_docs.py
+    builds the site again with this session's mkdocs.
+    """
+    session.install(f"{wheel()}[docs]")
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(requires=["build", "docs"])
 def tests(session: nox.Session) -> None:
     """The whole suite against the wheel, on the Python that runs nox."""
     run_suite(session)
 
 
-@nox.session(python=[OLDEST, NEWEST], requires=["build"])
+@nox.session(python=[OLDEST, NEWEST], requires=["build", "docs"])
 def suite(session: nox.Session) -> None:
     """The whole suite against the wheel, on the oldest and the newest Python claimed."""
     run_suite(session)
@@ -115,7 +131,14 @@ def compat(session: nox.Session, yt_dlp: str) -> None:
 
 def run_suite(session: nox.Session, *arguments: str) -> None:
     install_wheel(session)
-    session.run("python", "-m", "pytest", *arguments, *session.posargs, env=SUITE_ENV)
+    mkdocs = docs_mkdocs(session)
+    env = {**SUITE_ENV, MKDOCS_VARIABLE: str(mkdocs)} if mkdocs.is_file() else SUITE_ENV  # smoke needs none
+    session.run("python", "-m", "pytest", *arguments, *session.posargs, env=env)
+
+
+def docs_mkdocs(session: nox.Session) -> Path:
+    """The mkdocs that the `docs` session installed: its venv lies beside this session's."""
+    return Path(session.virtualenv.location).parent / "docs" / "bin" / "mkdocs"
 
 
 def install_wheel(session: nox.Session) -> None:

@@ -1,17 +1,24 @@
-"""The offline demo, run as a user would run it from the README."""
+"""The offline demo, run as a user would run it from the README, and `demo --serve`, the loopback site that the
+quick start and docs/demo.md point a config at."""
 
 from __future__ import annotations
 
+import queue
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import COMMAND, clean_env, read_events
+from conftest import COMMAND, clean_env, read_events, wait_for
 from playlist_cron.demo import run
 
 
@@ -61,3 +68,116 @@ def test_hint_runs_the_same_program_when_started_as_a_module() -> None:
     result = run_without_venv_on_path(f"{command} --version")
     assert result.returncode == 0 and result.stdout.startswith("playlist-cron "), result.stderr
     assert run.shell_command(COMMAND, sys.executable) == shlex.quote(COMMAND)
+
+
+class Lines:
+    """A process's stdout, read line by line by a thread of its own, so that a test can wait for a line with a
+    deadline."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.said: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.queue.put(line)
+        self.queue.put(None)
+
+    def until(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        """Return the match of the first line from here on that matches `pattern`; fail, showing what the process
+        said, when it exits or `timeout` passes first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"timed out after {timeout} s for {pattern!r}; it said: {self.said}") from None
+            assert line is not None, f"it exited ({self.process.wait()}) having said: {self.said}"
+            self.said.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def rest(self) -> list[str]:
+        """The lines said from here on until the process closed its stdout."""
+        self.thread.join(30)
+        lines = []
+        while (line := self.queue.get_nowait()) is not None:
+            lines.append(line.rstrip("\n"))
+        return lines
+
+
+def start_serving(folder: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [COMMAND, "demo", "--serve", "--dir", str(folder)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd="/",
+    )
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_demo_serve_keeps_a_loopback_site_that_a_check_downloads_from_until_sigterm(tmp_path: Path) -> None:
+    site = start_serving(tmp_path / "site")
+    lines = Lines(site)
+    try:
+        feed_url = lines.until(r"^  feed +(http://127\.0\.0\.1:\d+/\S+)$").group(1)
+        config = Path(lines.until(r"^  config +(/.+)$").group(1))
+        lines.until(r"^Serving until")
+        assert config == tmp_path / "site" / "config.json"
+        port = urlsplit(feed_url).port
+        assert port is not None and port_open(port)
+
+        check = subprocess.run(
+            [COMMAND, "check", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=clean_env(),
+            cwd="/",
+        )
+        assert (check.returncode, check.stderr) == (0, ""), check.stdout
+        [completed] = read_events(config.parent / "logs" / "downloader.log", "check_completed")
+        assert completed["downloaded"] >= 1, completed
+        assert completed["playlists"][0]["url"] == feed_url
+        assert site.poll() is None, "it keeps serving after the check"
+
+        site.send_signal(signal.SIGTERM)
+        assert site.wait(30) == 0
+        assert lines.rest() == [f"Stopped serving (SIGTERM); the files stay in {tmp_path / 'site'}"]
+        assert site.stderr.read() == ""  # type: ignore[union-attr]
+        assert not port_open(port), "the port is closed once it has exited"
+    finally:
+        if site.poll() is None:
+            site.kill()
+            site.wait()
+
+
+def test_demo_serve_stops_on_ctrl_c_with_exit_0(tmp_path: Path) -> None:
+    site = start_serving(tmp_path)
+    lines = Lines(site)
+    try:
+        port = urlsplit(lines.until(r"^  feed +(\S+)$").group(1)).port
+        lines.until(r"^Serving until")
+        assert port is not None
+        site.send_signal(signal.SIGINT)
+        assert site.wait(30) == 0
+        assert lines.rest() == [f"Stopped serving (SIGINT); the files stay in {tmp_path}"]
+        assert "Traceback" not in site.stderr.read()  # type: ignore[union-attr]
+        wait_for(lambda: not port_open(port), timeout=5, what="the port to close")
+    finally:
+        if site.poll() is None:
+            site.kill()
+            site.wait()

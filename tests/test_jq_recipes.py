@@ -1,4 +1,4 @@
-"""The README's "Reading the log with jq" recipes, run as written with the real jq on a log made by real checks."""
+"""docs/jq.md's recipes, "Reading the log with jq", run as written with the real jq on a log made by real checks."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from conftest import FlockHolder, Project, read_events, wait_for, yt_dlp_python_
 from playlist_cron import clock
 from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
 
-README = Path(__file__).parent.parent / "README.md"
-SECTION = "### Reading the log with jq"
+PAGE = Path(__file__).parent.parent / "docs" / "jq.md"
+SECTION = "# Reading the log with jq"
 LOG = Path("logs") / "downloader.log"
 REMOVED = "removed-video"
 
@@ -40,12 +40,12 @@ class Folder:
         return [event for event in map(json.loads, self.text.splitlines()) if not yt_dlp_python_notice(event)]
 
 
-def readme_recipes() -> dict[str, str]:
-    """Return each recipe of the README's section, by the comment on its first line, exactly as written."""
-    text = README.read_text()
-    assert text.count(SECTION) == 1, f"README.md must have one {SECTION!r} section"
-    start = text.index(SECTION) + len(SECTION)
-    following = re.compile(r"^#{2,3} ", re.MULTILINE).search(text, start)
+def page_recipes() -> dict[str, str]:
+    """Return each recipe of the page, by the comment on its first line, exactly as written."""
+    text = PAGE.read_text()
+    assert text.startswith(SECTION + "\n"), f"docs/jq.md must open with its title, {SECTION!r}"
+    start = len(SECTION)
+    following = re.compile(r"^## ", re.MULTILINE).search(text, start)  # "# name" lines are the recipes' own
     section = text[start : following.start() if following else len(text)]
     recipes: dict[str, str] = {}
     for block in re.findall(r"^```sh\n(.*?)^```$", section, re.MULTILINE | re.DOTALL):
@@ -59,9 +59,9 @@ def readme_recipes() -> dict[str, str]:
     return recipes
 
 
-def readme_recipe(name: str) -> str:
-    recipes = readme_recipes()
-    assert name in recipes, f"README.md's {SECTION!r} has no recipe whose first line is '# {name}'"
+def page_recipe(name: str) -> str:
+    recipes = page_recipes()
+    assert name in recipes, f"docs/jq.md has no recipe whose first line is '# {name}'"
     return recipes[name]
 
 
@@ -141,7 +141,7 @@ CHECKS: dict[str, Callable[[str, list[dict[str, Any]]], None]] = {
     "downloads per day": check_downloads_per_day,
 }
 
-# Near misses a README edit could make; each must give a wrong answer.
+# Near misses an edit of the page could make; each must give a wrong answer.
 WRONG: dict[str, tuple[str, str]] = {
     "skips per day": ('.event=="check_skipped"', '.outcome!="COMPLETED"'),
     "check durations": ('select(.event=="check_completed")', "select(.duration_s != null)"),
@@ -237,8 +237,8 @@ def test_jq_is_installed() -> None:
     assert shutil.which("jq"), "jq is needed: .ci/run installs it (apt-get install jq)"
 
 
-def test_readme_has_every_recipe() -> None:
-    assert sorted(readme_recipes()) == sorted(CHECKS)
+def test_the_page_has_every_recipe() -> None:
+    assert sorted(page_recipes()) == sorted(CHECKS)
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
@@ -246,7 +246,7 @@ def test_readme_has_every_recipe() -> None:
 def test_recipe_answers_as_python_reads_the_log(folders: dict[str, Folder], which: str, name: str) -> None:
     assert shutil.which("jq")
     folder = folders[which]
-    result = run_recipe(readme_recipe(name), folder.root)
+    result = run_recipe(page_recipe(name), folder.root)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.strip(), "every recipe has something to say about this log"
     CHECKS[name](result.stdout, folder.events)
@@ -274,8 +274,8 @@ def test_the_log_has_what_the_recipes_look_for(folders: dict[str, Folder]) -> No
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_a_wrong_recipe_gives_a_wrong_answer(folders: dict[str, Folder], name: str) -> None:
     right, wrong = WRONG[name]
-    recipe = readme_recipe(name)
-    assert right in recipe, f"the README's {name!r} recipe changed: update WRONG in this test"
+    recipe = page_recipe(name)
+    assert right in recipe, f"docs/jq.md's {name!r} recipe changed: update WRONG in this test"
     folder = folders["two days"]
     result = run_recipe(recipe.replace(right, wrong), folder.root)
     assert result.returncode == 0, result.stderr

@@ -23,7 +23,7 @@ ROOT = Path(__file__).parent.parent
 SERVICE = ROOT / "playlist-cron.service"
 TIMER = ROOT / "playlist-cron.timer"
 LOGROTATE = ROOT / "logrotate.example"
-README = ROOT / "README.md"
+SYSTEMD_PAGE = ROOT / "docs" / "systemd.md"
 
 PLACEHOLDER_FOLDER = "/home/you/playlist-cron"
 COMMAND = Path(sys.executable).parent / "playlist-cron"
@@ -268,15 +268,15 @@ def test_logrotate_rotates_the_log_under_a_running_check_without_losing_a_line(
     assert [event["check"] for event in read_events(rotated)] == [3, 3]
 
 
-# -- README -------------------------------------------------------------------------------------------------------
+# -- docs/systemd.md ----------------------------------------------------------------------------------------------
 
 
-def test_readme_systemd_section_names_the_three_files() -> None:
-    text = README.read_text()
-    match = re.search(r"^## systemd instead of cron\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
-    assert match, "README.md has no `## systemd instead of cron` section"
+def test_the_systemd_page_names_the_three_files() -> None:
+    text = SYSTEMD_PAGE.read_text()
+    match = re.search(r"\A# systemd instead of cron\n(.*)", text, re.DOTALL)
+    assert match, "docs/systemd.md does not open with `# systemd instead of cron`"
     section = match.group(1)
     for name in (SERVICE.name, TIMER.name, LOGROTATE.name):
-        assert f"`{name}`" in section, f"the README's systemd section does not name {name}"
+        assert f"`{name}`" in section, f"docs/systemd.md does not name {name}"
     for command in ("systemctl --user enable --now playlist-cron.timer", "loginctl enable-linger"):
         assert command in section

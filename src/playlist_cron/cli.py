@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="an offline demo: a loopback feed, overlapping checks, SKIPPED live")
     demo.add_argument("--dir", metavar="PATH", help="where to keep the demo's files (default: a new temporary folder)")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="instead, keep the loopback feed running until Ctrl-C or SIGTERM, and write a config for it into --dir, "
+        "to try a config or the commands against",
+    )
     return parser
 
 
@@ -328,6 +334,10 @@ def _db(arguments: argparse.Namespace) -> int:
 
 
 def _demo(arguments: argparse.Namespace) -> int:
+    if arguments.serve:
+        from playlist_cron.demo import serve
+
+        return serve.main(arguments.dir)
     from playlist_cron.demo import run
 
     return run.main(arguments.dir)

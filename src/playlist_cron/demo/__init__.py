@@ -1,1 +1,1 @@
-"""The loopback feed server and the offline demo; the tests use the same server."""
+"""The loopback feed server, the offline demo and `demo --serve`; the tests use the same server."""

@@ -276,6 +276,12 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             pass
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except ConnectionResetError:  # a client that ended with its keep-alive connection open: not an error
+                self.close_connection = True
+
         def send_response(self, code: int, message: str | None = None) -> None:
             # Recorded as the answer starts, so a request whose body is still streaming is already counted.
             headers = self.headers
