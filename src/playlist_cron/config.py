@@ -11,7 +11,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from playlist_cron import managed_options
 from playlist_cron.errors import ConfigError
 
 ENVIRONMENT_VARIABLE = "PLAYLIST_CRON_CONFIG"
@@ -357,6 +356,8 @@ class _Reader:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             self.problem(where, 'expected a list of strings, as typed on the command line: ["-f", "best"]')
             return None
+        from playlist_cron import managed_options  # only for a config with yt_dlp_args: not on every cron minute
+
         for index, said in managed_options.refused(value):
             self.problem(f"{where}[{index}]", said)
         return tuple(value)

@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypeGuard, cast
 
-# Reading needs the standard library alone (the not-due path ends there): `lock`, and portalocker with it, is
-# imported only where the state is changed.
-from playlist_cron import atomic, clock
+# Reading needs the standard library alone, and as little as can be (the not-due path ends there): `lock` (and
+# portalocker with it) and `atomic` are imported only where the state is changed.
+from playlist_cron import clock
 from playlist_cron.errors import NotARegularFile, StateError
 from playlist_cron.outcomes import COUNTERS, MONOTONIC_COUNTERS, OUTCOMES
 
@@ -349,7 +349,7 @@ class StateStore:
             return
         legacy_lock_path = self.state_dir / (LEGACY_FILE_NAME + ".lock")
         legacy_previous_path = self.state_dir / (LEGACY_FILE_NAME + ".prev")
-        from playlist_cron import lock
+        from playlist_cron import atomic, lock
 
         with lock.hold(legacy_lock_path, LOCK_WAIT_S) as held:
             if not held:
@@ -374,6 +374,8 @@ class StateStore:
         )
 
     def _write(self, state: State) -> None:
+        from playlist_cron import atomic
+
         data = json.dumps(state, indent=1, sort_keys=True).encode() + b"\n"
         try:
             atomic.replace(self.path, data, FILE_MODE, before_replace=self._keep_previous)
