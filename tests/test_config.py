@@ -58,6 +58,25 @@ def test_defaults_follow_the_contract(tmp_path: Path) -> None:
     assert playlist.full_scan_interval_seconds == 21600
 
 
+def test_every_key_of_the_table_is_checked_and_named_in_its_message(tmp_path: Path) -> None:
+    # An object is a wrong value for every key: each row of the table reaches a check that names its key.
+    wrong: dict[str, object] = {"playlist_url": URL}
+    wrong.update((name, {}) for name, key in config.KEYS.items() if key.kind != "playlists")
+    assert [problem.split("'")[1] for problem in problems(tmp_path, wrong)] == [
+        name for name in config.KEYS if name not in ("playlist_url", "playlists")
+    ]
+    options = [name for name, key in config.KEYS.items() if key.per_playlist]
+    in_a_playlist = problems(tmp_path, {"playlists": [{"url": URL, **{name: {} for name in options}}]})
+    assert [problem.split("'")[1] for problem in in_a_playlist] == [f"playlists[0].{name}" for name in options]
+
+
+def test_the_records_take_their_defaults_from_the_table() -> None:
+    for record in (config.Config, config.Playlist):
+        for name, default in record._field_defaults.items():
+            if name in config.KEYS:
+                assert default == config.KEYS[name].default, f"{record.__name__}.{name}"
+
+
 def test_relative_paths_resolve_against_the_config_folder_not_the_current_one(tmp_path: Path) -> None:
     os.chdir("/")
     loaded = config.load(write(tmp_path, {"playlist_url": URL, "download_dir": "../media", "archive_file": "a/b.txt"}))

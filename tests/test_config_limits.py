@@ -14,6 +14,7 @@ from yt_dlp.options import create_parser
 from conftest import Project
 from playlist_cron import config
 from playlist_cron.errors import ConfigError
+from playlist_cron.managed_options import MANAGED_DESTS, MANAGED_OPTIONS, managed_option
 
 URL = "https://www.youtube.com/playlist?list=PL123"
 HUGE = 1_000_000_000_000  # seconds: 31,700 years, past any date Python (or yt-dlp) can hold
@@ -159,17 +160,17 @@ def test_the_config_check_agrees_with_yt_dlp_s_parser_on_every_option_and_abbrev
     parser = create_parser()
     options = [option for group in [parser, *parser.option_groups] for option in group.option_list]
     spellings = {name: option.dest for option in options for name in option._short_opts + option._long_opts}
-    managed_spellings = {name for name, dest in spellings.items() if dest in config.MANAGED_DESTS}
-    assert set(config.MANAGED_OPTIONS) == managed_spellings, "yt-dlp changed its options: update MANAGED_OPTIONS"
+    managed_spellings = {name for name, dest in spellings.items() if dest in MANAGED_DESTS}
+    assert set(MANAGED_OPTIONS) == managed_spellings, "yt-dlp changed its options: update MANAGED_OPTIONS"
     for name, dest in spellings.items():
-        assert (config.managed_option(name) is not None) == (dest in config.MANAGED_DESTS), name
+        assert (managed_option(name) is not None) == (dest in MANAGED_DESTS), name
     for name in [name for name in managed_spellings if name.startswith("--")]:
         for end in range(3, len(name)):
             prefix = name[:end]
             dest = _yt_dlp_reads(parser, prefix)
-            refused = config.managed_option(prefix) is not None
+            refused = managed_option(prefix) is not None
             # Refused by us exactly when yt-dlp reads a managed option there; either of us may refuse an ambiguous one.
-            assert refused == (dest in config.MANAGED_DESTS) or dest == "?", (prefix, dest)
+            assert refused == (dest in MANAGED_DESTS) or dest == "?", (prefix, dest)
 
 
 SECRET = "s3cr3t-line-in-a-private-file"  # noqa: S105 - a marker to look for, not a password

@@ -195,3 +195,20 @@ def test_checks_download_and_skip_while_the_log_is_read_only(
         f"{state['log_write_failures_total']} lost lines counted, nothing settled as interrupted once the log worked "
         "again"
     )
+
+
+def test_a_line_that_each_write_takes_only_a_few_bytes_of_is_still_written_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # write(2) may take part of its buffer and the rest on the next call: only a write that fails loses the line.
+    from playlist_cron import log
+
+    alerts: list[str] = []
+    log_file = log.open_log_file(tmp_path / "downloader.log", tmp_path / "config.json", alerts.append)
+    line = json.dumps({"event": "check_started", "check": 1}).encode() + b"\n"
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:5])))
+    written = log_file.write(line)
+    monkeypatch.undo()
+    assert (tmp_path / "downloader.log").read_bytes() == line
+    assert (written, log_file.lost_lines, alerts) == (len(line), 0, [])

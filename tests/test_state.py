@@ -32,6 +32,29 @@ def test_fresh_state_is_zero_and_writes_are_versioned_and_private(tmp_path: Path
     assert not list(store.state_dir.glob(".*.tmp")), "no temporary file is left behind"
 
 
+def test_a_short_write_is_finished_not_left_as_a_cut_state_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # write(2) may take only part of its buffer (a nearly full disk, a signal): the rest must follow.
+    store = StateStore(tmp_path, CONFIG)
+    real_write = os.write
+    taken: list[int] = []
+
+    def half_write(fd: int, data: bytes) -> int:
+        written = real_write(fd, bytes(data[: max(1, len(data) // 2)]))
+        taken.append(written)
+        return written
+
+    with store.update() as state:
+        state["checks_total"] = 7
+        monkeypatch.setattr(os, "write", half_write)
+    monkeypatch.undo()
+    assert taken, "the state was written through the short write"
+    saved = store.path.read_text()
+    assert saved.endswith("}\n"), f"the state file was cut short: {saved[-40:]!r}"
+    assert json.loads(saved)["checks_total"] == 7
+
+
 def test_previous_good_state_is_kept_beside_the_current_one(tmp_path: Path) -> None:
     store = StateStore(tmp_path, CONFIG)
     for _ in range(3):

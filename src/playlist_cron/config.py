@@ -6,62 +6,17 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict, overload
+from typing import Any, Literal, NamedTuple
 
 from playlist_cron.errors import ConfigError
 
 ENVIRONMENT_VARIABLE = "PLAYLIST_CRON_CONFIG"
 DEFAULT_CONFIG_NAME = "config.json"
-DEFAULT_OUTPUT_TEMPLATE = "%(playlist_title)s/%(title)s [%(id)s].%(ext)s"
-DEFAULT_RETRY_BACKOFF_SECONDS = (900, 3600, 21600, 86400)
-DEFAULT_NETWORK_ALERT_AFTER_SECONDS = 3600
-DEFAULT_FULL_SCAN_INTERVAL_SECONDS = 21600  # a playlist with a feed is read whole every six hours
-DEFAULT_DATABASE_HEARTBEAT_SECONDS = 30
-DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS = 5
 STDOUT_LOG = "-"  # `log_file` for the events on stdout (containers); a file named "-" is spelt "./-"
 DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")  # the two libpq takes
-
-# yt-dlp's options that playlist-cron sets itself, by the `dest` yt-dlp's parser stores them in: a user's copy
-# would fight ours. `yt_dlp_options.parse_yt_dlp_args` asks yt-dlp's own parser which dest each argument sets.
-MANAGED_DESTS = {
-    "outtmpl": "output_template",
-    "paths": "download_dir",
-    "download_archive": "archive_file",
-    "force_write_download_archive": "archive_file",
-    "batchfile": "playlist_url",
-    "config_locations": "yt_dlp_args",
-    "cookiefile": "cookies_file",
-    "max_downloads": "max_downloads_per_check",
-    "dateafter": "date_after",
-    "date": "date_after",
-}
-# Every spelling yt-dlp has for those dests (a test keeps this equal to yt-dlp's parser), so that the config
-# check needs no yt-dlp: it runs on every cron minute, where importing yt-dlp costs a second.
-MANAGED_OPTIONS = {
-    "-o": "output_template",
-    "--output": "output_template",
-    "-P": "download_dir",
-    "--paths": "download_dir",
-    "--download-archive": "archive_file",
-    "--no-download-archive": "archive_file",
-    "--force-download-archive": "archive_file",
-    "--force-write-archive": "archive_file",
-    "--force-write-download-archive": "archive_file",
-    "-a": "playlist_url",
-    "--batch-file": "playlist_url",
-    "--no-batch-file": "playlist_url",
-    "--config-locations": "yt_dlp_args",
-    "--no-config-locations": "yt_dlp_args",
-    "--cookies": "cookies_file",
-    "--no-cookies": "cookies_file",
-    "--max-downloads": "max_downloads_per_check",
-    "--dateafter": "date_after",
-    "--date": "date_after",
-}
-# yt-dlp's own options whose names begin a managed one's: optparse takes an exact name before an abbreviation.
-UNMANAGED_PREFIXES = frozenset({"--no-config", "--no-download"})
 
 # Upper bounds of the whole-number keys. A wait longer than a year is a typo, and a far larger one overflows the
 # dates it is added to (a cooldown grows to 64 times `cooldown_seconds`: 64 years, still within year 9999).
@@ -71,58 +26,75 @@ FIVE_MINUTES_S = 300
 ONE_EIB = 2**60  # more free space than any filesystem has
 MAX_DOWNLOADS_PER_CHECK = 1_000_000  # more videos than the largest channel has
 
-_MISSING = object()  # "no value given", as distinct from a JSON null
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+\S*$")
 _FEED_URL = re.compile(r"^[hH][tT][tT][pP][sS]?://[^\s/]+\S*$")
 # yt-dlp's strict date forms (`DateRange`): YYYYMMDD, or now/today/yesterday minus an amount; never plus.
 _DATE = re.compile(r"(?P<ymd>\d{8})|(?P<base>now|today|yesterday)(?:-(?P<amount>\d+)(?P<unit>day|week|month|year)s?)?")
 
-PLAYLIST_KEYS = (
-    "url",
-    "output_template",
-    "yt_dlp_args",
-    "stop_at_first_archived",
-    "max_downloads_per_check",
-    "date_after",
-    "feed_url",
-    "full_scan_interval_seconds",
-)
-TOP_LEVEL_KEYS = (
-    "playlist_url",
-    "playlists",
-    "download_dir",
-    "archive_file",
-    "log_file",
-    "state_dir",
-    "output_template",
-    "yt_dlp_args",
-    "check_interval_seconds",
-    "max_runtime_seconds",
-    "stall_timeout_seconds",
-    "min_free_bytes",
-    "cooldown_seconds",
-    "network_alert_after_seconds",
-    "skip_exit_code",
-    "stop_at_first_archived",
-    "max_downloads_per_check",
-    "date_after",
-    "feed_url",
-    "full_scan_interval_seconds",
-    "cookies_file",
-    "retry_backoff_seconds",
-    "healthcheck_url",
-    "metrics_file",
-    "report_file",
-    "database_url",
-    "collection",
-    "host_name",
-    "database_heartbeat_seconds",
-    "database_connect_timeout_seconds",
-)
-
 
 # NamedTuples rather than frozen dataclasses: the config is read on every cron minute, where `dataclasses` (it
 # imports `inspect`) would cost the not-due path a tenth of its time and memory above Python's own start-up.
+class Key(NamedTuple):
+    """One config key: which check its value gets, its bounds, its default, and whether a playlist may set it."""
+
+    kind: str  # which check its value gets (`_CHECKS`); "playlists": the two keys `_Reader.playlists` reads
+    default: Any = None  # its value when absent (a path's is resolved against the config file's folder)
+    minimum: int = 0  # the bounds of a whole number, or of each step of a list of them
+    maximum: int = 0
+    said: str = ""  # the upper bound in words, for messages
+    per_playlist: bool = False  # a playlist object may set it too; the top level's value is its default there
+
+
+def _seconds(default: int, minimum: int, *, per_playlist: bool = False) -> Key:
+    """A key that is a wait in whole seconds, at most a year."""
+    return Key("whole", default, minimum, ONE_YEAR_S, "one year", per_playlist)
+
+
+# Every key of the config file, in the order the reader checks them (and so the order of its messages).
+KEYS: dict[str, Key] = {
+    "playlist_url": Key("playlists"),  # one playlist, or
+    "playlists": Key("playlists"),  # several: URLs, or objects that may set the keys marked per_playlist
+    "output_template": Key("text", "%(playlist_title)s/%(title)s [%(id)s].%(ext)s", per_playlist=True),
+    "yt_dlp_args": Key("yt_dlp_args", (), per_playlist=True),
+    "stop_at_first_archived": Key("boolean", False, per_playlist=True),
+    "max_downloads_per_check": Key("whole", None, 1, MAX_DOWNLOADS_PER_CHECK, "a million", per_playlist=True),
+    "date_after": Key("date", None, per_playlist=True),
+    # A playlist with a feed is read whole every six hours; 0: the feed alone.
+    "full_scan_interval_seconds": _seconds(21600, minimum=0, per_playlist=True),
+    # One playlist's own (at the top level only beside `playlist_url`). None: derived from its URL where it can
+    # be; false: no feed reads.
+    "feed_url": Key("feed_url", None, per_playlist=True),
+    "download_dir": Key("path", "downloads"),
+    "archive_file": Key("path", "archive.txt"),
+    "log_file": Key("log", "logs/downloader.log"),
+    "state_dir": Key("path", "state"),
+    "check_interval_seconds": _seconds(60, minimum=1),
+    "max_runtime_seconds": _seconds(14400, minimum=1),
+    "stall_timeout_seconds": _seconds(900, minimum=1),
+    "min_free_bytes": Key("whole", 1_000_000_000, 0, ONE_EIB, "1 EiB"),
+    "cooldown_seconds": _seconds(900, minimum=0),
+    "network_alert_after_seconds": _seconds(3600, minimum=0),
+    "skip_exit_code": Key("whole", 0, 0, 255),
+    "cookies_file": Key("path"),
+    "retry_backoff_seconds": Key("backoff", (900, 3600, 21600, 86400), 1, ONE_YEAR_S, "one year"),
+    "healthcheck_url": Key("optional_url"),
+    "metrics_file": Key("path"),
+    "report_file": Key("path"),
+    "database_url": Key("database_url"),
+    "collection": Key("text"),  # absent: `load` gives the download folder
+    "host_name": Key("text"),  # absent: `load` gives the machine's name
+    "database_heartbeat_seconds": Key("whole", 30, 1, ONE_HOUR_S, "one hour"),
+    "database_connect_timeout_seconds": Key("whole", 5, 1, FIVE_MINUTES_S, "five minutes"),
+}
+TOP_LEVEL_KEYS = tuple(KEYS)
+PLAYLIST_KEYS = ("url", *(name for name, key in KEYS.items() if key.per_playlist))
+# The top level gives these their defaults for every playlist (a feed is one playlist's own).
+_PLAYLIST_OPTIONS = tuple(name for name in PLAYLIST_KEYS[1:] if name != "feed_url")
+_CONFIG_KEYS = tuple(name for name, key in KEYS.items() if not key.per_playlist and key.kind != "playlists")
+DEFAULT_OUTPUT_TEMPLATE: str = KEYS["output_template"].default
+DEFAULT_FULL_SCAN_INTERVAL_SECONDS: int = KEYS["full_scan_interval_seconds"].default
+
+
 class Playlist(NamedTuple):
     """One playlist and the options it is downloaded with."""
 
@@ -133,26 +105,12 @@ class Playlist(NamedTuple):
     max_downloads_per_check: int | None
     date_after: str | None
     yt_dlp_args_key: str = "yt_dlp_args"  # where its yt_dlp_args came from, for error messages
-    feed_url: str | Literal[False] | None = None  # None: derived from `url` where it can be; False: no feed reads
-    full_scan_interval_seconds: int = DEFAULT_FULL_SCAN_INTERVAL_SECONDS  # 0: the feed alone
-
-
-if TYPE_CHECKING:  # building a TypedDict costs the not-due path time (typing compiles its annotations)
-
-    class _PlaylistOptions(TypedDict, total=False):
-        """What a playlist object may set, the top level giving the defaults: `Playlist`'s fields but its URL."""
-
-        output_template: str
-        yt_dlp_args: tuple[str, ...]
-        stop_at_first_archived: bool
-        max_downloads_per_check: int | None
-        date_after: str | None
-        yt_dlp_args_key: str
-        full_scan_interval_seconds: int
+    feed_url: str | Literal[False] | None = KEYS["feed_url"].default
+    full_scan_interval_seconds: int = KEYS["full_scan_interval_seconds"].default
 
 
 class Config(NamedTuple):
-    """A validated config: every path absolute, every value of the right type."""
+    """A validated config: every path absolute, every value of the right type; the defaults are `KEYS`'s."""
 
     path: Path
     playlists: tuple[Playlist, ...]
@@ -160,23 +118,24 @@ class Config(NamedTuple):
     archive_file: Path
     log_file: Path | None  # None: stdout (`"log_file": "-"`)
     state_dir: Path
-    check_interval_seconds: int = 60
-    max_runtime_seconds: int = 14400
-    stall_timeout_seconds: int = 900
-    min_free_bytes: int = 1_000_000_000
-    cooldown_seconds: int = 900
-    network_alert_after_seconds: int = DEFAULT_NETWORK_ALERT_AFTER_SECONDS
-    skip_exit_code: int = 0
-    cookies_file: Path | None = None
-    retry_backoff_seconds: tuple[int, ...] = DEFAULT_RETRY_BACKOFF_SECONDS
-    healthcheck_url: str | None = None
-    metrics_file: Path | None = None
-    report_file: Path | None = None  # the `report` page, rewritten after each check that ran
-    database_url: str | None = None  # set: the lock, archive and state are in PostgreSQL; may hold a password
-    collection: str | None = None  # the rows' key in the database; `load` gives the download folder when unset
-    host_name: str | None = None  # this host in the database; `load` gives the machine's name when unset
-    database_heartbeat_seconds: int = DEFAULT_DATABASE_HEARTBEAT_SECONDS
-    database_connect_timeout_seconds: int = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS
+    check_interval_seconds: int = KEYS["check_interval_seconds"].default
+    max_runtime_seconds: int = KEYS["max_runtime_seconds"].default
+    stall_timeout_seconds: int = KEYS["stall_timeout_seconds"].default
+    min_free_bytes: int = KEYS["min_free_bytes"].default
+    cooldown_seconds: int = KEYS["cooldown_seconds"].default
+    network_alert_after_seconds: int = KEYS["network_alert_after_seconds"].default
+    skip_exit_code: int = KEYS["skip_exit_code"].default
+    cookies_file: Path | None = KEYS["cookies_file"].default
+    retry_backoff_seconds: tuple[int, ...] = KEYS["retry_backoff_seconds"].default
+    healthcheck_url: str | None = KEYS["healthcheck_url"].default
+    metrics_file: Path | None = KEYS["metrics_file"].default
+    report_file: Path | None = KEYS["report_file"].default  # the `report` page, rewritten after each check that ran
+    # Set: the lock, archive and state are in PostgreSQL. It may hold a password.
+    database_url: str | None = KEYS["database_url"].default
+    collection: str | None = KEYS["collection"].default  # the rows' key in the database; `load` sets it
+    host_name: str | None = KEYS["host_name"].default  # this host in the database; `load` sets it
+    database_heartbeat_seconds: int = KEYS["database_heartbeat_seconds"].default
+    database_connect_timeout_seconds: int = KEYS["database_connect_timeout_seconds"].default
 
     @property
     def lock_file(self) -> Path:
@@ -215,7 +174,11 @@ def load(path: Path) -> Config:
 
 
 class _Reader:
-    """Walks one parsed config, noting each problem instead of stopping at the first."""
+    """Walks one parsed config, noting each problem instead of stopping at the first.
+
+    Each check is given where the value is (`playlists[2].date_after`), its key's row of `KEYS` and the value,
+    and returns the value as `Config` holds it; after noting a problem it returns None, the config being refused.
+    """
 
     def __init__(self, path: Path, raw: dict[str, object]) -> None:
         self.path = path
@@ -228,70 +191,33 @@ class _Reader:
 
     def config(self) -> Config:
         for key in self.raw:
-            if key not in TOP_LEVEL_KEYS:
+            if key not in KEYS:
                 self.problem(key, "unknown key" + _suggestion(key, TOP_LEVEL_KEYS))
-        defaults: _PlaylistOptions = {
-            "output_template": self.string("output_template", DEFAULT_OUTPUT_TEMPLATE),
-            "yt_dlp_args": self.yt_dlp_args("yt_dlp_args", self.raw.get("yt_dlp_args", [])),
-            "stop_at_first_archived": self.boolean("stop_at_first_archived", False),
-            "max_downloads_per_check": self.integer(
-                "max_downloads_per_check", None, minimum=1, maximum=MAX_DOWNLOADS_PER_CHECK, said="a million"
-            ),
-            "date_after": self.date("date_after", self.raw.get("date_after")),
-            "full_scan_interval_seconds": self.seconds(
-                "full_scan_interval_seconds", DEFAULT_FULL_SCAN_INTERVAL_SECONDS, minimum=0
-            ),
-        }
-        playlists = self.playlists(defaults)
-        download_dir = self.path_value("download_dir", "downloads")
-        config = Config(
-            path=self.path,
-            playlists=tuple(playlists),
-            download_dir=download_dir,
-            archive_file=self.path_value("archive_file", "archive.txt"),
-            log_file=None
-            if self.raw.get("log_file") == STDOUT_LOG
-            else self.path_value("log_file", "logs/downloader.log"),
-            state_dir=self.path_value("state_dir", "state"),
-            check_interval_seconds=self.seconds("check_interval_seconds", 60, minimum=1),
-            max_runtime_seconds=self.seconds("max_runtime_seconds", 14400, minimum=1),
-            stall_timeout_seconds=self.seconds("stall_timeout_seconds", 900, minimum=1),
-            min_free_bytes=self.integer("min_free_bytes", 1_000_000_000, minimum=0, maximum=ONE_EIB, said="1 EiB"),
-            cooldown_seconds=self.seconds("cooldown_seconds", 900, minimum=0),
-            network_alert_after_seconds=self.seconds(
-                "network_alert_after_seconds", DEFAULT_NETWORK_ALERT_AFTER_SECONDS, minimum=0
-            ),
-            skip_exit_code=self.integer("skip_exit_code", 0, minimum=0, maximum=255),
-            cookies_file=self.path_value("cookies_file", None),
-            retry_backoff_seconds=self.backoff("retry_backoff_seconds"),
-            healthcheck_url=self.url_value("healthcheck_url", self.raw.get("healthcheck_url"), optional=True),
-            metrics_file=self.path_value("metrics_file", None),
-            report_file=self.path_value("report_file", None),
-            database_url=self.database_url("database_url"),
-            collection=self.string("collection", str(download_dir)),
+        playlists = self.playlists({name: self.top_level(name) for name in _PLAYLIST_OPTIONS})
+        values = {name: self.top_level(name) for name in _CONFIG_KEYS}
+        if "collection" not in self.raw:
+            values["collection"] = str(values["download_dir"])
+        if "host_name" not in self.raw:
             # The kernel's host name, as socket.gethostname() gives it, without importing `socket` (about 10 ms)
             # on every cron minute.
-            host_name=self.string("host_name", os.uname().nodename),
-            database_heartbeat_seconds=self.integer(
-                "database_heartbeat_seconds",
-                DEFAULT_DATABASE_HEARTBEAT_SECONDS,
-                minimum=1,
-                maximum=ONE_HOUR_S,
-                said="one hour",
-            ),
-            database_connect_timeout_seconds=self.integer(
-                "database_connect_timeout_seconds",
-                DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
-                minimum=1,
-                maximum=FIVE_MINUTES_S,
-                said="five minutes",
-            ),
-        )
+            values["host_name"] = os.uname().nodename
         if self.problems:
             raise ConfigError(str(self.path), self.problems)
-        return config
+        return Config(path=self.path, playlists=tuple(playlists), **values)
 
-    def playlists(self, defaults: _PlaylistOptions) -> list[Playlist]:
+    def top_level(self, name: str) -> Any:
+        """Given a key's name, return its value at the top level, checked, or its default when it is absent."""
+        key = KEYS[name]
+        if name in self.raw:
+            return self.check(name, key, self.raw[name])
+        if key.kind in ("path", "log") and key.default is not None:
+            return self.resolved(key.default)
+        return key.default
+
+    def check(self, where: str, key: Key, value: object) -> Any:
+        return _CHECKS[key.kind](self, where, key, value)
+
+    def playlists(self, defaults: dict[str, Any]) -> list[Playlist]:
         has_one, has_many = "playlist_url" in self.raw, "playlists" in self.raw
         if has_one == has_many:
             self.problem(
@@ -300,8 +226,8 @@ class _Reader:
             )
             return []
         if has_one:
-            url = self.url_value("playlist_url", self.raw["playlist_url"])
-            feed_url = self.feed_url("feed_url", self.raw["feed_url"]) if "feed_url" in self.raw else None
+            url = self.url("playlist_url", self.raw["playlist_url"])
+            feed_url = self.top_level("feed_url")
             return [Playlist(url=url, feed_url=feed_url, **defaults)] if url else []
         if "feed_url" in self.raw:
             self.problem("feed_url", "a feed belongs to one playlist: set it in that playlist's object in 'playlists'")
@@ -313,7 +239,7 @@ class _Reader:
         for index, entry in enumerate(entries):
             key = f"playlists[{index}]"
             if isinstance(entry, str):
-                url = self.url_value(key, entry)
+                url = self.url(key, entry)
                 if url:
                     playlists.append(Playlist(url=url, **defaults))
             elif isinstance(entry, dict):
@@ -324,217 +250,153 @@ class _Reader:
                 self.problem(key, f"expected a URL string or an object with a 'url', got {_json_type(entry)}")
         return playlists
 
-    def playlist_object(self, key: str, entry: dict[str, object], defaults: _PlaylistOptions) -> Playlist | None:
+    def playlist_object(self, key: str, entry: dict[str, object], defaults: dict[str, Any]) -> Playlist | None:
         for name in entry:
             if name not in PLAYLIST_KEYS:
                 self.problem(f"{key}.{name}", "unknown key" + _suggestion(name, PLAYLIST_KEYS))
         if "url" not in entry:
             self.problem(f"{key}.url", "missing: every playlist object needs a 'url'")
             return None
-        url = self.url_value(f"{key}.url", entry["url"])
+        url = self.url(f"{key}.url", entry["url"])
         values = defaults.copy()
-        if "output_template" in entry:
-            values["output_template"] = self.string(
-                f"{key}.output_template", defaults["output_template"], entry["output_template"]
-            )
+        for name in PLAYLIST_KEYS[1:]:
+            if name in entry:
+                values[name] = self.check(f"{key}.{name}", KEYS[name], entry[name])
         if "yt_dlp_args" in entry:
-            values["yt_dlp_args"] = self.yt_dlp_args(f"{key}.yt_dlp_args", entry["yt_dlp_args"])
             values["yt_dlp_args_key"] = f"{key}.yt_dlp_args"
-        if "stop_at_first_archived" in entry:
-            values["stop_at_first_archived"] = self.boolean(
-                f"{key}.stop_at_first_archived", False, entry["stop_at_first_archived"]
-            )
-        if "max_downloads_per_check" in entry:
-            values["max_downloads_per_check"] = self.integer(
-                f"{key}.max_downloads_per_check",
-                None,
-                minimum=1,
-                maximum=MAX_DOWNLOADS_PER_CHECK,
-                said="a million",
-                value=entry["max_downloads_per_check"],
-            )
-        if "date_after" in entry:
-            values["date_after"] = self.date(f"{key}.date_after", entry["date_after"])
-        if "full_scan_interval_seconds" in entry:
-            values["full_scan_interval_seconds"] = self.seconds(
-                f"{key}.full_scan_interval_seconds",
-                DEFAULT_FULL_SCAN_INTERVAL_SECONDS,
-                minimum=0,
-                value=entry["full_scan_interval_seconds"],
-            )
-        feed_url = self.feed_url(f"{key}.feed_url", entry["feed_url"]) if "feed_url" in entry else None
-        return Playlist(url=url, feed_url=feed_url, **values) if url else None
+        return Playlist(url=url, **values) if url else None
 
-    def string(self, key: str, default: str, value: object = _MISSING) -> str:
-        value = self.raw.get(key, default) if value is _MISSING else value
+    def resolved(self, path: str) -> Path:
+        return (self.base_dir / Path(path).expanduser()).absolute()
+
+    def text(self, where: str, key: Key, value: object) -> str | None:
         if not isinstance(value, str) or not value:
-            self.problem(key, f"expected a non-empty string, got {_json_type(value)}")
-            return default
+            self.problem(where, f"expected a non-empty string, got {_json_type(value)}")
+            return None
         return value
 
-    def boolean(self, key: str, default: bool, value: object = _MISSING) -> bool:
-        value = self.raw.get(key, default) if value is _MISSING else value
+    def boolean(self, where: str, key: Key, value: object) -> bool | None:
         if not isinstance(value, bool):
-            self.problem(key, f"expected true or false, got {_json_type(value)}")
-            return default
+            self.problem(where, f"expected true or false, got {_json_type(value)}")
+            return None
         return value
 
-    @overload
-    def integer(
-        self, key: str, default: int, *, minimum: int, maximum: int, said: str = "", value: object = _MISSING
-    ) -> int: ...
-
-    @overload
-    def integer(
-        self, key: str, default: None, *, minimum: int, maximum: int, said: str = "", value: object = _MISSING
-    ) -> int | None: ...
-
-    def integer(
-        self, key: str, default: int | None, *, minimum: int, maximum: int, said: str = "", value: object = _MISSING
-    ) -> int | None:
-        """Given a key and its bounds (`said` names the upper one in words), return its whole number or `default`."""
-        if value is _MISSING:
-            if key not in self.raw:
-                return default
-            value = self.raw[key]
+    def whole(self, where: str, key: Key, value: object) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(key, f"expected a whole number, got {_json_type(value)}")
-            return default
-        if not minimum <= value <= maximum:
-            self.problem(key, f"expected a whole number {_range(minimum, maximum, said)}, got {value}")
-            return default
+            self.problem(where, f"expected a whole number, got {_json_type(value)}")
+            return None
+        if not key.minimum <= value <= key.maximum:
+            self.problem(where, f"expected a whole number {_range(key)}, got {value}")
+            return None
         return value
 
-    def seconds(self, key: str, default: int, *, minimum: int, value: object = _MISSING) -> int:
-        return self.integer(key, default, minimum=minimum, maximum=ONE_YEAR_S, said="one year", value=value)
-
-    def url_value(self, key: str, value: object, *, optional: bool = False) -> str | None:
-        if value is None and optional:
-            return None
+    def url(self, where: str, value: object) -> str | None:
         if not isinstance(value, str) or not _URL.match(value):
-            self.problem(key, f"expected a URL such as https://www.youtube.com/playlist?list=..., got {_show(value)}")
+            self.problem(where, f"expected a URL such as https://www.youtube.com/playlist?list=..., got {_show(value)}")
             return None
         return value
 
-    def database_url(self, key: str) -> str | None:
+    def optional_url(self, where: str, key: Key, value: object) -> str | None:
+        return None if value is None else self.url(where, value)
+
+    def database_url(self, where: str, key: Key, value: object) -> str | None:
         """`database_url`: a libpq URL. Never shown back in a message: it may hold a password."""
-        if key not in self.raw:
-            return None
-        value = self.raw[key]
         if (
             not isinstance(value, str)
             or not value.startswith(DATABASE_URL_SCHEMES)
             or any(character.isspace() for character in value)
         ):
-            self.problem(key, "expected a PostgreSQL URL, postgresql://user@host/database (or postgres://...)")
+            self.problem(where, "expected a PostgreSQL URL, postgresql://user@host/database (or postgres://...)")
             return None
         return value
 
-    def feed_url(self, key: str, value: object) -> str | Literal[False] | None:
+    def feed_url(self, where: str, key: Key, value: object) -> str | Literal[False] | None:
         """A playlist's `feed_url`: an http(s) URL, or false for no feed reads (absent: derived where it can be)."""
         if value is False:
             return False
         if not isinstance(value, str) or not _FEED_URL.match(value):
             self.problem(
-                key,
+                where,
                 "expected the playlist's RSS or Atom feed as an http(s) URL, or false to read the playlist whole at "
                 f"every check, got {_show(value)}",
             )
             return None
         return value
 
-    def date(self, key: str, value: object) -> str | None:
+    def date(self, where: str, key: Key, value: object) -> str | None:
         if value is None:
             return None
         match = _DATE.fullmatch(value) if isinstance(value, str) else None
         if match is None:
             self.problem(
-                key,
+                where,
                 "expected a date as YYYYMMDD, or now, today or yesterday minus days, weeks, months or years "
                 f"('now-30days'), got {_show(value)}",
             )
             return None
         if not _is_a_day(match):
-            self.problem(key, f"{_show(value)} is not a day between the years 1 and 9999")
+            self.problem(where, f"{_show(value)} is not a day between the years 1 and 9999")
             return None
         return match.string
 
-    @overload
-    def path_value(self, key: str, default: str) -> Path: ...
-
-    @overload
-    def path_value(self, key: str, default: None) -> Path | None: ...
-
-    def path_value(self, key: str, default: str | None) -> Path | None:
-        """Given a key and its default, return its absolute path (a problem noted gives the default's: never used)."""
-        value = self.raw.get(key, default)
+    def path_value(self, where: str, key: Key, value: object) -> Path | None:
+        """A path string, made absolute against the config file's folder; null is no path."""
         if value is None:
             return None
         if not isinstance(value, str) or not value:
-            self.problem(key, f"expected a path string, got {_json_type(value)}")
-            value = default
-            if value is None:
-                return None
-        return (self.base_dir / Path(value).expanduser()).absolute()
+            self.problem(where, f"expected a path string, got {_json_type(value)}")
+            return None
+        return self.resolved(value)
 
-    def yt_dlp_args(self, key: str, value: object) -> tuple[str, ...]:
+    def log(self, where: str, key: Key, value: object) -> Path | None:
+        """`log_file`: a path, or "-" for stdout (None)."""
+        return None if value == STDOUT_LOG else self.path_value(where, key, value)
+
+    def yt_dlp_args(self, where: str, key: Key, value: object) -> tuple[str, ...] | None:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            self.problem(key, 'expected a list of strings, as typed on the command line: ["-f", "best"]')
-            return ()
-        for index, argument in enumerate(value):
-            if argument == "--":  # the rest are not options (yt-dlp reads them as URLs and refuses them)
-                break
-            managed = managed_option(argument)
-            if managed:
-                self.problem(f"{key}[{index}]", managed_message(typed_option(argument), managed))
+            self.problem(where, 'expected a list of strings, as typed on the command line: ["-f", "best"]')
+            return None
+        from playlist_cron import managed_options  # only for a config with yt_dlp_args: not on every cron minute
+
+        for index, said in managed_options.refused(value):
+            self.problem(f"{where}[{index}]", said)
         return tuple(value)
 
-    def backoff(self, key: str) -> tuple[int, ...]:
-        value = self.raw.get(key, list(DEFAULT_RETRY_BACKOFF_SECONDS))
+    def backoff(self, where: str, key: Key, value: object) -> tuple[int, ...] | None:
         if (
             not isinstance(value, list)
             or not value
             or not all(
-                isinstance(step, int) and not isinstance(step, bool) and 0 < step <= ONE_YEAR_S for step in value
+                isinstance(step, int) and not isinstance(step, bool) and key.minimum <= step <= key.maximum
+                for step in value
             )
         ):
             self.problem(
-                key,
-                f"expected a non-empty list of whole numbers of seconds, each {_range(1, ONE_YEAR_S, 'one year')}, "
-                f"got {_show(value)}",
+                where,
+                f"expected a non-empty list of whole numbers of seconds, each {_range(key)}, got {_show(value)}",
             )
-            return DEFAULT_RETRY_BACKOFF_SECONDS
+            return None
         return tuple(value)
 
 
-def managed_option(argument: str) -> str | None:
-    """Given one of `yt_dlp_args`, return the managed option it spells or abbreviates (yt-dlp takes any unique
-    prefix of a long option), else None.
-
-    A prefix of several managed options (`--dat`) is returned too: yt-dlp refuses an ambiguous one anyway.
-    Only the first letter of a short-option cluster is looked at: which letters take a value is yt-dlp's to say.
-    """
-    typed = typed_option(argument)
-    if typed in MANAGED_OPTIONS:
-        return typed
-    if not typed.startswith("--") or len(typed) <= 2 or typed in UNMANAGED_PREFIXES:
-        return None
-    return next((option for option in MANAGED_OPTIONS if option.startswith(typed)), None)
-
-
-def typed_option(argument: str) -> str:
-    """The option part of an argument as typed: `--batch-fil` of `--batch-fil=x`, `-o` of `-oX`."""
-    return argument.split("=", 1)[0] if argument.startswith("--") else argument[:2]
+# Each kind of key (`Key.kind`) and the check its values get.
+_CHECKS: dict[str, Callable[[_Reader, str, Key, object], object]] = {
+    "text": _Reader.text,
+    "boolean": _Reader.boolean,
+    "whole": _Reader.whole,
+    "optional_url": _Reader.optional_url,
+    "database_url": _Reader.database_url,
+    "feed_url": _Reader.feed_url,
+    "date": _Reader.date,
+    "path": _Reader.path_value,
+    "log": _Reader.log,
+    "yt_dlp_args": _Reader.yt_dlp_args,
+    "backoff": _Reader.backoff,
+}
 
 
-def managed_message(typed: str, option: str) -> str:
-    """Given an option as typed and the managed option yt-dlp reads it as, say so; never with its value (a path)."""
-    spelled = typed if typed == option else f"{typed} (yt-dlp reads it as {option})"
-    return f"{spelled} is managed by playlist-cron: set '{MANAGED_OPTIONS[option]}' in the config instead"
-
-
-def _range(minimum: int, maximum: int, said: str) -> str:
-    return f"from {minimum} to {maximum}" + (f" ({said})" if said else "")
+def _range(key: Key) -> str:
+    return f"from {key.minimum} to {key.maximum}" + (f" ({key.said})" if key.said else "")
 
 
 def _is_a_day(match: re.Match[str]) -> bool:

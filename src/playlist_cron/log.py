@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, cast
 
 import structlog
 
+from playlist_cron import atomic
 from playlist_cron.errors import ConfigError
 
 # The events users' scripts read; see the contract.
@@ -134,15 +135,13 @@ class LogFile:
             return 0
         if written < len(data):  # a full disk took part of the line: the rest either fits now or says why not
             try:
-                written += os.write(fd, data[written:])
+                atomic.write_all(fd, data[written:])
             except OSError as error:
                 self._line_open = True
                 self._lost(line, error)
                 return written
-        self._line_open = written < len(data)
-        if self._line_open:
-            self._lost(line, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
-        return written
+        self._line_open = False
+        return len(data)
 
     @property
     def uncounted_lines(self) -> int:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from playlist_cron import clock
+from playlist_cron import atomic, clock
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
     from playlist_cron.outcomes import CounterName, OutcomeName
     from playlist_cron.records import State
 
-TEMPORARY_FILE_MODE = 0o644
-TEMPORARY_NAME_TRIES = 8
+FILE_MODE = 0o644  # node_exporter usually runs as another user
 
 OUTCOMES: dict[OutcomeName, CounterName] = {
     "COMPLETED": "completed_total",
@@ -127,36 +123,8 @@ def render(config: Config, state: State, lock_held_s: float | None) -> str:
 def write(metrics_file: Path, text: str) -> None:
     """Replace `metrics_file` with `text` atomically: the collector never reads half a file.
 
-    The textfile collector's folder is often writable by others: the temporary file gets a name nobody can
-    guess and is created exclusively, never through a link planted there, so that no other file is ever written
-    or chmod'ed. A link planted at `metrics_file` itself is replaced by the new file, its target left alone.
+    The textfile collector's folder is often writable by others: `atomic.replace` never writes or chmods another
+    file through a link planted there, and replaces a link planted at `metrics_file` itself, its target left alone.
     """
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8")
-    fd, temporary = _create_temporary(metrics_file)
-    try:
-        try:
-            os.fchmod(fd, TEMPORARY_FILE_MODE)  # node_exporter usually runs as another user; the umask would narrow it
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, metrics_file)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-def _create_temporary(metrics_file: Path) -> tuple[int, Path]:
-    """Create a new file beside `metrics_file` under an unpredictable name; return its descriptor and path."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    for _ in range(TEMPORARY_NAME_TRIES):
-        temporary = metrics_file.with_name(f".{metrics_file.name}.{os.urandom(8).hex()}.tmp")
-        try:
-            return os.open(temporary, flags, TEMPORARY_FILE_MODE), temporary
-        except FileExistsError:  # 64 random bits taken already: someone is planting names; draw again
-            continue
-    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {metrics_file}")
+    atomic.replace(metrics_file, text.encode("utf-8"), FILE_MODE)

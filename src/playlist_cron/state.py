@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypeGuard, cast
 
-# Reading needs the standard library alone (the not-due path ends there): `lock`, and portalocker with it, is
-# imported only where the state is changed.
+# Reading needs the standard library alone, and as little as can be (the not-due path ends there): `lock` (and
+# portalocker with it) and `atomic` are imported only where the state is changed.
 from playlist_cron import clock
 from playlist_cron.errors import NotARegularFile, StateError
 from playlist_cron.outcomes import COUNTERS, MONOTONIC_COUNTERS, OUTCOMES
@@ -349,7 +349,7 @@ class StateStore:
             return
         legacy_lock_path = self.state_dir / (LEGACY_FILE_NAME + ".lock")
         legacy_previous_path = self.state_dir / (LEGACY_FILE_NAME + ".prev")
-        from playlist_cron import lock
+        from playlist_cron import atomic, lock
 
         with lock.hold(legacy_lock_path, LOCK_WAIT_S) as held:
             if not held:
@@ -363,7 +363,7 @@ class StateStore:
                 if _is_regular_file(legacy_previous_path) and not _exists(self.previous_path):
                     os.rename(legacy_previous_path, self.previous_path)
                 os.rename(self.legacy_path, self.path)
-                _fsync_directory(self.state_dir)
+                atomic.fsync_directory(self.state_dir)
             except OSError as error:
                 raise StateError(
                     f"playlist-cron: cannot move the state file {self.legacy_path} to {self.path}: {error.strerror}"
@@ -374,28 +374,22 @@ class StateStore:
         )
 
     def _write(self, state: State) -> None:
+        from playlist_cron import atomic
+
         data = json.dumps(state, indent=1, sort_keys=True).encode() + b"\n"
-        temporary = self.state_dir / f".{self.name}.{os.getpid()}.tmp"
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            # Keep the last good state beside the new one: the way back if the file is ever damaged.
-            if self._file_is_sound and _is_regular_file(self.path):
-                previous_temporary = self.state_dir / f".{self.name}.{os.getpid()}.prev"
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(previous_temporary)
-                os.link(self.path, previous_temporary)
-                os.replace(previous_temporary, self.previous_path)
-            os.replace(temporary, self.path)
-            _fsync_directory(self.state_dir)
+            atomic.replace(self.path, data, FILE_MODE, before_replace=self._keep_previous)
         except OSError as error:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             raise StateError(f"playlist-cron: cannot write the state file {self.path}: {error.strerror}") from None
+
+    def _keep_previous(self) -> None:
+        """Keep the last good state beside the new one: the way back if the file is ever damaged."""
+        if self._file_is_sound and _is_regular_file(self.path):
+            previous_temporary = self.state_dir / f".{self.name}.{os.getpid()}.prev"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(previous_temporary)
+            os.link(self.path, previous_temporary)
+            os.replace(previous_temporary, self.previous_path)
 
     def _recover(self, problems: list[str]) -> State:
         """The state file is damaged: keep a copy, fall back to the previous good state, say so."""
@@ -506,14 +500,6 @@ def _is_regular_file(path: Path) -> bool:
         return os.stat(path, follow_symlinks=False).st_mode & 0o170000 == 0o100000
     except FileNotFoundError:
         return False
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_due(state: State, interval_s: int, now_s: float) -> tuple[bool, float]:

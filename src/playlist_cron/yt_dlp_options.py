@@ -10,8 +10,9 @@ import re
 from typing import Any
 
 from playlist_cron import yt_dlp_private
-from playlist_cron.config import MANAGED_DESTS, Config, managed_message
+from playlist_cron.config import Config
 from playlist_cron.errors import ConfigError
+from playlist_cron.managed_options import MANAGED_DESTS, managed_message
 
 
 def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> dict[str, Any]:
