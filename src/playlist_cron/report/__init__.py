@@ -59,8 +59,12 @@ def build(config: Config, since_s: float) -> str:
     return render(config, now_s - since_s, now_s, status.report(config))
 
 
+PAGE_MODE = 0o644  # a page to be read, by a web server say, like the metrics file
+
+
 def write(path: Path, page: str) -> None:
     """Replace `path` with `page` atomically (a temporary file created exclusively beside it, then renamed)."""
-    from playlist_cron import metrics
+    from playlist_cron import atomic
 
-    metrics.write(path, page)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.replace(path, page.encode("utf-8"), PAGE_MODE)
