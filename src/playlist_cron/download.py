@@ -21,8 +21,8 @@ from playlist_cron import feeds, yt_dlp_private
 from playlist_cron.config import Config, Playlist
 from playlist_cron.errors import DiskFull
 from playlist_cron.failure_kinds import NETWORK as NETWORK
-from playlist_cron.failure_kinds import NO_SPACE, RATE_LIMITED, Failure, host_of, one_line
-from playlist_cron.failure_kinds import classify as classify
+from playlist_cron.failure_kinds import RATE_LIMITED, Failure, classify, host_of, one_line, raise_when_check_must_stop
+from playlist_cron.failure_kinds import RateLimited as RateLimited
 from playlist_cron.file_names import NAME_RESERVE_BYTES, SIDECAR_RESERVE_BYTES, fit_fields, name_max_bytes
 from playlist_cron.playlist_result import (
     COMPLETE_READ_STOPS,
@@ -56,10 +56,6 @@ PLAYLIST_FIELDS = (
 )
 FEED_ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 FEED_SNIFF_BYTES = 512  # enough of an answer to tell XML from an HTML page or a media file, before reading it all
-
-
-class RateLimited(Exception):
-    """The site answered HTTP 429 or asked to confirm we are not a bot: stop making requests now."""
 
 
 class _NotAPlaylist(Exception):
@@ -149,15 +145,6 @@ def _archive_id(ydl: _Downloader, entry: dict[str, Any]) -> str | None:
         return f"{next(iter(extractors))} {video_id}"
     extractor = ydl.extractor_key_for(plain_url)
     return f"{extractor} {video_id}" if extractor else None
-
-
-def _raise_when_check_must_stop(failure: Failure) -> None:
-    """Raise what ends the whole check for a failure that is neither one video's nor one playlist's: RateLimited
-    when the site says to slow down, DiskFull when the disk is full (no retry step is spent)."""
-    if failure.kind == RATE_LIMITED:
-        raise RateLimited(failure.message) from None
-    if failure.kind == NO_SPACE:
-        raise DiskFull(failure.message) from None
 
 
 class _Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
@@ -436,7 +423,7 @@ class _Downloader(_Fetcher):
 
     def _record_failure(self, entry: _Entry, failure: Failure) -> None:
         """Count a failed entry: a network failure apart (the check decides), any other as the video's own."""
-        _raise_when_check_must_stop(failure)
+        raise_when_check_must_stop(failure)
         entry.failed = True
         video_failure = VideoFailure(
             entry.video_id, entry.key, entry.title, entry.url, failure.message, self._playlist.url
@@ -753,7 +740,7 @@ def _ask_feed(fetcher: _Fetcher, feed_url: str, read: ReadPlan) -> _FeedAnswer:
         raise
     except Exception as error:  # no answer, or an error status
         failure = fetcher.failure_of(error, host_of(feed_url))
-        _raise_when_check_must_stop(failure)
+        raise_when_check_must_stop(failure)
         return _FeedAnswer(None, None, failure)
     return _FeedAnswer(fetched, feed, None)
 
@@ -1109,7 +1096,7 @@ def _go_through_playlist(ydl: _Downloader, playlist: Playlist, result: PlaylistR
         result.error = _not_a_playlist(ydl.first_content_type, str(refusal))
     except Exception as error:  # the playlist itself could not be read: the other playlists still are
         failure = ydl.failure_of(error, host_of(playlist.url))
-        _raise_when_check_must_stop(failure)
+        raise_when_check_must_stop(failure)
         result.error = failure.message
         result.error_kind = failure.kind
 
