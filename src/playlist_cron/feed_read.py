@@ -13,9 +13,15 @@ from playlist_cron import feeds, yt_dlp_private
 from playlist_cron.config import Playlist
 from playlist_cron.errors import DiskFull
 from playlist_cron.failure_kinds import Failure, RateLimited, host_of, raise_when_check_must_stop
-from playlist_cron.playlist_result import STOPPED_AT_ARCHIVED, STOPPED_AT_MAX_DOWNLOADS, PlaylistResult, Reporter
+from playlist_cron.playlist_result import (
+    PLAYLIST_FIELDS,
+    STOPPED_AT_ARCHIVED,
+    STOPPED_AT_MAX_DOWNLOADS,
+    PlaylistResult,
+    Reporter,
+)
 from playlist_cron.reads import ReadPlan
-from playlist_cron.ytdl import PLAYLIST_FIELDS, Downloader, Fetcher, StopPlaylist
+from playlist_cron.ytdl import Downloader, Fetcher, StopPlaylist
 
 FEED_ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 FEED_SNIFF_BYTES = 512  # enough of an answer to tell XML from an HTML page or a media file, before reading it all

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import yt_dlp
@@ -16,27 +14,14 @@ from yt_dlp.networking import Response
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DateRange, DownloadCancelled
 
-from playlist_cron import feeds, yt_dlp_private
+from playlist_cron import yt_dlp_private
+from playlist_cron.archive_ids import ArchiveIds, with_plain_id
 from playlist_cron.config import Config, Playlist
+from playlist_cron.entry_tally import Entry, EntryTally
 from playlist_cron.errors import DiskFull
-from playlist_cron.failure_kinds import (
-    NETWORK,
-    RATE_LIMITED,
-    Failure,
-    RateLimited,
-    classify,
-    host_of,
-    one_line,
-    raise_when_check_must_stop,
-)
+from playlist_cron.failure_kinds import RATE_LIMITED, Failure, RateLimited, classify, host_of, one_line
 from playlist_cron.file_names import NAME_RESERVE_BYTES, SIDECAR_RESERVE_BYTES, fit_fields, name_max_bytes
-from playlist_cron.playlist_result import (
-    STOPPED_AT_ARCHIVED,
-    STOPPED_AT_MAX_DOWNLOADS,
-    PlaylistResult,
-    Reporter,
-    VideoFailure,
-)
+from playlist_cron.playlist_result import STOPPED_AT_MAX_DOWNLOADS, PlaylistResult, Reporter
 from playlist_cron.yt_dlp_options import parse_yt_dlp_args
 
 BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
@@ -45,18 +30,6 @@ DISK_CHECK_EVERY_S = 1.0
 # Messages yt-dlp gives on every generic feed item: noise in a log that people read.
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
-# yt-dlp's playlist fields, as a full read gives them to each entry: a feed read gives its entries the same, so
-# that a video lands in the same folder however it was found.
-PLAYLIST_FIELDS = (
-    "playlist",
-    "playlist_id",
-    "playlist_title",
-    "playlist_uploader",
-    "playlist_uploader_id",
-    "playlist_channel",
-    "playlist_channel_id",
-    "playlist_webpage_url",
-)
 
 
 class NotAPlaylist(Exception):
@@ -78,74 +51,6 @@ class SharedArchive(Protocol):
     fleet: Any
 
     def archive(self) -> set[str]: ...
-
-
-@dataclass
-class _Entry:
-    """One playlist entry while yt-dlp works on it."""
-
-    depth: int
-    archive_id: str | None
-    url: str | None
-    title: str | None
-    started_at: float = field(default_factory=time.monotonic)
-    info: dict[str, Any] | None = None
-    filename: str | None = None
-    archived: bool = False
-    is_container: bool = False
-    failed: bool = False  # recorded as a failure: it counts as nothing else
-    archive_line: str | None = None  # the line yt-dlp recorded for it, when the archive is the check's to write
-
-    @property
-    def key(self) -> str:
-        """What its failures are remembered under: the archive id, or the URL when that is not known yet."""
-        return self.archive_id or self.url or "?"
-
-    @property
-    def video_id(self) -> str:
-        if self.info and self.info.get("id"):
-            return str(self.info["id"])
-        if self.archive_id:
-            return self.archive_id.split(" ", 1)[-1]
-        return self.url or "?"
-
-
-def _with_plain_id(entry: dict[str, Any]) -> dict[str, Any]:
-    """Given a playlist entry, return it with its id on one line.
-
-    A feed's guid often keeps the XML's line breaks and indentation ("\\n    1234\\n"): as yt-dlp's id it would break
-    the archive's line in three, so the video would never be found there and come again at every check.
-    """
-    entry_id = entry.get("id")
-    if isinstance(entry_id, str) and entry_id != " ".join(entry_id.split()):
-        entry = {**entry, "id": " ".join(entry_id.split())}
-    url = entry.get("url")
-    if not isinstance(url, str):
-        return entry
-    _, video_id = yt_dlp_private.smuggled_video_id(url)
-    if video_id is None or video_id == " ".join(video_id.split()):
-        return entry
-    return {**entry, "url": yt_dlp_private.with_smuggled_video_id(url, " ".join(video_id.split()))}
-
-
-def _archive_id(ydl: Downloader, entry: dict[str, Any]) -> str | None:
-    """Return an entry's archive id without a request: from yt-dlp, or from the id a feed smuggles into the URL."""
-    archive_id = yt_dlp_private.archive_id(ydl, entry)
-    if archive_id:
-        return archive_id
-    url = entry.get("url")
-    if not isinstance(url, str):
-        return None
-    plain_url, video_id = yt_dlp_private.smuggled_video_id(url)
-    if not video_id:
-        return None
-    # yt-dlp would find the extractor by trying every one of its ~1,800 on the URL: milliseconds an entry. When the
-    # archive holds this id under one extractor, that is the answer; only new ids pay for the full search.
-    extractors = ydl.archived_extractors(video_id)
-    if len(extractors) == 1:
-        return f"{next(iter(extractors))} {video_id}"
-    extractor = ydl.extractor_key_for(plain_url)
-    return f"{extractor} {video_id}" if extractor else None
 
 
 class Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
@@ -191,8 +96,102 @@ class Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
         return response
 
 
-class Downloader(Fetcher):
-    """yt-dlp's YoutubeDL, told to report each playlist entry's outcome to playlist-cron."""
+class _RunHooks(Fetcher):
+    """yt-dlp's YoutubeDL with the hooks where it tells what happens to the entry being run: the file's name, the
+    video's start, its progress (the disk's free space watched meanwhile) and its file, each noted on the Entry."""
+
+    def __init__(self, params: dict[str, Any], reporter: Reporter) -> None:
+        self._reporter = reporter
+        self._entries: list[Entry] = []  # the entries being run, innermost last
+        self._disk = _DiskWatch()
+        self._name_max_bytes: int | None = None
+        params = dict(params)
+        params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
+        params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
+        params["logger"] = Logger(reporter, self._current)
+        super().__init__(params)
+
+    def _current(self) -> Entry | None:
+        return self._entries[-1] if self._entries else None
+
+    @property
+    def reporter(self) -> Reporter:
+        return self._reporter
+
+    def watch_disk(self, download_dir: str, min_free_bytes: int) -> None:
+        self._disk = _DiskWatch(download_dir, min_free_bytes)
+
+    def prepare_filename(
+        self, info_dict: dict[str, Any], dir_type: str = "", *, outtmpl: Any = None, warn: bool = False
+    ) -> Any:
+        """yt-dlp's file name, with the longest fields shortened until every part of the path fits the filesystem.
+
+        The video's own name decides first, so that the files written beside it (".info.json", subtitles) share it.
+        """
+        name_max = self._filesystem_name_max_bytes()
+        video_fields = fit_fields(
+            lambda fields: str(super(_RunHooks, self).prepare_filename(fields) or ""),
+            info_dict,
+            name_max - NAME_RESERVE_BYTES,
+        )
+        if dir_type or outtmpl is not None:
+            reserve_bytes = NAME_RESERVE_BYTES if dir_type == "temp" else SIDECAR_RESERVE_BYTES
+            video_fields = fit_fields(
+                lambda fields: str(super(_RunHooks, self).prepare_filename(fields, dir_type, outtmpl=outtmpl) or ""),
+                video_fields,
+                name_max - reserve_bytes,
+            )
+        return super().prepare_filename(video_fields, dir_type, outtmpl=outtmpl, warn=warn)
+
+    def _filesystem_name_max_bytes(self) -> int:
+        """The longest file name, in bytes, that the download folder's filesystem takes (asked once)."""
+        if self._name_max_bytes is None:
+            self._name_max_bytes = name_max_bytes((self.params.get("paths") or {}).get("home") or ".")
+        return self._name_max_bytes
+
+    def process_info(self, info_dict: dict[str, Any]) -> Any:
+        entry = self._current()
+        if entry is not None:
+            entry.info = info_dict
+            entry.started_at = time.monotonic()
+            self._reporter.video_started(str(info_dict.get("id")), info_dict.get("title"))
+        return super().process_info(info_dict)
+
+    def in_download_archive(self, info_dict: dict[str, Any]) -> bool:
+        found = bool(super().in_download_archive(info_dict))
+        entry = self._current()
+        if found and entry is not None:
+            entry.archived = True
+        return found
+
+    def _on_progress(self, progress: dict[str, Any]) -> None:
+        info = progress.get("info_dict") or {}
+        video_id = str(info.get("id") or "?")
+        if progress.get("status") == "downloading":
+            self._disk.check()
+            entry = self._current()
+            if entry is not None and entry.info is None:
+                entry.info = info
+            self._reporter.video_progress(
+                video_id,
+                int(progress.get("downloaded_bytes") or 0),
+                progress.get("total_bytes") or progress.get("total_bytes_estimate"),
+                progress.get("speed"),
+                progress.get("eta"),
+            )
+
+    def _on_finished_file(self, filename: str) -> None:
+        entry = self._current()
+        if entry is not None:
+            entry.filename = filename
+
+
+class Downloader(_RunHooks):
+    """yt-dlp's YoutubeDL, told to report each playlist entry's outcome to playlist-cron.
+
+    It follows yt-dlp through a playlist, settles each entry from the playlist alone where it can, and runs the
+    rest (in a fleet, under the video's lock); its EntryTally counts what each came to, its ArchiveIds tell them.
+    """
 
     def __init__(
         self,
@@ -209,68 +208,23 @@ class Downloader(Fetcher):
         self._mark_archived = mark_archived
         self._date_range = DateRange(playlist.date_after) if playlist.date_after else None
         self._result = result
-        self._reporter = reporter
-        self._entries: list[_Entry] = []
+        self._tally = EntryTally(playlist, result, reporter, mark_archived=mark_archived)
+        self._archive_ids = ArchiveIds(self)
         self._playlist_depth = 0
-        self._min_free_bytes = 0
-        self._download_dir = ""
-        self._next_disk_check = 0.0
-        self._archive_keys: set[str] | None = None
-        self._extractor_keys: dict[tuple[str, str], str | None] = {}
-        self._name_max_bytes: int | None = None
         self.capture_playlist_fields = False  # note the playlist fields of the first entry (a full read's)
-        params = dict(params)
-        params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
-        params["post_hooks"] = [*params.get("post_hooks", []), self._on_finished_file]
-        params["logger"] = Logger(reporter, self._current)
         if session is None:
-            super().__init__(params)
+            super().__init__(params, reporter)
             return
         # The check's playlists share one copy of the archive's lines: read once, not once per playlist.
+        params = dict(params)
         archive_file = params.pop("download_archive")
-        super().__init__(params)
+        super().__init__(params, reporter)
         in_database = session.database_archive is not None
         yt_dlp_private.share_archive(self, None if in_database else archive_file, session.archive())
-
-    def _current(self) -> _Entry | None:
-        return self._entries[-1] if self._entries else None
-
-    @property
-    def reporter(self) -> Reporter:
-        return self._reporter
 
     @property
     def marking_archived(self) -> bool:
         return self._mark_archived
-
-    # The benchmark-justified shortcuts: extractor and archive look-ups that yt-dlp would repeat for every entry.
-
-    def extractor_key_for(self, url: str) -> str | None:
-        """The archive key of the extractor yt-dlp would pick for `url`, looked up once per folder of URLs.
-
-        A feed's enclosures share a host and a folder, and the search tries every extractor's pattern (a few
-        milliseconds each time); yt-dlp repeats it when it processes the entry, so without this cache a new entry
-        would pay for it twice.
-        """
-        shape = _url_shape(url)
-        if shape not in self._extractor_keys:
-            self._extractor_keys[shape] = yt_dlp_private.first_suitable_extractor(self, url)
-        ie_key = self._extractor_keys[shape]
-        return ie_key.lower() if ie_key else None
-
-    def known_ie_key(self, url: str) -> str | None:
-        """The extractor already looked up for this folder of URLs, if any: yt-dlp need not search again."""
-        return self._extractor_keys.get(_url_shape(url))
-
-    def archived_extractors(self, video_id: str) -> set[str]:
-        """The extractor keys under which the archive holds `video_id`.
-
-        An archive names few extractors (youtube, generic, ...): they are gathered once, and then each is tried
-        against the archive's own set, with no index of 100,000 ids to hold in memory.
-        """
-        if self._archive_keys is None:
-            self._archive_keys = {line.partition(" ")[0] for line in yt_dlp_private.archive_lines(self)}
-        return {key for key in self._archive_keys if yt_dlp_private.archive_holds(self, f"{key} {video_id}")}
 
     def record_download_archive(self, info_dict: dict[str, Any]) -> None:
         super().record_download_archive(info_dict)
@@ -282,8 +236,8 @@ class Downloader(Fetcher):
                 entry.archive_line = archive_id
             else:
                 self._session.database_archive.add(archive_id, self._session.config.host_name)
-        if self._archive_keys is not None and archive_id:
-            self._archive_keys.add(archive_id.partition(" ")[0])
+        if archive_id:
+            self._archive_ids.recorded(archive_id)
 
     # Following yt-dlp through a playlist: which call is the playlist, which is one of its entries.
 
@@ -317,30 +271,24 @@ class Downloader(Fetcher):
         )
         if is_entry_of_this_playlist:
             self._note_playlist_fields(info_dict)
-            archive_id = _archive_id(self, dict(info_dict))
+            archive_id = self._archive_ids.of(dict(info_dict))
             if archive_id and yt_dlp_private.archive_holds(self, archive_id):
-                self._count_archived()  # raises StopPlaylist at the first one, when told to stop there
+                if self._tally.archived():  # the first archived one, when told to stop there
+                    raise StopPlaylist()
             else:
-                self._result.filtered += 1
+                self._tally.filtered()
         return reason
 
     def _note_playlist_fields(self, entry_fields: Any) -> None:
-        """Keep the playlist fields of a full read's first entry, for feed reads to give their entries the same."""
-        if self.capture_playlist_fields and self._result.playlist_fields is None:
-            self._result.playlist_fields = {
-                name: value if isinstance(value, str) else None
-                for name in PLAYLIST_FIELDS
-                for value in [(entry_fields or {}).get(name)]
-            }
+        if self.capture_playlist_fields:
+            self._tally.playlist_fields_met(entry_fields)
 
     def _process_playlist(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         """Let yt-dlp go through a playlist (or one nested in an entry), one level deeper."""
         if self._entries:
             self._entries[-1].is_container = True
-        if self._playlist_depth == 0 and self._result.title is None:
-            self._result.title = ie_result.get("title")
-            if feeds.is_channel_id(ie_result.get("channel_id")):
-                self._result.channel_id = ie_result["channel_id"]
+        if self._playlist_depth == 0:
+            self._tally.playlist_met(ie_result)
         self._playlist_depth += 1
         try:
             return super().process_ie_result(ie_result, download, extra_info)
@@ -349,46 +297,57 @@ class Downloader(Fetcher):
 
     def _process_entry(self, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         """One playlist entry: decide from the playlist alone, else let yt-dlp run it; then count what it came to."""
-        ie_result = _with_plain_id(ie_result)
+        ie_result = with_plain_id(ie_result)
         self._note_playlist_fields(extra_info)
-        entry = _Entry(self._playlist_depth, _archive_id(self, ie_result), ie_result.get("url"), ie_result.get("title"))
+        archive_id = self._archive_ids.of(ie_result)
+        entry = Entry(self._playlist_depth, archive_id, ie_result.get("url"), ie_result.get("title"))
         self._reporter.activity()
         if self._settled_without_request(entry, ie_result):
             return None
         answer = self._run_entry(entry, self._with_known_extractor(ie_result), download, extra_info)
-        self._count_outcome(entry)
+        if self._tally.outcome(entry):
+            raise StopPlaylist()
         return answer
 
-    def _settled_without_request(self, entry: _Entry, ie_result: dict[str, Any]) -> bool:
+    def _settled_without_request(self, entry: Entry, ie_result: dict[str, Any]) -> bool:
         """Decide: count an entry that the playlist alone settles (archived, too old, to mark, retry not due) and
         return True; return False when yt-dlp must run it."""
-        result = self._result
         if entry.archive_id and yt_dlp_private.archive_holds(self, entry.archive_id):
-            self._count_archived()
+            if self._tally.archived():
+                raise StopPlaylist()
             return True
         if self._before_date_after(ie_result):
-            result.filtered += 1  # known from the playlist itself: no request for it
+            self._tally.filtered()  # known from the playlist itself: no request for it
             return True
         if self._mark_archived and entry.archive_id:
             extractor, _, video_id = entry.archive_id.partition(" ")
             self.record_download_archive({"extractor_key": extractor, "id": video_id})
-            result.marked_archived += 1
+            self._tally.marked()
             return True
         if not self._reporter.retry_is_due(entry.key):
-            result.waiting_retry += 1
+            self._tally.waiting_retry()
             return True
         return False
+
+    def _before_date_after(self, entry: dict[str, Any]) -> bool:
+        """Whether the playlist already tells this entry is older than `date_after` (yt-dlp checks the rest)."""
+        if self._date_range is None:
+            return False
+        upload_date = entry.get("upload_date")
+        if not upload_date and isinstance(entry.get("timestamp"), (int, float)):
+            upload_date = time.strftime("%Y%m%d", time.gmtime(entry["timestamp"]))
+        return bool(upload_date) and upload_date not in self._date_range
 
     def _with_known_extractor(self, ie_result: dict[str, Any]) -> dict[str, Any]:
         """A url result with the extractor already looked up for its folder, so that yt-dlp need not search."""
         if ie_result.get("_type") in ("url", "url_transparent") and not ie_result.get("ie_key"):
             plain_url, _ = yt_dlp_private.smuggled_video_id(str(ie_result.get("url")))
-            ie_key = self.known_ie_key(plain_url)
+            ie_key = self._archive_ids.known_ie_key(plain_url)
             if ie_key:
                 return {**ie_result, "ie_key": ie_key}
         return ie_result
 
-    def _run_entry(self, entry: _Entry, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
+    def _run_entry(self, entry: Entry, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         """Run: let yt-dlp process the entry, with the hooks below noting what happens to it; None when it failed.
 
         In a fleet, the video is locked while it runs: one held by another host, or archived by one since this
@@ -410,79 +369,17 @@ class Downloader(Fetcher):
         finally:
             fleet.unlock_video(entry.archive_id)
 
-    def _run_locked_entry(self, entry: _Entry, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
+    def _run_locked_entry(self, entry: Entry, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
         self._entries.append(entry)
         try:
             return super().process_ie_result(ie_result, download, extra_info)
         except (DownloadCancelled, RateLimited):
             raise
         except Exception as error:  # one bad video must not end the playlist: it is recorded and retried later
-            self._record_failure(entry, self.failure_of(error))
+            self._tally.failed(entry, self.failure_of(error))
             return None
         finally:
             self._entries.pop()
-
-    def _record_failure(self, entry: _Entry, failure: Failure) -> None:
-        """Count a failed entry: a network failure apart (the check decides), any other as the video's own."""
-        raise_when_check_must_stop(failure)
-        entry.failed = True
-        video_failure = VideoFailure(
-            entry.video_id, entry.key, entry.title, entry.url, failure.message, self._playlist.url
-        )
-        if failure.kind == NETWORK:
-            self._result.network_failures.append(video_failure)
-            return
-        self._result.failed += 1
-        self._reporter.video_failed(
-            video_failure.video_id,
-            video_failure.key,
-            video_failure.title,
-            video_failure.url,
-            video_failure.error,
-            video_failure.playlist_url,
-        )
-
-    def _count_outcome(self, entry: _Entry) -> None:
-        """Count: what yt-dlp's run of an entry came to (downloaded, archived, marked or filtered)."""
-        result = self._result
-        if entry.failed or entry.is_container:  # a failure is counted already; a container's entries count
-            return
-        if self._mark_archived:
-            result.marked_archived += 0 if entry.archived else 1
-            result.already_archived += 1 if entry.archived else 0
-        elif entry.filename is not None:
-            self._count_download(entry, entry.filename)
-        elif entry.archived:
-            self._count_archived()
-        else:
-            result.filtered += 1
-
-    def _count_download(self, entry: _Entry, filename: str) -> None:
-        """Report a downloaded video; stop the playlist when it reached the per-check limit."""
-        result = self._result
-        size_bytes = _size(filename)
-        result.downloaded += 1
-        result.bytes += size_bytes
-        self._reporter.video_downloaded(
-            entry.video_id,
-            entry.key,
-            (entry.info or {}).get("title") or entry.title,
-            filename,
-            size_bytes,
-            time.monotonic() - entry.started_at,
-            archive_line=entry.archive_line,
-        )
-        limit = self._playlist.max_downloads_per_check
-        if limit and result.downloaded >= limit:
-            result.stopped = STOPPED_AT_MAX_DOWNLOADS
-            raise StopPlaylist()
-
-    def _count_archived(self) -> None:
-        """Count an archived entry; stop the playlist there when it is read up to the first archived video."""
-        self._result.already_archived += 1
-        if self._playlist.stop_at_first_archived and not self._mark_archived:
-            self._result.stopped = STOPPED_AT_ARCHIVED
-            raise StopPlaylist()
 
     def run_due_retries(self) -> None:
         """Try the playlist's failed videos that are due, which the read did not meet: it stopped at the first
@@ -497,69 +394,21 @@ class Downloader(Fetcher):
                 if result.stopped == STOPPED_AT_MAX_DOWNLOADS:
                     return
 
-    def _before_date_after(self, entry: dict[str, Any]) -> bool:
-        """Whether the playlist already tells this entry is older than `date_after` (yt-dlp checks the rest)."""
-        if self._date_range is None:
-            return False
-        upload_date = entry.get("upload_date")
-        if not upload_date and isinstance(entry.get("timestamp"), (int, float)):
-            upload_date = time.strftime("%Y%m%d", time.gmtime(entry["timestamp"]))
-        return bool(upload_date) and upload_date not in self._date_range
 
-    # Hooks where yt-dlp tells what happens to the entry being run.
+class _DiskWatch:
+    """Free space in the download folder, looked at during a download at most once a second."""
 
-    def prepare_filename(
-        self, info_dict: dict[str, Any], dir_type: str = "", *, outtmpl: Any = None, warn: bool = False
-    ) -> Any:
-        """yt-dlp's file name, with the longest fields shortened until every part of the path fits the filesystem.
-
-        The video's own name decides first, so that the files written beside it (".info.json", subtitles) share it.
-        """
-        name_max = self._filesystem_name_max_bytes()
-        video_fields = fit_fields(
-            lambda fields: str(super(Downloader, self).prepare_filename(fields) or ""),
-            info_dict,
-            name_max - NAME_RESERVE_BYTES,
-        )
-        if dir_type or outtmpl is not None:
-            reserve_bytes = NAME_RESERVE_BYTES if dir_type == "temp" else SIDECAR_RESERVE_BYTES
-            video_fields = fit_fields(
-                lambda fields: str(super(Downloader, self).prepare_filename(fields, dir_type, outtmpl=outtmpl) or ""),
-                video_fields,
-                name_max - reserve_bytes,
-            )
-        return super().prepare_filename(video_fields, dir_type, outtmpl=outtmpl, warn=warn)
-
-    def _filesystem_name_max_bytes(self) -> int:
-        """The longest file name, in bytes, that the download folder's filesystem takes (asked once)."""
-        if self._name_max_bytes is None:
-            self._name_max_bytes = name_max_bytes((self.params.get("paths") or {}).get("home") or ".")
-        return self._name_max_bytes
-
-    def process_info(self, info_dict: dict[str, Any]) -> Any:
-        entry = self._current()
-        if entry is not None:
-            entry.info = info_dict
-            entry.started_at = time.monotonic()
-            self._reporter.video_started(str(info_dict.get("id")), info_dict.get("title"))
-        return super().process_info(info_dict)
-
-    def in_download_archive(self, info_dict: dict[str, Any]) -> bool:
-        found = bool(super().in_download_archive(info_dict))
-        entry = self._current()
-        if found and entry is not None:
-            entry.archived = True
-        return found
-
-    def watch_disk(self, download_dir: str, min_free_bytes: int) -> None:
+    def __init__(self, download_dir: str = "", min_free_bytes: int = 0) -> None:
         self._download_dir = download_dir
         self._min_free_bytes = min_free_bytes
+        self._next_check = 0.0
 
-    def _check_disk(self) -> None:
+    def check(self) -> None:
+        """Raise DiskFull when free space fell below `min_free_bytes`."""
         now = time.monotonic()
-        if now < self._next_disk_check:
+        if now < self._next_check:
             return
-        self._next_disk_check = now + DISK_CHECK_EVERY_S
+        self._next_check = now + DISK_CHECK_EVERY_S
         free_bytes = shutil.disk_usage(self._download_dir).free
         if free_bytes < self._min_free_bytes:
             raise DiskFull(
@@ -567,32 +416,11 @@ class Downloader(Fetcher):
                 f"below min_free_bytes ({self._min_free_bytes}); the partial file resumes next time",
             )
 
-    def _on_progress(self, progress: dict[str, Any]) -> None:
-        info = progress.get("info_dict") or {}
-        video_id = str(info.get("id") or "?")
-        if progress.get("status") == "downloading":
-            self._check_disk()
-            entry = self._current()
-            if entry is not None and entry.info is None:
-                entry.info = info
-            self._reporter.video_progress(
-                video_id,
-                int(progress.get("downloaded_bytes") or 0),
-                progress.get("total_bytes") or progress.get("total_bytes_estimate"),
-                progress.get("speed"),
-                progress.get("eta"),
-            )
-
-    def _on_finished_file(self, filename: str) -> None:
-        entry = self._current()
-        if entry is not None:
-            entry.filename = filename
-
 
 class Logger:
     """yt-dlp's logger: its warnings go to our log, its chatter only proves it is alive."""
 
-    def __init__(self, reporter: Reporter, current: Callable[[], _Entry | None]) -> None:
+    def __init__(self, reporter: Reporter, current: Callable[[], Entry | None]) -> None:
         self._reporter = reporter
         self._current = current
 
@@ -620,19 +448,6 @@ def _unread(response: Any, body: bytes) -> Response:
         reason=response.reason,
         extensions=response.extensions,
     )
-
-
-def _url_shape(url: str) -> tuple[str, str]:
-    """A URL's folder and extension: the URLs of a feed's enclosures that share them go to the same extractor."""
-    folder, _, name = url.rpartition("/")
-    return folder, name.rpartition(".")[2] if "." in name else ""
-
-
-def _size(filename: str) -> int:
-    try:
-        return os.path.getsize(filename)
-    except OSError:
-        return 0
 
 
 def yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) -> dict[str, Any]:
