@@ -100,7 +100,7 @@ def settled_by_feed(
 
 
 def _feed_archive_id(archive: set[str], entry: feeds.FeedEntry) -> str | None:
-    """The archive line a feed entry would have, when the archive alone tells (see `_archive_id`), else None."""
+    """The archive line a feed entry would have, when the archive alone tells (see `ArchiveIds.of`), else None."""
     if entry.video_id:
         return f"youtube {entry.video_id}"
     if not entry.own_id:

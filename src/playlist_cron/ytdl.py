@@ -348,7 +348,7 @@ class Downloader(_RunHooks):
         return ie_result
 
     def _run_entry(self, entry: Entry, ie_result: dict[str, Any], download: bool, extra_info: Any) -> Any:
-        """Run: let yt-dlp process the entry, with the hooks below noting what happens to it; None when it failed.
+        """Run: let yt-dlp process the entry, the run hooks noting what happens to it; None when it failed.
 
         In a fleet, the video is locked while it runs: one held by another host, or archived by one since this
         check read the archive, is counted as archived and not run.
