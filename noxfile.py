@@ -110,7 +110,7 @@ def smoke(session: nox.Session) -> None:
 def compat(session: nox.Session, yt_dlp: str) -> None:
     """The tests marked `compat` against the oldest yt-dlp pyproject.toml allows, and the newest release.
 
-    A yt-dlp release that breaks one of download.py's overrides fails here the day it ships.
+    A yt-dlp release that breaks one of ytdl.py's overrides fails here the day it ships.
     """
     lowest = lower_bound()
     install_wheel(session)

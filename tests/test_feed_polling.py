@@ -368,7 +368,7 @@ def _youtube_tab(channel_id: str, url: str, video_ids: list[str]) -> dict[str, A
 
 def _read_whole(tmp_path: Path, tab: dict[str, Any], archived: list[str], **options: Any) -> Any:
     """Run a full read of `tab` through the real downloader (yt-dlp's YoutubeDL), the archive holding `archived`."""
-    from playlist_cron import download, playlist_result
+    from playlist_cron import playlist_result, ytdl
 
     archive = tmp_path / "archive.txt"
     archive.write_text("".join(f"youtube {video_id}\n" for video_id in archived))
@@ -378,9 +378,9 @@ def _read_whole(tmp_path: Path, tab: dict[str, Any], archived: list[str], **opti
     result = playlist_result.PlaylistResult(url=playlist.url)
     heard = _Heard()
     params = {"download_archive": str(archive), "quiet": True, "simulate": True}
-    with download._Downloader(params, playlist, result, heard) as ydl:
+    with ytdl.Downloader(params, playlist, result, heard) as ydl:
         ydl.capture_playlist_fields = True
-        with contextlib.suppress(download._StopPlaylist):
+        with contextlib.suppress(ytdl.StopPlaylist):
             ydl.process_ie_result(tab, download=True)
     return result, heard, playlist
 

@@ -191,7 +191,7 @@ def test_failures_are_classified_from_types_statuses_and_errnos_however_wrapped(
 ) -> None:
     from yt_dlp.utils import DownloadError, ExtractorError
 
-    from playlist_cron.download import classify
+    from playlist_cron.failure_kinds import classify
 
     wrap: dict[str, Callable[[BaseException], BaseException]] = {
         "bare": lambda error: error,
@@ -211,14 +211,14 @@ def test_failures_are_classified_from_types_statuses_and_errnos_however_wrapped(
 def test_words_in_a_message_never_make_a_rate_limit_or_a_full_disk() -> None:
     from yt_dlp.utils import DownloadError
 
-    from playlist_cron.download import classify
+    from playlist_cron.failure_kinds import classify
 
     said = "ERROR: [generic] nginx-rate-limiting-guide-1: HTTP Error 429: Too Many Requests; No space left on device"
     assert classify(DownloadError(said)).kind == "other"
 
 
 def test_an_answer_met_while_handling_an_earlier_failure_is_what_counts() -> None:
-    from playlist_cron.download import classify
+    from playlist_cron.failure_kinds import classify
 
     def not_found_after_unavailable() -> None:
         try:

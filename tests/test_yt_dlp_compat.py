@@ -1,4 +1,4 @@
-"""The parts of yt-dlp that download.py relies on beyond its documented API: a release that changes one fails here."""
+"""The parts of yt-dlp that ytdl.py relies on beyond its documented API: a release that changes one fails here."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import yt_dlp
 from yt_dlp.version import __version__ as YT_DLP_VERSION
 
 from conftest import Project
-from playlist_cron import download
+from playlist_cron import ytdl
 
 pytestmark = pytest.mark.compat
 
-# The YoutubeDL methods that download.py overrides, and why. yt-dlp calls them itself: were one renamed, ours would
+# The YoutubeDL methods that ytdl.py overrides, and why. yt-dlp calls them itself: were one renamed, ours would
 # simply never be called again, and nothing would fail loudly.
 OVERRIDDEN = {
     "process_ie_result": "see each playlist entry before yt-dlp works on it (archive, stop_at_first_archived, retries)",
@@ -29,11 +29,11 @@ OVERRIDDEN = {
     "prepare_filename": "shorten file names until they fit the filesystem",
     "_match_entry": "count a playlist entry that yt-dlp skips before running it (archived, or filtered) as such",
 }
-PACKAGE = download.__name__.partition(".")[0]  # importing download defined the subclass
+PACKAGE = ytdl.__name__.partition(".")[0]  # importing ytdl defined the subclass
 
 
 def downloader_class() -> type[Any]:
-    """playlist-cron's subclass of YoutubeDL, found by type: it may be renamed, or moved out of download.py."""
+    """playlist-cron's subclass of YoutubeDL, found by type: it may be renamed, or moved out of ytdl.py."""
     ours: list[type[Any]] = []
     pending = list(yt_dlp.YoutubeDL.__subclasses__())
     while pending:
@@ -56,7 +56,7 @@ def our_classes() -> list[type[Any]]:
 
 
 def broke(name: str, why: str, detail: str) -> str:
-    return f"yt-dlp {YT_DLP_VERSION} removed or changed YoutubeDL.{name}, which download.py uses to {why}: {detail}"
+    return f"yt-dlp {YT_DLP_VERSION} removed or changed YoutubeDL.{name}, which ytdl.py uses to {why}: {detail}"
 
 
 def signature_mismatch(theirs: inspect.Signature, ours: inspect.Signature) -> str | None:
@@ -96,13 +96,13 @@ def archive_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def plain_ydl(archive_file: Path) -> Any:
-    """yt-dlp's own YoutubeDL, as download.py configures it for the archive."""
+    """yt-dlp's own YoutubeDL, as ytdl.py configures it for the archive."""
     with yt_dlp.YoutubeDL({"quiet": True, "download_archive": str(archive_file)}) as ydl:
         yield ydl
 
 
 @pytest.mark.parametrize("name", sorted(OVERRIDDEN))
-def test_youtubedl_still_has_each_method_download_py_overrides_with_a_signature_ours_accepts(name: str) -> None:
+def test_youtubedl_still_has_each_method_ytdl_py_overrides_with_a_signature_ours_accepts(name: str) -> None:
     why = OVERRIDDEN[name]
     assert callable(getattr(yt_dlp.YoutubeDL, name, None)), broke(name, why, "it is gone, so ours is never called")
     theirs = inspect.signature(getattr(yt_dlp.YoutubeDL, name))
@@ -111,8 +111,8 @@ def test_youtubedl_still_has_each_method_download_py_overrides_with_a_signature_
     assert mismatch is None, broke(name, why, f"yt-dlp's is {name}{theirs}, ours is {name}{ours}: {mismatch}")
 
 
-def test_the_list_of_overrides_matches_what_download_py_defines() -> None:
-    # Keeps OVERRIDDEN true, and catches a method yt-dlp adds under a name that download.py already uses for its own.
+def test_the_list_of_overrides_matches_what_ytdl_py_defines() -> None:
+    # Keeps OVERRIDDEN true, and catches a method yt-dlp adds under a name that ytdl.py already uses for its own.
     subclass = downloader_class()
     defined = {
         name
@@ -123,15 +123,15 @@ def test_the_list_of_overrides_matches_what_download_py_defines() -> None:
     shared = {name for name in defined if hasattr(yt_dlp.YoutubeDL, name)}
     unexpected = sorted(shared - set(OVERRIDDEN))
     assert not unexpected, (
-        f"{subclass.__name__} in download.py defines {unexpected}, which yt-dlp {YT_DLP_VERSION}'s YoutubeDL has too: "
+        f"{subclass.__name__} in ytdl.py defines {unexpected}, which yt-dlp {YT_DLP_VERSION}'s YoutubeDL has too: "
         "if that is a new override, add it to OVERRIDDEN here; if not, yt-dlp added a method of that name, which "
         "ours now replaces: rename ours"
     )
     gone = sorted(set(OVERRIDDEN) - defined)
-    assert not gone, f"{subclass.__name__} in download.py no longer overrides {gone}: remove them from OVERRIDDEN here"
+    assert not gone, f"{subclass.__name__} in ytdl.py no longer overrides {gone}: remove them from OVERRIDDEN here"
 
 
-def test_attributes_download_py_sets_do_not_clash_with_yt_dlps(plain_ydl: Any) -> None:
+def test_attributes_ytdl_py_sets_do_not_clash_with_yt_dlps(plain_ydl: Any) -> None:
     subclass = downloader_class()
     trees = [ast.parse(textwrap.dedent(inspect.getsource(cls))) for cls in our_classes()]
     ours = {
@@ -143,11 +143,11 @@ def test_attributes_download_py_sets_do_not_clash_with_yt_dlps(plain_ydl: Any) -
         and isinstance(node.value, ast.Name)
         and node.value.id == "self"
     }
-    assert "rate_limited" in ours, "the scan finds the attributes download.py sets"
+    assert "rate_limited" in ours, "the scan finds the attributes ytdl.py sets"
     clashes = sorted(name for name in ours if hasattr(plain_ydl, name) or hasattr(yt_dlp.YoutubeDL, name))
     assert not clashes, (
         f"yt-dlp {YT_DLP_VERSION}'s YoutubeDL has attributes named {clashes}, which {subclass.__name__} in "
-        "download.py sets for its own use: one would overwrite the other; rename ours"
+        "ytdl.py sets for its own use: one would overwrite the other; rename ours"
     )
 
 

@@ -19,7 +19,7 @@ QUIET = {"quiet": True, "no_warnings": True, "noprogress": True}
 YOUTUBE_URL = "https://www.youtube.com/watch?v=BaW_jenozKc"
 
 
-def broken(what: str, purpose: str, where: str = "download.py") -> str:
+def broken(what: str, purpose: str, where: str = "ytdl.py") -> str:
     """The message a test fails with when a yt-dlp release changed something playlist-cron relies on."""
     return (
         f"yt-dlp {YT_DLP_VERSION} {what}, which playlist-cron uses to {purpose}: "
@@ -27,7 +27,7 @@ def broken(what: str, purpose: str, where: str = "download.py") -> str:
     )
 
 
-def require(owner: object, name: str, purpose: str, where: str = "download.py") -> None:
+def require(owner: object, name: str, purpose: str, where: str = "ytdl.py") -> None:
     owner_name = getattr(owner, "__name__", type(owner).__name__)
     if not hasattr(owner, name):
         pytest.fail(broken(f"no longer has {owner_name}.{name}", purpose, where))
@@ -35,7 +35,7 @@ def require(owner: object, name: str, purpose: str, where: str = "download.py") 
 
 def test_archive_id_is_made_from_a_playlist_entry_without_a_request() -> None:
     purpose = "tell a playlist entry's archive id without a request"
-    require(yt_dlp.YoutubeDL, "_make_archive_id", purpose)
+    require(yt_dlp.YoutubeDL, "_make_archive_id", purpose, "archive_ids.py")
     with yt_dlp.YoutubeDL(QUIET) as ydl:
         made = {
             "keyed": yt_dlp_private.archive_id(ydl, {"id": "item-1", "ie_key": "Generic"}),
@@ -43,19 +43,23 @@ def test_archive_id_is_made_from_a_playlist_entry_without_a_request() -> None:
             "no id": yt_dlp_private.archive_id(ydl, {"url": YOUTUBE_URL}),
         }
     expected = {"keyed": "generic item-1", "by URL": "youtube BaW_jenozKc", "no id": None}
-    assert made == expected, broken(f"makes archive ids differently ({made}, not {expected})", purpose)
+    assert made == expected, broken(
+        f"makes archive ids differently ({made}, not {expected})", purpose, "archive_ids.py"
+    )
 
 
 def test_the_extractor_for_a_url_is_found_in_yt_dlp_s_own_order() -> None:
     purpose = "find a new feed entry's extractor once per folder of URLs"
-    require(yt_dlp.YoutubeDL(QUIET), "_ies", purpose)
+    require(yt_dlp.YoutubeDL(QUIET), "_ies", purpose, "archive_ids.py")
     with yt_dlp.YoutubeDL(QUIET) as ydl:
         found = {
             url: yt_dlp_private.first_suitable_extractor(ydl, url)
             for url in (YOUTUBE_URL, "http://127.0.0.1:9/media/item-1.mp4")
         }
     expected = {YOUTUBE_URL: "Youtube", "http://127.0.0.1:9/media/item-1.mp4": "Generic"}
-    assert found == expected, broken(f"picks extractors differently through YoutubeDL._ies ({found})", purpose)
+    assert found == expected, broken(
+        f"picks extractors differently through YoutubeDL._ies ({found})", purpose, "archive_ids.py"
+    )
 
 
 def test_the_loaded_archive_answers_membership_and_lists_its_lines(tmp_path: Path) -> None:
@@ -63,18 +67,20 @@ def test_the_loaded_archive_answers_membership_and_lists_its_lines(tmp_path: Pat
     archive_file = tmp_path / "archive.txt"
     archive_file.write_text("generic item-1\nyoutube BaW_jenozKc\n")
     with yt_dlp.YoutubeDL({**QUIET, "download_archive": str(archive_file)}) as ydl:
-        require(ydl, "archive", purpose)
+        require(ydl, "archive", purpose, "archive_ids.py")
         lines = set(yt_dlp_private.archive_lines(ydl))
         held = [yt_dlp_private.archive_holds(ydl, line) for line in ("generic item-1", "generic item-2")]
         ydl.record_download_archive({"id": "item-2", "extractor_key": "Generic"})
         recorded = yt_dlp_private.archive_holds(ydl, "generic item-2")
-    assert lines == {"generic item-1", "youtube BaW_jenozKc"}, broken(f"lists YoutubeDL.archive as {lines}", purpose)
-    assert held == [True, False], broken("answers `line in YoutubeDL.archive` differently", purpose)
-    assert recorded, broken("no longer adds a recorded id to YoutubeDL.archive", purpose)
+    assert lines == {"generic item-1", "youtube BaW_jenozKc"}, broken(
+        f"lists YoutubeDL.archive as {lines}", purpose, "archive_ids.py"
+    )
+    assert held == [True, False], broken("answers `line in YoutubeDL.archive` differently", purpose, "archive_ids.py")
+    assert recorded, broken("no longer adds a recorded id to YoutubeDL.archive", purpose, "archive_ids.py")
 
 
 class _Recording(yt_dlp.YoutubeDL):  # type: ignore[misc]
-    """A YoutubeDL that notes how yt-dlp calls the methods download.py overrides."""
+    """A YoutubeDL that notes how yt-dlp calls the methods ytdl.py overrides."""
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.entry_calls: list[tuple[Any, bool]] = []
@@ -122,7 +128,7 @@ def test_a_feed_item_s_guid_is_smuggled_into_its_entry_url() -> None:
         smuggled = [yt_dlp_private.smuggled_video_id(entry["url"]) for entry in info["entries"]]
     expected = [(feed.media_url(item.guid), item.guid) for item in feed.settings.items]
     assert smuggled == expected, broken(
-        f"no longer smuggles a feed item's guid as `force_videoid` ({smuggled})", purpose
+        f"no longer smuggles a feed item's guid as `force_videoid` ({smuggled})", purpose, "archive_ids.py"
     )
     url = yt_dlp_private.with_smuggled_video_id(info["entries"][0]["url"], "other-id")
     assert yt_dlp_private.smuggled_video_id(url) == (expected[0][0], "other-id")

@@ -1,4 +1,7 @@
-"""What kind of failure an exception from yt-dlp is (rate limited, no space, network, other), from structured facts."""
+"""What kind of failure an exception from yt-dlp is (rate limited, no space, network, other), from structured facts.
+
+A rate limit and a full disk end the whole check: `raise_when_check_must_stop` raises `RateLimited` or `DiskFull`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import socket
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from playlist_cron.errors import DiskFull
 
 RATE_LIMITED = "rate_limited"
 NO_SPACE = "no_space"
@@ -39,6 +44,19 @@ class Failure:
     kind: str
     message: str
     status: int | None = None  # the HTTP status the site answered with, when it answered
+
+
+class RateLimited(Exception):
+    """The site answered HTTP 429 or asked to confirm we are not a bot: stop making requests now."""
+
+
+def raise_when_check_must_stop(failure: Failure) -> None:
+    """Raise what ends the whole check for a failure that is neither one video's nor one playlist's: RateLimited
+    when the site says to slow down, DiskFull when the disk is full (no retry step is spent)."""
+    if failure.kind == RATE_LIMITED:
+        raise RateLimited(failure.message) from None
+    if failure.kind == NO_SPACE:
+        raise DiskFull(failure.message) from None
 
 
 def classify(error: BaseException, host: str | None = None) -> Failure:

@@ -13,6 +13,18 @@ STOPPED_AT_MAX_DOWNLOADS = "max_downloads_per_check"
 # Stops after which a full read has still seen every entry it had to: the next full read can wait its interval.
 # (A stop at max_downloads_per_check or yt-dlp's --max-downloads leaves new entries unread behind it.)
 COMPLETE_READ_STOPS = (None, STOPPED_AT_ARCHIVED, "ExistingVideoReached", "RejectedVideoReached")
+# yt-dlp's playlist fields, as a full read gives them to each entry: a feed read gives its entries the same, so
+# that a video lands in the same folder however it was found.
+PLAYLIST_FIELDS = (
+    "playlist",
+    "playlist_id",
+    "playlist_title",
+    "playlist_uploader",
+    "playlist_uploader_id",
+    "playlist_channel",
+    "playlist_channel_id",
+    "playlist_webpage_url",
+)
 
 
 class Reporter(Protocol):

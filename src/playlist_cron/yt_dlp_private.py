@@ -2,7 +2,7 @@
 
 yt-dlp may change any of these in a release without notice; tests/test_yt_dlp_private.py (marker `compat`) calls
 each function against the installed yt-dlp and names the one that broke. Nothing here imports yt_dlp at module
-level: the callers, download.py and yt_dlp_options.py, hand in yt-dlp's objects.
+level: the callers (ytdl.py, archive_ids.py, feed_read.py and yt_dlp_options.py) hand in yt-dlp's objects.
 """
 
 from __future__ import annotations
