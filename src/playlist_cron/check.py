@@ -261,9 +261,12 @@ class _Check(Ending, ReporterCallbacks):
 
         results = []
         try:
-            video_locks = self.held.video_locks
-            database_archive = self.storage.archive if self.storage.archive.yt_dlp_file is None else None
-            with download.Session(self.config, database_archive=database_archive, fleet=video_locks) as session:
+            with download.Session(
+                self.config,
+                self.storage.archive,
+                video_locks=self.held.video_locks,
+                partial_dir=self.storage.partial_dir,
+            ) as session:
                 for playlist in self.held.playlists():
                     record = self.playlist_records.get(reads.record_key(playlist.url))
                     read = reads.plan(playlist, record, clock.now_s())

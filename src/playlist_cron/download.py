@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from playlist_cron import feeds
 from playlist_cron.config import Config, Playlist
@@ -22,28 +23,33 @@ from playlist_cron.playlist_result import COMPLETE_READ_STOPS, PlaylistResult, R
 from playlist_cron.reads import ReadPlan
 from playlist_cron.ytdl import Downloader, Fetcher, Logger, yt_dlp_params
 
+if TYPE_CHECKING:
+    from playlist_cron.storage import Archive, VideoLocks
+
 
 class Session:
     """What the playlists of one check share: the archive's lines, read once, and one yt-dlp client per network
     setting for feed reads. Close it at the end of the check."""
 
-    def __init__(self, config: Config, *, database_archive: Any = None, fleet: Any = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Archive,
+        *,
+        video_locks: VideoLocks | None = None,
+        partial_dir: Path | None = None,
+    ) -> None:
         self.config = config
-        self.database_archive = database_archive  # storage.postgres.PostgresArchive: the archive is in a database
-        self.fleet = fleet  # storage.claims.Fleet: videos are locked while they download, fleet-wide
+        self.store = store  # the storage's archive: a file yt-dlp appends to, or rows the check adds (a database)
+        self.video_locks = video_locks  # a fleet's: each video is locked while it downloads, fleet-wide
+        self.partial_dir = partial_dir  # where yt-dlp keeps partial downloads, when not beside the files
         self._archive: set[str] | None = None
         self._fetchers: dict[tuple[str, ...], Fetcher] = {}
 
     def archive(self) -> set[str]:
         """The archive's lines, as yt-dlp reads them (stripped); kept up to date by every download of the check."""
-        if self._archive is None and self.database_archive is not None:
-            self._archive = set(self.database_archive.lines())
         if self._archive is None:
-            try:
-                with open(self.config.archive_file, encoding="utf-8") as archive_file:
-                    self._archive = {line.strip() for line in archive_file}
-            except FileNotFoundError:
-                self._archive = set()
+            self._archive = self.store.lines()
         return self._archive
 
     def fetcher(self, playlist: Playlist, reporter: Reporter) -> Fetcher:
@@ -51,7 +57,7 @@ class Session:
         that have the same `yt_dlp_args`; what yt-dlp warns about goes to the log, never to cron's mail."""
         key = playlist.yt_dlp_args
         if key not in self._fetchers:
-            params = yt_dlp_params(self.config, playlist, mark_archived=False)
+            params = yt_dlp_params(self.config, playlist, mark_archived=False, partial_dir=self.partial_dir)
             params.pop("download_archive")
             params["logger"] = Logger(reporter, lambda: None)
             self._fetchers[key] = Fetcher(params, auto_init=False)
@@ -78,7 +84,7 @@ def download_playlist(
     *,
     read: ReadPlan | None = None,
     mark_archived: bool = False,
-    session: Session | None = None,
+    session: Session,
 ) -> PlaylistResult:
     """Given a playlist and what to read of it (a full read when not told), download what is new in it and return
     what happened.
@@ -89,11 +95,6 @@ def download_playlist(
     problem is recorded in the result (a video's, the feed's `feed_error`, or the playlist's `error` with its
     `error_kind`).
     """
-    if session is None:
-        with Session(config) as own_session:
-            return download_playlist(
-                config, playlist, reporter, read=read, mark_archived=mark_archived, session=own_session
-            )
     read = read or ReadPlan("full", "every check")
     result = PlaylistResult(url=playlist.url, read=read.kind)
     answer = None
@@ -101,7 +102,7 @@ def download_playlist(
         answer = ask_feed(session.fetcher(playlist, reporter), read.feed_url, read)
         if settled_by_feed(session.archive(), playlist, read, answer, result, reporter):
             return result
-    params = yt_dlp_params(config, playlist, mark_archived=mark_archived)
+    params = yt_dlp_params(config, playlist, mark_archived=mark_archived, partial_dir=session.partial_dir)
     with Downloader(params, playlist, result, reporter, mark_archived=mark_archived, session=session) as ydl:
         ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
         _follow(ydl, playlist, read, result, answer)

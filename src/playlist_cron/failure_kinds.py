@@ -66,7 +66,7 @@ def classify(error: BaseException, host: str | None = None) -> Failure:
     __context__, URLError.reason), never its message: that carries URLs, ids and titles, which say nothing about
     what the site answered. `host` names the host in a network message when the exception does not tell it.
     """
-    from yt_dlp.networking.exceptions import HTTPError  # only a check that downloads gets here: see download.py
+    from yt_dlp.networking.exceptions import HTTPError  # only a check that downloads gets here (see ytdl.py)
 
     links = list(_chain(error))
     for link in links:

@@ -21,7 +21,7 @@ def parse_yt_dlp_args(config: Config, key: str, arguments: tuple[str, ...]) -> d
     Options that playlist-cron manages are refused before yt-dlp reads anything: it reads a `--batch-file` or a
     `--config-locations` file while it parses, and would show their lines in its complaints.
     """
-    import yt_dlp  # only a check that downloads gets here: see download.py
+    import yt_dlp  # only a check that downloads gets here (the yt-dlp rooms: ytdl, feed_read, full_read)
 
     _refuse_managed_options(config, key, arguments)
     captured = io.StringIO()

@@ -7,7 +7,8 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yt_dlp
 from yt_dlp.networking import Response
@@ -23,6 +24,9 @@ from playlist_cron.failure_kinds import RATE_LIMITED, Failure, RateLimited, clas
 from playlist_cron.file_names import NAME_RESERVE_BYTES, SIDECAR_RESERVE_BYTES, fit_fields, name_max_bytes
 from playlist_cron.playlist_result import STOPPED_AT_MAX_DOWNLOADS, PlaylistResult, Reporter
 from playlist_cron.yt_dlp_options import parse_yt_dlp_args
+
+if TYPE_CHECKING:
+    from playlist_cron.storage import Archive, VideoLocks
 
 BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
 PAGE_PEEK_MAX_BYTES = 4 * 1024 * 1024  # an HTML page is read whole (and handed on) to look for a bot check
@@ -43,12 +47,12 @@ class StopPlaylist(DownloadCancelled):  # type: ignore[misc]
 
 
 class SharedArchive(Protocol):
-    """What a Downloader uses of the check's session (`download.Session`): the archive's lines, read once; in a
-    fleet, the database's archive and the video locks."""
+    """What a Downloader uses of the check's session (`download.Session`): the archive's lines, read once; the
+    storage's archive (which yt-dlp appends to, or which the check adds to); in a fleet, the video locks."""
 
     config: Config
-    database_archive: Any
-    fleet: Any
+    store: Archive
+    video_locks: VideoLocks | None
 
     def archive(self) -> set[str]: ...
 
@@ -219,8 +223,8 @@ class Downloader(_RunHooks):
         params = dict(params)
         archive_file = params.pop("download_archive")
         super().__init__(params, reporter)
-        in_database = session.database_archive is not None
-        yt_dlp_private.share_archive(self, None if in_database else archive_file, session.archive())
+        kept_by_yt_dlp = session.store.yt_dlp_file is not None
+        yt_dlp_private.share_archive(self, archive_file if kept_by_yt_dlp else None, session.archive())
 
     @property
     def marking_archived(self) -> bool:
@@ -229,13 +233,13 @@ class Downloader(_RunHooks):
     def record_download_archive(self, info_dict: dict[str, Any]) -> None:
         super().record_download_archive(info_dict)
         archive_id = yt_dlp_private.archive_id(self, info_dict)
-        if archive_id and self._session is not None and self._session.database_archive is not None:
+        if archive_id and self._session is not None and self._session.store.yt_dlp_file is None:
             entry = self._current()
             if entry is not None and not self._mark_archived:
                 # Written with the video's counters, in one transaction (`Reporter.video_downloaded`).
                 entry.archive_line = archive_id
             else:
-                self._session.database_archive.add(archive_id, self._session.config.host_name)
+                self._session.store.add(archive_id, self._session.config.host_name)
         if archive_id:
             self._archive_ids.recorded(archive_id)
 
@@ -353,15 +357,15 @@ class Downloader(_RunHooks):
         In a fleet, the video is locked while it runs: one held by another host, or archived by one since this
         check read the archive, is counted as archived and not run.
         """
-        fleet = self._session.fleet if self._session is not None else None
+        fleet = self._session.video_locks if self._session is not None else None
         if fleet is None or not entry.archive_id:
             return self._run_locked_entry(entry, ie_result, download, extra_info)
         if not fleet.lock_video(entry.archive_id):
             entry.archived = True  # another host downloads it right now
             return None
         try:
-            assert self._session is not None and self._session.database_archive is not None
-            if self._session.database_archive.holds(entry.archive_id):
+            assert self._session is not None
+            if self._session.store.holds(entry.archive_id):
                 self._session.archive().add(entry.archive_id)
                 entry.archived = True
                 return None
@@ -450,14 +454,17 @@ def _unread(response: Any, body: bytes) -> Response:
     )
 
 
-def yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) -> dict[str, Any]:
-    """yt-dlp's params for one playlist: the user's `yt_dlp_args`, then what playlist-cron manages."""
+def yt_dlp_params(
+    config: Config, playlist: Playlist, *, mark_archived: bool, partial_dir: Path | None = None
+) -> dict[str, Any]:
+    """yt-dlp's params for one playlist: the user's `yt_dlp_args`, then what playlist-cron manages. `partial_dir`:
+    where partial downloads go (the storage's choice: a fleet keeps them on each host), else beside the files."""
     params = parse_yt_dlp_args(config, playlist.yt_dlp_args_key, playlist.yt_dlp_args)
     params.update(
         {
             "download_archive": str(config.archive_file),
             "outtmpl": {**(params.get("outtmpl") or {}), "default": playlist.output_template},
-            "paths": {"home": str(config.download_dir), **_temp_path(config)},
+            "paths": {"home": str(config.download_dir), **({"temp": str(partial_dir)} if partial_dir else {})},
             "quiet": True,
             "no_warnings": False,
             "noprogress": True,
@@ -483,9 +490,3 @@ def yt_dlp_params(config: Config, playlist: Playlist, *, mark_archived: bool) ->
             }
         )
     return params
-
-
-def _temp_path(config: Config) -> dict[str, str]:
-    """yt-dlp's `temp` path: host-local in a fleet (`<state_dir>/partial`), so that two hosts sharing the download
-    folder never write the same `.part` file; beside the download otherwise, as yt-dlp does by default."""
-    return {"temp": str(config.state_dir / "partial")} if config.database_url else {}
