@@ -167,3 +167,19 @@ def test_a_check_is_skipped_when_the_other_backend_says_its_lock_is_held(project
     assert skipped["holder_pid"] == os.getpid()
     assert project.downloaded_files() == []
     assert not project.state_file.parent.exists()
+
+
+def test_the_file_archive_answers_every_call_of_the_interface(tmp_path: Path) -> None:
+    # yt-dlp appends to the file during a check; the interface's own calls must agree with what it wrote.
+    from playlist_cron.storage.files import FileArchive
+
+    archive = FileArchive(tmp_path / "archive.txt", tmp_path / "config.json")
+    assert archive.yt_dlp_file == tmp_path / "archive.txt"
+    assert archive.lines() == set()
+    assert archive.add("youtube aaaaaaaaaaa") is True
+    assert archive.add("youtube aaaaaaaaaaa") is False, "a line already there is not added twice"
+    with (tmp_path / "archive.txt").open("a") as appended:  # as yt-dlp appends
+        appended.write("generic b\n")
+    assert archive.lines() == {"youtube aaaaaaaaaaa", "generic b"}
+    assert archive.holds("generic b") and not archive.holds("generic c")
+    assert (tmp_path / "archive.txt").read_text() == "youtube aaaaaaaaaaa\ngeneric b\n"

@@ -192,11 +192,13 @@ class FileArchive:
 
     def add(self, line: str, host: str | None = None) -> bool:
         """Append the line as yt-dlp would (it is yt-dlp that appends during a check: see `yt_dlp_file`)."""
+        from playlist_cron import atomic
+
         if self.holds(line):
             return False
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, line.strip().encode("utf-8") + b"\n")
+            atomic.write_all(fd, line.strip().encode("utf-8") + b"\n")
         finally:
             os.close(fd)
         return True
