@@ -123,9 +123,7 @@ class Channel:
 class RequestCounts:
     """A snapshot of what a server has been asked since it started or its counts were last reset."""
 
-    # Received and not yet answered to the last byte, waiting out `delay_s` included; a client may have read the
-    # last byte a moment before the server's thread is done with it.
-    in_flight: int
+    in_flight: int  # received, and the last byte of the answer not yet written (waiting out `delay_s` included)
     max_in_flight: int  # the most in flight at one moment
     total: int
     by_path: dict[str, int]  # requests per path as sent, query included
@@ -266,17 +264,26 @@ class FeedServer:
             self._by_path.clear()
 
     @contextlib.contextmanager
-    def _counting(self, path: str) -> Iterator[None]:
-        """Count a request to `path` in flight while the block answers it."""
+    def _counting(self, path: str) -> Iterator[Callable[[], None]]:
+        """Count a request to `path` in flight while the block answers it. The block is given a function that counts
+        it out sooner, once (the block's end then changes nothing)."""
         with self._counts_lock:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             self._by_path[path] += 1
-        try:
-            yield
-        finally:
+        counted_out = False
+
+        def count_out() -> None:
+            nonlocal counted_out
             with self._counts_lock:
-                self._in_flight -= 1
+                if not counted_out:
+                    counted_out = True
+                    self._in_flight -= 1
+
+        try:
+            yield count_out
+        finally:
+            count_out()
 
     def item(self, guid: str) -> FeedItem:
         return next(item for item in self.settings.items if item.guid == guid)
@@ -379,6 +386,11 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # A request is counted out of flight just before the last byte of its answer is written, not when its thread
+        # is done: a client that sends its next request once it has an answer never sees the two in flight together.
+        _count_out: Callable[[], None] | None = None
+        _sends_body = False
+        _body_bytes_left = 0
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             pass
@@ -411,8 +423,25 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             self._answer(send_body=True)
 
+        def send_header(self, keyword: str, value: str) -> None:
+            if keyword == "Content-Length" and self._sends_body:
+                self._body_bytes_left = int(value)
+            super().send_header(keyword, value)
+
+        def end_headers(self) -> None:
+            if self._body_bytes_left <= 0 and self._count_out:
+                self._count_out()  # the headers are the whole answer
+            super().end_headers()
+
+        def _write_body(self, chunk: bytes) -> None:
+            self._body_bytes_left -= len(chunk)
+            if self._body_bytes_left <= 0 and self._count_out:
+                self._count_out()
+            self.wfile.write(chunk)
+
         def _answer(self, *, send_body: bool) -> None:
-            with feed._counting(self.path):
+            with feed._counting(self.path) as count_out:
+                self._count_out, self._sends_body, self._body_bytes_left = count_out, send_body, 0
                 if feed.settings.delay_s > 0:
                     time.sleep(feed.settings.delay_s)
                 self._route(send_body)
@@ -494,7 +523,7 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_header("Retry-After", "60")
             self.end_headers()
             if send_body:
-                self.wfile.write(body)
+                self._write_body(body)
 
         def _send_media(self, items: list[FeedItem], guid: str, send_body: bool) -> None:
             settings, range_header = feed.settings, self.headers.get("Range")
@@ -538,7 +567,7 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
                 if settings.stall_after_bytes is not None:
                     chunk = chunk[: max(1, settings.stall_after_bytes - sent)]
                 try:
-                    self.wfile.write(chunk)
+                    self._write_body(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
                     return
