@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench.py            # every case, 7 runs each after a warm-up
     .venv/bin/python benchmarks/bench.py --runs 5 --only skip,not_due
     .venv/bin/python benchmarks/bench.py --runs 5 --only report
+    .venv/bin/python benchmarks/bench.py --runs 7 --only big    # 10,000 playlists in one config
 
 Prints a Markdown table: median, min and max wall time, the ratio of medians to the case's baseline, peak memory
 (maximum resident set size of the process, from wait4) and its ratio, and the target from the benchmarks issue.
