@@ -247,7 +247,7 @@ def test_status_says_when_each_playlist_is_next_read_whole_as_a_check_would_plan
     now_s = clock.now_s()
     records = {url: {"last_full_read_at": clock.iso(now_s - 61 * index)} for index, url in enumerate(urls)}
     for url in urls[:3]:  # read whole just before a slot: due an interval after that read
-        records[url] = {"last_full_read_at": clock.iso(reads.full_read_slot_s(url, interval_s, now_s - 1800) - 30)}
+        records[url] = {"last_full_read_at": clock.iso(reads.full_read_slot_s(url, interval_s, now_s - 3600) - 30)}
     project.state_file.parent.mkdir(parents=True, exist_ok=True)
     last_check = {"last_check_at": clock.iso(now_s - 10), "checks_total": 1}
     project.state_file.write_text(json.dumps(state.empty() | last_check | {"playlists": records}))
