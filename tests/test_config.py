@@ -441,3 +441,35 @@ def test_unwritable_log_folder_is_a_config_error_naming_log_file(tmp_path: Path)
     result = run_cli("check", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 78
     assert f"playlist-cron: {path}: At 'log_file': cannot open" in result.stderr
+
+
+def test_a_config_of_10000_playlists_gives_each_its_options_and_names_each_mistake_by_its_place(
+    tmp_path: Path,
+) -> None:
+    count = 10_000
+    entries: list[Any] = [f"https://www.youtube.com/channel/UC{number:022d}" for number in range(count)]
+    entries[1] = {"url": URL, "max_downloads_per_check": 2, "feed_url": False}
+    top = {"output_template": "%(title)s.%(ext)s", "full_scan_interval_seconds": 600, "stop_at_first_archived": True}
+    loaded = config.load(write(tmp_path, {"playlists": entries, **top}))
+    defaults = {
+        **top,
+        "yt_dlp_args": (),
+        "max_downloads_per_check": None,
+        "date_after": None,
+        "yt_dlp_args_key": "yt_dlp_args",
+        "feed_url": None,
+    }
+    assert len(loaded.playlists) == count
+    assert loaded.playlists[0] == config.Playlist(url=entries[0], **defaults)
+    assert loaded.playlists[1] == config.Playlist(
+        url=URL, **{**defaults, "max_downloads_per_check": 2, "feed_url": False}
+    )
+    assert loaded.playlists[-1] == config.Playlist(url=entries[-1], **defaults)
+    assert [playlist.url for playlist in loaded.playlists[2:]] == entries[2:]
+    assert all(type(playlist) is config.Playlist for playlist in loaded.playlists)
+
+    entries[4999], entries[count - 1] = "not a url", {"url": URL, "stop_at_first_archive": True}
+    assert problems(tmp_path, {"playlists": entries}) == [
+        "At 'playlists[4999]': expected a URL such as https://www.youtube.com/playlist?list=..., got \"not a url\"",
+        f"At 'playlists[{count - 1}].stop_at_first_archive': unknown key (did you mean 'stop_at_first_archived'?)",
+    ]

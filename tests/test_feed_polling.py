@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,12 @@ def check(project: Project, *options: str, code: int = 0) -> dict[str, Any]:
 
 def set_last_full_read(project: Project, url: str, ago_s: float) -> None:
     """Move the playlist's last full read `ago_s` into the past, as if that much time had gone by since."""
+    set_last_full_read_at(project, url, clock.now_s() - ago_s)
+
+
+def set_last_full_read_at(project: Project, url: str, moment_s: float) -> None:
     state = project.state()
-    moment = datetime.now(timezone.utc) - timedelta(seconds=ago_s)
-    state["playlists"][url]["last_full_read_at"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    state["playlists"][url]["last_full_read_at"] = clock.iso(moment_s)
     project.state_file.write_text(json.dumps(state))
 
 
@@ -111,15 +116,64 @@ def test_an_unchanged_feed_costs_one_request_and_nothing_is_parsed(project: Proj
 
 def test_the_full_read_comes_back_on_schedule(project: Project, atom_feed: FeedServer) -> None:
     page = project.feed
-    polling_config(project, atom_feed, full_scan_interval_seconds=2 * HOUR_S)
+    interval_s = 2 * HOUR_S
+    polling_config(project, atom_feed, full_scan_interval_seconds=interval_s)
     check(project)
-    set_last_full_read(project, page.feed_url, 2 * HOUR_S - 60)
-    assert check(project)["playlists"][0]["read"] == "feed", "a minute before it is due"
-    set_last_full_read(project, page.feed_url, 2 * HOUR_S + 1)
+    # Read whole at a slot of its own in the two hours (reads.full_read_slot_s): due again at the next one.
+    next_slot_s = reads.full_read_slot_s(page.feed_url, interval_s, clock.now_s() + 60)
+    set_last_full_read_at(project, page.feed_url, next_slot_s - interval_s)
+    assert check(project)["playlists"][0]["read"] == "feed", "a minute or more before it is due"
+    last_slot_s = reads.full_read_slot_s(page.feed_url, interval_s, clock.now_s() - 1 - interval_s)
+    set_last_full_read_at(project, page.feed_url, last_slot_s - interval_s)
     page_seen = len(page.requests)
-    assert check(project)["playlists"][0]["read"] == "full"
+    assert check(project)["playlists"][0]["read"] == "full", "its slot has passed"
     assert "GET /feed.xml" in requests_since(page, page_seen)
     assert check(project)["playlists"][0]["read"] == "feed", "and then feed reads again for two hours"
+
+
+def test_the_full_reads_of_playlists_read_whole_at_one_moment_fall_in_different_checks_as_status_says(
+    project: Project, atom_feed: FeedServer
+) -> None:
+    """Real checks and a short interval: 20 playlists whose full reads were all at one moment are read whole again
+    over the interval, a few at each check, each by the first check after the moment `status` names for it."""
+    interval_s, count = 10, 20
+    urls = [f"{project.feed.feed_url}?channel={number}" for number in range(count)]
+    project.write_config(
+        playlist_url=None,
+        playlists=[{"url": url, "feed_url": f"{atom_feed.feed_url}?channel={n}"} for n, url in enumerate(urls)],
+        full_scan_interval_seconds=interval_s,
+        check_interval_seconds=1,
+    )
+    assert [summary["read"] for summary in check(project)["playlists"]] == ["full"] * count, "each one's first read"
+    read_whole_s = clock.now_s()
+    state = project.state()
+    for url in urls:
+        state["playlists"][url]["last_full_read_at"] = clock.iso(read_whole_s)
+    project.state_file.write_text(json.dumps(state))
+
+    first_due = {shown["next_full_read_at"] for shown in project.status()["playlists"]}
+    assert len(first_due) >= 4, f"due at moments of their own in the interval: {sorted(first_due)}"
+
+    read_whole_again_by: dict[str, int] = {}  # each playlist's first full read since then: the check's number
+    number = 0
+    while len(read_whole_again_by) < count:
+        assert clock.now_s() < read_whole_s + interval_s + 60, f"not all read whole in time: {read_whole_again_by}"
+        status = project.status()
+        due_s = {shown["url"]: clock.parse_iso(shown["next_full_read_at"]) for shown in status["playlists"]}
+        time.sleep(max(0.0, clock.parse_iso(status["next_check_due_at"]) - clock.now_s()))  # type: ignore[operator]
+        started_s = clock.now_s()
+        final = check(project)
+        ended_s, number = clock.now_s(), number + 1
+        for summary in final["playlists"]:
+            url, read = summary["url"], summary["read"]
+            assert read == ("full" if due_s[url] <= started_s else read), f"due at {due_s[url]}, check {started_s}"
+            assert read == ("feed" if due_s[url] > ended_s else read), f"due at {due_s[url]}, check ended {ended_s}"
+            if read == "full":
+                read_whole_again_by.setdefault(url, number)
+    # About 1.5 s a check against 10 s: 5 checks or so share them (2 or 3 when the machine is busy).
+    full_reads_per_check = Counter(read_whole_again_by.values())
+    assert len(full_reads_per_check) >= 2, f"spread over several checks: {full_reads_per_check}"
+    assert max(full_reads_per_check.values()) <= count * 3 // 4, f"not all in one: {full_reads_per_check}"
 
 
 def test_a_full_scan_interval_of_zero_reads_the_feed_alone_from_the_first_check(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from playlist_cron import clock
+from playlist_cron import clock, state
 from playlist_cron.errors import StateError
 from playlist_cron.state import StateStore
 
@@ -325,3 +325,92 @@ def test_a_plain_check_goes_by_the_state_file_configs_once_shared_and_leaves_it_
     assert (not_due.returncode, not_due.stdout, not_due.stderr) == (0, "", "")
     assert legacy.read_text() == legacy_text and not project.state_file.exists(), "not due: nothing adopted"
     assert len(project.events("check_completed")) == 1
+
+
+# -- big states: 10,000 playlists --------------------------------------------------------------------------------
+
+PLAYLIST_RECORD = {
+    "feed_url": "https://example.org/feed.xml?channel=1",
+    "etag": '"v1"',
+    "last_modified": "Tue, 01 Dec 2026 12:00:00 GMT",
+    "last_feed_read_at": "2026-12-01T12:00:00.000Z",
+    "last_feed_error": None,
+    "last_full_read_at": "2026-12-01T06:00:00.000Z",
+    "channel_id": None,
+    "is_feed": False,
+    "playlist_fields": {"playlist_title": "Chännel «1»", "playlist_id": None},
+}
+
+
+class _Text(str):
+    """A string of a subclass, as a library may hand one over: a string all the same."""
+
+
+def test_every_bad_field_among_many_good_records_is_named_where_it_is() -> None:
+    big = state.empty()
+    big["playlists"] = {f"https://example.org/{number}": dict(PLAYLIST_RECORD) for number in range(10_000)}
+    big["playlists"]["https://example.org/bad"] = {
+        **PLAYLIST_RECORD,
+        "etag": 5,
+        "playlist_fields": {"playlist_title": 1},
+        "last_full_read_at": "soon",
+        "is_feed": "no",
+    }
+    big["playlists"]["https://example.org/not-an-object"] = ["x"]  # type: ignore[assignment]
+    big["playlists"]["https://example.org/subclassed"] = {
+        **PLAYLIST_RECORD,
+        "playlist_fields": {_Text("playlist_title"): _Text("x")},
+    }
+    big["failed_videos"] = {"generic a": {**GOOD_RECORD, "attempts": -1}, "generic b": {"attempts": 1}}  # type: ignore[typeddict-item]
+    big["running"] = {"pid": 0}  # type: ignore[typeddict-item]
+    assert state.validate(big) == [
+        "running.check is missing",
+        "running.pid is 0, expected a process id >= 1",
+        "running.started_at is missing",
+        "failed_videos['generic a'].attempts is -1, expected a whole number >= 0",
+        "failed_videos['generic b'].video_id is missing",
+        "playlists['https://example.org/bad'].etag is 5, expected null or a string",
+        "playlists['https://example.org/bad'].last_full_read_at is 'soon', expected null or an ISO 8601 time with its "
+        "offset (2026-01-31T12:00:00.000Z)",
+        "playlists['https://example.org/bad'].is_feed is 'no', expected null, true or false",
+        "playlists['https://example.org/bad'].playlist_fields is {'playlist_title': 1}, expected null or an object "
+        "of strings",
+        "playlists['https://example.org/not-an-object'] is not an object",
+    ]
+
+
+def test_a_state_of_10000_playlists_is_written_as_it_was_changed_one_line_a_record(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, CONFIG)
+    records = {f"https://example.org/{number}": dict(PLAYLIST_RECORD) for number in range(10_000)}
+    with store.update() as changed:
+        changed["checks_total"] = 3
+        changed["playlists"] = records  # type: ignore[typeddict-item]
+        changed["failed_videos"]["generic a"] = dict(GOOD_RECORD)  # type: ignore[typeddict-item]
+    with store.update() as changed:
+        changed["checks_total"] += 1
+        changed["playlists"]["https://example.org/7"]["etag"] = '"v2"'
+    written = store.path.read_text()
+    saved = json.loads(written)
+    assert saved == {
+        **state.empty(),
+        "checks_total": 4,
+        "failed_videos": {"generic a": GOOD_RECORD},
+        "playlists": {**records, "https://example.org/7": {**PLAYLIST_RECORD, "etag": '"v2"'}},
+    }
+    assert store.read() == saved
+    assert json.loads(store.previous_path.read_text())["playlists"]["https://example.org/7"] == PLAYLIST_RECORD
+    lines = written.splitlines()
+    assert len(lines) == len(state.STATE_FIELDS) + 10_000 + 1 + 2 + 2, "a line a field, a record, and the braces"
+    assert lines[0] == "{" and lines[-1] == "}" and written.endswith("}\n")
+    [line] = [line for line in lines if 'example.org/7"' in line]
+    assert json.loads("{" + line.rstrip(",") + "}") == {"https://example.org/7": {**PLAYLIST_RECORD, "etag": '"v2"'}}
+
+
+def test_a_change_of_the_state_is_not_seen_by_the_counters_it_is_checked_against(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, CONFIG)
+    with store.update() as changed:
+        changed["downloaded_total"] = 5
+    with pytest.raises(StateError, match="downloaded_total would go down from 5 to 0"), store.update() as changed:
+        changed.clear()
+        changed.update(state.empty())
+    assert store.read()["downloaded_total"] == 5

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import Project
-from playlist_cron import clock, state
+from playlist_cron import clock, config, reads, state
 from playlist_cron.config import DEFAULT_FULL_SCAN_INTERVAL_SECONDS
 from playlist_cron.demo.feed import FeedServer, make_items
 
@@ -43,6 +43,17 @@ def playlist_lines(text: str) -> list[str]:
 def short(timestamp: str) -> str:
     """The time of day of an ISO timestamp, as the text form ends it (it may put the date before)."""
     return timestamp[11:16]
+
+
+def next_full_read_at(project: Project, index: int, status: dict[str, Any]) -> str:
+    """When the config's playlist `index` is next read whole, by its record in the state: at its moment in the
+    interval (`reads.next_full_read_s`, whose rule test_reads.py proves), but no sooner than the next check."""
+    playlist = config.load(project.config_path).playlists[index]
+    record = project.state()["playlists"].get(reads.record_key(playlist.url))
+    due_s = reads.next_full_read_s(playlist, record)
+    next_check_s = clock.parse_iso(status["next_check_due_at"])
+    assert due_s is not None and next_check_s is not None
+    return clock.iso(max(due_s, next_check_s))
 
 
 def check(project: Project) -> dict[str, Any]:
@@ -90,7 +101,7 @@ def test_status_shows_a_full_read_then_a_feed_read_and_when_the_next_full_read_i
         "last_feed_read_at": None,
         "last_feed_error": None,
         "last_full_read_at": full_read_at,
-        "next_full_read_at": clock.iso(clock.parse_iso(full_read_at) + 3600),  # type: ignore[operator]
+        "next_full_read_at": next_full_read_at(project, 1, status),
         "full_read_due": False,
         "channel_id": None,
         "full_scan_interval_seconds": 3600,
@@ -106,7 +117,10 @@ def test_status_shows_a_full_read_then_a_feed_read_and_when_the_next_full_read_i
     assert clock.parse_iso(feed_read_at) > clock.parse_iso(full_read_at)  # type: ignore[operator]
     assert channel_reads["last_feed_read_at"] == feed_read_at
     assert channel_reads["last_full_read_at"] == full_read_at, "a feed read is no full read"
-    assert channel_reads["next_full_read_at"] == clock.iso(clock.parse_iso(full_read_at) + 3600)  # type: ignore[operator]
+    assert channel_reads["next_full_read_at"] == next_full_read_at(project, 1, status)
+    full_read_s, due_s = clock.parse_iso(full_read_at), clock.parse_iso(channel_reads["next_full_read_at"])
+    assert full_read_s is not None and due_s is not None
+    assert full_read_s + 60 < due_s <= full_read_s + 3600, "within the interval, not at the next check"
     assert "s3cret" not in json.dumps(status)
 
     text = project.run_here("status")
@@ -145,7 +159,7 @@ def test_a_failed_feed_is_shown_but_is_no_problem_the_check_read_the_playlist_wh
     assert reads["feed_reads"] is True, "the next check tries the feed again"
     assert reads["last_feed_read_at"] is None
     assert clock.parse_iso(reads["last_full_read_at"]) > clock.parse_iso(first_full_read_at)  # type: ignore[operator]
-    assert reads["next_full_read_at"] == clock.iso(clock.parse_iso(reads["last_full_read_at"]) + 3600)  # type: ignore[operator]
+    assert reads["next_full_read_at"] == next_full_read_at(project, 0, status)
 
     text = project.run_here("status")
     assert text.returncode == 0, text.stderr
@@ -207,11 +221,48 @@ def test_a_channel_has_its_feed_once_a_full_read_has_learnt_its_id(project: Proj
     [before] = project.status()["playlists"]
     assert (before["feed_url"], before["feed_reads"], before["channel_id"]) == (None, False, None)
     # What a check's full read of the channel leaves in the state (no check here: the site is not on loopback).
-    full_read_at = clock.iso(clock.now_s() - 60)
+    full_read_at = clock.iso(clock.now_s() - 30)
     project.state_file.parent.mkdir(parents=True, exist_ok=True)
     record = {"channel_id": channel_id, "last_full_read_at": full_read_at}
     project.state_file.write_text(json.dumps(state.empty() | {"playlists": {handle_url: record}}))
     [after] = project.status()["playlists"]
     assert after["feed_url"] == f"https://www.youtube.com/feeds/videos.xml?channel_id={channel_id}"
     assert (after["feed_reads"], after["channel_id"], after["full_read_due"]) == (True, channel_id, False)
-    assert after["next_full_read_at"] == clock.iso(clock.parse_iso(full_read_at) + DEFAULT_FULL_SCAN_INTERVAL_SECONDS)  # type: ignore[operator]
+    due_s = reads.next_full_read_s(config.load(project.config_path).playlists[0], record)
+    assert due_s is not None and after["next_full_read_at"] == clock.iso(due_s)
+    full_read_s = clock.parse_iso(full_read_at)
+    assert full_read_s is not None and full_read_s + 60 <= due_s <= full_read_s + DEFAULT_FULL_SCAN_INTERVAL_SECONDS
+
+
+def test_status_says_when_each_playlist_is_next_read_whole_as_a_check_would_plan_it(project: Project) -> None:
+    """Channels read whole at moments spread over the last hour: for each, `status` says what `reads.plan` decides at
+    the next check, and names the moment from which it reads the playlist whole."""
+    interval_s = 3600
+    urls = [f"https://www.youtube.com/channel/UC{number:022d}" for number in range(60)]
+    project.write_config(
+        playlist_url=None,
+        playlists=[*urls, {"url": project.feed.feed_url, "feed_url": False}],
+        full_scan_interval_seconds=interval_s,
+    )
+    now_s = clock.now_s()
+    records = {url: {"last_full_read_at": clock.iso(now_s - 61 * index)} for index, url in enumerate(urls)}
+    for url in urls[:3]:  # read whole just before a slot: due an interval after that read
+        records[url] = {"last_full_read_at": clock.iso(reads.full_read_slot_s(url, interval_s, now_s - 3600) - 30)}
+    project.state_file.parent.mkdir(parents=True, exist_ok=True)
+    last_check = {"last_check_at": clock.iso(now_s - 10), "checks_total": 1}
+    project.state_file.write_text(json.dumps(state.empty() | last_check | {"playlists": records}))
+
+    status = project.status()
+    next_check_s = clock.parse_iso(status["next_check_due_at"])
+    assert next_check_s is not None
+    playlists = config.load(project.config_path).playlists
+    for playlist, shown in zip(playlists, status["playlists"], strict=True):
+        record = records.get(playlist.url)
+        assert shown["full_read_due"] == (reads.plan(playlist, record, next_check_s).kind == "full"), shown
+        due_s = clock.parse_iso(shown["next_full_read_at"])
+        assert due_s is not None
+        assert reads.plan(playlist, record, due_s + 0.001).kind == "full", shown  # timestamps keep milliseconds
+        if not shown["full_read_due"]:
+            assert reads.plan(playlist, record, due_s - 0.002).kind == "feed", shown
+    due = [shown["url"] for shown in status["playlists"] if shown["full_read_due"]]
+    assert 1 < len(due) < len(playlists), "some are due at the next check, others later"

@@ -125,13 +125,14 @@ def test_mark_archived_from_a_youtube_feed_writes_the_lines_yt_dlp_writes_withou
 
 
 def test_a_new_upload_is_found_from_the_feed_between_full_reads(project: Project, youtube: YouTubeStandIn) -> None:
-    """The first full read cannot be served offline: the state says it happened a minute ago, as it would have."""
+    """The first full read cannot be served offline: the state says it happened half a minute ago, as it would have
+    (the next full read is then at least a minute after it: reads.MIN_FULL_READ_GAP_S)."""
     channel = uploads(15)
     youtube.set_channel_feed(CHANNEL_ID, channel)
     archive(project, [upload.video_id for upload in channel])
     youtube_config(project, youtube)
-    minute_ago = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="milliseconds")
-    write_state(project, {CHANNEL_URL: {"last_full_read_at": minute_ago.replace("+00:00", "Z")}})
+    moments_ago = (datetime.now(timezone.utc) - timedelta(seconds=30)).isoformat(timespec="milliseconds")
+    write_state(project, {CHANNEL_URL: {"last_full_read_at": moments_ago.replace("+00:00", "Z")}})
     assert project.run("check", "--now").returncode == 0
     assert final_event(project)["playlists"][0]["read"] == "feed"
     assert [r.path for r in youtube.requests] == [FEED_PATH]

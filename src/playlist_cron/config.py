@@ -236,12 +236,16 @@ class _Reader:
             self.problem("playlists", "expected a non-empty list of URLs or of objects with a 'url'")
             return []
         playlists = []
+        # A URL string is the usual entry, 10,000 of them in a big config: its Playlist is made from the defaults
+        # in one step, and its place is spelt out only for a message.
+        with_defaults = Playlist(url="", **defaults)[1:]
         for index, entry in enumerate(entries):
+            if isinstance(entry, str) and _URL.match(entry):
+                playlists.append(Playlist._make((entry, *with_defaults)))
+                continue
             key = f"playlists[{index}]"
             if isinstance(entry, str):
-                url = self.url(key, entry)
-                if url:
-                    playlists.append(Playlist(url=url, **defaults))
+                self.url(key, entry)
             elif isinstance(entry, dict):
                 playlist = self.playlist_object(key, entry, defaults)
                 if playlist:

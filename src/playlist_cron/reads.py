@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron import clock, feeds
@@ -12,6 +14,10 @@ if TYPE_CHECKING:
     from playlist_cron.config import Playlist
     from playlist_cron.playlist_result import PlaylistResult
     from playlist_cron.records import PlaylistReadRecord
+
+# A full read is never due again this soon after the last one (cron's minute, the default check interval): the next
+# check does not read a playlist whole that the last one just did. At most an eighth of a shorter interval.
+MIN_FULL_READ_GAP_S = 60
 
 
 class ReadPlan(NamedTuple):
@@ -51,10 +57,34 @@ def feed_url_for(playlist: Playlist, record: PlaylistReadRecord | None) -> str |
     return feeds.derive_feed_url(playlist.url, channel_id if feeds.is_channel_id(channel_id) else None)
 
 
+def full_read_offset_s(key: str, interval_s: int) -> int:
+    """Given a playlist's record key and its `full_scan_interval_seconds` (> 0), return its moment in the interval:
+    whole seconds from 0 to the interval less one, from a hash of the key (SHA-256: Python's own `hash` of a string
+    changes with every process), so the same after a restart and on every host of a fleet."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % interval_s
+
+
+def full_read_slot_s(key: str, interval_s: int, after_s: float) -> int:
+    """Given a playlist's record key, its interval (> 0) and a moment, return its first slot after that moment: its
+    slots are its offset (`full_read_offset_s`) plus whole intervals, counted from the epoch."""
+    offset_s = full_read_offset_s(key, interval_s)
+    return offset_s + (math.floor((after_s - offset_s) / interval_s) + 1) * interval_s
+
+
 def next_full_read_s(playlist: Playlist, record: PlaylistReadRecord | None) -> float | None:
     """When the playlist is next read whole: epoch seconds (due now when in the past), or None for never.
 
-    A playlist without a feed is read whole at every check; one whose own URL is a feed has no fuller read.
+    A playlist without a feed is read whole at every check; one whose own URL is a feed has no fuller read. One never
+    read whole is read whole at once (a full read learns a handle's channel id, and what the feed's 15 entries miss).
+    After that, at its next slot (`full_read_slot_s`), so that the full reads of playlists added together, read at one
+    moment, fall due at their own moments over the interval, a few at each check, and so stay: a full read at a slot
+    makes the next one due a whole interval later. A slot within `MIN_FULL_READ_GAP_S` (or an eighth of the interval)
+    of the last full read would have the next check read it whole again: then it is due one interval after that full
+    read, as it was before slots, which is within that gap before its following slot.
+
+    Slots rather than a cap on full reads per check: a playlist's due time depends on its own record alone, so
+    `status` can say it, no playlist waits behind others past its interval (two full reads are never more than one
+    interval apart, plus the wait for a check), and every host of a fleet agrees on it.
     """
     record = record or {}
     feed_url = feed_url_for(playlist, record)
@@ -62,10 +92,16 @@ def next_full_read_s(playlist: Playlist, record: PlaylistReadRecord | None) -> f
         return 0.0
     if feed_url == playlist.url and playlist.feed_url is None:
         return None
-    if playlist.full_scan_interval_seconds == 0:
+    interval_s = playlist.full_scan_interval_seconds
+    if interval_s == 0:
         return None
     last_s = clock.parse_iso(record.get("last_full_read_at"))
-    return 0.0 if last_s is None else last_s + playlist.full_scan_interval_seconds
+    if last_s is None:
+        return 0.0
+    slot_s = full_read_slot_s(record_key(playlist.url), interval_s, last_s)
+    if slot_s - last_s > min(MIN_FULL_READ_GAP_S, interval_s / 8):
+        return float(slot_s)
+    return last_s + interval_s
 
 
 def plan(playlist: Playlist, record: PlaylistReadRecord | None, now_s: float) -> ReadPlan:

@@ -159,8 +159,9 @@ class PlaylistReads(TypedDict):
     `url` and `feed_url` are redacted as the log redacts them. `feed_url` is the feed a check would read now (null:
     none, so every check reads the playlist whole); `feed_reads` says whether it has one. `next_full_read_at` is null
     when the playlist is never read whole again (its feed alone: `full_scan_interval_seconds` 0, or its URL is itself
-    a feed). Otherwise it is when a check next reads it whole: its last full read plus `full_scan_interval_seconds`,
-    but no sooner than the next check is due (`next_check_due_at`, or now before any check), since only a check reads.
+    a feed). Otherwise it is when a check next reads it whole (`reads.next_full_read_s`: its next slot in the interval
+    after its last full read), but no sooner than the next check is due (`next_check_due_at`, or now before any
+    check), since only a check reads.
     `full_read_due` is true when the next check reads it whole: the full read is already due by then, or it has no
     feed, or it has never been read whole. A `last_feed_error` is the last feed read's failure, cleared by a feed
     read that works; the check fell back to a full read, so it is no problem by itself.
