@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,7 +63,8 @@ class FileHold:
 
     def __init__(self, held: lock.HeldLock, playlists: tuple[Playlist, ...]) -> None:
         self._held = held
-        self._playlists = playlists
+        self._next = iter(playlists)
+        self._guard = threading.Lock()  # the check's readers ask from several threads
         self.started_at = held.started_at
 
     @property
@@ -72,8 +74,12 @@ class FileHold:
     def watch(self, on_lost: Callable[[str], None]) -> None:
         pass  # the kernel holds a flock until the process ends: it cannot be lost
 
-    def playlists(self) -> Iterator[Playlist]:
-        return iter(self._playlists)
+    def next_playlist(self) -> Playlist | None:
+        with self._guard:
+            return next(self._next, None)
+
+    def done(self, playlist: Playlist) -> None:
+        pass  # nothing is claimed: the flock covers every playlist until it is released
 
     def release(self) -> None:
         self._held.release()
