@@ -122,19 +122,18 @@ class Reads:
             if playlist is None:
                 return
             site = site_of(playlist.url)
-            try:
-                if site in self.rate_limited:
-                    continue  # the site said to slow down: none of its playlists is read again in this check
+            if site not in self.rate_limited:  # else none of the site's playlists is read again in this check
                 self._local.site = site
                 try:
                     result = self.read_one(playlist)
+                    with self.writer:
+                        self._results[self._positions.get(playlist.url, len(self._positions))] = result
                 except (RateLimited, SiteDeferred) as limited:
                     with self.writer:
                         self.rate_limited.setdefault(site, str(limited))
-                    continue
-                with self.writer:
-                    self._results[self._positions.get(playlist.url, len(self._positions))] = result
-            finally:
-                self._local.site = None
-                with self.writer:
-                    self.held.done(playlist)
+                finally:
+                    self._local.site = None
+            # Not after a read that ended the check: its claim (a fleet's) ends with the lock's connection, the
+            # playlist due as it was, for the next check or another host to read.
+            with self.writer:
+                self.held.done(playlist)
