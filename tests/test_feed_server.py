@@ -1,18 +1,24 @@
-"""The loopback feed server: validators on `/feed.xml`, conditional 304 answers, and extra paths for quirk fixtures."""
+"""The loopback feed server: validators on `/feed.xml`, conditional 304 answers, extra paths for quirk fixtures,
+channel feeds, a delay per request, the counts of requests in flight, and a second site that throttles."""
 
 from __future__ import annotations
 
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 import pytest
 
-from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
+from playlist_cron.demo.feed import FeedItem, FeedServer, RequestCounts, make_items
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
+SECOND_HOST = "127.0.0.2"  # Linux routes all of 127.0.0.0/8 to the loopback interface
 
 
 @pytest.fixture
@@ -141,3 +147,162 @@ def test_existing_record_fields_keep_working(feed: FeedServer) -> None:
     record = feed.requests_for("/media/")[0]
     assert (record.method, record.range_header, record.status) == ("GET", "bytes=0-9", 206)
     assert (record.if_none_match, record.if_modified_since) == (None, None)
+
+
+def get_all_at_once(urls: list[str]) -> list[int]:
+    """GET every URL at the same moment, a thread each; return the statuses in the order of `urls`."""
+    statuses = [0] * len(urls)
+    start = threading.Barrier(len(urls))
+
+    def one(index: int) -> None:
+        start.wait()
+        statuses[index] = get(urls[index])[0]
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(len(urls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_channels_serve_feeds_of_their_own_items() -> None:
+    with FeedServer(channels=3) as feed:
+        assert feed.channel_urls == [f"{feed.base_url}/channel/{number}/feed" for number in (1, 2, 3)]
+        status, headers, body = get(feed.channel_urls[1])
+        assert (status, headers["Content-Type"]) == (200, "application/rss+xml; charset=utf-8")
+        assert body == feed.channel_xml(2)
+        assert body.count(b"<item>") == 15, "as many as a YouTube channel's feed lists"
+        assert b"<title>Channel 2</title>" in body and b"channel00002-video-00015" in body
+        assert b"channel00001-" not in body
+        assert get(feed.feed_url)[0] == 200, "the one feed is still served beside them"
+        for missing in ("/channel/0/feed", "/channel/4/feed", "/channel/two/feed", "/channel/2", "/channel/2/x"):
+            assert get(feed.base_url + missing)[0] == 404, missing
+        with pytest.raises(KeyError):
+            feed.channel(4)
+
+
+def test_each_channel_has_its_own_validators_and_answers_304() -> None:
+    with FeedServer(channels=2, channel_items=3) as feed:
+        first, second = (get(url)[1] for url in feed.channel_urls)
+        assert first["ETag"] != second["ETag"]
+        assert get(feed.channel_urls[0], **{"If-None-Match": first["ETag"]})[0] == 304
+        assert get(feed.channel_urls[0], **{"If-None-Match": second["ETag"]})[0] == 200, "another channel's tag"
+        assert get(feed.channel_urls[1], **{"If-Modified-Since": second["Last-Modified"]})[0] == 304
+        feed.channel(2).items.insert(0, FeedItem("channel00002-new", "A new upload"))
+        status, headers, body = get(feed.channel_urls[1], **{"If-None-Match": second["ETag"]})
+        assert status == 200 and b"channel00002-new" in body and body.count(b"<item>") == 4
+        assert headers["ETag"] != second["ETag"]
+        assert get(feed.channel_urls[0], **{"If-None-Match": first["ETag"]})[0] == 304, "the other is unchanged"
+        feed.settings.feed_validators = False
+        assert "ETag" not in get(feed.channel_urls[0])[1], "feed_validators turns theirs off too"
+
+
+def test_a_channel_item_media_is_its_enclosure() -> None:
+    with FeedServer(channels=2, channel_items=2) as feed:
+        item = feed.channel(2).items[0]
+        url = feed.channel_media_url(2, item.guid)
+        assert f"url={quoteattr(url)}".encode() in feed.channel_xml(2)
+        status, _, body = get(url)
+        assert (status, body) == (200, item.content)
+        status, headers, body = get(url, Range="bytes=0-9")
+        assert (status, headers["Content-Range"], body) == (206, f"bytes 0-9/{item.size_bytes}", item.content[:10])
+        assert get(feed.channel_media_url(1, item.guid))[0] == 404, "another channel's item"
+        assert get(feed.media_url(item.guid))[0] == 404, "not one of the one feed's items"
+
+
+def test_delayed_requests_overlap_and_the_counts_see_them_in_flight() -> None:
+    with FeedServer(channels=8, delay_s=0.5) as feed:
+        started = time.monotonic()
+        assert get_all_at_once(feed.channel_urls) == [200] * 8
+        elapsed_s = time.monotonic() - started
+        assert 0.5 <= elapsed_s < 8 * 0.5 / 2, "one after another would take 4 s"
+        counts = feed.counts()
+        assert (counts.in_flight, counts.max_in_flight, counts.total) == (0, 8, 8)
+        assert counts.by_path == {f"/channel/{number}/feed": 1 for number in range(1, 9)}
+
+
+def test_the_delay_holds_every_request_and_can_change_while_the_server_runs(feed: FeedServer) -> None:
+    feed.settings.delay_s = 0.3
+    for url in (feed.feed_url, feed.media_url("video-00001"), f"{feed.base_url}/missing"):
+        started = time.monotonic()
+        get(url)
+        assert time.monotonic() - started >= 0.3, url
+    feed.settings.delay_s = 0
+    started = time.monotonic()
+    get(feed.feed_url)
+    assert time.monotonic() - started < 0.3
+
+
+def test_a_download_is_in_flight_until_its_last_byte(feed: FeedServer) -> None:
+    feed.settings.sending.clear()
+    download = threading.Thread(target=get, args=(feed.media_url("video-00001"),))
+    download.start()
+    deadline = time.monotonic() + 10
+    while feed.counts().in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert feed.counts().in_flight == 1, "held before its body"
+    get(feed.feed_url)
+    assert feed.counts().max_in_flight == 2, "a feed request beside it"
+    feed.settings.sending.set()
+    download.join()
+    counts = feed.counts()
+    assert (counts.in_flight, counts.max_in_flight, counts.total) == (0, 2, 2)
+    assert counts.by_path == {"/media/video-00001.mp4": 1, "/feed.xml": 1}
+
+
+def test_counts_keep_the_query_and_reset_to_what_is_in_flight(feed: FeedServer) -> None:
+    get(f"{feed.feed_url}?playlist=1")
+    get(f"{feed.feed_url}?playlist=1")
+    get(feed.feed_url)
+    assert feed.counts().by_path == {"/feed.xml?playlist=1": 2, "/feed.xml": 1}
+    feed.reset_counts()
+    assert feed.counts() == RequestCounts(in_flight=0, max_in_flight=0, total=0, by_path={})
+    assert len(feed.requests) == 3, "the records are kept"
+    get(feed.feed_url)
+    assert feed.counts().total == 1
+
+
+def test_requests_one_after_another_are_never_seen_in_flight_together() -> None:
+    # Each on a new connection, so a new thread of the server's: before requests were counted out just ahead of their
+    # last byte, the thread of one was often still counting it when the next arrived.
+    with FeedServer(channels=1) as feed:
+        for _ in range(300):
+            assert get(feed.channel_urls[0])[0] == 200
+            assert feed.counts().in_flight == 0
+        assert feed.counts().max_in_flight == 1
+
+
+def test_many_clients_connecting_at_once_are_all_in_flight_together() -> None:
+    # A listen backlog of 5 (socketserver's default) drops most of 64 connections at once; they come back a second
+    # later, after the first ones were answered.
+    with FeedServer(channels=64, delay_s=1.0) as feed:
+        assert get_all_at_once(feed.channel_urls) == [200] * 64
+        assert feed.counts().max_in_flight == 64
+
+
+def test_every_status_answers_every_path_with_that_status() -> None:
+    with FeedServer(make_items(1), channels=1, every_status=429) as feed:
+        paths = [feed.feed_url, feed.media_url("video-00001"), feed.channel_urls[0], f"{feed.base_url}/missing"]
+        for url in paths:
+            status, headers, _ = get(url, **{"If-None-Match": "*"})
+            assert (status, headers["Retry-After"]) == (429, "60"), url
+        assert feed.counts().total == 4
+        feed.settings.every_status = None
+        assert get(feed.channel_urls[0])[0] == 200
+
+
+def second_site(**settings: object) -> FeedServer:
+    """A FeedServer on 127.0.0.2; skips the test where that address is not on the loopback interface."""
+    try:
+        return FeedServer(host=SECOND_HOST, **settings)
+    except OSError as error:
+        pytest.skip(f"{SECOND_HOST} is not a loopback address here: {error}")
+
+
+def test_two_sites_on_two_loopback_addresses_one_throttling() -> None:
+    with FeedServer(channels=2) as first, second_site(channels=2, every_status=429) as second:
+        assert (first.host, second.host) == ("127.0.0.1", SECOND_HOST)
+        assert urllib.parse.urlsplit(second.channel_urls[0]).hostname == SECOND_HOST
+        assert [get(url)[0] for url in first.channel_urls + second.channel_urls] == [200, 200, 429, 429]
+        assert (first.counts().total, second.counts().total) == (2, 2), "each counts its own"
