@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from playlist_cron import ytdl
-from playlist_cron.demo.feed import FeedServer
-from test_parallel_reads import Channels, final_event, project_in
+from test_parallel_reads import channels, final_event, project_in
 
 
 @pytest.fixture
@@ -30,9 +29,8 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_a_check_of_twenty_playlists_builds_at_most_parallel_reads_downloaders(
     tmp_path: Path, made: list[str], parallel_reads: int
 ) -> None:
-    with FeedServer() as server:
-        channels = Channels(server, 20, 1, size_bytes=10_000)
-        project = project_in(tmp_path / "project", server, channels.urls, parallel_reads=parallel_reads)
+    with channels(20, 1, size_bytes=10_000) as server:
+        project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=parallel_reads)
         result = project.run_here("check")
     assert result.returncode == 0, result.stderr
     assert final_event(project)["downloaded"] == 20
@@ -40,35 +38,35 @@ def test_a_check_of_twenty_playlists_builds_at_most_parallel_reads_downloaders(
 
 
 def test_nothing_of_one_playlists_read_leaks_into_the_next(tmp_path: Path, made: list[str]) -> None:
-    with FeedServer() as server:
-        channels = Channels(server, 4, 3, size_bytes=10_000)
-        limited, *others = channels.urls
+    with channels(4, 3, size_bytes=10_000) as server:
+        limited, *others = server.channel_urls
         playlists: list[Any] = [{"url": limited, "max_downloads_per_check": 1}, *others]
         project = project_in(tmp_path / "project", server, playlists, parallel_reads=1)
         result = project.run_here("check")
     assert result.returncode == 0, result.stderr
     assert len(made) == 1, "one Downloader, reset for each playlist"
     summaries = final_event(project)["playlists"]
-    assert [summary["url"] for summary in summaries] == channels.urls
-    assert [summary["title"] for summary in summaries] == [f"Channel {number}" for number in range(4)]
+    assert [summary["url"] for summary in summaries] == server.channel_urls
+    assert [summary["title"] for summary in summaries] == [f"Channel {number}" for number in range(1, 5)]
     assert [summary["downloaded"] for summary in summaries] == [1, 3, 3, 3]
     assert [summary["stopped"] for summary in summaries] == ["max_downloads_per_check", None, None, None]
     assert [summary["error"] for summary in summaries] == [None] * 4
     lines = project.archive_lines()
-    for number, summary in enumerate(summaries):
-        mine = [line for line in lines if f"video-c{number:03d}" in line]
+    for number, summary in enumerate(summaries, start=1):
+        mine = [line for line in lines if f"channel{number:05d}-" in line]
         assert len(mine) == summary["downloaded"], "each playlist's downloads are its own"
 
 
 def test_what_yt_dlp_counts_of_one_playlist_starts_again_at_the_next(tmp_path: Path, made: list[str]) -> None:
-    with FeedServer() as server:
-        channels = Channels(server, 3, 3, size_bytes=10_000)
+    with channels(3, 3, size_bytes=10_000) as server:
         template = "%(playlist_title)s/%(autonumber)s [%(id)s].%(ext)s"
-        project = project_in(tmp_path / "project", server, channels.urls, parallel_reads=1, output_template=template)
+        project = project_in(
+            tmp_path / "project", server, server.channel_urls, parallel_reads=1, output_template=template
+        )
         result = project.run_here("check")
     assert result.returncode == 0, result.stderr
     assert len(made) == 1
-    for number in range(3):
+    for number in range(1, 4):
         folder = project.download_dir / f"Channel {number}"
         numbers = sorted(path.name.split(" ")[0] for path in folder.iterdir())
         assert numbers == ["00001", "00002", "00003"], "yt-dlp's autonumber counts per playlist, as it always did"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,57 +16,19 @@ from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
 VOLATILE_FIELDS = ("timestamp", "duration_s", "message", "run_id", "check", "pid")
 
 
-class Channels:
-    """Many RSS channels on one loopback FeedServer (`/channel-<n>.xml`, each with its own items), every GET held
-    `delay_s` before it is answered, and the most requests the server had in flight at once counted."""
-
-    def __init__(self, server: FeedServer, count: int, items_each: int, *, size_bytes: int = 20_000) -> None:
-        self.server = server
-        self.delay_s = 0.0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._lock = threading.Lock()
-        self.urls: list[str] = []
-        every: list[FeedItem] = []
-        for number in range(count):
-            items = make_items(items_each, size_bytes=size_bytes, prefix=f"video-c{number:03d}")
-            server.settings.items = items
-            server.settings.title = f"Channel {number}"
-            path = f"/channel-{number}.xml"
-            server.extra_paths[path] = (server.feed_xml(), "application/rss+xml; charset=utf-8")
-            self.urls.append(f"{server.base_url}{path}")
-            every += items
-        server.settings.items = every
-        self._count_requests()
-
-    def _count_requests(self) -> None:
-        channels = self
-        # The server's own handler, counted: the loopback server has no per-request delay or in-flight count yet.
-        handler: Any = self.server._server.RequestHandlerClass
-
-        class Counted(handler):  # type: ignore[misc]
-            def do_GET(self) -> None:
-                with channels._lock:
-                    channels.in_flight += 1
-                    channels.max_in_flight = max(channels.max_in_flight, channels.in_flight)
-                try:
-                    time.sleep(channels.delay_s)
-                    super().do_GET()
-                finally:
-                    with channels._lock:
-                        channels.in_flight -= 1
-
-        self.server._server.RequestHandlerClass = Counted
-
-    def reset_counts(self) -> None:
-        with self._lock:
-            self.max_in_flight = 0
+def channels(count: int, items_each: int, *, size_bytes: int = 20_000, **settings: Any) -> FeedServer:
+    """A started loopback server with `count` channel feeds of `items_each` videos of `size_bytes` each."""
+    server = FeedServer(channels=count, channel_items=items_each, **settings)
+    for number in range(1, count + 1):
+        for item in server.channel(number).items:
+            item.size_bytes = size_bytes
+    return server.start()
 
 
-@pytest.fixture
-def channels_server() -> Iterator[FeedServer]:
-    with FeedServer() as server:
-        yield server
+def channel_items(server: FeedServer) -> dict[str, FeedItem]:
+    """Every channel's videos, by guid."""
+    numbers = range(1, server.settings.channels + 1)
+    return {item.guid: item for number in numbers for item in server.channel(number).items}
 
 
 def project_in(root: Path, server: FeedServer, urls: list[str], **options: Any) -> Project:
@@ -87,104 +47,100 @@ def without_volatile(event: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in event.items() if key not in VOLATILE_FIELDS}
 
 
-def test_reads_overlap_and_never_exceed_parallel_reads(tmp_path: Path, channels_server: FeedServer) -> None:
-    channels = Channels(channels_server, 20, 1)
-    channels.delay_s = 0.2
-    project = project_in(tmp_path / "project", channels_server, channels.urls, parallel_reads=3)
-    result = project.run_here("check")
-    assert result.returncode == 0, result.stderr
-    assert final_event(project)["downloaded"] == 20
-    assert channels.max_in_flight == 3
+def test_reads_overlap_and_never_exceed_parallel_reads(tmp_path: Path) -> None:
+    with channels(20, 1, delay_s=0.2) as server:
+        project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=3)
+        result = project.run_here("check")
+        assert result.returncode == 0, result.stderr
+        assert final_event(project)["downloaded"] == 20
+        assert server.counts().max_in_flight == 3
 
 
-def test_parallel_reads_one_reads_one_playlist_after_another(tmp_path: Path, channels_server: FeedServer) -> None:
-    channels = Channels(channels_server, 6, 1)
-    channels.delay_s = 0.1
-    project = project_in(tmp_path / "project", channels_server, channels.urls, parallel_reads=1)
-    result = project.run_here("check")
-    assert result.returncode == 0, result.stderr
-    assert final_event(project)["downloaded"] == 6
-    assert channels.max_in_flight == 1
+def test_parallel_reads_one_reads_one_playlist_after_another(tmp_path: Path) -> None:
+    with channels(6, 1, delay_s=0.1) as server:
+        project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=1)
+        result = project.run_here("check")
+        assert result.returncode == 0, result.stderr
+        assert final_event(project)["downloaded"] == 6
+        assert server.counts().max_in_flight == 1
 
 
-def test_a_parallel_check_ends_with_the_final_event_of_a_sequential_one(
-    tmp_path: Path, channels_server: FeedServer
-) -> None:
-    channels = Channels(channels_server, 12, 2)
-    channels.delay_s = 0.05
+def test_a_parallel_check_ends_with_the_final_event_of_a_sequential_one(tmp_path: Path) -> None:
     finals = []
-    for parallel_reads in (1, 4):
-        root = tmp_path / f"parallel-{parallel_reads}"
-        project = project_in(root, channels_server, channels.urls, parallel_reads=parallel_reads)
-        for _ in range(2):  # the first check downloads everything; the next one finds it all archived
-            result = project.run_here("check", "--now")
-            assert result.returncode == 0, result.stderr
-        finals.append([without_volatile(event) for event in project.events("check_completed")])
-        assert project.state()["downloaded_total"] == 24
-        assert len(project.archive_lines()) == 24 == len(set(project.archive_lines()))
+    with channels(12, 2, delay_s=0.05) as server:
+        for parallel_reads in (1, 4):
+            root = tmp_path / f"parallel-{parallel_reads}"
+            project = project_in(root, server, server.channel_urls, parallel_reads=parallel_reads)
+            for _ in range(2):  # the first check downloads everything; the next one finds it all unchanged
+                result = project.run_here("check", "--now")
+                assert result.returncode == 0, result.stderr
+            finals.append([without_volatile(event) for event in project.events("check_completed")])
+            assert project.state()["downloaded_total"] == 24
+            assert len(project.archive_lines()) == 24 == len(set(project.archive_lines()))
     sequential, parallel = finals
     assert [event["downloaded"] for event in sequential] == [24, 0]
-    assert [playlist["url"] for playlist in parallel[0]["playlists"]] == channels.urls, "in the config's order"
+    assert [playlist["url"] for playlist in parallel[0]["playlists"]] == server.channel_urls, "in the config's order"
     assert parallel == sequential
 
 
 def test_a_rate_limited_site_defers_its_own_playlists_only(tmp_path: Path) -> None:
-    with FeedServer(make_items(2, prefix="limited")) as limited, FeedServer(make_items(3, prefix="open")) as other:
-        limited.settings.feed_status = 429
-        # Two sites by host name: the limited one as 127.0.0.1, the other as localhost.
-        other_url = other.feed_url.replace("127.0.0.1", "localhost")
-        urls = [limited.feed_url, f"{limited.feed_url}?page=2", other_url]
+    with (
+        FeedServer(make_items(2, prefix="limited"), host="127.0.0.2", every_status=429) as limited,
+        FeedServer(make_items(3, prefix="open")) as other,
+    ):
+        urls = [limited.feed_url, f"{limited.feed_url}?page=2", other.feed_url]
         project = project_in(tmp_path / "project", other, urls, parallel_reads=2)
         result = project.run_here("check")
         assert result.returncode == 0, result.stderr
         final = final_event(project)
         assert (final["outcome"], final["reason"]) == ("DEFERRED", "rate_limited")
         assert final["downloaded"] == 3, "the other site's playlist was read and its videos downloaded"
-        assert "127.0.0.1" in final["error"]
+        assert "127.0.0.2" in final["error"]
         assert sorted(project.archive_lines()) == sorted(f"generic {item.guid}" for item in other.settings.items)
         assert project.state()["cooldown_until"] == final["cooldown_until"]
-        assert not limited.requests_for("/media/")
-        assert len(limited.requests_for("/feed.xml")) <= 2
+        assert limited.counts().total <= 2, "one request per playlist read before the 429 was heard"
 
 
-def test_sigterm_ends_a_check_whose_reads_are_in_reader_threads(tmp_path: Path, channels_server: FeedServer) -> None:
-    channels = Channels(channels_server, 8, 1, size_bytes=1_000_000)
-    channels_server.settings.bytes_per_second = 200_000
-    project = project_in(tmp_path / "project", channels_server, channels.urls, parallel_reads=4)
-    check = project.start("check")
-    wait_for(lambda: [p for p in project.download_dir.rglob("*.part") if p.stat().st_size > 0], what="a partial file")
-    check.send_signal(signal.SIGTERM)
-    assert check.wait(30) == 128 + signal.SIGTERM
+def test_sigterm_ends_a_check_whose_reads_are_in_reader_threads(tmp_path: Path) -> None:
+    with channels(8, 1, size_bytes=1_000_000, bytes_per_second=200_000) as server:
+        project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=4)
+        check = project.start("check")
+        wait_for(
+            lambda: [p for p in project.download_dir.rglob("*.part") if p.stat().st_size > 0], what="a partial file"
+        )
+        check.send_signal(signal.SIGTERM)
+        assert check.wait(30) == 128 + signal.SIGTERM
     [failed] = project.events("check_failed")
     assert failed["reason"] == "interrupted"
     assert project.state()["running"] is None
     assert project.events()[-1] == failed, "no read wrote anything after the final event"
 
 
-def test_a_stalled_read_in_a_reader_thread_fails_the_check_stalled(tmp_path: Path, channels_server: FeedServer) -> None:
-    channels = Channels(channels_server, 6, 1, size_bytes=1_000_000)
-    channels_server.settings.stall_after_bytes = 100_000  # every download hangs, its connection held open
-    project = project_in(
-        tmp_path / "project", channels_server, channels.urls, parallel_reads=3, stall_timeout_seconds=3
-    )
-    started_s = time.monotonic()
-    result = project.run("check", timeout=60)
+def test_a_stalled_read_in_a_reader_thread_fails_the_check_stalled(tmp_path: Path) -> None:
+    # Every download hangs after 100 kB, its connection held open.
+    with channels(6, 1, size_bytes=1_000_000, stall_after_bytes=100_000) as server:
+        project = project_in(
+            tmp_path / "project", server, server.channel_urls, parallel_reads=3, stall_timeout_seconds=3
+        )
+        started_s = time.monotonic()
+        result = project.run("check", timeout=60)
+        server.release_stalls()
     assert result.returncode == 1
     assert "FAILED (stalled)" in result.stderr
     assert time.monotonic() - started_s < 30, "the hung read did not keep the process alive"
     [failed] = project.events("check_failed")
     assert failed["reason"] == "stalled"
-    channels_server.release_stalls()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_kill_9_of_a_check_reading_200_playlists_in_parallel_loses_nothing(
-    tmp_path: Path, channels_server: FeedServer
-) -> None:
-    channels = Channels(channels_server, 200, 1, size_bytes=60_000)
-    channels_server.settings.bytes_per_second = 300_000
-    project = project_in(tmp_path / "project", channels_server, channels.urls, parallel_reads=8)
+def test_kill_9_of_a_check_reading_200_playlists_in_parallel_loses_nothing(tmp_path: Path) -> None:
+    with channels(200, 1, size_bytes=60_000, bytes_per_second=300_000) as server:
+        kill_9_mid_download_and_settle(tmp_path, server)
+
+
+def kill_9_mid_download_and_settle(tmp_path: Path, server: FeedServer) -> None:
+    project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=8)
     victim = project.start("check")
     wait_for(lambda: len(project.events("video_downloaded")) >= 3, timeout=120, what="three downloads")
     victim.send_signal(signal.SIGKILL)
@@ -196,12 +152,12 @@ def test_kill_9_of_a_check_reading_200_playlists_in_parallel_loses_nothing(
     assert state["downloaded_total"] - len(downloaded_events) in (0, 1)
     lines = project.archive_lines()
     assert len(lines) == len(set(lines)) >= state["downloaded_total"]
-    served = {item.guid: item for item in channels_server.settings.items}
+    served = channel_items(server)
     for line in lines:
         extractor, _, guid = line.partition(" ")
         assert extractor == "generic"
         assert project.file_for(guid).read_bytes() == served[guid].content
-    channels_server.settings.bytes_per_second = None
+    server.settings.bytes_per_second = None
     result = project.run_here("check", "--now")
     assert result.returncode == 0, result.stderr
     [interrupted] = project.events("check_failed")
