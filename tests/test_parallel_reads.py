@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,25 @@ def kill_9_mid_download_and_settle(tmp_path: Path, server: FeedServer) -> None:
     assert sorted(project.archive_lines()) == sorted(f"generic {guid}" for guid in served)
     assert after["downloaded_total"] - len(read_events(project.log_file, "video_downloaded")) in (0, 1)
     assert not list(project.download_dir.rglob("*.part"))
+
+
+def test_two_threads_of_one_process_change_the_state_in_turn_without_losing_a_count(tmp_path: Path) -> None:
+    from playlist_cron.state import StateStore
+    from playlist_cron.storage.files import FileState
+
+    store = FileState(StateStore(tmp_path / "state", tmp_path / "config.json"))
+    store.ensure_ready()
+
+    def count(times: int) -> None:
+        for _ in range(times):
+            with store.update() as state:
+                state["downloaded_total"] += 1
+
+    threads = [threading.Thread(target=count, args=(100,)) for _ in range(2)]
+    started_s = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert store.read()["downloaded_total"] == 200
+    assert time.monotonic() - started_s < 30, "neither waited on a flock its own process held"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +90,9 @@ class FileState:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        # The threads of one process change the state one at a time before they take its flock: a second thread
+        # would otherwise wait on a flock its own process holds (each takes it on a descriptor of its own).
+        self._threads = threading.RLock()
 
     def ensure_ready(self) -> None:
         self.store.ensure_directory()
@@ -97,8 +100,10 @@ class FileState:
     def read(self) -> State:
         return self.store.read()
 
-    def update(self) -> AbstractContextManager[State]:
-        return self.store.update()
+    @contextlib.contextmanager
+    def update(self) -> Iterator[State]:
+        with self._threads, self.store.update() as state:
+            yield state
 
     def take_notes(self) -> list[Note]:
         notes = [
