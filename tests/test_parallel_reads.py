@@ -192,3 +192,14 @@ def test_two_threads_of_one_process_change_the_state_in_turn_without_losing_a_co
         thread.join(60)
     assert store.read()["downloaded_total"] == 200
     assert time.monotonic() - started_s < 30, "neither waited on a flock its own process held"
+
+
+def test_a_first_check_marking_many_channels_archived_in_parallel_shares_one_archive(tmp_path: Path) -> None:
+    # Readers add to the check's one copy of the archive's lines while others look through it.
+    with FeedServer(channels=100) as server:
+        project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=8)
+        result = project.run_here("check", "--mark-archived")
+        assert result.returncode == 0, result.stderr
+    final = final_event(project)
+    assert (final["outcome"], final["marked_archived"]) == ("COMPLETED", 1500)
+    assert len(project.archive_lines()) == 1500 == len(set(project.archive_lines()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,14 @@ from playlist_cron.ytdl import Downloader, Fetcher, Logger, yt_dlp_params
 
 if TYPE_CHECKING:
     from playlist_cron.storage import Archive, VideoLocks
+
+
+class ArchiveLines(set[str]):
+    """The check's one copy of the archive's lines, shared by its reader threads: yt-dlp adds to it and asks it;
+    who looks through it looks through a copy (made in one step under the GIL), as another thread may add to it."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(set.copy(self))
 
 
 class Session:
@@ -57,7 +66,7 @@ class Session:
         """The archive's lines, as yt-dlp reads them (stripped); kept up to date by every download of the check."""
         with self.writer:
             if self._archive is None:
-                self._archive = self.store.lines()
+                self._archive = ArchiveLines(self.store.lines())
             return self._archive
 
     def fetcher(self, playlist: Playlist, reporter: Reporter) -> Fetcher:
