@@ -41,7 +41,13 @@ class ArchiveLines(set[str]):
 class Session:
     """What the playlists of one check share: the archive's lines, read once; one yt-dlp client per network setting
     and reader thread for feed reads; the lock that keeps downloads one at a time; the check's writer lock, under
-    which the archive in a database is asked and added to. Close it at the end of the check."""
+    which the archive in a database is asked and added to. Close it at the end of the check.
+
+    A yt-dlp client is made under the writer lock: reading the user's `yt_dlp_args` swaps sys.stdout and
+    sys.stderr for a moment (`yt_dlp_options`), process-wide, so that another reader's log line would be lost then,
+    and a YoutubeDL made meanwhile fails looking its streams up. Made once per reader thread and set of options, it
+    costs the other readers a short wait a few times a check.
+    """
 
     def __init__(
         self,
@@ -74,15 +80,13 @@ class Session:
         that have the same `yt_dlp_args` and are read in the same thread (a YoutubeDL is not thread-safe); what
         yt-dlp warns about goes to the log, never to cron's mail."""
         key = (threading.get_ident(), playlist.yt_dlp_args)
-        with self.writer:
+        with self.writer:  # made under it: see the class's docstring
             fetcher = self._fetchers.get(key)
-        if fetcher is None:
-            params = yt_dlp_params(self.config, playlist, mark_archived=False, partial_dir=self.partial_dir)
-            params.pop("download_archive")
-            params["logger"] = Logger(reporter, lambda: None)
-            fetcher = Fetcher(params, auto_init=False)
-            with self.writer:
-                self._fetchers[key] = fetcher
+            if fetcher is None:
+                params = yt_dlp_params(self.config, playlist, mark_archived=False, partial_dir=self.partial_dir)
+                params.pop("download_archive")
+                params["logger"] = Logger(reporter, lambda: None)
+                fetcher = self._fetchers[key] = Fetcher(params, auto_init=False)
         fetcher.failed_host = None
         fetcher.rate_limited = None
         return fetcher
@@ -102,15 +106,14 @@ class Session:
             playlist.stop_at_first_archived,
             mark_archived,
         )
-        with self.writer:
+        with self.writer:  # made under it: see the class's docstring
             made = self._downloaders.get(key)
-        if made is not None:
-            return made.reuse_for(playlist, result)
-        params = yt_dlp_params(self.config, playlist, mark_archived=mark_archived, partial_dir=self.partial_dir)
-        made = Downloader(params, playlist, result, reporter, mark_archived=mark_archived, session=self)
-        with self.writer:
+            if made is not None:
+                return made.reuse_for(playlist, result)
+            params = yt_dlp_params(self.config, playlist, mark_archived=mark_archived, partial_dir=self.partial_dir)
+            made = Downloader(params, playlist, result, reporter, mark_archived=mark_archived, session=self)
             self._downloaders[key] = made
-        return made
+            return made
 
     def close(self) -> None:
         with self.writer:
