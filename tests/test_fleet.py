@@ -253,3 +253,25 @@ def test_check_now_reads_the_playlists_that_are_not_due_yet_and_a_plain_check_do
     assert host.run("check", "--now").returncode == 0
     assert fleet_feed.requests_for("/feed.xml"), "--now read it anyway"
     assert [e["outcome"] for e in host.events() if "outcome" in e] == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_host_reads_its_claimed_playlists_in_parallel_each_once(
+    tmp_path: Path, database: str, postgres_server: PostgresServer
+) -> None:
+    with FeedServer(channels=6, channel_items=1, delay_s=0.2) as server:
+        for number in range(1, 7):
+            server.channel(number).items[0].size_bytes = 20_000
+        host = Host(tmp_path, "a", database, tmp_path / "downloads", playlists=server.channel_urls, parallel_reads=3)
+        migrate(host)
+        result = host.run("check")
+        assert (result.returncode, result.stderr) == (0, "")
+        assert 1 < server.counts().max_in_flight <= 3
+        by_path = server.counts().by_path
+    [completed] = host.events("check_completed")
+    assert completed["downloaded"] == 6
+    assert [playlist["url"] for playlist in completed["playlists"]] == server.channel_urls, "each read once"
+    assert all(by_path[f"/channel/{number}/feed"] == 1 for number in range(1, 7)), by_path
+    held = sql(postgres_server, database, "SELECT count(*) FROM playlist_cron_playlists WHERE holder_host IS NOT NULL")
+    assert held == [(0,)], "every claim released"
+    due = sql(postgres_server, database, "SELECT count(*) FROM playlist_cron_playlists WHERE due_at > now()")
+    assert due == [(6,)], "each due again in check_interval_seconds"

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import io
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,20 @@ class MemoryHeld:
     def __init__(self, run_lock: MemoryRunLock, playlists: tuple[config.Playlist, ...]) -> None:
         self.run_lock = run_lock
         self.started_at = clock.now_s()
-        self._playlists = playlists
+        self._next = iter(playlists)
+        self._guard = threading.Lock()
+        self.done_with: list[config.Playlist] = []
 
     def watch(self, on_lost: Callable[[str], None]) -> None:
         pass
 
-    def playlists(self) -> Iterator[config.Playlist]:
-        return iter(self._playlists)
+    def next_playlist(self) -> config.Playlist | None:
+        with self._guard:
+            return next(self._next, None)
+
+    def done(self, playlist: config.Playlist) -> None:
+        with self._guard:
+            self.done_with.append(playlist)
 
     def release(self) -> None:
         self.run_lock.holder_pid = None

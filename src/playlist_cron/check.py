@@ -27,6 +27,10 @@ from playlist_cron.storage import HeldRunLock, Storage
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from playlist_cron import download
+    from playlist_cron.config import Playlist
+    from playlist_cron.parallel_reads import Reads
+    from playlist_cron.playlist_result import PlaylistResult
     from playlist_cron.records import RunningRecord, State
 
 MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
@@ -146,6 +150,9 @@ class _Check(Ending, ReporterCallbacks):
             last_resort=lambda stopped: self.finish_failed(stopped.reason, stopped.detail),
         )
         self._finish_lock = threading.Lock()
+        # The one writer: every state change, log event and counter of the reads (from their threads) goes under it.
+        self.writer = threading.RLock()
+        self.reading: Reads | None = None
         self._titles = {}
 
     # -- the check ----------------------------------------------------------------------------------------------
@@ -257,32 +264,26 @@ class _Check(Ending, ReporterCallbacks):
             self.config, self.logger, self.console, self.store, self.config_writable_reported
         )
         # Only now that the lock is held: the skip path never pays for yt-dlp.
-        from playlist_cron import download, reads
+        from playlist_cron import download
+        from playlist_cron.parallel_reads import Reads
 
-        results = []
-        try:
-            with download.Session(
-                self.config,
-                self.storage.archive,
-                video_locks=self.held.video_locks,
-                partial_dir=self.storage.partial_dir,
-            ) as session:
-                for playlist in self.held.playlists():
-                    record = self.playlist_records.get(reads.record_key(playlist.url))
-                    read = reads.plan(playlist, record, clock.now_s())
-                    self.console.say(
-                        f"Reading {playlist.url}" + (f" from its feed {read.feed_url}" if read.kind == "feed" else "")
-                    )
-                    read_started_at = clock.iso(clock.now_s())
-                    result = download.download_playlist(
-                        self.config, playlist, self, read=read, mark_archived=self.mark_archived, session=session
-                    )
-                    results.append(result)
-                    self.playlist_records[reads.record_key(playlist.url)] = reads.record_after(
-                        record, result, read_started_at, clock.iso(clock.now_s())
-                    )
-        except download.RateLimited as limited:
-            return self._start_cooldown(str(limited), results)
+        with download.Session(
+            self.config,
+            self.storage.archive,
+            video_locks=self.held.video_locks,
+            partial_dir=self.storage.partial_dir,
+            writer=self.writer,
+        ) as session:
+            self.reading = Reads(
+                self.held,
+                self.config.playlists,
+                lambda playlist: self._read(playlist, session),
+                parallel=self.config.parallel_reads,
+                writer=self.writer,
+            )
+            results = self.reading.run()
+        if self.reading.rate_limited:
+            return self._start_cooldown("; ".join(self.reading.rate_limited.values()), results)
         playlist_errors = [
             f"{result.url}: {result.error}"
             for result in results
@@ -318,5 +319,25 @@ class _Check(Ending, ReporterCallbacks):
             words = dict.fromkeys(network_errors or [failure.error for failure in unreached])
             return self._finish("FAILED", reason="network", error="; ".join(words), **fields)
         return self._finish("COMPLETED", **fields)
+
+    def _read(self, playlist: Playlist, session: download.Session) -> PlaylistResult:
+        """Read one playlist as planned from its record (from a reader thread), and note how it was read."""
+        from playlist_cron import download, reads
+
+        key = reads.record_key(playlist.url)
+        with self.writer:
+            record = self.playlist_records.get(key)
+        read = reads.plan(playlist, record, clock.now_s())
+        with self.writer:
+            self.console.say(
+                f"Reading {playlist.url}" + (f" from its feed {read.feed_url}" if read.kind == "feed" else "")
+            )
+        read_started_at = clock.iso(clock.now_s())
+        result = download.download_playlist(
+            self.config, playlist, self, read=read, mark_archived=self.mark_archived, session=session
+        )
+        with self.writer:
+            self.playlist_records[key] = reads.record_after(record, result, read_started_at, clock.iso(clock.now_s()))
+        return result
 
     # -- endings ------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class Ending:
     cooldown_until: float | None
     cooldown_level: int
     _finish_lock: threading.Lock
+    writer: threading.RLock
 
     def _start_cooldown(self, message: str, results: list[PlaylistResult]) -> Outcome:
         level = self.cooldown_level + 1
@@ -72,6 +73,9 @@ class Ending:
         # The watchdog may call this while the main thread is stuck in it: it must not wait forever.
         if not self._finish_lock.acquire(timeout=self.watchdog.grace_s):
             return Outcome("FAILED")
+        # No read writes while the final event is written: a reader stuck holding the writer lock is waited for
+        # no longer than the watchdog's grace (the state file's own lock still keeps the two writes apart).
+        holds_writer = self.writer.acquire(timeout=self.watchdog.grace_s)
         try:
             if self.finished:
                 return Outcome(outcome)  # the other thread's final event stands; this one is not logged
@@ -128,6 +132,8 @@ class Ending:
             self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
             return Outcome(outcome, fields.get("reason"), check=self.number, run_id=self.run_id)
         finally:
+            if holds_writer:
+                self.writer.release()
             self._finish_lock.release()
 
     def _end_pings(self, outcome: RanOutcome, fields: dict[str, Any], failing: outage.Failing | None) -> None:

@@ -85,6 +85,8 @@ KEYS: dict[str, Key] = {
     "host_name": Key("text"),  # absent: `load` gives the machine's name
     "database_heartbeat_seconds": Key("whole", 30, 1, ONE_HOUR_S, "one hour"),
     "database_connect_timeout_seconds": Key("whole", 5, 1, FIVE_MINUTES_S, "five minutes"),
+    # The most playlist reads in flight at once in one check (so never more to one site); 1: one after another.
+    "parallel_reads": Key("whole", 4, 1, 64),
 }
 TOP_LEVEL_KEYS = tuple(KEYS)
 PLAYLIST_KEYS = ("url", *(name for name, key in KEYS.items() if key.per_playlist))
@@ -136,6 +138,7 @@ class Config(NamedTuple):
     host_name: str | None = KEYS["host_name"].default  # this host in the database; `load` sets it
     database_heartbeat_seconds: int = KEYS["database_heartbeat_seconds"].default
     database_connect_timeout_seconds: int = KEYS["database_connect_timeout_seconds"].default
+    parallel_reads: int = KEYS["parallel_reads"].default
 
     @property
     def lock_file(self) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,9 +30,24 @@ if TYPE_CHECKING:
     from playlist_cron.storage import Archive, VideoLocks
 
 
+class ArchiveLines(set[str]):
+    """The check's one copy of the archive's lines, shared by its reader threads: yt-dlp adds to it and asks it;
+    who looks through it looks through a copy (made in one step under the GIL), as another thread may add to it."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(set.copy(self))
+
+
 class Session:
-    """What the playlists of one check share: the archive's lines, read once, and one yt-dlp client per network
-    setting for feed reads. Close it at the end of the check."""
+    """What the playlists of one check share: the archive's lines, read once; one yt-dlp client per network setting
+    and reader thread for feed reads; the lock that keeps downloads one at a time; the check's writer lock, under
+    which the archive in a database is asked and added to. Close it at the end of the check.
+
+    A yt-dlp client is made under the writer lock: reading the user's `yt_dlp_args` swaps sys.stdout and
+    sys.stderr for a moment (`yt_dlp_options`), process-wide, so that another reader's log line would be lost then,
+    and a YoutubeDL made meanwhile fails looking its streams up. Made once per reader thread and set of options, it
+    costs the other readers a short wait a few times a check.
+    """
 
     def __init__(
         self,
@@ -38,37 +56,73 @@ class Session:
         *,
         video_locks: VideoLocks | None = None,
         partial_dir: Path | None = None,
+        writer: threading.RLock | None = None,
     ) -> None:
         self.config = config
         self.store = store  # the storage's archive: a file yt-dlp appends to, or rows the check adds (a database)
         self.video_locks = video_locks  # a fleet's: each video is locked while it downloads, fleet-wide
         self.partial_dir = partial_dir  # where yt-dlp keeps partial downloads, when not beside the files
+        self.writer = writer or threading.RLock()
+        self.one_download = threading.Lock()  # held by each video's download, from its first byte to its archive line
         self._archive: set[str] | None = None
-        self._fetchers: dict[tuple[str, ...], Fetcher] = {}
+        self._fetchers: dict[tuple[int, tuple[str, ...]], Fetcher] = {}
+        self._downloaders: dict[tuple[object, ...], Downloader] = {}
 
     def archive(self) -> set[str]:
         """The archive's lines, as yt-dlp reads them (stripped); kept up to date by every download of the check."""
-        if self._archive is None:
-            self._archive = self.store.lines()
-        return self._archive
+        with self.writer:
+            if self._archive is None:
+                self._archive = ArchiveLines(self.store.lines())
+            return self._archive
 
     def fetcher(self, playlist: Playlist, reporter: Reporter) -> Fetcher:
         """A yt-dlp client with the playlist's network options (proxy, cookies, headers), shared by the playlists
-        that have the same `yt_dlp_args`; what yt-dlp warns about goes to the log, never to cron's mail."""
-        key = playlist.yt_dlp_args
-        if key not in self._fetchers:
-            params = yt_dlp_params(self.config, playlist, mark_archived=False, partial_dir=self.partial_dir)
-            params.pop("download_archive")
-            params["logger"] = Logger(reporter, lambda: None)
-            self._fetchers[key] = Fetcher(params, auto_init=False)
-        fetcher = self._fetchers[key]
+        that have the same `yt_dlp_args` and are read in the same thread (a YoutubeDL is not thread-safe); what
+        yt-dlp warns about goes to the log, never to cron's mail."""
+        key = (threading.get_ident(), playlist.yt_dlp_args)
+        with self.writer:  # made under it: see the class's docstring
+            fetcher = self._fetchers.get(key)
+            if fetcher is None:
+                params = yt_dlp_params(self.config, playlist, mark_archived=False, partial_dir=self.partial_dir)
+                params.pop("download_archive")
+                params["logger"] = Logger(reporter, lambda: None)
+                fetcher = self._fetchers[key] = Fetcher(params, auto_init=False)
         fetcher.failed_host = None
+        fetcher.rate_limited = None
         return fetcher
 
+    def downloader(
+        self, playlist: Playlist, result: PlaylistResult, reporter: Reporter, *, mark_archived: bool
+    ) -> Downloader:
+        """A Downloader to read `playlist` into `result`: one per set of options that change yt-dlp's params and per
+        reader thread (a YoutubeDL is not thread-safe), made once (its 1,800 extractors, its HTTP connections) and
+        reset for each playlist. Raise ConfigError when yt-dlp refuses the playlist's `yt_dlp_args`."""
+        key = (
+            threading.get_ident(),
+            playlist.yt_dlp_args,
+            playlist.yt_dlp_args_key,
+            playlist.output_template,
+            playlist.date_after,
+            playlist.stop_at_first_archived,
+            mark_archived,
+        )
+        with self.writer:  # made under it: see the class's docstring
+            made = self._downloaders.get(key)
+            if made is not None:
+                return made.reuse_for(playlist, result)
+            params = yt_dlp_params(self.config, playlist, mark_archived=mark_archived, partial_dir=self.partial_dir)
+            made = Downloader(params, playlist, result, reporter, mark_archived=mark_archived, session=self)
+            self._downloaders[key] = made
+            return made
+
     def close(self) -> None:
-        for fetcher in self._fetchers.values():
-            fetcher.close()
-        self._fetchers.clear()
+        with self.writer:
+            clients: list[Fetcher] = [*self._fetchers.values(), *self._downloaders.values()]
+            self._fetchers.clear()
+            self._downloaders.clear()
+        for client in clients:
+            with contextlib.suppress(Exception):  # a client a stopped read still holds: the process ends anyway
+                client.close()
 
     def __enter__(self) -> Session:
         return self
@@ -102,10 +156,9 @@ def download_playlist(
         answer = ask_feed(session.fetcher(playlist, reporter), read.feed_url, read)
         if settled_by_feed(session.archive(), playlist, read, answer, result, reporter):
             return result
-    params = yt_dlp_params(config, playlist, mark_archived=mark_archived, partial_dir=session.partial_dir)
-    with Downloader(params, playlist, result, reporter, mark_archived=mark_archived, session=session) as ydl:
-        ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
-        _follow(ydl, playlist, read, result, answer)
+    ydl = session.downloader(playlist, result, reporter, mark_archived=mark_archived)
+    ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
+    _follow(ydl, playlist, read, result, answer)
     return result
 
 

@@ -32,6 +32,10 @@ class Reporter(Protocol):
 
     def activity(self) -> None: ...
 
+    def go_on(self) -> None:
+        """Raise when the read must stop now (the check is stopping, or its site said to slow down)."""
+        ...
+
     def video_started(self, video_id: str, title: str | None) -> None: ...
 
     def video_progress(

@@ -47,6 +47,20 @@ def share_archive(ydl: Any, archive_file: str | None, lines: set[str]) -> None:
     ydl.archive = lines
 
 
+def reset_run(ydl: Any) -> None:
+    """Forget what `ydl` counted while it ran the last playlist, as a new YoutubeDL would start (`--max-downloads`
+    and `%(autonumber)s` count per playlist, as they did with one YoutubeDL each).
+
+    Private: the counters YoutubeDL.__init__ sets (_num_downloads, _num_videos, _download_retcode, _playlist_level,
+    _playlist_urls).
+    """
+    ydl._num_downloads = 0
+    ydl._num_videos = 0
+    ydl._download_retcode = 0
+    ydl._playlist_level = 0
+    ydl._playlist_urls = set()
+
+
 def first_suitable_extractor(ydl: Any, url: str) -> str | None:
     """The key of the first extractor, in yt-dlp's own order, whose pattern takes `url`; None when none does.
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0027)re not a bot", re.IGNORECASE)
 PAGE_PEEK_MAX_BYTES = 4 * 1024 * 1024  # an HTML page is read whole (and handed on) to look for a bot check
 DISK_CHECK_EVERY_S = 1.0
+ONE_DOWNLOAD_WAIT_TICK_S = 0.25  # how often a read waiting for another's download asks whether it may go on
 # Messages yt-dlp gives on every generic feed item: noise in a log that people read.
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
@@ -53,6 +56,8 @@ class SharedArchive(Protocol):
     config: Config
     store: Archive
     video_locks: VideoLocks | None
+    writer: threading.RLock  # the check's one writer: a database's archive is asked and added to under it
+    one_download: threading.Lock  # held by each video's run: downloads stay one at a time
 
     def archive(self) -> set[str]: ...
 
@@ -207,15 +212,9 @@ class Downloader(_RunHooks):
         mark_archived: bool = False,
         session: SharedArchive | None = None,
     ) -> None:
-        self._playlist = playlist
         self._session = session
         self._mark_archived = mark_archived
-        self._date_range = DateRange(playlist.date_after) if playlist.date_after else None
-        self._result = result
-        self._tally = EntryTally(playlist, result, reporter, mark_archived=mark_archived)
-        self._archive_ids = ArchiveIds(self)
-        self._playlist_depth = 0
-        self.capture_playlist_fields = False  # note the playlist fields of the first entry (a full read's)
+        self._begin(playlist, result, reporter)
         if session is None:
             super().__init__(params, reporter)
             return
@@ -225,6 +224,29 @@ class Downloader(_RunHooks):
         super().__init__(params, reporter)
         kept_by_yt_dlp = session.store.yt_dlp_file is not None
         yt_dlp_private.share_archive(self, archive_file if kept_by_yt_dlp else None, session.archive())
+
+    def _begin(self, playlist: Playlist, result: PlaylistResult, reporter: Reporter) -> None:
+        """Set what belongs to one playlist's read: the playlist, its result and tally, where the walk is."""
+        self._playlist = playlist
+        self._date_range = DateRange(playlist.date_after) if playlist.date_after else None
+        self._result = result
+        self._tally = EntryTally(playlist, result, reporter, mark_archived=self._mark_archived)
+        self._archive_ids = ArchiveIds(self)
+        self._playlist_depth = 0
+        self._holds_download = False
+        self.capture_playlist_fields = False  # note the playlist fields of the first entry (a full read's)
+
+    def reuse_for(self, playlist: Playlist, result: PlaylistResult) -> Downloader:
+        """Make this Downloader, made for a playlist with the same yt-dlp options, read `playlist` into `result`:
+        nothing of the last playlist's read is left (its counts, stops, fields, what yt-dlp counted of it)."""
+        self._begin(playlist, result, self._reporter)
+        self._entries = []
+        self._disk = _DiskWatch()
+        self.rate_limited = None
+        self.failed_host = None
+        self.first_content_type = None
+        yt_dlp_private.reset_run(self)
+        return self
 
     @property
     def marking_archived(self) -> bool:
@@ -239,7 +261,8 @@ class Downloader(_RunHooks):
                 # Written with the video's counters, in one transaction (`Reporter.video_downloaded`).
                 entry.archive_line = archive_id
             else:
-                self._session.store.add(archive_id, self._session.config.host_name)
+                with self._session.writer:
+                    self._session.store.add(archive_id, self._session.config.host_name)
         if archive_id:
             self._archive_ids.recorded(archive_id)
 
@@ -308,10 +331,29 @@ class Downloader(_RunHooks):
         self._reporter.activity()
         if self._settled_without_request(entry, ie_result):
             return None
-        answer = self._run_entry(entry, self._with_known_extractor(ie_result), download, extra_info)
-        if self._tally.outcome(entry):
+        with self._one_download():
+            answer = self._run_entry(entry, self._with_known_extractor(ie_result), download, extra_info)
+            stop = self._tally.outcome(entry)
+        if stop:
             raise StopPlaylist()
         return answer
+
+    @contextlib.contextmanager
+    def _one_download(self) -> Iterator[None]:
+        """Hold the check's download lock while an entry runs, from its first request to its archive line; a read
+        that waits for it still stops when the check or its site says so (`Reporter.go_on`)."""
+        if self._session is None or self._holds_download:  # a nested playlist's entry: its container holds it
+            yield
+            return
+        one_download = self._session.one_download
+        while not one_download.acquire(timeout=ONE_DOWNLOAD_WAIT_TICK_S):
+            self._reporter.go_on()
+        self._holds_download = True
+        try:
+            yield
+        finally:
+            self._holds_download = False
+            one_download.release()
 
     def _settled_without_request(self, entry: Entry, ie_result: dict[str, Any]) -> bool:
         """Decide: count an entry that the playlist alone settles (archived, too old, to mark, retry not due) and
@@ -365,7 +407,9 @@ class Downloader(_RunHooks):
             return None
         try:
             assert self._session is not None
-            if self._session.store.holds(entry.archive_id):
+            with self._session.writer:
+                archived_since = self._session.store.holds(entry.archive_id)
+            if archived_since:
                 self._session.archive().add(entry.archive_id)
                 entry.archived = True
                 return None

@@ -6,7 +6,7 @@ answer every call, each in its own way, so that no caller asks which backend it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -44,8 +44,13 @@ class HeldRunLock(Protocol):
         """Watch whatever keeps the lock held; call `on_lost` (from another thread) with why, should it be lost."""
         ...
 
-    def playlists(self) -> Iterator[Playlist]:
-        """The playlists this check works on, in turn (a fleet claims each as the caller asks for it)."""
+    def next_playlist(self) -> Playlist | None:
+        """The next playlist this check works on, or None when none is left (a fleet claims it as it is asked for,
+        and goes on claiming while due playlists remain). Safe to call from several threads."""
+        ...
+
+    def done(self, playlist: Playlist) -> None:
+        """The check is done with `playlist` (a fleet releases its claim). Safe to call from several threads."""
         ...
 
     def release(self) -> None: ...

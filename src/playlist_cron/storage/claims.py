@@ -70,8 +70,9 @@ class Fleet:
         nothing due (a check SKIPPED, or ended, while playlists waited).
         """
         # Rows whose advisory lock another host holds, and those this check has done already: a check goes through
-        # each playlist once, or one whose pass takes longer than check_interval_seconds would never end.
-        tried: list[int] = list(self.done)
+        # each playlist once, or one whose pass takes longer than check_interval_seconds would never end. Nor those
+        # it holds now: an advisory lock is its session's again for the asking, and another reader would read it too.
+        tried: list[int] = [*self.done, *(claim.row_id for claim in self.claimed)]
         with self.work.transaction():
             while True:
                 row = self.work.execute(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +63,8 @@ class FileHold:
 
     def __init__(self, held: lock.HeldLock, playlists: tuple[Playlist, ...]) -> None:
         self._held = held
-        self._playlists = playlists
+        self._next = iter(playlists)
+        self._guard = threading.Lock()  # the check's readers ask from several threads
         self.started_at = held.started_at
 
     @property
@@ -72,8 +74,12 @@ class FileHold:
     def watch(self, on_lost: Callable[[str], None]) -> None:
         pass  # the kernel holds a flock until the process ends: it cannot be lost
 
-    def playlists(self) -> Iterator[Playlist]:
-        return iter(self._playlists)
+    def next_playlist(self) -> Playlist | None:
+        with self._guard:
+            return next(self._next, None)
+
+    def done(self, playlist: Playlist) -> None:
+        pass  # nothing is claimed: the flock covers every playlist until it is released
 
     def release(self) -> None:
         self._held.release()
@@ -84,6 +90,9 @@ class FileState:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        # The threads of one process change the state one at a time before they take its flock: a second thread
+        # would otherwise wait on a flock its own process holds (each takes it on a descriptor of its own).
+        self._threads = threading.RLock()
 
     def ensure_ready(self) -> None:
         self.store.ensure_directory()
@@ -91,8 +100,10 @@ class FileState:
     def read(self) -> State:
         return self.store.read()
 
-    def update(self) -> AbstractContextManager[State]:
-        return self.store.update()
+    @contextlib.contextmanager
+    def update(self) -> Iterator[State]:
+        with self._threads, self.store.update() as state:
+            yield state
 
     def take_notes(self) -> list[Note]:
         notes = [

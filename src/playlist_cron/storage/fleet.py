@@ -1,18 +1,19 @@
-"""The run lock of a config kept in PostgreSQL: a check holds the playlists it claims, one at a time, not the config.
+"""The run lock of a config kept in PostgreSQL: a check holds the playlists it claims, not the config.
 
-Several hosts (or several checks of one host) work through the config's playlists side by side: each claims a
-due playlist that no one holds (`claims.Fleet`), works on it, releases it due again in `check_interval_seconds`,
-and claims the next. A check that finds every due playlist held by others is SKIPPED; one that finds none due
-has nothing to do. The lock connection is watched by a heartbeat: when it is lost, so are the claims, and the
-check is stopped (`lock_lost`) before it writes anything more.
+Several hosts (or several checks of one host) work through the config's playlists side by side: each claims a due
+playlist that no one holds (`claims.Fleet`), works on it, releases it due again in `check_interval_seconds`, and
+claims the next; a check holds as many at once as it reads (`parallel_reads`). A check that finds every due playlist
+held by others is SKIPPED; one that finds none due has nothing to do. The lock connection is watched by a heartbeat:
+when it is lost, so are the claims, and the check is stopped (`lock_lost`) before it writes anything more.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from playlist_cron import clock, lock
@@ -114,7 +115,7 @@ class FleetRunLock:
 
 
 class FleetHold:
-    """What a check holds of the fleet: its claim on one playlist at a time, and the connections behind it."""
+    """What a check holds of the fleet: its claims on the playlists it reads now, and the connections behind it."""
 
     def __init__(self, config: Config, fleet: Fleet, first: Claim, url_keys: list[str], local: lock.HeldLock) -> None:
         self.config = config
@@ -123,6 +124,10 @@ class FleetHold:
         self.started_at = clock.now_s()
         self._first: Claim | None = first
         self._url_keys = url_keys
+        self._by_key = {record_key(playlist.url): playlist for playlist in config.playlists}
+        self._claims: dict[str, Claim] = {}  # the playlists claimed and not yet done, by key
+        # The work connection's claims and releases, one thread at a time (the check's readers ask from several).
+        self._guard = threading.RLock()
         self.heartbeat: Heartbeat | None = None
 
     @property
@@ -133,18 +138,24 @@ class FleetHold:
         """Start the heartbeat of the lock connection; `on_lost` is called (from its thread) when it dies."""
         self.heartbeat = Heartbeat(self.fleet, self.config.database_heartbeat_seconds, on_lost).__enter__()
 
-    def playlists(self) -> Iterator[Playlist]:
-        """The playlists this check works on, claimed one at a time; each is released, due again in
-        `check_interval_seconds`, when the caller asks for the next (or stops asking)."""
-        by_key = {record_key(playlist.url): playlist for playlist in self.config.playlists}
-        claim = self._first
-        self._first = None
-        while claim is not None:
-            try:
-                yield by_key[claim.url_key]
-            finally:
+    def next_playlist(self) -> Playlist | None:
+        """Claim the playlist that has been due longest and that no host holds (the first, claimed to hold the lock,
+        at the first call); None when none is left. Each stays claimed until `done`."""
+        with self._guard:
+            claim, self._first = self._first, None
+            if claim is None:
+                claim = self.fleet.claim_next(self._url_keys)
+            if claim is None:
+                return None
+            self._claims[claim.url_key] = claim
+            return self._by_key[claim.url_key]
+
+    def done(self, playlist: Playlist) -> None:
+        """Release the claim on `playlist`: due again in `check_interval_seconds`, free for any host from now."""
+        with self._guard:
+            claim = self._claims.pop(record_key(playlist.url), None)
+            if claim is not None:
                 self.fleet.release(claim, self.config.check_interval_seconds)
-            claim = self.fleet.claim_next(self._url_keys)
 
     def release(self) -> None:
         """End the claims: the connections close, and the database frees every advisory lock they held."""
