@@ -20,7 +20,7 @@ from playlist_cron import check, check_skip, clock, config, state
 from playlist_cron.console import Console
 from playlist_cron.lock import Holder
 from playlist_cron.storage import ArchiveHealth, Note, Storage
-from playlist_cron.storage.base import StatusReading
+from playlist_cron.storage.status_view import StatusReading
 
 
 class MemoryHeld:

@@ -22,7 +22,7 @@ from playlist_cron.config import Config
 from playlist_cron.console import Console
 from playlist_cron.errors import CheckStopped, ConfigError, DatabaseUnavailable
 from playlist_cron.outcomes import Outcome
-from playlist_cron.storage import HeldRunLock, Storage
+from playlist_cron.storage import Storage
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from playlist_cron.parallel_reads import Reads
     from playlist_cron.playlist_result import PlaylistResult
     from playlist_cron.records import RunningRecord, State
+    from playlist_cron.storage.interfaces import HeldRunLock
 
 MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
 

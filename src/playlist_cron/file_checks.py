@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 from playlist_cron.config import Config
 from playlist_cron.console import Console
 from playlist_cron.errors import ConfigError
-from playlist_cron.storage import StateStorage
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
+
+    from playlist_cron.storage.interfaces import StateStorage
 
 
 def check_cookies_file(config: Config, logger: FilteringBoundLogger) -> None:

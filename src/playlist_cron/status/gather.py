@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         State,
         Status,
     )
-    from playlist_cron.storage.base import FleetView, PlaylistRow
+    from playlist_cron.storage.status_view import FleetView, PlaylistRow
 
 STALE_AFTER_INTERVALS = 3
 

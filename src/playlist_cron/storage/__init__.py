@@ -1,35 +1,23 @@
-"""The storage seam: a config's run lock, state and archive behind the interfaces of `base`, the backend chosen once."""
+"""The storage seam: a config's run lock, state and archive behind the interfaces of `interfaces.py`, chosen once.
+
+The interfaces are named here for the type checker alone (`from playlist_cron.storage import HeldRunLock` under
+`TYPE_CHECKING`); the records (`Storage`, `Note`, `ArchiveHealth`) are real at run time.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from playlist_cron.storage.base import (
-    Archive,
-    ArchiveHealth,
-    HeldRunLock,
-    Note,
-    RunLock,
-    StateStorage,
-    Storage,
-    VideoLocks,
-)
+from playlist_cron.storage.base import ArchiveHealth, Note
+from playlist_cron.storage.parts import Storage
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
+    from playlist_cron.storage.interfaces import Archive, HeldRunLock, RunLock, StateStorage, VideoLocks
 
-__all__ = [
-    "Archive",
-    "ArchiveHealth",
-    "HeldRunLock",
-    "Note",
-    "RunLock",
-    "StateStorage",
-    "Storage",
-    "VideoLocks",
-    "in_database",
-    "open_for",
-]
+__all__ = ["ArchiveHealth", "Note", "Storage", "in_database", "open_for"]
+if TYPE_CHECKING:
+    __all__ += ["Archive", "HeldRunLock", "RunLock", "StateStorage", "VideoLocks"]
 
 
 def in_database(config: Config) -> bool:

@@ -14,11 +14,14 @@ from playlist_cron import lock
 from playlist_cron.config import Config
 from playlist_cron.errors import ConfigError
 from playlist_cron.state import StateStore
-from playlist_cron.storage.base import ArchiveHealth, Note, StatusReading, Storage, VideoLocks
+from playlist_cron.storage.base import ArchiveHealth, Note
+from playlist_cron.storage.parts import Storage
 
 if TYPE_CHECKING:
     from playlist_cron.config import Playlist
     from playlist_cron.records import State
+    from playlist_cron.storage.interfaces import VideoLocks
+    from playlist_cron.storage.status_view import StatusReading
 
 # Patterns, not compiled at import: the skip path loads this module but never tends the archive (re caches them).
 ARCHIVE_LINE = rb"[A-Za-z0-9_.:-]+ \S+"
@@ -133,6 +136,8 @@ class FileStatus:
         return str(self.store.path)
 
     def read(self) -> StatusReading:
+        from playlist_cron.storage.status_view import StatusReading
+
         store = self.store
         state = store.read()
         notes = list(store.recovery_notes)

@@ -20,14 +20,15 @@ from playlist_cron import clock, lock
 from playlist_cron.lock import Holder
 from playlist_cron.reads import record_key
 from playlist_cron.state import StateStore, state_file_name
-from playlist_cron.storage.base import Storage, VideoLocks
 from playlist_cron.storage.claims import Claim, Fleet, Heartbeat
 from playlist_cron.storage.files import FileState
 from playlist_cron.storage.fleet_view import FleetStatus
+from playlist_cron.storage.parts import Storage
 from playlist_cron.storage.postgres import Connection, Database, PostgresArchive, PostgresState, connect_lock, reachable
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config, Playlist
+    from playlist_cron.storage.interfaces import VideoLocks
 
 
 def open_for(config: Config) -> Storage:

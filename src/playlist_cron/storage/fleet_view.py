@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from playlist_cron.storage.base import FleetView, PlaylistRow, StatusReading
 from playlist_cron.storage.postgres import FLEET_HOST, Database, PostgresState, describe, reachable
+from playlist_cron.storage.status_view import FleetView, PlaylistRow, StatusReading
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config

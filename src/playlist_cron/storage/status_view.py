@@ -1,0 +1,59 @@
+"""What `status` reads of a storage: its reading's records and the interface both backends answer it through.
+
+Apart from `base`: only `status` needs these, and each NamedTuple costs the skip path a compile of its annotations.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from playlist_cron.lock import Holder
+    from playlist_cron.records import State
+
+
+class PlaylistRow(NamedTuple):
+    """A playlist's row of `playlist_cron_playlists`; times in epoch seconds, None when unset (`due_at`: also when
+    it has never been checked, so that it is due at once)."""
+
+    due_at_s: float | None
+    last_checked_at_s: float | None
+    holder_host: str | None  # None, as the other holder fields, unless the holder's advisory lock is held now
+    holder_pid: int | None
+    held_since_s: float | None
+    held_s: float | None  # by the database's clock, as `held_since` is
+
+
+class FleetView(NamedTuple):
+    """The fleet as one config sees it."""
+
+    database: str  # the database's URL without its password or options
+
+    host: str  # this host's name in the database
+    collection: str
+    state: State  # this host's row merged with the fleet's row, as a check reads it
+    hosts: list[tuple[str, dict[str, Any]]]  # every host's own row, by host name
+    playlists: dict[str, PlaylistRow]  # by the playlist's key (its redacted URL); none for one never seen by a check
+
+
+class StatusReading(NamedTuple):
+    """What `status` reads of a storage, in one go."""
+
+    state: State
+    notes: list[str]  # what the storage had to do or assume to read it (a state file adopted, recovered)
+    lock_file: str | None  # the run lock's file, when the lock is one (files)
+    holder: Holder | None  # who holds that lock now
+    state_file: str | None  # the state's file, when it is one
+    fleet: FleetView | None = None  # the fleet, for a storage several hosts share
+
+
+class StatusSource(Protocol):
+    """What `status` asks of a storage."""
+
+    @property
+    def where(self) -> str: ...  # the storage as a message names it: the state file, the database without password
+
+    def read(self) -> StatusReading:
+        """Read the state and who holds what, as of now; raise DatabaseUnavailable, SchemaMissing, SchemaNewer or
+        StateError as a check would."""
+        ...
