@@ -62,8 +62,6 @@ def run_due(
     A storage that is not on this host (a database) may be unreachable: the check then FAILS with reason `database`,
     kept quiet as network failures are (`reach`).
     """
-    from playlist_cron import reach
-
     unreachable: DatabaseUnavailable | None = None
     try:
         storage.state.ensure_ready()
@@ -79,6 +77,8 @@ def run_due(
         except DatabaseUnavailable as error:
             unreachable = error
     if storage.reach_state is not None:
+        from playlist_cron import reach  # only for a storage on another machine: the skip path of files never pays
+
         if unreachable is not None:
             return reach.unreachable(config, storage.reach_state, logger, console, str(unreachable), now_s)
         reach.reachable(config, storage.reach_state, logger, console)
