@@ -48,22 +48,20 @@ def without_volatile(event: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in event.items() if key not in VOLATILE_FIELDS}
 
 
-def test_reads_overlap_and_never_exceed_parallel_reads(tmp_path: Path) -> None:
-    with channels(20, 1, delay_s=0.2) as server:
-        project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=3)
+@pytest.mark.parametrize(
+    ("playlists", "delay_s", "parallel_reads"),
+    [(20, 0.2, 3), (6, 0.1, 1)],
+    ids=["reads overlap up to the bound", "parallel_reads 1 reads one playlist after another"],
+)
+def test_reads_overlap_and_never_exceed_parallel_reads(
+    tmp_path: Path, playlists: int, delay_s: float, parallel_reads: int
+) -> None:
+    with channels(playlists, 1, delay_s=delay_s) as server:
+        project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=parallel_reads)
         result = project.run_here("check")
         assert result.returncode == 0, result.stderr
-        assert final_event(project)["downloaded"] == 20
-        assert server.counts().max_in_flight == 3
-
-
-def test_parallel_reads_one_reads_one_playlist_after_another(tmp_path: Path) -> None:
-    with channels(6, 1, delay_s=0.1) as server:
-        project = project_in(tmp_path / "project", server, server.channel_urls, parallel_reads=1)
-        result = project.run_here("check")
-        assert result.returncode == 0, result.stderr
-        assert final_event(project)["downloaded"] == 6
-        assert server.counts().max_in_flight == 1
+        assert final_event(project)["downloaded"] == playlists
+        assert server.counts().max_in_flight == parallel_reads
 
 
 def test_a_parallel_check_ends_with_the_final_event_of_a_sequential_one(tmp_path: Path) -> None:
