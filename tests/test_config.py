@@ -363,6 +363,14 @@ def test_example_config_loads() -> None:
     assert loaded.playlists
 
 
+def test_the_example_config_shows_each_key_at_its_default() -> None:
+    # The example is what people copy: a value in it that is not the default would change a setting unsaid.
+    example = json.loads((Path(__file__).parent.parent / "config.example.json").read_text())
+    shown = {name: value for name, value in example.items() if name not in ("playlist_url", "playlists", "yt_dlp_args")}
+    defaults = {name: config.KEYS[name].default for name in shown}
+    assert shown == {name: list(value) if isinstance(value, tuple) else value for name, value in defaults.items()}
+
+
 def run_cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "PLAYLIST_CRON_CONFIG"}
     return subprocess.run(
