@@ -59,8 +59,6 @@ class FleetRunLock:
         self._host_lock_path = config.state_dir / (
             state_file_name(config.path).removesuffix(".state.json") + ".check.lock"
         )
-        self._fleet: Fleet | None = None
-        self.force = False  # `check --now`: claim playlists that are not due yet too
         self.nothing_due = False  # set by try_acquire: no playlist was due (not a skip: there was nothing to do)
         self._holder: Holder | None = None
 
@@ -74,14 +72,13 @@ class FleetRunLock:
     def try_acquire(self, *, force: bool = False) -> FleetHold | None:
         """Claim the first due playlist; None when none could be: another check of this host runs, every due one is
         held (see `holder`), or none is due (`nothing_due`). `force`: playlists not due yet are claimed too."""
-        self.force = force
         StateStore(self.config.state_dir, self.config.path).ensure_directory()
         local = lock.try_lock(self._host_lock_path)
         if local is None:
             self._holder = lock.holder(self._host_lock_path)
             return None
         try:
-            hold = self._claim_first(local)
+            hold = self._claim_first(local, force)
         except BaseException:
             local.release()
             raise
@@ -89,11 +86,11 @@ class FleetRunLock:
             local.release()
         return hold
 
-    def _claim_first(self, local: lock.HeldLock) -> FleetHold | None:
+    def _claim_first(self, local: lock.HeldLock, force: bool) -> FleetHold | None:
         work = self._database.connection()
         lock = self._connect_lock(self.config)
         fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
-        fleet.force = self.force
+        fleet.force = force
         with reachable(self.config):
             fleet.add_playlists(self._url_keys())
             first = fleet.claim_next(self._url_keys())
@@ -108,7 +105,6 @@ class FleetRunLock:
                 )
             lock.close()
             return None
-        self._fleet = fleet
         return FleetHold(self.config, fleet, first, self._url_keys(), local)
 
     def holder(self) -> Holder | None:
