@@ -178,6 +178,18 @@ class Project:
         state: dict[str, Any] = json.loads(self.state_file.read_text())
         return state
 
+    @property
+    def reads_file(self) -> Path:
+        return self.root / "state" / "config.reads.json"
+
+    def reads(self) -> dict[str, Any]:
+        """Each playlist's read record, by its key, as the last check wrote them."""
+        records: dict[str, Any] = json.loads(self.reads_file.read_text())["playlists"]
+        return records
+
+    def write_reads(self, records: dict[str, Any]) -> None:
+        self.reads_file.write_text(json.dumps({"version": 1, "playlists": records}))
+
     def archive_lines(self) -> list[str]:
         return self.archive_file.read_text().splitlines() if self.archive_file.exists() else []
 

@@ -267,7 +267,8 @@ def test_each_host_has_its_own_counters_and_the_fleet_shares_failed_videos(tmp_p
         changed["checks_total"] = 3
         changed["cooldown_until"] = "2030-01-01T00:00:00.000Z"
         changed["failed_videos"]["youtube x"] = {"video_id": "x", "attempts": 1}
-        changed["playlists"]["https://example.com/p"] = {"etag": "1"}
+    with host_a.state.update_reads() as records:
+        records["https://example.com/p"] = {"etag": "1"}
     with host_b.state.update() as changed:
         assert changed["checks_total"] == 0 and changed["cooldown_until"] is None, "a host's own row"
         assert changed["failed_videos"] == {"youtube x": {"video_id": "x", "attempts": 1}}, "the fleet's row"
@@ -275,7 +276,7 @@ def test_each_host_has_its_own_counters_and_the_fleet_shares_failed_videos(tmp_p
         changed["failed_videos"]["youtube x"]["attempts"] = 2
     seen_by_a = host_a.state.read()
     assert (seen_by_a["checks_total"], seen_by_a["failed_videos"]["youtube x"]["attempts"]) == (3, 2)
-    assert seen_by_a["playlists"] == {"https://example.com/p": {"etag": "1"}}
+    assert host_b.state.read_reads() == {"https://example.com/p": {"etag": "1"}}, "the fleet's row"
     rows = dict(sql(database, "SELECT host, state FROM playlist_cron_state WHERE collection = 'shared'"))
     assert set(rows) == {"", "a", "b"}
     assert set(rows[""]) == {"version", "failed_videos", "playlists"}

@@ -58,9 +58,9 @@ def set_last_full_read(project: Project, url: str, ago_s: float) -> None:
 
 
 def set_last_full_read_at(project: Project, url: str, moment_s: float) -> None:
-    state = project.state()
-    state["playlists"][url]["last_full_read_at"] = clock.iso(moment_s)
-    project.state_file.write_text(json.dumps(state))
+    records = project.reads()
+    records[url]["last_full_read_at"] = clock.iso(moment_s)
+    project.write_reads(records)
 
 
 def requests_since(server: FeedServer, seen: int) -> list[str]:
@@ -93,7 +93,7 @@ def test_the_first_check_reads_the_playlist_whole_and_the_next_ones_read_only_th
     # The archive line is the one the full read writes for the same entry: the two reads are interchangeable.
     assert set(project.archive_lines()) == archived_by_full_read | {f"generic {upload.guid}"}
     assert project.file_for(upload.guid).read_bytes() == upload.content
-    record = project.state()["playlists"][page.feed_url]
+    record = project.reads()[page.feed_url]
     assert record["feed_url"] == atom_feed.feed_url and record["last_feed_read_at"] is not None
 
 
@@ -146,10 +146,10 @@ def test_the_full_reads_of_playlists_read_whole_at_one_moment_fall_in_different_
     )
     assert [summary["read"] for summary in check(project)["playlists"]] == ["full"] * count, "each one's first read"
     read_whole_s = clock.now_s()
-    state = project.state()
+    records = project.reads()
     for url in urls:
-        state["playlists"][url]["last_full_read_at"] = clock.iso(read_whole_s)
-    project.state_file.write_text(json.dumps(state))
+        records[url]["last_full_read_at"] = clock.iso(read_whole_s)
+    project.write_reads(records)
 
     first_due = {shown["next_full_read_at"] for shown in project.status()["playlists"]}
     assert len(first_due) >= 4, f"due at moments of their own in the interval: {sorted(first_due)}"
@@ -184,7 +184,7 @@ def test_a_full_scan_interval_of_zero_reads_the_feed_alone_from_the_first_check(
     first = check(project)
     assert (first["playlists"][0]["read"], first["downloaded"]) == ("feed", 3)
     add_upload("video-00004", page, atom_feed)
-    set_last_full_read_never = project.state()["playlists"][page.feed_url]
+    set_last_full_read_never = project.reads()[page.feed_url]
     assert set_last_full_read_never.get("last_full_read_at") is None
     assert check(project)["downloaded"] == 1
     assert [r for r in page.requests if r.path.startswith("/feed.xml")] == [], "the playlist was never read whole"
@@ -229,7 +229,7 @@ def test_a_feed_that_fails_falls_back_to_a_full_read_in_the_same_check(
         }[broken]
     )
     assert f"generic {upload.guid}" in project.archive_lines()
-    assert project.state()["playlists"][page.feed_url]["last_feed_error"]
+    assert project.reads()[page.feed_url]["last_feed_error"]
 
 
 @pytest.mark.compat
@@ -245,7 +245,7 @@ def test_a_full_read_that_fails_still_downloads_what_the_feed_lists(project: Pro
     [summary] = final["playlists"]
     assert summary["read"] == "feed" and summary["error"]
     assert f"generic {upload.guid}" in project.archive_lines()
-    assert project.state()["playlists"][page.feed_url]["last_full_read_at"] is not None
+    assert project.reads()[page.feed_url]["last_full_read_at"] is not None
     # The full read is still due: the next check tries it again.
     page.settings.feed_body = None
     assert check(project)["playlists"][0]["read"] == "full"

@@ -65,7 +65,7 @@ def test_an_atom_feed_as_playlist_url_downloads_its_entries_as_an_rss_feed_would
     # The same archive lines as yt-dlp writes for the items of an RSS feed: `generic <guid>`.
     assert sorted(project.archive_lines()) == sorted(f"generic {item.guid}" for item in feed.settings.items)
     assert len(feed.requests_for("/feed.xml")) == 1
-    assert project.state()["playlists"][feed.feed_url]["is_feed"] is True
+    assert project.reads()[feed.feed_url]["is_feed"] is True
 
 
 def test_a_real_playlist_still_downloads_after_these_checks(project: Project) -> None:

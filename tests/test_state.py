@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from playlist_cron import clock, state
+from playlist_cron import clock, reads_file, state
 from playlist_cron.errors import StateError
 from playlist_cron.state import StateStore
 
@@ -25,7 +25,7 @@ def test_fresh_state_is_zero_and_writes_are_versioned_and_private(tmp_path: Path
     with store.update() as state:
         state["checks_total"] += 1
     saved = json.loads(store.path.read_text())
-    assert saved["version"] == 1
+    assert saved["version"] == 2
     assert saved["checks_total"] == 1
     assert store.path.stat().st_mode & 0o777 == 0o600
     assert store.state_dir.stat().st_mode & 0o777 == 0o700
@@ -271,7 +271,7 @@ def test_a_state_file_from_a_newer_version_is_refused_not_rolled_back(
 ) -> None:
     for _ in range(3):
         assert project.run("check", "--now").returncode == 0
-    newer = _edit_state(project, version=2, checks_total=500, completed_total=500)
+    newer = _edit_state(project, version=3, checks_total=500, completed_total=500)
     requests_before, log_before = len(project.feed.requests), project.log_file.read_text()
     for arguments in (("check",), ("check", "--now"), ("status",), ("status", "--json"), ("retry",)):
         result = project.run(*arguments)
@@ -283,7 +283,7 @@ def test_a_state_file_from_a_newer_version_is_refused_not_rolled_back(
     assert len(project.feed.requests) == requests_before
     assert project.log_file.read_text() == log_before
     reliability(
-        "state version 2 (500 checks) beside a .prev of 3 checks -> check, check --now, status, status --json and "
+        "state version 3 (500 checks) beside a .prev of 3 checks -> check, check --now, status, status --json and "
         "retry each exit 1 naming the file, file unchanged, no request, no log line"
     )
 
@@ -347,20 +347,20 @@ class _Text(str):
 
 
 def test_every_bad_field_among_many_good_records_is_named_where_it_is() -> None:
-    big = state.empty()
-    big["playlists"] = {f"https://example.org/{number}": dict(PLAYLIST_RECORD) for number in range(10_000)}
-    big["playlists"]["https://example.org/bad"] = {
+    records: dict[str, object] = {f"https://example.org/{number}": dict(PLAYLIST_RECORD) for number in range(10_000)}
+    records["https://example.org/bad"] = {
         **PLAYLIST_RECORD,
         "etag": 5,
         "playlist_fields": {"playlist_title": 1},
         "last_full_read_at": "soon",
         "is_feed": "no",
     }
-    big["playlists"]["https://example.org/not-an-object"] = ["x"]  # type: ignore[assignment]
-    big["playlists"]["https://example.org/subclassed"] = {
+    records["https://example.org/not-an-object"] = ["x"]
+    records["https://example.org/subclassed"] = {
         **PLAYLIST_RECORD,
         "playlist_fields": {_Text("playlist_title"): _Text("x")},
     }
+    big = state.empty()
     big["failed_videos"] = {"generic a": {**GOOD_RECORD, "attempts": -1}, "generic b": {"attempts": 1}}  # type: ignore[typeddict-item]
     big["running"] = {"pid": 0}  # type: ignore[typeddict-item]
     assert state.validate(big) == [
@@ -369,6 +369,8 @@ def test_every_bad_field_among_many_good_records_is_named_where_it_is() -> None:
         "running.started_at is missing",
         "failed_videos['generic a'].attempts is -1, expected a whole number >= 0",
         "failed_videos['generic b'].video_id is missing",
+    ]
+    assert reads_file.records_problems(records) == [
         "playlists['https://example.org/bad'].etag is 5, expected null or a string",
         "playlists['https://example.org/bad'].last_full_read_at is 'soon', expected null or an ISO 8601 time with its "
         "offset (2026-01-31T12:00:00.000Z)",
@@ -379,28 +381,25 @@ def test_every_bad_field_among_many_good_records_is_named_where_it_is() -> None:
     ]
 
 
-def test_a_state_of_10000_playlists_is_written_as_it_was_changed_one_line_a_record(tmp_path: Path) -> None:
+def test_the_records_of_10000_playlists_are_written_as_they_were_changed_one_line_a_record(tmp_path: Path) -> None:
     store = StateStore(tmp_path, CONFIG)
     records = {f"https://example.org/{number}": dict(PLAYLIST_RECORD) for number in range(10_000)}
-    with store.update() as changed:
-        changed["checks_total"] = 3
-        changed["playlists"] = records  # type: ignore[typeddict-item]
-        changed["failed_videos"]["generic a"] = dict(GOOD_RECORD)  # type: ignore[typeddict-item]
-    with store.update() as changed:
-        changed["checks_total"] += 1
-        changed["playlists"]["https://example.org/7"]["etag"] = '"v2"'
-    written = store.path.read_text()
+    with store.update_reads() as changed:
+        changed.update(records)  # type: ignore[arg-type]
+    with store.update_reads() as changed:
+        changed["https://example.org/7"]["etag"] = '"v2"'
+    with store.update() as counted:
+        counted["checks_total"] = 4
+    written = store.reads.path.read_text()
     saved = json.loads(written)
     assert saved == {
-        **state.empty(),
-        "checks_total": 4,
-        "failed_videos": {"generic a": GOOD_RECORD},
+        "version": 1,
         "playlists": {**records, "https://example.org/7": {**PLAYLIST_RECORD, "etag": '"v2"'}},
     }
-    assert store.read() == saved
-    assert json.loads(store.previous_path.read_text())["playlists"]["https://example.org/7"] == PLAYLIST_RECORD
+    assert store.read_reads() == saved["playlists"]
+    assert json.loads(store.path.read_text()) == {**state.empty(), "checks_total": 4}, "the state holds none of them"
     lines = written.splitlines()
-    assert len(lines) == len(state.STATE_FIELDS) + 10_000 + 1 + 2 + 2, "a line a field, a record, and the braces"
+    assert len(lines) == 2 + 10_000 + 1 + 2, "a line a field, a record, and the braces"
     assert lines[0] == "{" and lines[-1] == "}" and written.endswith("}\n")
     [line] = [line for line in lines if 'example.org/7"' in line]
     assert json.loads("{" + line.rstrip(",") + "}") == {"https://example.org/7": {**PLAYLIST_RECORD, "etag": '"v2"'}}

@@ -8,7 +8,7 @@ import typing
 import pytest
 
 from conftest import Project
-from playlist_cron import config, metrics, outcomes, records, state, status
+from playlist_cron import config, metrics, outcomes, reads_file, records, state, status
 from playlist_cron.outcomes import Outcome
 
 PAIRS = [
@@ -16,7 +16,7 @@ PAIRS = [
     (records.RunningRecord, state.RUNNING_FIELDS),
     (records.FailedVideoRecord, state.FAILED_VIDEO_FIELDS),
     (records.LogFailureRecord, state.LOG_FAILURE_FIELDS),
-    (records.PlaylistReadRecord, state.PLAYLIST_READ_FIELDS),
+    (records.PlaylistReadRecord, reads_file.PLAYLIST_READ_FIELDS),
 ]
 
 

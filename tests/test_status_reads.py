@@ -49,7 +49,7 @@ def next_full_read_at(project: Project, index: int, status: dict[str, Any]) -> s
     """When the config's playlist `index` is next read whole, by its record in the state: at its moment in the
     interval (`reads.next_full_read_s`, whose rule test_reads.py proves), but no sooner than the next check."""
     playlist = config.load(project.config_path).playlists[index]
-    record = project.state()["playlists"].get(reads.record_key(playlist.url))
+    record = project.reads().get(reads.record_key(playlist.url))
     due_s = reads.next_full_read_s(playlist, record)
     next_check_s = clock.parse_iso(status["next_check_due_at"])
     assert due_s is not None and next_check_s is not None
@@ -80,12 +80,12 @@ def test_status_shows_a_full_read_then_a_feed_read_and_when_the_next_full_read_i
     status = project.status()
     assert (status["healthy"], status["problems"]) == (True, [])
     own_feed, channel_reads = status["playlists"]
-    full_read_at = project.state()["playlists"][channel.feed_url]["last_full_read_at"]
+    full_read_at = project.reads()[channel.feed_url]["last_full_read_at"]
     assert own_feed == {
         "url": project.feed.feed_url,
         "feed_url": project.feed.feed_url,
         "feed_reads": True,
-        "last_feed_read_at": project.state()["playlists"][project.feed.feed_url]["last_feed_read_at"],
+        "last_feed_read_at": project.reads()[project.feed.feed_url]["last_feed_read_at"],
         "last_feed_error": None,
         "last_full_read_at": None,
         "next_full_read_at": None,
@@ -113,7 +113,7 @@ def test_status_shows_a_full_read_then_a_feed_read_and_when_the_next_full_read_i
     status = project.status()
     assert (status["healthy"], status["problems"]) == (True, [])
     channel_reads = status["playlists"][1]
-    feed_read_at = project.state()["playlists"][channel.feed_url]["last_feed_read_at"]
+    feed_read_at = project.reads()[channel.feed_url]["last_feed_read_at"]
     assert clock.parse_iso(feed_read_at) > clock.parse_iso(full_read_at)  # type: ignore[operator]
     assert channel_reads["last_feed_read_at"] == feed_read_at
     assert channel_reads["last_full_read_at"] == full_read_at, "a feed read is no full read"
@@ -148,7 +148,7 @@ def test_a_failed_feed_is_shown_but_is_no_problem_the_check_read_the_playlist_wh
         playlists=[{"url": channel.feed_url, "feed_url": channel_feed.feed_url, "full_scan_interval_seconds": 3600}],
     )
     check(project)
-    first_full_read_at = project.state()["playlists"][channel.feed_url]["last_full_read_at"]
+    first_full_read_at = project.reads()[channel.feed_url]["last_full_read_at"]
     channel_feed.settings.feed_status = 404
     second = check(project)
     assert second["playlists"][0]["read"] == "full", "the failed feed read fell back to a full read"
@@ -182,7 +182,7 @@ def test_a_playlist_without_a_feed_is_read_whole_at_every_check(project: Project
     status = project.status()
     [reads] = status["playlists"]
     assert (reads["feed_url"], reads["feed_reads"], reads["full_read_due"]) == (None, False, True)
-    assert reads["last_full_read_at"] == project.state()["playlists"][project.feed.feed_url]["last_full_read_at"]
+    assert reads["last_full_read_at"] == project.reads()[project.feed.feed_url]["last_full_read_at"]
     assert reads["next_full_read_at"] == status["next_check_due_at"]
 
     text = project.run_here("status")
@@ -203,7 +203,7 @@ def test_a_full_read_that_falls_due_is_shown_due_at_the_next_check(
         check_interval_seconds=3600,
     )
     check(project)
-    full_read_at = project.state()["playlists"][channel.feed_url]["last_full_read_at"]
+    full_read_at = project.reads()[channel.feed_url]["last_full_read_at"]
     status = project.status()
     [reads] = status["playlists"]
     # One second after the full read it is due again, but no check runs before the next one is due.
@@ -224,7 +224,8 @@ def test_a_channel_has_its_feed_once_a_full_read_has_learnt_its_id(project: Proj
     full_read_at = clock.iso(clock.now_s() - 30)
     project.state_file.parent.mkdir(parents=True, exist_ok=True)
     record = {"channel_id": channel_id, "last_full_read_at": full_read_at}
-    project.state_file.write_text(json.dumps(state.empty() | {"playlists": {handle_url: record}}))
+    project.state_file.write_text(json.dumps(state.empty()))
+    project.write_reads({handle_url: record})
     [after] = project.status()["playlists"]
     assert after["feed_url"] == f"https://www.youtube.com/feeds/videos.xml?channel_id={channel_id}"
     assert (after["feed_reads"], after["channel_id"], after["full_read_due"]) == (True, channel_id, False)
@@ -250,7 +251,8 @@ def test_status_says_when_each_playlist_is_next_read_whole_as_a_check_would_plan
         records[url] = {"last_full_read_at": clock.iso(reads.full_read_slot_s(url, interval_s, now_s - 3600) - 30)}
     project.state_file.parent.mkdir(parents=True, exist_ok=True)
     last_check = {"last_check_at": clock.iso(now_s - 10), "checks_total": 1}
-    project.state_file.write_text(json.dumps(state.empty() | last_check | {"playlists": records}))
+    project.state_file.write_text(json.dumps(state.empty() | last_check))
+    project.write_reads(records)
 
     status = project.status()
     next_check_s = clock.parse_iso(status["next_check_due_at"])

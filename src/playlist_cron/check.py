@@ -134,7 +134,8 @@ class _Check(Ending, ReporterCallbacks):
         self.number = 0
         self.run_id = new_run_id()
         self.failed_videos = {}
-        self.playlist_records = {}  # how each playlist was read: `reads`
+        self.playlist_records = {}  # how each playlist was read (`reads`), read when the first playlist is
+        self.playlists_read: set[str] = set()  # the keys of the records this check changed: only they are written
         self.cooldown_until: float | None = None
         self.cooldown_level = 0
         self.config_writable_reported: str | None = None
@@ -186,6 +187,7 @@ class _Check(Ending, ReporterCallbacks):
         """Count this check and note that it runs; first settle a check that died without a final event."""
         from playlist_cron import outage  # only a check that runs: the skip path never needs it
 
+        len(self.config.playlists)  # checked now, if `config.load` left them for first use: ConfigError, exit 78
         with self.store.update() as state:
             orphan = state.get("running")
             if orphan:
@@ -200,7 +202,7 @@ class _Check(Ending, ReporterCallbacks):
                 "run_id": self.run_id,
             }
             self.failed_videos = state["failed_videos"]
-            self.playlist_records = dict(state.get("playlists") or {})
+            state["config_digest"] = self.config.digest  # found sound, whole: the not-due path may trust it
             self.config_writable_reported = state.get("config_file_writable_reported")
             capped_from = state_module.cap_cooldown(state, self.config.cooldown_seconds, self.started_at)
             self.streak = outage.streak_of(state)
@@ -259,6 +261,8 @@ class _Check(Ending, ReporterCallbacks):
         shortage = preflight.disk_shortage(self.config)
         if shortage:
             return self._finish("FAILED", reason="disk_space", error=shortage)
+        self.playlist_records = self.store.read_reads()
+        log_recovery(self.store, self.logger, self.console)
         preflight.tend_archive(self.storage, self.logger, self.console)
         file_checks.check_cookies_file(self.config, self.logger)
         self.config_writable_reported = file_checks.check_config_file(
@@ -339,6 +343,7 @@ class _Check(Ending, ReporterCallbacks):
         )
         with self.writer:
             self.playlist_records[key] = reads.record_after(record, result, read_started_at, clock.iso(clock.now_s()))
+            self.playlists_read.add(key)
         return result
 
     # -- endings ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from playlist_cron import clock, log, monitoring
 from playlist_cron.check_records import apply_final_event, count_lost_log_lines
+from playlist_cron.errors import StateError
 from playlist_cron.outcomes import Outcome
 from playlist_cron.state import MAX_COOLDOWN_FACTOR
 
@@ -40,6 +41,7 @@ class Ending:
     finished: bool
     streak: State
     playlist_records: dict[str, PlaylistReadRecord]
+    playlists_read: set[str]
     cooldown_until: float | None
     cooldown_level: int
     _finish_lock: threading.Lock
@@ -112,15 +114,9 @@ class Ending:
                 **fields,
             }
             event["timestamp"] = clock.iso(clock.now_s())
-            from playlist_cron.reads import record_key
-
-            configured = {record_key(playlist.url) for playlist in self.config.playlists}
+            self._keep_read_records()
             with self.store.update() as state:
                 apply_final_event(state, event)
-                # Of the playlists no longer in the config, nothing is kept: one put back is read whole first.
-                state["playlists"] = {
-                    url: record for url, record in dict(self.playlist_records).items() if url in configured
-                }
                 if failing is not None or recovered is not None:
                     state.update(self.streak)
                 count_lost_log_lines(state, self.log_file, self.number)
@@ -135,6 +131,25 @@ class Ending:
             if holds_writer:
                 self.writer.release()
             self._finish_lock.release()
+
+    def _keep_read_records(self) -> None:
+        """Write the read records of the playlists this check read into the stored ones, one by one (what `retry`
+        changed meanwhile in others stays), and drop those of playlists no longer in the config (one put back is
+        read whole first). A failure costs the next check full reads, not this one's outcome: it is logged."""
+        if not self.playlists_read:
+            return
+        from playlist_cron.reads import record_key
+
+        configured = {record_key(playlist.url) for playlist in self.config.playlists}
+        with self.writer:
+            changed = {key: self.playlist_records[key] for key in self.playlists_read}
+        try:
+            with self.store.update_reads() as records:
+                records.update(changed)
+                for key in [key for key in records if key not in configured]:
+                    del records[key]
+        except StateError as error:
+            self.logger.warning("read_records_not_written", error=str(error))
 
     def _end_pings(self, outcome: RanOutcome, fields: dict[str, Any], failing: outage.Failing | None) -> None:
         summary_line = fields.get("message") or f"{outcome} ({fields.get('reason')}): {fields.get('error')}"

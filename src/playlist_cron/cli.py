@@ -225,9 +225,11 @@ def _load(arguments: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _check(arguments: argparse.Namespace) -> int:
+    from playlist_cron import config as config_module
     from playlist_cron.console import Console
 
-    config, console = _load(arguments), Console()
+    path = config_module.config_path(arguments.config)
+    config, console = config_module.load(path, sound_digest=_sound_digest), Console()
     if not (arguments.now or arguments.mark_archived):
         from playlist_cron import due
 
@@ -239,6 +241,20 @@ def _check(arguments: argparse.Namespace) -> int:
     if outcome.ran and config.report_file is not None:
         _rewrite_report(config, outcome)
     return exit_code(outcome, config.skip_exit_code)
+
+
+def _sound_digest(settings: Config) -> str | None:
+    """Given a config's settings, return the digest of the last config its checks found sound (None when unknown):
+    for `config.load` to leave the playlists of an unchanged config unchecked on the not-due and skip paths.
+
+    A fleet's host keeps no digest in its local state file (its checks keep it in the database): its config is
+    checked whole, as its check claims by its playlists from the start."""
+    from playlist_cron.state import StateStore
+
+    try:
+        return StateStore.for_config(settings).read().get("config_digest")
+    except StateError:
+        return None  # the check that reads it next says why
 
 
 def _rewrite_report(config: Config, outcome: Outcome) -> None:

@@ -6,11 +6,12 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
+from playlist_cron import __version__
 from playlist_cron.errors import ConfigError
 
 ENVIRONMENT_VARIABLE = "PLAYLIST_CRON_CONFIG"
@@ -112,10 +113,13 @@ class Playlist(NamedTuple):
 
 
 class Config(NamedTuple):
-    """A validated config: every path absolute, every value of the right type; the defaults are `KEYS`'s."""
+    """A validated config: every path absolute, every value of the right type; the defaults are `KEYS`'s.
+
+    Its playlists may be checked when first used rather than at `load` (see there): a check always uses them.
+    """
 
     path: Path
-    playlists: tuple[Playlist, ...]
+    playlists: Sequence[Playlist]
     download_dir: Path
     archive_file: Path
     log_file: Path | None  # None: stdout (`"log_file": "-"`)
@@ -139,6 +143,7 @@ class Config(NamedTuple):
     database_heartbeat_seconds: int = KEYS["database_heartbeat_seconds"].default
     database_connect_timeout_seconds: int = KEYS["database_connect_timeout_seconds"].default
     parallel_reads: int = KEYS["parallel_reads"].default
+    digest: str = ""  # the file's bytes, as read, and the release that read them: see `digest_of`
 
     @property
     def lock_file(self) -> Path:
@@ -157,10 +162,17 @@ def config_path(argument: str | None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
-def load(path: Path) -> Config:
-    """Given a config file's path, return its `Config`; raise `ConfigError` listing every problem."""
+def load(path: Path, *, sound_digest: Callable[[Config], str | None] | None = None) -> Config:
+    """Given a config file's path, return its `Config`; raise `ConfigError` listing every problem.
+
+    `sound_digest`, given the config's settings (its playlists not yet read), returns the digest of the last config a
+    check found sound, whole (its state keeps it). When that is this file's, the playlists are checked when first
+    used instead: the not-due and skip paths, which run every cron minute, never use them, and a check of this
+    release found these very bytes sound.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), ["the file does not exist (create it from config.example.json)"]) from None
     except (OSError, UnicodeDecodeError) as error:
@@ -173,7 +185,50 @@ def load(path: Path) -> Config:
         raise ConfigError(str(path), ["invalid JSON: nested too deeply"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["expected a JSON object at the top level"])
-    return _Reader(path, raw).config()
+    return _Reader(path, raw, digest_of(data)).config(sound_digest)
+
+
+def digest_of(data: bytes) -> str:
+    """Given a config file's bytes, return what a check notes of them once it found them sound: this release, their
+    length and CRC-32 (a check of another release may find other problems)."""
+    import binascii  # 0.1 ms, where hashlib would cost the not-due path 3
+
+    return f"{__version__}/{len(data)}/{binascii.crc32(data):08x}"
+
+
+class _CheckedOnFirstUse(Sequence["Playlist"]):
+    """The playlists of a config a check of this release found sound, byte for byte: checked when first used."""
+
+    def __init__(self, reader: _Reader, defaults: dict[str, Any]) -> None:
+        self._reader = reader
+        self._defaults = defaults
+        self._checked: tuple[Playlist, ...] | None = None
+
+    def _playlists(self) -> tuple[Playlist, ...]:
+        if self._checked is None:
+            playlists = self._reader.playlists(self._defaults)
+            if self._reader.problems:  # not for the bytes a check found sound; said as `load` would say it
+                raise ConfigError(str(self._reader.path), self._reader.problems)
+            self._checked = tuple(playlists)
+        return self._checked
+
+    def __len__(self) -> int:
+        return len(self._playlists())
+
+    @overload
+    def __getitem__(self, index: int) -> Playlist: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Playlist, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Playlist | tuple[Playlist, ...]:
+        return self._playlists()[index]
+
+    def __iter__(self) -> Iterator[Playlist]:
+        return iter(self._playlists())
+
+    def __repr__(self) -> str:
+        return repr(self._checked) if self._checked is not None else "<playlists checked when first used>"
 
 
 class _Reader:
@@ -183,20 +238,22 @@ class _Reader:
     and returns the value as `Config` holds it; after noting a problem it returns None, the config being refused.
     """
 
-    def __init__(self, path: Path, raw: dict[str, object]) -> None:
+    def __init__(self, path: Path, raw: dict[str, object], digest: str = "") -> None:
         self.path = path
         self.raw = raw
+        self.digest = digest
         self.base_dir = path.parent
         self.problems: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"At '{key}': {message}")
 
-    def config(self) -> Config:
+    def config(self, sound_digest: Callable[[Config], str | None] | None = None) -> Config:
         for key in self.raw:
             if key not in KEYS:
                 self.problem(key, "unknown key" + _suggestion(key, TOP_LEVEL_KEYS))
-        playlists = self.playlists({name: self.top_level(name) for name in _PLAYLIST_OPTIONS})
+        defaults = {name: self.top_level(name) for name in _PLAYLIST_OPTIONS}
+        playlists = self.playlists(defaults) if sound_digest is None else []
         values = {name: self.top_level(name) for name in _CONFIG_KEYS}
         if "collection" not in self.raw:
             values["collection"] = str(values["download_dir"])
@@ -204,9 +261,16 @@ class _Reader:
             # The kernel's host name, as socket.gethostname() gives it, without importing `socket` (about 10 ms)
             # on every cron minute.
             values["host_name"] = os.uname().nodename
+        if self.problems and sound_digest is not None:
+            return _Reader(self.path, self.raw, self.digest).config()  # every problem, in the usual order
         if self.problems:
             raise ConfigError(str(self.path), self.problems)
-        return Config(path=self.path, playlists=tuple(playlists), **values)
+        config = Config(path=self.path, playlists=tuple(playlists), digest=self.digest, **values)
+        if sound_digest is None:
+            return config
+        if sound_digest(config) == self.digest:
+            return config._replace(playlists=_CheckedOnFirstUse(self, defaults))
+        return _Reader(self.path, self.raw, self.digest).config()
 
     def top_level(self, name: str) -> Any:
         """Given a key's name, return its value at the top level, checked, or its default when it is absent."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from playlist_cron.errors import CheckStopped
@@ -48,7 +48,7 @@ class Reads:
     def __init__(
         self,
         held: HeldRunLock,
-        playlists: tuple[Playlist, ...],
+        playlists: Sequence[Playlist],
         read_one: Callable[[Playlist], PlaylistResult],
         *,
         parallel: int,

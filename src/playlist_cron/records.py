@@ -42,7 +42,7 @@ class FailedVideoRecord(_FailedVideoRequired, total=False):
 
 
 class PlaylistReadRecord(TypedDict, total=False):
-    """How one playlist was last read, keyed in `playlists` by its URL."""
+    """How one playlist was last read, keyed by its URL in the reads file (`reads_file`)."""
 
     feed_url: str | None
     etag: str | None
@@ -106,7 +106,7 @@ class State(_StateRequired, total=False):
     last_log_write_failure: LogFailureRecord | None
     config_file_writable_reported: str | None
     running: RunningRecord | None
-    playlists: dict[str, PlaylistReadRecord]
+    config_digest: str | None
 
 
 # The shapes of `status --json` (see the contract); a test proves `report` gives exactly these keys.

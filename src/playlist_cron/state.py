@@ -3,27 +3,46 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import math
 import os
-import time
-from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TypeGuard, cast
+from typing import TYPE_CHECKING, cast
 
 # Reading needs the standard library alone, and as little as can be (the not-due path ends there): `lock` (and
 # portalocker with it) and `atomic` are imported only where the state is changed.
 from playlist_cron import clock
 from playlist_cron.errors import NotARegularFile, StateError
-from playlist_cron.outcomes import COUNTERS, MONOTONIC_COUNTERS, OUTCOMES
+from playlist_cron.outcomes import COUNTERS, MONOTONIC_COUNTERS
+from playlist_cron.reads_file import ReadsFile, reads_file_name, records_problems
+from playlist_cron.stored_fields import (
+    COUNT,
+    OUTCOME,
+    TEXT,
+    TIMESTAMP,
+    Field,
+    encode,
+    exists,
+    is_bool,
+    is_check_number,
+    is_count,
+    is_duration,
+    is_regular_file,
+    is_text,
+    keep_damaged,
+    never,
+    read_text,
+    record_problems,
+)
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
-    from playlist_cron.records import State
+    from playlist_cron.records import PlaylistReadRecord, State
 
-STATE_VERSION = 1
+# Version 2 keeps each playlist's read record (`playlists` in version 1) in a file of its own (`reads_file`): a
+# version 1 state is read, and its records moved there at its first change.
+STATE_VERSION = 2
+LEGACY_VERSION = 1
 STATE_FILE_SUFFIX = ".state.json"
 CONFIG_FILE_SUFFIX = ".json"
 LEGACY_FILE_NAME = "state.json"  # before each config had its own, every config of a state_dir shared this one
@@ -31,139 +50,26 @@ LOCK_WAIT_S = 10.0  # a state change takes milliseconds; waiting longer means so
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
 MAX_COOLDOWN_FACTOR = 64  # a cooldown grows to at most 64 x cooldown_seconds; one further ahead is capped
-MAX_SHOWN_VALUE_CHARS = 80
-
-
-# -- what a good value is: one check per kind, and one table per record ------------------------------------------
-
-
-def _is_count(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_check_number(value: object) -> bool:
-    return _is_count(value) and value >= 1
-
-
-def _is_timestamp(value: object) -> bool:
-    """An ISO 8601 time with its offset, as `clock.iso` writes it; a time without one could be any hour."""
-    if not isinstance(value, str):
-        return False
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return moment.tzinfo is not None
-
-
-def _is_duration(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _is_bool(value: object) -> bool:
-    return isinstance(value, bool)
-
-
-_TEXT = {str}
-_TEXT_OR_NULL = {str, type(None)}
-
-
-def _is_text_map(value: object) -> bool:
-    """An object of strings (or nulls) by name: the playlist fields of a full read, as yt-dlp gave them."""
-    if not isinstance(value, dict):
-        return False
-    # The types of keys and values first, in C: a state holds one such map per playlist (10,000 of them in a big
-    # config); a subclass of str (not from a JSON file) is looked at one by one.
-    if set(map(type, value)) <= _TEXT and set(map(type, value.values())) <= _TEXT_OR_NULL:
-        return True
-    return all(isinstance(key, str) and (item is None or isinstance(item, str)) for key, item in value.items())
-
-
-def _is_outcome(value: object) -> bool:
-    return value in OUTCOMES
 
 
 def _is_current_version(value: object) -> bool:
-    return _is_count(value) and value == STATE_VERSION
+    return is_count(value) and value in (LEGACY_VERSION, STATE_VERSION)  # a version 1 state is read as version 2
 
-
-def _never(value: object) -> bool:
-    return False  # a record's own fields are checked one by one; reached only when it is not an object at all
-
-
-class Field(NamedTuple):  # not a dataclass: see config.Config
-    """One field of a stored record: what a good value is (in code and in words), and its value when absent."""
-
-    is_good: Callable[[object], bool]
-    expected: str
-    nullable: bool = True
-    required: bool = False  # absent is damage (a counter that went missing must not restart from 0)
-    default: Callable[[], object] = lambda: None
-    record: dict[str, Field] | None = None  # the value is an object with these fields
-    records: dict[str, Field] | None = None  # the value is an object whose every value has these fields
-
-    def problems(self, where: str, value: object) -> list[str]:
-        """Given where the field is and its value, return what is wrong with it (nothing when it is good)."""
-        if value is None and self.nullable:
-            return []
-        if self.record is not None and isinstance(value, dict):
-            return record_problems(value, self.record, where)
-        if self.records is not None and isinstance(value, dict):
-            problems = []
-            for key, item in value.items():
-                if not isinstance(item, dict):
-                    problems.append(f"{where}[{key!r}] is not an object")
-                # Where a record is is spelt out only for one with a problem: most of 10,000 have none.
-                elif record_problems(item, self.records, ""):
-                    problems += record_problems(item, self.records, f"{where}[{key!r}]")
-            return problems
-        if self.is_good(value):
-            return []
-        shown = repr(value)
-        if len(shown) > MAX_SHOWN_VALUE_CHARS:
-            shown = shown[: MAX_SHOWN_VALUE_CHARS - 3] + "..."
-        return [f"{where} is {shown}, expected {self.expected}"]
-
-
-def record_problems(record: Mapping[str, object], fields: dict[str, Field], where: str = "") -> list[str]:
-    """Given a record and its table of fields, return what is wrong, one problem per field."""
-    problems = []
-    for name, field in fields.items():
-        if name in record:
-            value = record[name]
-            if (value is None and field.nullable) or (
-                field.record is None and field.records is None and field.is_good(value)
-            ):
-                continue  # the usual case, checked without building the field's path
-            problems += field.problems(f"{where}.{name}" if where else name, value)
-        elif field.required:
-            problems.append(f"{where}.{name} is missing" if where else f"{name} is missing")
-    return problems
-
-
-COUNT = Field(_is_count, "a whole number >= 0", nullable=False, required=True, default=lambda: 0)
-TIMESTAMP = Field(_is_timestamp, "null or an ISO 8601 time with its offset (2026-01-31T12:00:00.000Z)")
-TEXT = Field(_is_text, "null or a string")
-OUTCOME = Field(_is_outcome, f"null or one of {', '.join(OUTCOMES)}")
 
 # A `running` record: the check that holds the run lock now, or was killed holding it.
 RUNNING_FIELDS: dict[str, Field] = {
-    "check": Field(_is_check_number, "a check number >= 1", nullable=False, required=True),
-    "pid": Field(_is_check_number, "a process id >= 1", nullable=False, required=True),
+    "check": Field(is_check_number, "a check number >= 1", nullable=False, required=True),
+    "pid": Field(is_check_number, "a process id >= 1", nullable=False, required=True),
     "started_at": TIMESTAMP._replace(nullable=False, required=True),
     "run_id": TEXT,  # absent in a record written before run ids: such a check is matched by its number
 }
 
 # A `failed_videos` record, keyed by the archive id ("extractor id").
 FAILED_VIDEO_FIELDS: dict[str, Field] = {
-    "video_id": Field(_is_text, "a string", nullable=False, required=True),
+    "video_id": Field(is_text, "a string", nullable=False, required=True),
     "attempts": COUNT,
     "next_retry_at": TIMESTAMP,
-    "given_up": Field(_is_bool, "true or false", nullable=False, default=lambda: False),
+    "given_up": Field(is_bool, "true or false", nullable=False, default=lambda: False),
     "error": TEXT,
     "title": TEXT,
     "url": TEXT,
@@ -172,24 +78,9 @@ FAILED_VIDEO_FIELDS: dict[str, Field] = {
     "last_failed_at": TIMESTAMP,
 }
 
-# A `playlists` record, keyed by the playlist's URL: how it was read, for the next check to choose its read.
-PLAYLIST_READ_FIELDS: dict[str, Field] = {
-    "feed_url": TEXT,  # the feed the validators below belong to
-    "etag": TEXT,  # the feed's ETag at its last read: sent back as If-None-Match
-    "last_modified": TEXT,  # its Last-Modified: sent back as If-Modified-Since
-    "last_feed_read_at": TIMESTAMP,  # the last feed read that got an answer (200 or 304)
-    "last_feed_error": TEXT,  # why the last feed read failed (null after one that worked)
-    "last_full_read_at": TIMESTAMP,  # when the last full read that went through the playlist began
-    "channel_id": TEXT,  # a YouTube handle's channel id (UC...), learnt from a full read
-    "is_feed": Field(_is_bool, "null, true or false"),  # whether the playlist's own URL is an RSS or Atom feed
-    "playlist_fields": Field(  # yt-dlp's playlist fields at the last full read, for feed reads' file names
-        _is_text_map, "null or an object of strings"
-    ),
-}
-
 # A `last_log_write_failure` record.
 LOG_FAILURE_FIELDS: dict[str, Field] = {
-    "check": Field(_is_check_number, "a check number >= 1", nullable=False, required=True),
+    "check": Field(is_check_number, "a check number >= 1", nullable=False, required=True),
     "at": TIMESTAMP._replace(nullable=False, required=True),
     "error": TEXT,
 }
@@ -198,12 +89,13 @@ LOG_FAILURE_FIELDS: dict[str, Field] = {
 # later release of the same version) are kept as they are. An optional field is one line: name, kind, comment.
 STATE_FIELDS: dict[str, Field] = {
     "version": Field(_is_current_version, str(STATE_VERSION), nullable=False, required=True),
+    "config_digest": TEXT,  # the config file's bytes (and the release) a check last found sound, whole
     **{name: COUNT for name in COUNTERS},
     "last_check_at": TIMESTAMP,  # when the last due check started (any outcome): the due clock
     "last_outcome": OUTCOME,
-    "last_outcome_check": Field(_is_check_number, "null or a check number >= 1"),  # whose final event set it
+    "last_outcome_check": Field(is_check_number, "null or a check number >= 1"),  # whose final event set it
     "last_ran_outcome": OUTCOME,  # of the last check that was not SKIPPED
-    "last_duration_s": Field(_is_duration, "null or a number of seconds >= 0"),
+    "last_duration_s": Field(is_duration, "null or a number of seconds >= 0"),
     "last_completed_at": TIMESTAMP,
     "last_failure_reason": TEXT,
     "last_error": TEXT,
@@ -216,22 +108,19 @@ STATE_FIELDS: dict[str, Field] = {
     "network_error": TEXT,  # the plain words of its latest failure
     "log_write_failures_total": COUNT._replace(required=False),  # log lines that could not be written, ever
     "last_log_write_failure": Field(  # the latest of them
-        _never, "null or an object with check, at and error", record=LOG_FAILURE_FIELDS
+        never, "null or an object with check, at and error", record=LOG_FAILURE_FIELDS
     ),
     "config_file_writable_reported": TEXT,  # "mode:uid" of the config last reported as writable by others
     "running": Field(  # the check holding the run lock, from its start to its final event
-        _never, "null or an object with check, pid and started_at", record=RUNNING_FIELDS
+        never, "null or an object with check, pid and started_at", record=RUNNING_FIELDS
     ),
     "failed_videos": Field(  # archive id -> its record
-        _never,
+        never,
         "an object of failed-video records",
         nullable=False,
         required=True,
         default=dict,
         records=FAILED_VIDEO_FIELDS,
-    ),
-    "playlists": Field(  # playlist URL -> how it was last read (feed or full)
-        _never, "an object of playlist records", nullable=False, default=dict, records=PLAYLIST_READ_FIELDS
     ),
 }
 
@@ -290,6 +179,8 @@ class StateStore:
         self.migration_notes: list[str] = []  # the shared state file this config adopted, for the caller to log
         self.read_path = self.path  # the file the last read found the state in
         self._file_is_sound = True  # whether the last read found the file whole (else it is not kept as .prev)
+        self.reads = ReadsFile(state_dir / reads_file_name(self.name, STATE_FILE_SUFFIX))
+        self._legacy_reads: object = None  # the read records of a version 1 state, as the last read found them
 
     @classmethod
     def for_config(cls, config: Config) -> StateStore:
@@ -311,16 +202,16 @@ class StateStore:
         Until a change adopts it (see `update`), the state file that every config of the folder once shared
         stands in for a missing one, so `status` and the due clock go on from it after an upgrade.
         """
-        self.read_path = self.path
-        text = _read_text(self.path)
+        self.read_path, self._legacy_reads = self.path, None
+        text = read_text(self.path, "the state file")
         if text is None:
-            legacy_text = _read_text(self.legacy_path)
+            legacy_text = read_text(self.legacy_path, "the state file")
             if legacy_text is not None:
                 self.read_path, text = self.legacy_path, legacy_text
         self._file_is_sound = True
         if text is None:
             return empty()
-        state, problems = _parse(text, self.read_path)
+        state, problems, self._legacy_reads = _parse(text, self.read_path)
         if not problems:
             return state
         self._file_is_sound = False
@@ -348,7 +239,52 @@ class StateStore:
             ]
             if problems:
                 raise StateError(f"playlist-cron: refusing to write a bad state to {self.path}: " + "; ".join(problems))
+            if self._legacy_reads is not None and not self.reads.exists():
+                self.reads.write(self._legacy_records())  # first: the version 2 state no longer holds them
             self._write(state)
+
+    def read_reads(self) -> dict[str, PlaylistReadRecord]:
+        """Return each playlist's read record, by its key (no lock needed: the file is only ever replaced whole).
+
+        Until its first change, a version 1 state holds them, and stands in for a missing file.
+        """
+        records = self.reads.read()
+        if records is not None:
+            return records
+        self.read()
+        return self._legacy_records()
+
+    @contextlib.contextmanager
+    def update_reads(self) -> Iterator[dict[str, PlaylistReadRecord]]:
+        """Yield the read records to change under the state lock, then write them back atomically.
+
+        Callers change only the records of the playlists they read (a check) or mean to change (`retry`): two of
+        them one after the other both keep their changes.
+        """
+        self.ensure_directory()
+        with _state_lock(self.lock_path) as held:
+            if not held:
+                raise StateError(
+                    f"playlist-cron: the state lock {self.lock_path} was busy for {LOCK_WAIT_S:.0f} s; "
+                    "is a process stuck?"
+                )
+            records = self.read_reads()
+            yield records
+            self.reads.write(records)
+
+    def _legacy_records(self) -> dict[str, PlaylistReadRecord]:
+        if self._legacy_reads is None:
+            return {}
+        problems = records_problems(self._legacy_reads)
+        if problems:
+            note = (
+                f"the read records in the state file {self.read_path} were damaged ({'; '.join(problems)}); each "
+                "playlist is read whole at its next check"
+            )
+            if note not in self.reads.notes:
+                self.reads.notes.append(note)
+            return {}
+        return cast("dict[str, PlaylistReadRecord]", self._legacy_reads)
 
     def _adopt_legacy(self) -> None:
         """Move the state file every config of the folder once shared to this config's name, counters and all.
@@ -356,7 +292,7 @@ class StateStore:
         Under the legacy file's own lock (the one older releases take to change it), so that of two configs
         of one folder exactly one adopts it, and never in the middle of an older release's change.
         """
-        if _exists(self.path) or not _exists(self.legacy_path):
+        if exists(self.path) or not exists(self.legacy_path):
             return
         legacy_lock_path = self.state_dir / (LEGACY_FILE_NAME + ".lock")
         legacy_previous_path = self.state_dir / (LEGACY_FILE_NAME + ".prev")
@@ -368,10 +304,10 @@ class StateStore:
                     f"playlist-cron: the state lock {legacy_lock_path} was busy for {LOCK_WAIT_S:.0f} s; "
                     "is a process stuck?"
                 )
-            if _exists(self.path) or not _is_regular_file(self.legacy_path):
+            if exists(self.path) or not is_regular_file(self.legacy_path):
                 return  # another config took it first; a symlink there is refused when it is read
             try:
-                if _is_regular_file(legacy_previous_path) and not _exists(self.previous_path):
+                if is_regular_file(legacy_previous_path) and not exists(self.previous_path):
                     os.rename(legacy_previous_path, self.previous_path)
                 os.rename(self.legacy_path, self.path)
                 atomic.fsync_directory(self.state_dir)
@@ -387,7 +323,7 @@ class StateStore:
     def _write(self, state: State) -> None:
         from playlist_cron import atomic
 
-        data = encode(state)
+        data = encode_state(state)
         try:
             atomic.replace(self.path, data, FILE_MODE, before_replace=self._keep_previous)
         except OSError as error:
@@ -395,7 +331,7 @@ class StateStore:
 
     def _keep_previous(self) -> None:
         """Keep the last good state beside the new one: the way back if the file is ever damaged."""
-        if self._file_is_sound and _is_regular_file(self.path):
+        if self._file_is_sound and is_regular_file(self.path):
             previous_temporary = self.state_dir / f".{self.name}.{os.getpid()}.prev"
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(previous_temporary)
@@ -406,16 +342,10 @@ class StateStore:
         """The state file is damaged: keep a copy, fall back to the previous good state, say so."""
         damaged_path = self.read_path
         previous_path = damaged_path.with_name(damaged_path.name + ".prev")
-        kept = _kept_copy(damaged_path)
-        if kept is None:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            kept = damaged_path.with_name(f"{damaged_path.name}.damaged-{stamp}")
-            with contextlib.suppress(OSError):
-                if not kept.exists():
-                    os.link(damaged_path, kept)
-        previous_text = _read_text(previous_path)
-        previous, previous_problems = (
-            _parse(previous_text, previous_path) if previous_text is not None else (empty(), ["missing"])
+        kept = keep_damaged(damaged_path)
+        previous_text = read_text(previous_path, "the state file")
+        previous, previous_problems, self._legacy_reads = (
+            _parse(previous_text, previous_path) if previous_text is not None else (empty(), ["missing"], None)
         )
         if previous_problems:
             raise StateError(
@@ -444,96 +374,33 @@ def _state_lock(path: Path) -> Iterator[bool]:
         yield held
 
 
-def _parse(text: str, path: Path) -> tuple[State, list[str]]:
-    """Given a state file's text, return the state and its problems; refuse one from a newer release."""
+def _parse(text: str, path: Path) -> tuple[State, list[str], object]:
+    """Given a state file's text, return the state, its problems and the read records a version 1 state held (else
+    None); refuse one from a newer release."""
     try:
         state = json.loads(text)
     except ValueError as error:
-        return empty(), [f"invalid JSON: {error}"]
+        return empty(), [f"invalid JSON: {error}"], None
     if is_newer_version(state):
         raise StateError(
             f"playlist-cron: the state file {path} was written by a newer version of playlist-cron (state version "
             f"{state['version']}; this one reads version {STATE_VERSION}): upgrade playlist-cron, or move the "
             "file away to start its counters afresh"
         )
+    legacy_reads = None
+    if isinstance(state, dict) and state.get("version") == LEGACY_VERSION:
+        legacy_reads = state.pop("playlists", None)
+        state["version"] = STATE_VERSION
     problems = validate(state)
     if not problems:
         for key, value in empty().items():
             state.setdefault(key, value)
-    return state, problems
+    return state, problems, legacy_reads
 
 
-# The fields whose value is an object of records, written one record to a line.
-_RECORD_MAPS = tuple(name for name, field in STATE_FIELDS.items() if field.records is not None)
-
-
-def encode(state: Mapping[str, object]) -> bytes:
-    """Given a state, return the state file's bytes: JSON, keys sorted, a line for each field and for each record of
-    `playlists` and `failed_videos` (so that a record is one line to grep or diff).
-
-    Each line is made by the json module's C encoder; an indented whole is made by its pure-Python one, about four
-    times slower (150 ms, more than reading it back, for the 9 MB of 10,000 playlists' records).
-    """
-    dumps = json.JSONEncoder(sort_keys=True).encode
-    lines = []
-    for name in sorted(state):
-        value = state[name]
-        if name in _RECORD_MAPS and isinstance(value, dict) and value:
-            records = ",\n".join([f"  {dumps(key)}: {dumps(record)}" for key, record in sorted(value.items())])
-            lines.append(f" {dumps(name)}: {{\n{records}\n }}")
-        else:
-            lines.append(f" {dumps(name)}: {dumps(value)}")
-    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise StateError(f"playlist-cron: refusing the state file {path}: it is a symbolic link") from None
-        if error.errno in (errno.ENOTDIR, errno.EACCES):
-            detail = f"cannot read {path}: {error.strerror}"
-            raise StateError(f"playlist-cron: {detail}", detail=detail, unusable_folder=True) from None
-        raise StateError(f"playlist-cron: cannot read the state file {path}: {error.strerror}") from None
-    try:
-        with os.fdopen(fd, "rb") as file:
-            return file.read().decode("utf-8", errors="replace")
-    except OSError as error:
-        raise StateError(f"playlist-cron: cannot read the state file {path}: {error.strerror}") from None
-
-
-def _kept_copy(damaged_path: Path) -> Path | None:
-    """Return the copy already kept of this damaged file (a hard link to it), if a command before kept one.
-
-    Every command that reads a damaged file recovers from it until the next check replaces it: one copy will do.
-    """
-    try:
-        damaged = os.stat(damaged_path, follow_symlinks=False)
-        for kept in damaged_path.parent.glob(f"{damaged_path.name}.damaged-*"):
-            if os.path.samestat(damaged, os.stat(kept, follow_symlinks=False)):
-                return kept
-    except OSError:
-        return None
-    return None
-
-
-def _exists(path: Path) -> bool:
-    """Whether anything (a symlink included) is at `path`."""
-    try:
-        os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _is_regular_file(path: Path) -> bool:
-    try:
-        return os.stat(path, follow_symlinks=False).st_mode & 0o170000 == 0o100000
-    except FileNotFoundError:
-        return False
+def encode_state(state: Mapping[str, object]) -> bytes:
+    """Given a state, return the state file's bytes: a line for each field and for each failed video's record."""
+    return encode(state, ("failed_videos",))
 
 
 def is_due(state: State, interval_s: int, now_s: float) -> tuple[bool, float]:

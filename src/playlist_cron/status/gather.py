@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         FleetTotals,
         HolderRecord,
         PlaylistHolder,
+        PlaylistReadRecord,
         PlaylistReads,
         State,
         Status,
@@ -67,6 +68,7 @@ def report(config: Config) -> Status:
     return _with_state(
         config,
         reading.state,
+        reading.reads,
         now_s,
         problems=problems,
         notes=reading.notes,
@@ -102,6 +104,7 @@ def _fleet_report(config: Config, view: FleetView, now_s: float) -> Status:
     return _with_state(
         config,
         view.state,
+        view.reads,
         now_s,
         problems=problems,
         notes=[],
@@ -210,6 +213,7 @@ def _staleness(config: Config, last_check_s: float | None, now_s: float, running
 def _with_state(
     config: Config,
     state: State,
+    reads: dict[str, PlaylistReadRecord],
     now_s: float,
     *,
     problems: list[str],
@@ -282,7 +286,7 @@ def _with_state(
         "lock_holder": lock_holder,
         "cooldown_until": state["cooldown_until"] if _in_future(state["cooldown_until"], now_s) else None,
         "failed_videos": failed_videos,
-        "playlists": playlist_reads(config, state, now_s if next_check_s is None else next_check_s, view),
+        "playlists": playlist_reads(config, reads, now_s if next_check_s is None else next_check_s, view),
         "network_outage": network_outage,
         "log_file": log_setting(config),
         "log_write_failures_total": state.get("log_write_failures_total", 0),
@@ -296,14 +300,14 @@ def _with_state(
 
 
 def playlist_reads(
-    config: Config, state: State, next_check_s: float, view: FleetView | None = None
+    config: Config, records: dict[str, PlaylistReadRecord], next_check_s: float, view: FleetView | None = None
 ) -> list[PlaylistReads]:
-    """Given a config, its state and when its next check is due, return each playlist's reads in config order; with
-    the fleet's `view` (a database config), each playlist's holder and due time too."""
+    """Given a config, its playlists' read records and when its next check is due, return each playlist's reads in
+    config order; with the fleet's `view` (a database config), each playlist's holder and due time too."""
     shown: list[PlaylistReads] = []
     for playlist in config.playlists:
         key = reads.record_key(playlist.url)
-        record = state["playlists"].get(key)
+        record = records.get(key)
         feed_url = reads.feed_url_for(playlist, record)
         full_read_s = reads.next_full_read_s(playlist, record)
         record = record or {}

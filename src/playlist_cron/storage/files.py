@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from playlist_cron.storage.parts import Storage
 
 if TYPE_CHECKING:
     from playlist_cron.config import Playlist
-    from playlist_cron.records import State
+    from playlist_cron.records import PlaylistReadRecord, State
     from playlist_cron.storage.interfaces import VideoLocks
     from playlist_cron.storage.status_view import StatusReading
 
@@ -41,7 +41,7 @@ def open_for(config: Config) -> Storage:
 class FileRunLock:
     """The run lock as a non-blocking flock(2) on a file beside the archive; the holder is read from /proc."""
 
-    def __init__(self, path: Path, playlists: tuple[Playlist, ...] = ()) -> None:
+    def __init__(self, path: Path, playlists: Sequence[Playlist] = ()) -> None:
         self.path = path
         self._playlists = playlists
 
@@ -64,7 +64,7 @@ class FileRunLock:
 class FileHold:
     """The flock a check holds: every playlist of the config is its to read, one after another."""
 
-    def __init__(self, held: lock.HeldLock, playlists: tuple[Playlist, ...]) -> None:
+    def __init__(self, held: lock.HeldLock, playlists: Sequence[Playlist]) -> None:
         self._held = held
         self._next = iter(playlists)
         self._guard = threading.Lock()  # the check's readers ask from several threads
@@ -108,6 +108,14 @@ class FileState:
         with self._threads, self.store.update() as state:
             yield state
 
+    def read_reads(self) -> dict[str, PlaylistReadRecord]:
+        return self.store.read_reads()
+
+    @contextlib.contextmanager
+    def update_reads(self) -> Iterator[dict[str, PlaylistReadRecord]]:
+        with self._threads, self.store.update_reads() as records:
+            yield records
+
     def take_notes(self) -> list[Note]:
         notes = [
             Note(
@@ -119,8 +127,11 @@ class FileState:
             for note in self.store.migration_notes
         ]
         notes += [Note("state_recovered", note, alert=True) for note in dict.fromkeys(self.store.recovery_notes)]
+        # Damaged read records cost each playlist one full read, and nothing downloaded or counted: no alert.
+        notes += [Note("state_recovered", note, alert=False) for note in self.store.reads.notes]
         self.store.migration_notes.clear()
         self.store.recovery_notes.clear()
+        self.store.reads.notes.clear()
         return notes
 
 
@@ -146,7 +157,11 @@ class FileStatus:
                 f"the state is read from {store.read_path}, which every config in {store.state_dir} used to share; "
                 f"the next check moves it to {store.path}, unless another config's check takes it first"
             )
-        return StatusReading(state, notes, str(self.lock_path), lock.holder(self.lock_path), state_file=str(store.path))
+        reads = store.read_reads()
+        notes += store.reads.notes
+        return StatusReading(
+            state, reads, notes, str(self.lock_path), lock.holder(self.lock_path), state_file=str(store.path)
+        )
 
 
 class FileArchive:

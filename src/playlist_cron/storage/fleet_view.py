@@ -25,7 +25,8 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
         connection = database.connection()
         with reachable(config), connection.transaction():
             connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
-            state = PostgresState(database).read()
+            stored = PostgresState(database)
+            state, reads = stored.read(), stored.read_reads()
             hosts = connection.execute(
                 "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host <> %s ORDER BY host",
                 (database.collection, FLEET_HOST),
@@ -46,6 +47,7 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
             host=database.host,
             collection=database.collection,
             state=state,
+            reads=reads,
             hosts=[(str(host), row if isinstance(row, dict) else {}) for host, row in hosts],
             playlists={
                 url: PlaylistRow(
@@ -82,4 +84,4 @@ class FleetStatus:
 
     def read(self) -> StatusReading:
         view = read(self.config, self.url_keys)
-        return StatusReading(view.state, [], lock_file=None, holder=None, state_file=None, fleet=view)
+        return StatusReading(view.state, view.reads, [], lock_file=None, holder=None, state_file=None, fleet=view)

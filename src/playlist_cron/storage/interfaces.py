@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from playlist_cron.config import Playlist
     from playlist_cron.lock import Holder
-    from playlist_cron.records import State
+    from playlist_cron.records import PlaylistReadRecord, State
     from playlist_cron.storage.base import ArchiveHealth, Note
 
 
@@ -91,6 +91,15 @@ class StateStorage(Protocol):
 
     def update(self) -> AbstractContextManager[State]:
         """Yield the state to change under a short lock; what the caller leaves in it is stored when it ends."""
+        ...
+
+    def read_reads(self) -> dict[str, PlaylistReadRecord]:
+        """Return each playlist's read record by its key, without waiting for a lock."""
+        ...
+
+    def update_reads(self) -> AbstractContextManager[dict[str, PlaylistReadRecord]]:
+        """Yield the read records to change under a short lock; the caller changes only those it read (a merge per
+        playlist, never a copy taken earlier written back); what it leaves is stored when it ends."""
         ...
 
     def take_notes(self) -> list[Note]:

@@ -19,12 +19,14 @@ from psycopg.types.json import Jsonb
 from playlist_cron import state as states
 from playlist_cron.errors import ConfigError, DatabaseUnavailable, StateError
 from playlist_cron.outcomes import MONOTONIC_COUNTERS
+from playlist_cron.reads_file import RECORDS
 from playlist_cron.storage import schema
 from playlist_cron.storage.base import ArchiveHealth, Note
+from playlist_cron.stored_fields import Field, record_problems
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
-    from playlist_cron.records import State
+    from playlist_cron.records import PlaylistReadRecord, State
 
 Connection = psycopg.Connection[Any]
 
@@ -33,9 +35,21 @@ FLEET_HOST = ""  # the state row every host of the collection shares
 # The state's fields kept fleet-wide: a video's retry schedule and a playlist's reads are the collection's, not a
 # host's. Every other field (the counters, `running`, the cooldown after a 429: a ban is on one host's address, the
 # network streak, the last check) is in the host's own row. Both rows carry `version`.
+# The rows keep the layout of the state's version 1 (a version 2 state file moved the read records to a file of
+# their own; here they stay in the fleet's row): a row's `version` is ROW_VERSION, the State read from it the file's.
+ROW_VERSION = 1
 FLEET_FIELDS = ("failed_videos", "playlists")
-HOST_STATE_FIELDS = {name: field for name, field in states.STATE_FIELDS.items() if name not in FLEET_FIELDS}
-FLEET_STATE_FIELDS = {name: states.STATE_FIELDS[name] for name in ("version", *FLEET_FIELDS)}
+_ROW_VERSION_FIELD = Field(
+    lambda value: value == ROW_VERSION and not isinstance(value, bool), str(ROW_VERSION), nullable=False, required=True
+)
+HOST_STATE_FIELDS = {name: field for name, field in states.STATE_FIELDS.items() if name not in FLEET_FIELDS} | {
+    "version": _ROW_VERSION_FIELD
+}
+FLEET_STATE_FIELDS = {
+    "version": _ROW_VERSION_FIELD,
+    "failed_videos": states.STATE_FIELDS["failed_videos"],
+    "playlists": RECORDS._replace(required=False, default=dict),
+}
 # An archive line as yt-dlp writes it, "extractor id": the file backend's `ARCHIVE_LINE`, for text.
 ARCHIVE_LINE = re.compile(r"[A-Za-z0-9_.:-]+ [^\s\x00]+")
 
@@ -177,23 +191,66 @@ class PostgresState:
         self.database.connection()
 
     def read(self) -> State:
+        state, _ = self._merge(self._rows())
+        return state
+
+    def read_reads(self) -> dict[str, PlaylistReadRecord]:
+        _, reads = self._merge(self._rows())
+        return reads
+
+    def _rows(self) -> dict[str, object]:
         database = self.database
         with reachable(database.config):
             rows = database.connection().execute(
                 "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host IN (%s, %s)",
                 (database.collection, FLEET_HOST, database.host),
             )
-            found = dict(rows.fetchall())
-        return self._merge(found)
+            return dict(rows.fetchall())
 
     @contextlib.contextmanager
     def update(self) -> Iterator[State]:
         """Lock both rows (creating them empty first), yield the state, and write back what the caller leaves."""
+        with self._locked() as found:
+            before, reads = self._merge(found)
+            changed: State = json.loads(json.dumps(before))
+            yield changed
+            problems = states.validate(changed)
+            problems += [
+                f"{name} would go down from {before[name]} to {changed[name]}"
+                for name in MONOTONIC_COUNTERS
+                if changed[name] < before[name]
+            ]
+            if problems:
+                raise StateError(
+                    f"playlist-cron: refusing to write a bad state to {self._where(self.database.host)}: "
+                    + "; ".join(problems)
+                )
+            self._write(found, changed, reads)
+
+    @contextlib.contextmanager
+    def update_reads(self) -> Iterator[dict[str, PlaylistReadRecord]]:
+        """Lock both rows, yield the read records (kept in the fleet's row), and write back what the caller leaves."""
+        with self._locked() as found:
+            state, reads = self._merge(found)
+            changed: dict[str, PlaylistReadRecord] = json.loads(json.dumps(reads))
+            yield changed
+            problems = record_problems({"playlists": changed}, {"playlists": RECORDS})
+            if problems:
+                raise StateError(
+                    f"playlist-cron: refusing to write bad read records to {self._where(FLEET_HOST)}: "
+                    + "; ".join(problems)
+                )
+            self._write(found, state, changed)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, object]]:
+        """In one transaction, lock both rows (creating them empty first; the fleet's first: no deadlock) and yield
+        them by host."""
         database = self.database
         with reachable(database.config):
             connection = database.connection()
             with connection.transaction():
-                fleet_part, host_part = _split(states.empty())
+                fleet_part, host_part = _split(states.empty(), {})
                 connection.execute(
                     "INSERT INTO playlist_cron_state (collection, host, state) VALUES (%s, %s, %s), (%s, %s, %s) "
                     "ON CONFLICT (collection, host) DO NOTHING",
@@ -211,48 +268,39 @@ class PostgresState:
                     "ORDER BY host FOR UPDATE",
                     (database.collection, FLEET_HOST, database.host),
                 )
-                found = dict(rows.fetchall())
-                before = self._merge(found)
-                changed: State = json.loads(json.dumps(before))
-                yield changed
-                problems = states.validate(changed)
-                problems += [
-                    f"{name} would go down from {before[name]} to {changed[name]}"
-                    for name in MONOTONIC_COUNTERS
-                    if changed[name] < before[name]
-                ]
-                if problems:
-                    raise StateError(
-                        f"playlist-cron: refusing to write a bad state to {self._where(database.host)}: "
-                        + "; ".join(problems)
-                    )
-                for host, part in zip((FLEET_HOST, database.host), _split(changed), strict=True):
-                    if part != found.get(host):
-                        connection.execute(
-                            "UPDATE playlist_cron_state SET state = %s, updated_at = now() "
-                            "WHERE collection = %s AND host = %s",
-                            (Jsonb(part), database.collection, host),
-                        )
+                yield dict(rows.fetchall())
+
+    def _write(self, found: dict[str, object], state: State, reads: dict[str, PlaylistReadRecord]) -> None:
+        """Write back the rows whose part changed from what was `found` (within `_locked`'s transaction)."""
+        database = self.database
+        connection = database.connection()
+        for host, part in zip((FLEET_HOST, database.host), _split(state, reads), strict=True):
+            if part != found.get(host):
+                connection.execute(
+                    "UPDATE playlist_cron_state SET state = %s, updated_at = now() WHERE collection = %s AND host = %s",
+                    (Jsonb(part), database.collection, host),
+                )
 
     def take_notes(self) -> list[Note]:
         return []  # the database neither adopts old files nor recovers damaged rows: it refuses them
 
-    def _merge(self, found: dict[str, object]) -> State:
-        """Given the rows found by host, return the one State they make; raise StateError for a bad or newer row."""
-        empty_fleet, empty_host = _split(states.empty())
+    def _merge(self, found: dict[str, object]) -> tuple[State, dict[str, PlaylistReadRecord]]:
+        """Given the rows found by host, return the State and the read records they make; raise StateError for a bad
+        or newer row."""
+        empty_fleet, empty_host = _split(states.empty(), {})
         parts = []
         for host, fields, empty in (
             (self.database.host, HOST_STATE_FIELDS, empty_host),
             (FLEET_HOST, FLEET_STATE_FIELDS, empty_fleet),
         ):
             part = found.get(host, empty)
-            if states.is_newer_version(part):
-                version = part["version"] if isinstance(part, dict) else None
+            version = part.get("version") if isinstance(part, dict) else None
+            if isinstance(version, int) and not isinstance(version, bool) and version > ROW_VERSION:
                 raise StateError(
                     f"playlist-cron: the state in {self._where(host)} was written by a newer version of playlist-cron "
-                    f"(state version {version}; this one reads version {states.STATE_VERSION}): upgrade playlist-cron"
+                    f"(state version {version}; this one reads version {ROW_VERSION}): upgrade playlist-cron"
                 )
-            problems = states.record_problems(part, fields) if isinstance(part, dict) else ["not a JSON object"]
+            problems = record_problems(part, fields) if isinstance(part, dict) else ["not a JSON object"]
             if problems:
                 raise StateError(
                     f"playlist-cron: the state in {self._where(host)} is damaged ({'; '.join(problems)}); "
@@ -261,19 +309,21 @@ class PostgresState:
             assert isinstance(part, dict)
             parts.append(part)
         own, fleet = parts
-        merged: dict[str, object] = {**states.empty(), **own}
-        merged.update({name: fleet[name] for name in FLEET_FIELDS if name in fleet})
-        return merged  # type: ignore[return-value]  # validated field by field above
+        merged: dict[str, object] = {**states.empty(), **own, "version": states.STATE_VERSION}
+        merged["failed_videos"] = fleet.get("failed_videos", {})
+        return merged, fleet.get("playlists", {})  # type: ignore[return-value]  # validated field by field above
 
     def _where(self, host: str) -> str:
         row = "the fleet's row" if host == FLEET_HOST else f"host {host!r}"
         return f"table playlist_cron_state (collection {self.database.collection!r}, {row})"
 
 
-def _split(state: State | dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
-    """Given a state, return its fleet part and its host part (each with the version)."""
-    fleet = {name: value for name, value in state.items() if name in FLEET_FIELDS or name == "version"}
-    own = {name: value for name, value in state.items() if name not in FLEET_FIELDS}
+def _split(
+    state: State | dict[str, object], reads: dict[str, PlaylistReadRecord]
+) -> tuple[dict[str, object], dict[str, object]]:
+    """Given a state and the read records, return the fleet's row and the host's (each with the row's version)."""
+    fleet = {"version": ROW_VERSION, "failed_videos": state.get("failed_videos", {}), "playlists": reads}
+    own = {name: value for name, value in state.items() if name not in FLEET_FIELDS} | {"version": ROW_VERSION}
     return fleet, own
 
 

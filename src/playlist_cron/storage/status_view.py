@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from playlist_cron.lock import Holder
-    from playlist_cron.records import State
+    from playlist_cron.records import PlaylistReadRecord, State
 
 
 class PlaylistRow(NamedTuple):
@@ -32,6 +32,7 @@ class FleetView(NamedTuple):
     host: str  # this host's name in the database
     collection: str
     state: State  # this host's row merged with the fleet's row, as a check reads it
+    reads: dict[str, PlaylistReadRecord]  # each playlist's read record, by its key
     hosts: list[tuple[str, dict[str, Any]]]  # every host's own row, by host name
     playlists: dict[str, PlaylistRow]  # by the playlist's key (its redacted URL); none for one never seen by a check
 
@@ -40,6 +41,7 @@ class StatusReading(NamedTuple):
     """What `status` reads of a storage, in one go."""
 
     state: State
+    reads: dict[str, PlaylistReadRecord]  # each playlist's read record, by its key
     notes: list[str]  # what the storage had to do or assume to read it (a state file adopted, recovered)
     lock_file: str | None  # the run lock's file, when the lock is one (files)
     holder: Holder | None  # who holds that lock now
