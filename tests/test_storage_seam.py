@@ -70,6 +70,7 @@ class MemoryRunLock:
 class MemoryState:
     def __init__(self) -> None:
         self.state = state.empty()
+        self.reads: dict[str, Any] = {}
         self.writes = 0
 
     def ensure_ready(self) -> None:
@@ -85,6 +86,15 @@ class MemoryState:
         assert not state.validate(changed), state.validate(changed)
         self.state = changed
         self.writes += 1
+
+    def read_reads(self) -> dict[str, Any]:
+        return copy.deepcopy(self.reads)
+
+    @contextlib.contextmanager
+    def update_reads(self) -> Iterator[dict[str, Any]]:
+        changed = self.read_reads()
+        yield changed
+        self.reads = changed
 
     def take_notes(self) -> list[Note]:
         return []
@@ -128,7 +138,7 @@ class MemoryStatus:
         self.state = state
 
     def read(self) -> StatusReading:
-        return StatusReading(self.state.read(), [], self.run_lock.name, self.run_lock.holder(), state_file=None)
+        return StatusReading(self.state.read(), self.state.read_reads(), [], self.run_lock.name, self.run_lock.holder(), state_file=None)
 
 
 def memory_storage() -> Storage:
