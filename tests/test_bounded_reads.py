@@ -17,6 +17,7 @@ import pytest
 
 from conftest import Project, clean_env
 from hostile_site import Answer, HostileSite, filler_html
+from playlist_cron import bounded_http, ytdl
 
 PEAK_RSS_LIMIT_MIB = 150
 ONE_GIB = 1024**3
@@ -133,3 +134,22 @@ def test_a_playlist_url_answering_something_huge_fails_the_playlist_in_bounded_m
     assert "larger than" in playlist["error"], playlist
     assert "Traceback" not in result.stderr
     assert peak_mib < PEAK_RSS_LIMIT_MIB, f"the check's peak memory was {peak_mib:.0f} MiB"
+
+
+@pytest.mark.compat
+def test_a_client_sends_through_the_bounded_handler_in_place_of_yt_dlps_urllib_one(site: HostileSite) -> None:
+    # bounded_http subclasses yt-dlp's private urllib handler and adds to the opener it makes (_create_instance).
+    url = site.serve(
+        "/page.bin",
+        Answer(
+            200,
+            {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"},
+            gzip_bomb(HTML_HEAD, 3 * bounded_http.MAX_WHOLE_ANSWER_BYTES),
+        ),
+    )
+    with ytdl.Fetcher({"quiet": True}, auto_init=False) as client:
+        response = client.urlopen(url)
+        assert response.headers.get("Content-Encoding") is None, "inflated by bounded_http, not by yt-dlp"
+        assert response.read(len(HTML_HEAD)) == HTML_HEAD
+        with pytest.raises(bounded_http.AnswerTooLarge):
+            response.read()
