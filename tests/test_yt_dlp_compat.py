@@ -28,6 +28,7 @@ OVERRIDDEN = {
     "urlopen": "notice HTTP 429 answers and bot-check pages (the rate-limit cooldown)",
     "prepare_filename": "shorten file names until they fit the filesystem",
     "_match_entry": "count a playlist entry that yt-dlp skips before running it (archived, or filtered) as such",
+    "build_request_director": "send every request through bounded_http's urllib handler, which checks links",
 }
 PACKAGE = ytdl.__name__.partition(".")[0]  # importing ytdl defined the subclass
 

@@ -88,6 +88,8 @@ KEYS: dict[str, Key] = {
     "database_connect_timeout_seconds": Key("whole", 5, 1, FIVE_MINUTES_S, "five minutes"),
     # The most playlist reads in flight at once in one check (so never more to one site); 1: one after another.
     "parallel_reads": Key("whole", 4, 1, 64),
+    # Links in a feed may lead to loopback and private addresses even when the playlist is on a public one.
+    "allow_private_addresses": Key("boolean", False),
 }
 TOP_LEVEL_KEYS = tuple(KEYS)
 PLAYLIST_KEYS = ("url", *(name for name, key in KEYS.items() if key.per_playlist))
@@ -143,6 +145,7 @@ class Config(NamedTuple):
     database_heartbeat_seconds: int = KEYS["database_heartbeat_seconds"].default
     database_connect_timeout_seconds: int = KEYS["database_connect_timeout_seconds"].default
     parallel_reads: int = KEYS["parallel_reads"].default
+    allow_private_addresses: bool = KEYS["allow_private_addresses"].default
     digest: str = ""  # the file's bytes, as read, and the release that read them: see `digest_of`
 
     @property

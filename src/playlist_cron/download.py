@@ -13,6 +13,7 @@ from playlist_cron.config import Config, Playlist
 from playlist_cron.failure_kinds import NETWORK as NETWORK
 from playlist_cron.failure_kinds import RateLimited as RateLimited
 from playlist_cron.feed_read import (
+    UNEXPECTED_NOT_MODIFIED,
     FeedAnswer,
     ask_feed,
     go_through_feed,
@@ -176,7 +177,8 @@ def _follow(
         if read.playlist_is_feed and not isinstance(failure, feeds.FeedError):
             record_playlist_failure(failure, result)  # the feed is the playlist: there is nothing fuller to read
             return
-        if read.playlist_is_feed:
+        unexpected_304 = isinstance(failure, feeds.FeedError) and failure.reason == UNEXPECTED_NOT_MODIFIED
+        if read.playlist_is_feed and not unexpected_304:
             result.is_feed = False  # no longer a feed: yt-dlp reads it from now on
         reporter_then = "reading the playlist whole instead"
         tell_feed_failed(ydl, playlist, read.feed_url, failure, result, reporter_then)

@@ -1,4 +1,5 @@
-"""What kind of failure an exception from yt-dlp is (rate limited, no space, network, other), from structured facts.
+"""What kind of failure an exception from yt-dlp is (rate limited, no space, network, refused, other), from structured
+facts.
 
 A rate limit and a full disk end the whole check: `raise_when_check_must_stop` raises `RateLimited` or `DiskFull`.
 """
@@ -19,6 +20,7 @@ from playlist_cron.errors import DiskFull
 RATE_LIMITED = "rate_limited"
 NO_SPACE = "no_space"
 NETWORK = "network"
+REFUSED_ADDRESS = "refused_address"  # a link a playlist's entry led to, not followed (`link_policy.py`)
 OTHER = "other"
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 UNREACHABLE_ERRNOS = {
@@ -39,11 +41,20 @@ CONNECTION_WORDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], .
 
 @dataclass(frozen=True)
 class Failure:
-    """What kind of failure an exception is (`RATE_LIMITED`, `NO_SPACE`, `NETWORK`, `OTHER`), and plain words for it."""
+    """What kind of failure an exception is (`RATE_LIMITED`, `NO_SPACE`, `NETWORK`, `REFUSED_ADDRESS`, `OTHER`), and
+    plain words for it."""
 
     kind: str
     message: str
     status: int | None = None  # the HTTP status the site answered with, when it answered
+
+
+class Refused(Exception):
+    """A request that was not sent: its link leads where playlist-cron does not go (`link_policy.py`)."""
+
+
+class TooLarge(Exception):
+    """An answer read whole that was larger than playlist-cron reads: it was not read further."""
 
 
 class RateLimited(Exception):
@@ -76,6 +87,9 @@ def classify(error: BaseException, host: str | None = None) -> Failure:
         if isinstance(link, OSError) and link.errno in NO_SPACE_ERRNOS:
             where = f" ({link.filename})" if link.filename else ""
             return Failure(NO_SPACE, f"{link.strerror or os.strerror(link.errno)}{where}")
+    for link in links:
+        if isinstance(link, (Refused, TooLarge)):  # said by playlist-cron itself, in plain words
+            return Failure(REFUSED_ADDRESS if isinstance(link, Refused) else OTHER, one_line(link))
     # The nearest link that tells is the cause: an answer such as 404 says the site was reached, even when
     # yt-dlp met it while handling an earlier, incidental failure (chained as __context__, further out).
     decisive = next((link for link in links if isinstance(link, HTTPError) or _network_words(link)), None)

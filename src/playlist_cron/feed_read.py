@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DateRange, DownloadCancelled
@@ -25,6 +25,8 @@ from playlist_cron.ytdl import Downloader, Fetcher, StopPlaylist
 
 FEED_ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 FEED_SNIFF_BYTES = 512  # enough of an answer to tell XML from an HTML page or a media file, before reading it all
+# A 304 to a request that carried no validator: a broken server, whose feed cannot be read (feeds.FeedError's reason).
+UNEXPECTED_NOT_MODIFIED: Final = "unexpected_not_modified"
 
 
 class FeedAnswer(NamedTuple):
@@ -144,6 +146,9 @@ def probe(ydl: Downloader, playlist: Playlist, result: PlaylistResult) -> bool:
         result.is_feed = True
         return True
     result.feed_url = result.feed_status = None
+    if isinstance(failure, feeds.FeedError) and failure.reason == UNEXPECTED_NOT_MODIFIED:
+        tell_feed_failed(ydl, playlist, playlist.url, failure, result, "reading the playlist whole instead")
+        return False  # whether it is a feed is asked again next time
     if isinstance(failure, feeds.FeedError):
         result.is_feed = False  # a page for yt-dlp to read: looked at once, never again
         return False
@@ -217,17 +222,21 @@ def record_playlist_failure(failure: feeds.FeedError | Failure, result: Playlist
 def _fetch_feed(ydl: Downloader, url: str, etag: str | None, last_modified: str | None) -> feeds.FetchResult:
     """Fetch a feed through yt-dlp (its proxy, cookies and headers apply), sending the last read's validators.
 
-    Raise FeedError when the answer is not XML or too big to be a feed, and yt-dlp's errors for the rest (an
-    HTTPError for a status other than 200 and 304).
+    Raise FeedError when the answer is not XML or too big to be a feed, or a 304 to a request without validators
+    (nothing was asked to be unchanged), and yt-dlp's errors for the rest (an HTTPError for a status other than 200
+    and 304).
     """
     from yt_dlp.networking import Request
 
-    headers = {"Accept": FEED_ACCEPT, **feeds.conditional_headers(etag, last_modified)}
+    conditions = feeds.conditional_headers(etag, last_modified)
     try:
-        response = ydl.urlopen(Request(url, headers=headers))
+        response = ydl.urlopen(Request(url, headers={"Accept": FEED_ACCEPT, **conditions}))
     except HTTPError as error:
         if error.status != 304:
             raise
+        if not conditions:
+            detail = "the server answered 304 Not Modified to a request that sent no ETag or date to compare"
+            raise feeds.FeedError(UNEXPECTED_NOT_MODIFIED, detail) from None
         answered = error.response.headers
         return feeds.FetchResult(
             304, None, answered.get("ETag") or etag, answered.get("Last-Modified") or last_modified

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 # `forbid_entities` does: a billion-laughs document stops at its first `<!ENTITY`.
 
 FeedKind = Literal["youtube", "atom", "rss"]
-FeedErrorReason = Literal["entity_declaration", "not_xml", "not_a_feed", "too_large"]
+FeedErrorReason = Literal["entity_declaration", "not_xml", "not_a_feed", "too_large", "unexpected_not_modified"]
 
 YOUTUBE_FEED_URL = "https://www.youtube.com/feeds/videos.xml"
 MAX_FEED_BYTES = 16 * 1024 * 1024  # a feed is kilobytes; a bigger answer is not a feed and must not fill memory

@@ -17,13 +17,22 @@ from yt_dlp.networking import Response
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DateRange, DownloadCancelled
 
-from playlist_cron import yt_dlp_private
+from playlist_cron import bounded_http, yt_dlp_private
 from playlist_cron.archive_ids import ArchiveIds, with_plain_id
 from playlist_cron.config import Config, Playlist
 from playlist_cron.entry_tally import Entry, EntryTally
 from playlist_cron.errors import DiskFull
-from playlist_cron.failure_kinds import RATE_LIMITED, Failure, RateLimited, classify, host_of, one_line
+from playlist_cron.failure_kinds import (
+    RATE_LIMITED,
+    REFUSED_ADDRESS,
+    Failure,
+    RateLimited,
+    classify,
+    host_of,
+    one_line,
+)
 from playlist_cron.file_names import NAME_RESERVE_BYTES, SIDECAR_RESERVE_BYTES, fit_fields, name_max_bytes
+from playlist_cron.link_policy import LinkPolicy
 from playlist_cron.playlist_result import STOPPED_AT_MAX_DOWNLOADS, PlaylistResult, Reporter
 from playlist_cron.yt_dlp_options import parse_yt_dlp_args
 
@@ -81,8 +90,25 @@ class Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
             return Failure(RATE_LIMITED, self.rate_limited)
         return classify(error, self.failed_host or fallback_host)
 
+    def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
+        """yt-dlp's request director, with its urllib handler bounded and preferred (`bounded_http`), asking
+        `link_refusal` about each request it sends, redirects included."""
+        handlers = bounded_http.with_bounded_urllib(handlers)
+        director = super().build_request_director(handlers, {*(preferences or ()), bounded_http.prefer_bounded})
+        bounded_http.set_link_check(director, self.link_refusal)
+        return director
+
+    def link_refusal(self, url: str) -> str | None:
+        """Why a request for `url` is not sent, or None: a Fetcher asks only what the config names."""
+        return None
+
     def urlopen(self, req: Any) -> Any:
-        """Every request yt-dlp makes passes here: notice HTTP 429, "confirm you're not a bot" pages, failed hosts."""
+        """Every request yt-dlp makes passes here: notice HTTP 429, "confirm you're not a bot" pages, failed hosts;
+        refuse the links `link_refusal` refuses, before any request."""
+        url = req if isinstance(req, str) else getattr(req, "url", None) or getattr(req, "full_url", None)
+        refusal = self.link_refusal(str(url)) if url else None
+        if refusal is not None:
+            raise bounded_http.RefusedLink(refusal)
         try:
             response = super().urlopen(req)
         except HTTPError as error:
@@ -90,7 +116,6 @@ class Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
                 self.rate_limited = f"HTTP 429 Too Many Requests from {host_of(error.response.url)}"
             raise
         except Exception:
-            url = req if isinstance(req, str) else getattr(req, "url", None) or getattr(req, "full_url", None)
             self.failed_host = host_of(str(url)) if url else None  # a refused connection does not name its host
             raise
         content_type = response.headers.get("Content-Type", "")
@@ -109,6 +134,8 @@ class _RunHooks(Fetcher):
     """yt-dlp's YoutubeDL with the hooks where it tells what happens to the entry being run: the file's name, the
     video's start, its progress (the disk's free space watched meanwhile) and its file, each noted on the Entry."""
 
+    link_policy: LinkPolicy  # where the playlist's entries may lead: set as each playlist's read begins
+
     def __init__(self, params: dict[str, Any], reporter: Reporter) -> None:
         self._reporter = reporter
         self._entries: list[Entry] = []  # the entries being run, innermost last
@@ -122,6 +149,15 @@ class _RunHooks(Fetcher):
 
     def _current(self) -> Entry | None:
         return self._entries[-1] if self._entries else None
+
+    def link_refusal(self, url: str) -> str | None:
+        """While an entry runs, every request it leads to is one of the playlist's links (`LinkPolicy`)."""
+        return self.link_policy.refusal(url) if self._entries else None
+
+    def entry_refusal(self, ie_result: dict[str, Any]) -> str | None:
+        """Why an entry's own link is refused (`LinkPolicy`), or None."""
+        url = ie_result.get("url") if ie_result.get("_type") in ("url", "url_transparent") else None
+        return self.link_policy.refusal(yt_dlp_private.smuggled_video_id(url)[0]) if isinstance(url, str) else None
 
     @property
     def reporter(self) -> Reporter:
@@ -235,6 +271,7 @@ class Downloader(_RunHooks):
         self._playlist_depth = 0
         self._holds_download = False
         self.capture_playlist_fields = False  # note the playlist fields of the first entry (a full read's)
+        self.link_policy = LinkPolicy.of_playlist(playlist, self._session.config if self._session else None)
 
     def reuse_for(self, playlist: Playlist, result: PlaylistResult) -> Downloader:
         """Make this Downloader, made for a playlist with the same yt-dlp options, read `playlist` into `result`:
@@ -356,8 +393,8 @@ class Downloader(_RunHooks):
             one_download.release()
 
     def _settled_without_request(self, entry: Entry, ie_result: dict[str, Any]) -> bool:
-        """Decide: count an entry that the playlist alone settles (archived, too old, to mark, retry not due) and
-        return True; return False when yt-dlp must run it."""
+        """Decide: count an entry that the playlist alone settles (archived, too old, to mark, retry not due, its
+        link refused) and return True; return False when yt-dlp must run it."""
         if entry.archive_id and yt_dlp_private.archive_holds(self, entry.archive_id):
             if self._tally.archived():
                 raise StopPlaylist()
@@ -372,6 +409,9 @@ class Downloader(_RunHooks):
             return True
         if not self._reporter.retry_is_due(entry.key):
             self._tally.waiting_retry()
+            return True
+        if (refusal := self.entry_refusal(ie_result)) is not None:  # as each of its requests would be, unsent
+            self._tally.failed(entry, Failure(REFUSED_ADDRESS, refusal))
             return True
         return False
 
