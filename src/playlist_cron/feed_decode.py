@@ -24,6 +24,7 @@ _BYTE_ORDER_MARKS = (  # UTF-32's before UTF-16's: FF FE 00 00 begins with FF FE
     (b"\xff\xfe", "utf-16-le"),
     (b"\xfe\xff", "utf-16-be"),
 )
+_WIDE_BYTE_ORDER_MARKS = tuple(mark for mark, codec in _BYTE_ORDER_MARKS if codec != "utf-8")
 # IANA's names of UCS-2 and UCS-4, which real feeds declare and Python's codecs do not know: their byte order is
 # told by the bytes (`_byte_family`).
 _ALIASES = {
@@ -74,7 +75,7 @@ def http_charset(content_type: str | None) -> str | None:
 def may_begin_xml(head: bytes) -> bool:
     """Given the first bytes of an answer that do not begin with `<`, say whether they may still begin a feed: in
     UTF-16 or UTF-32, or with junk before its declaration or root (a PHP warning)."""
-    if head.startswith(tuple(mark for mark, codec in _BYTE_ORDER_MARKS if codec != "utf-8")):
+    if head.startswith(_WIDE_BYTE_ORDER_MARKS):
         return True
     return _byte_family(head) != "ascii" or _FEED_START_BYTES.search(head) is not None
 
@@ -88,7 +89,7 @@ def expat_bytes(body: bytes, charset: str | None) -> bytes | None:
     """
     start = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
     start = start.lstrip(b" \t\r\n")
-    if _byte_family(start) != "ascii":
+    if start.startswith(_WIDE_BYTE_ORDER_MARKS) or _byte_family(start) != "ascii":
         return None
     match = _DECLARED_ENCODING.search(start, 0, _DECLARATION_HEAD_BYTES)
     declared = match[1].decode("ascii").lower() if match else "utf-8"

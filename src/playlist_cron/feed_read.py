@@ -125,6 +125,7 @@ def _note_feed_read(result: PlaylistResult, read: ReadPlan, answer: FeedAnswer) 
     stored_title = (read.playlist_fields or {}).get("playlist_title")
     if answer.feed is not None:
         result.feed_entries = len(answer.feed.entries)
+        result.feed_repairs = answer.feed.repairs
     if result.title is None:
         result.title = stored_title or (answer.feed.title if answer.feed is not None else None)
 

@@ -83,6 +83,10 @@ def _is_text_map(value: object) -> bool:
     return all(isinstance(key, str) and (item is None or isinstance(item, str)) for key, item in value.items())
 
 
+def _is_text_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
 def _is_outcome(value: object) -> bool:
     return value in OUTCOMES
 
@@ -185,6 +189,7 @@ PLAYLIST_READ_FIELDS: dict[str, Field] = {
     "playlist_fields": Field(  # yt-dlp's playlist fields at the last full read, for feed reads' file names
         _is_text_map, "null or an object of strings"
     ),
+    "feed_repairs": Field(_is_text_list, "null or a list of strings"),  # what the last feed read repaired
 }
 
 # A `last_log_write_failure` record.
