@@ -48,6 +48,8 @@ def rss(title: str, declaration: str = '<?xml version="1.0"?>') -> str:
         (rss("日本", '<?xml version="1.0" encoding="UTF-16"?>').encode("utf-16-be"), None, "日本"),  # no BOM
         (rss("日本", '<?xml version="1.0" encoding="ucs-2"?>').encode("utf-16-le"), None, "日本"),
         (rss("日本", '<?xml version="1.0" encoding="utf-32"?>').encode("utf-32-le"), None, "日本"),
+        (rss("Café", '<?xml version="1.0" encoding="cp500"?>').encode("cp500"), None, "Café"),  # EBCDIC
+        (rss("Café", '<?xml version="1.0" encoding="437"?>').encode("cp437"), None, "Café"),  # a name expat refuses
         # A declared UTF-16 in single bytes is a lie the bytes tell apart: read as UTF-8.
         (rss("Café", '<?xml version="1.0" encoding="utf-16"?>').encode(), None, "Café"),
         (rss("Café", '<?xml version="1.0" encoding="no-such-codec"?>').encode(), None, "Café"),
@@ -99,6 +101,7 @@ def test_a_clean_utf8_feed_goes_to_expat_as_its_bytes() -> None:
         ("&unknownname; x", "&unknownname; x", ("bare_ampersand",)),
         ("a\x01b\x1b", "ab", ("control_character",)),
         ("a&#1;b", "ab", ("control_character",)),
+        ("caf&#XE9;", "café", ("html_entity",)),  # HTML's upper-case X
         ("<![CDATA[&nbsp; & kept]]> &nbsp;x", "&nbsp; & kept \xa0x", ("html_entity",)),
     ],
 )
@@ -125,6 +128,11 @@ def test_a_bare_ampersand_in_an_attribute_is_kept_in_the_link() -> None:
 )
 def test_junk_before_the_document_is_dropped(junk: str) -> None:
     feed = parse_feed((junk + rss("Feed")).encode(), BASE_URL)
+    assert (feed.title, len(feed.entries), feed.repairs) == ("Feed", 1, ("junk_before_root",))
+
+
+def test_a_comment_before_the_declaration_is_junk() -> None:
+    feed = parse_feed(("<!-- generated -->\n" + rss("Feed")).encode(), BASE_URL)
     assert (feed.title, len(feed.entries), feed.repairs) == ("Feed", 1, ("junk_before_root",))
 
 

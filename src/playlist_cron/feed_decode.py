@@ -45,13 +45,17 @@ _DECLARATION_HEAD_BYTES = 1024
 # What the document may begin with before its root: white space, comments, processing instructions, a DOCTYPE.
 _PROLOG = re.compile(r"(?:\s+|<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^>\[]*(?:\[.*?\])?\s*>)*", re.DOTALL)
 # Where a feed begins: its XML declaration, or the start tag of an RSS, RDF or Atom root.
-_FEED_START = re.compile(r"<\?xml\s|<(?:[A-Za-z_][\w.-]*:)?(?:rss|feed|RDF)[\s>/]")
+_DECLARATION = re.compile(r"<\?xml\s")
+_ROOT_START = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?(?:rss|feed|RDF)[\s>/]")
+_FEED_START = re.compile(f"{_DECLARATION.pattern}|{_ROOT_START.pattern}")
+# The encoding named in the declaration at the start of decoded text: expat would still check its spelling.
+_DECLARED_ENCODING_TEXT = re.compile(r"""\A(<\?xml\s[^>]*?)\s*\bencoding\s*=\s*(["'])[^"'>]*\2""")
 _FEED_START_BYTES = re.compile(_FEED_START.pattern.encode())
 _CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # Outside CDATA sections and comments, each & and what follows it, when that is a reference.
 _AMPERSANDS = re.compile(
     r"<!\[CDATA\[.*?\]\]>|<!--.*?-->"
-    r"|&(?:#(?P<decimal>[0-9]{1,8});|#[xX](?P<hex>[0-9a-fA-F]{1,8});|(?P<name>[A-Za-z][A-Za-z0-9]{0,31});)?",
+    r"|&(?:#(?P<decimal>[0-9]{1,8});|#(?P<x>[xX])(?P<hex>[0-9a-fA-F]{1,8});|(?P<name>[A-Za-z][A-Za-z0-9]{0,31});)?",
     re.DOTALL,
 )
 _XML_ENTITIES = {"amp", "lt", "gt", "quot", "apos"}
@@ -126,8 +130,10 @@ def decode(body: bytes, charset: str | None) -> tuple[str, tuple[str, ...]]:
 
 
 def _without_leading_space(text: str) -> str:
-    """Real feeds put blank lines (or a second byte-order mark) before `<?xml`, which XML forbids."""
-    return text.lstrip(" \t\r\n\ufeff")
+    """Given decoded text, return it without the blank lines (or second byte-order mark) that real feeds put before
+    `<?xml`, which XML forbids, and without the encoding its declaration names (it is text now: a name expat would
+    find misspelt, such as "437", must not stop it)."""
+    return _DECLARED_ENCODING_TEXT.sub(r"\1", text.lstrip(" \t\r\n\ufeff"), count=1)
 
 
 def repair(text: str) -> tuple[str, tuple[str, ...]]:
@@ -139,10 +145,9 @@ def repair(text: str) -> tuple[str, tuple[str, ...]]:
     CDATA sections and comments are left as they are.
     """
     repairs: list[str] = []
-    prolog_end = _PROLOG.match(text).end()  # type: ignore[union-attr]  # matches the empty string at least
-    start = _FEED_START.search(text, prolog_end)
-    if start is not None and start.start() > prolog_end:
-        text = text[start.start() :]
+    start = _document_start(text)
+    if start:
+        text = text[start:]
         repairs.append(JUNK_BEFORE_ROOT)
     text, count = _CONTROL_CHARACTERS.subn("", text)
     if count:
@@ -153,6 +158,16 @@ def repair(text: str) -> tuple[str, tuple[str, ...]]:
     return text, tuple(dict.fromkeys(repairs))
 
 
+def _document_start(text: str) -> int:
+    """Where the document in `text` begins: 0, or after junk (text, HTML, a comment before `<?xml`)."""
+    root = _ROOT_START.search(text)
+    declaration = _DECLARATION.search(text, 0, root.start() if root else len(text))
+    if declaration is not None:
+        return declaration.start()
+    prolog_end = _PROLOG.match(text).end()  # type: ignore[union-attr]  # matches the empty string at least
+    return root.start() if root is not None and root.start() > prolog_end else 0
+
+
 def _reference(match: re.Match[str], found: set[str]) -> str:
     """Given a match of `_AMPERSANDS`, return what goes in its place, noting in `found` any repair made."""
     whole = match[0]
@@ -160,10 +175,13 @@ def _reference(match: re.Match[str], found: set[str]) -> str:
         return whole  # a CDATA section or a comment
     number = int(match["decimal"]) if match["decimal"] else int(match["hex"], 16) if match["hex"] else None
     if number is not None:
-        if _is_xml_character(number):
-            return whole
-        found.add(CONTROL_CHARACTER)
-        return ""
+        if not _is_xml_character(number):
+            found.add(CONTROL_CHARACTER)
+            return ""
+        if match["x"] == "X":  # HTML's spelling of a hexadecimal reference; XML's is lower case
+            found.add(HTML_ENTITY)
+            return f"&#x{match['hex']};"
+        return whole
     name = match["name"]
     if name is None:
         found.add(BARE_AMPERSAND)
@@ -191,9 +209,12 @@ def _is_xml_character(number: int) -> bool:
 
 def _byte_family(head: bytes) -> str:
     """Given a document's first bytes (no byte-order mark), return how its `<` is written: "ascii" in one byte (UTF-8
-    and every ASCII-compatible encoding), else "utf-16-le", "utf-16-be", "utf-32-le" or "utf-32-be" (XML 1.0, F.1)."""
+    and every ASCII-compatible encoding), else "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be" or "cp037" (EBCDIC's
+    `<?xm`) (XML 1.0, F.1)."""
     if len(head) >= 4:
         first = head[:4]
+        if first == b"\x4c\x6f\xa7\x94":
+            return "cp037"
         if first[0] == first[1] == first[2] == 0 and first[3]:
             return "utf-32-be"
         if first[0] and first[1] == first[2] == first[3] == 0:
