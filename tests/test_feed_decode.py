@@ -136,6 +136,11 @@ def test_a_comment_before_the_declaration_is_junk() -> None:
     assert (feed.title, len(feed.entries), feed.repairs) == ("Feed", 1, ("junk_before_root",))
 
 
+def test_junk_before_a_declaration_of_an_encoding_expat_cannot_spell_is_dropped() -> None:
+    body = ("PHP Notice: x\n" + rss("Café", '<?xml version="1.0" encoding="437"?>')).encode("cp437")
+    assert parse_feed(body, BASE_URL).title == "Café"
+
+
 def test_junk_after_the_document_is_ignored() -> None:
     feed = parse_feed((rss("Feed") + "\n<br />\n<b>Warning</b>: oops").encode(), BASE_URL)
     assert (feed.title, len(feed.entries), feed.repairs) == ("Feed", 1, ("junk_after_root",))

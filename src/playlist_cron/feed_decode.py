@@ -147,7 +147,7 @@ def repair(text: str) -> tuple[str, tuple[str, ...]]:
     repairs: list[str] = []
     start = _document_start(text)
     if start:
-        text = text[start:]
+        text = _DECLARED_ENCODING_TEXT.sub(r"\1", text[start:], count=1)
         repairs.append(JUNK_BEFORE_ROOT)
     text, count = _CONTROL_CHARACTERS.subn("", text)
     if count:

@@ -17,20 +17,7 @@ MAX_FEED_BYTES = 16 * 1024 * 1024  # a feed is kilobytes; a bigger answer is not
 
 _MEDIA_EXTENSIONS = (".mp4", ".m4v", ".webm", ".mkv", ".mov", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac")
 _NOT_MEDIA_TYPES = ("image/", "text/", "application/xhtml+xml", "application/x-shockwave-flash")
-_IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".gif",
-    ".webp",
-    ".svg",
-    ".bmp",
-    ".ico",
-    ".avif",
-    ".heic",
-    ".tif",
-    ".tiff",
-)
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".svg", ".bmp", ".ico", ".avif", ".heic", ".tiff")
 _CHANNEL_ID = re.compile(r"UC[0-9A-Za-z_-]{22}")
 _LIST_ID = re.compile(r"[0-9A-Za-z_-]{10,}")
 _YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com"}
