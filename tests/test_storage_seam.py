@@ -138,7 +138,9 @@ class MemoryStatus:
         self.state = state
 
     def read(self) -> StatusReading:
-        return StatusReading(self.state.read(), self.state.read_reads(), [], self.run_lock.name, self.run_lock.holder(), state_file=None)
+        return StatusReading(
+            self.state.read(), self.state.read_reads(), [], self.run_lock.name, self.run_lock.holder(), state_file=None
+        )
 
 
 def memory_storage() -> Storage:

@@ -172,3 +172,13 @@ class ReporterCallbacks:
                 message=f"the feed {feed_url} of {playlist_url} could not be read ({error}); {then}",
             )
             self.console.say(f"The feed {feed_url} could not be read ({error}); {then}")
+
+    def feed_repaired(self, playlist_url: str, feed_url: str, repairs: tuple[str, ...]) -> None:
+        with self.writer:
+            self.logger.warning(
+                "feed_repaired",
+                playlist_url=playlist_url,
+                feed_url=feed_url,
+                repairs=list(repairs),
+                message=f"the feed {feed_url} of {playlist_url} was read after repairing it: {', '.join(repairs)}",
+            )

@@ -156,11 +156,19 @@ def download_playlist(
     if read.kind == "feed" and read.feed_url and not mark_archived:
         answer = ask_feed(session.fetcher(playlist, reporter), read.feed_url, read)
         if settled_by_feed(session.archive(), playlist, read, answer, result, reporter):
+            _tell_repairs(reporter, playlist, result)
             return result
     ydl = session.downloader(playlist, result, reporter, mark_archived=mark_archived)
     ydl.watch_disk(str(config.download_dir), config.min_free_bytes)
     _follow(ydl, playlist, read, result, answer)
+    _tell_repairs(reporter, playlist, result)
     return result
+
+
+def _tell_repairs(reporter: Reporter, playlist: Playlist, result: PlaylistResult) -> None:
+    """Once a check for each playlist: the feed it read needed repairs to be read (`feed_repaired`)."""
+    if result.feed_repairs and result.feed_url:
+        reporter.feed_repaired(playlist.url, result.feed_url, result.feed_repairs)
 
 
 def _follow(

@@ -41,7 +41,7 @@ def ask_feed(fetcher: Fetcher, feed_url: str, read: ReadPlan) -> FeedAnswer:
     """Fetch and parse a feed; raise RateLimited when the site says to slow down, DiskFull when the disk is full."""
     try:
         fetched = _fetch_feed(fetcher, feed_url, read.etag, read.last_modified)
-        feed = None if fetched.body is None else feeds.parse_feed(fetched.body, feed_url)
+        feed = None if fetched.body is None else feeds.parse_feed(fetched.body, feed_url, fetched.content_type)
     except feeds.FeedError as error:
         if fetcher.rate_limited:  # a bot-check page where the feed should be
             raise RateLimited(fetcher.rate_limited) from None
@@ -127,6 +127,7 @@ def _note_feed_read(result: PlaylistResult, read: ReadPlan, answer: FeedAnswer) 
     stored_title = (read.playlist_fields or {}).get("playlist_title")
     if answer.feed is not None:
         result.feed_entries = len(answer.feed.entries)
+        result.feed_repairs = answer.feed.repairs
     if result.title is None:
         result.title = stored_title or (answer.feed.title if answer.feed is not None else None)
 
@@ -253,7 +254,11 @@ def _fetch_feed(ydl: Downloader, url: str, etag: str | None, last_modified: str 
     if len(body) > feeds.MAX_FEED_BYTES:
         raise feeds.FeedError("too_large", f"the answer is larger than {feeds.MAX_FEED_BYTES} bytes")
     return feeds.FetchResult(
-        int(response.status), body, response.headers.get("ETag"), response.headers.get("Last-Modified")
+        int(response.status),
+        body,
+        response.headers.get("ETag"),
+        response.headers.get("Last-Modified"),
+        response.headers.get("Content-Type"),
     )
 
 

@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
-if TYPE_CHECKING:
-    from xml.parsers.expat import XMLParserType
+from playlist_cron.feed_decode import FeedError, FeedErrorReason, may_begin_xml
+from playlist_cron.feed_tree import Node, join_url, parse_tree
 
-# The parser is the standard library's expat, driven directly: it costs 0.6 ms to import against 8 ms for
-# xml.etree, 10 ms for defusedxml.ElementTree and 56 ms for feedparser. Expat never fetches external entities or
-# DTDs (no handler for them is set), and every entity declaration is refused below, which is what defusedxml's
-# `forbid_entities` does: a billion-laughs document stops at its first `<!ENTITY`.
+__all__ = ["Feed", "FeedEntry", "FeedError", "FeedErrorReason", "FeedKind", "FetchResult", "parse_feed"]
 
 FeedKind = Literal["youtube", "atom", "rss"]
-FeedErrorReason = Literal["entity_declaration", "not_xml", "not_a_feed", "too_large", "unexpected_not_modified"]
 
 YOUTUBE_FEED_URL = "https://www.youtube.com/feeds/videos.xml"
 MAX_FEED_BYTES = 16 * 1024 * 1024  # a feed is kilobytes; a bigger answer is not a feed and must not fill memory
 
-_NAMESPACE_PREFIXES = {
-    "http://www.w3.org/2005/Atom": "atom",
-    "http://purl.org/atom/ns#": "atom",  # Atom 0.3, still served by old blogs
-    "http://www.youtube.com/xml/schemas/2015": "yt",
-    "http://search.yahoo.com/mrss/": "media",
-    "http://search.yahoo.com/mrss": "media",
-    "http://www.itunes.com/dtds/podcast-1.0.dtd": "itunes",
-    "http://purl.org/dc/elements/1.1/": "dc",
-    "http://purl.org/rss/1.0/modules/content/": "content",
-    "http://www.w3.org/1999/02/22-rdf-syntax-ns#": "rdf",
-    "http://www.w3.org/XML/1998/namespace": "xml",
-}
-# RSS has no namespace of its own, but some feeds put one on `<rss>` (or RSS 1.0's on its items): their names
-# mean the same as bare ones.
-_RSS_NAMESPACES = {
-    "http://purl.org/rss/1.0/",
-    "http://backend.userland.com/rss2",
-    "http://backend.userland.com/rss",
-    "http://my.netscape.com/rdf/simple/0.9/",
-}
 _MEDIA_EXTENSIONS = (".mp4", ".m4v", ".webm", ".mkv", ".mov", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac")
+_NOT_MEDIA_TYPES = ("image/", "text/", "application/xhtml+xml", "application/x-shockwave-flash")
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".svg", ".bmp", ".ico", ".avif", ".heic", ".tiff")
 _CHANNEL_ID = re.compile(r"UC[0-9A-Za-z_-]{22}")
 _LIST_ID = re.compile(r"[0-9A-Za-z_-]{10,}")
 _YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com"}
@@ -55,22 +33,13 @@ _LISTS_WITHOUT_FEED = ("RD", "WL", "LL", "LM")
 _TAB_LISTS: dict[str, str | None] = {"": None, "videos": "UULF", "shorts": "UUSH", "streams": "UULV"}
 
 
-class FeedError(Exception):
-    """A body that cannot be read as a feed; `reason` says why, for the caller to decide on."""
-
-    def __init__(self, reason: FeedErrorReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason: FeedErrorReason = reason
-        self.detail = detail
-
-
 class FeedEntry(NamedTuple):
     """One item or entry of a feed; `id` is stripped and unique within its feed."""
 
     id: str
     title: str | None
     page_url: str | None
-    media_url: str | None  # the first video or audio enclosure
+    media_url: str | None  # the first video or audio enclosure, else the first that is no image
     published_s: int | None
     updated_s: int | None
     video_id: str | None  # yt:videoId
@@ -79,11 +48,13 @@ class FeedEntry(NamedTuple):
 
 
 class Feed(NamedTuple):
-    """A parsed feed: its kind, its title and its entries in document order."""
+    """A parsed feed: its kind, its title, its entries in document order, and the repairs it needed to be read (the
+    names in `feed_decode`, such as `html_entity`; none for a clean feed)."""
 
     kind: FeedKind
     title: str | None
     entries: list[FeedEntry]
+    repairs: tuple[str, ...] = ()
 
 
 class FetchResult(NamedTuple):
@@ -93,6 +64,7 @@ class FetchResult(NamedTuple):
     body: bytes | None
     etag: str | None
     last_modified: str | None
+    content_type: str | None = None  # its charset decodes a feed (see `feed_decode.decode`)
 
 
 # --- deriving a playlist's feed URL ---
@@ -201,113 +173,12 @@ def check_looks_like_xml(head: bytes, content_type: str | None) -> None:
     """Given the first bytes of an answer, raise `FeedError` unless they may begin an XML document: an HTML page or
     a media file is told apart before the rest of it is read."""
     start = (head[3:] if head.startswith(b"\xef\xbb\xbf") else head).lstrip(b" \t\r\n").lower()
-    if not start.startswith(b"<") or start.startswith((b"<!doctype html", b"<html")):
+    if start.startswith((b"<!doctype html", b"<html")) or not (start.startswith(b"<") or may_begin_xml(head)):
         media_type = (content_type or "").partition(";")[0].strip() or "no Content-Type"
         raise FeedError("not_xml", f"the answer ({media_type}) is not an XML document")
 
 
 # --- parsing ---
-
-
-class _Node:
-    """One element: its name (`prefix:local`, or bare for RSS and unknown-free names), attributes, text, children."""
-
-    __slots__ = ("attributes", "base", "children", "name", "text_parts")
-
-    def __init__(self, name: str, attributes: dict[str, str], base: str) -> None:
-        self.name = name
-        self.attributes = attributes
-        self.base = base  # the URL that relative links inside resolve against (xml:base applied)
-        self.children: list[_Node] = []
-        self.text_parts: list[str] = []
-
-    @property
-    def text(self) -> str:
-        return "".join(self.text_parts).strip()
-
-    def first(self, *names: str) -> _Node | None:
-        for name in names:
-            for child in self.children:
-                if child.name == name:
-                    return child
-        return None
-
-    def first_text(self, *names: str) -> str | None:
-        for name in names:
-            for child in self.children:
-                if child.name == name and child.text:
-                    return child.text
-        return None
-
-    def all(self, name: str) -> list[_Node]:
-        return [child for child in self.children if child.name == name]
-
-
-class _TreeBuilder:
-    """Builds `_Node`s from expat's callbacks, refusing every entity declaration."""
-
-    def __init__(self, parser: XMLParserType, base_url: str) -> None:
-        self.base_url = base_url
-        self.root: _Node | None = None
-        self.stack: list[_Node] = []
-        self.rss_namespaces = set(_RSS_NAMESPACES)
-        parser.StartElementHandler = self.start
-        parser.EndElementHandler = self.end
-        parser.CharacterDataHandler = self.characters
-        parser.EntityDeclHandler = self.refuse_entity
-
-    def refuse_entity(self, name: str, *_: object) -> None:
-        raise FeedError("entity_declaration", f"the document declares the entity {name!r}; feeds need none")
-
-    def name(self, expat_name: str) -> str:
-        namespace, _, local = expat_name.rpartition(" ")
-        if not namespace or namespace in self.rss_namespaces:
-            return local
-        prefix = _NAMESPACE_PREFIXES.get(namespace)
-        return f"{prefix}:{local}" if prefix else f"{{{namespace}}}{local}"
-
-    def start(self, expat_name: str, expat_attributes: dict[str, str]) -> None:
-        from urllib.parse import urljoin
-
-        if self.root is None and expat_name.endswith(" rss"):
-            self.rss_namespaces.add(expat_name.rpartition(" ")[0])  # a default namespace on <rss>
-        attributes = {self.name(key): value for key, value in expat_attributes.items()}
-        base = self.stack[-1].base if self.stack else self.base_url
-        if "xml:base" in attributes:
-            base = urljoin(base, attributes["xml:base"].strip())
-        node = _Node(self.name(expat_name), attributes, base)
-        if self.stack:
-            self.stack[-1].children.append(node)
-        else:
-            self.root = node
-        self.stack.append(node)
-
-    def end(self, _: str) -> None:
-        self.stack.pop()
-
-    def characters(self, data: str) -> None:
-        if self.stack:
-            self.stack[-1].text_parts.append(data)
-
-
-def _parse_tree(body: bytes, base_url: str) -> _Node:
-    from xml.parsers import expat
-
-    # Real feeds put a byte-order mark, blank lines or both before `<?xml`, which XML forbids; expat would stop.
-    start = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
-    start = start.lstrip(b" \t\r\n")
-    parser = expat.ParserCreate(namespace_separator=" ")
-    parser.buffer_text = True
-    builder = _TreeBuilder(parser, base_url)
-    try:
-        parser.Parse(start, True)
-    except expat.ExpatError as error:
-        raise FeedError("not_xml", f"{expat.ErrorString(error.code)} at line {error.lineno}") from None
-    except (LookupError, UnicodeError) as error:  # an encoding that Python does not know or cannot decode
-        raise FeedError("not_xml", f"undecodable: {error}") from None
-    if builder.root is None:
-        raise FeedError("not_xml", "no root element")
-    return builder.root
 
 
 def _epoch_s(text: str | None) -> int | None:
@@ -330,7 +201,10 @@ def _epoch_s(text: str | None) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp())
+    try:
+        return int(moment.timestamp())
+    except (OverflowError, ValueError, OSError):  # a year 1 or 9999 moved out of range by its offset
+        return None
 
 
 def _iso_for_python_3_10(text: str) -> str:
@@ -347,44 +221,65 @@ def _iso_for_python_3_10(text: str) -> str:
     return f"{text[: match.start()]}{match['time']}{fraction}{offset}"
 
 
-def _resolve(node: _Node, url: str | None) -> str | None:
-    from urllib.parse import urljoin
-
-    return urljoin(node.base, url.strip()) if url and url.strip() else None
+def _resolve(node: Node, url: str | None) -> str | None:
+    return join_url(node.base, url) if url and url.strip() else None
 
 
 def _is_media(media_type: str, medium: str, url: str) -> bool:
+    """Whether an enclosure is video or audio, by its type, its medium or (untyped) its file name."""
     media_type, medium = media_type.strip().lower(), medium.strip().lower()
     if media_type or medium:
         return media_type.startswith(("video/", "audio/")) or medium in ("video", "audio")
-    return url.lower().split("?")[0].endswith(_MEDIA_EXTENSIONS)  # untyped: judge by the file name
+    return _file_name(url).endswith(_MEDIA_EXTENSIONS)
 
 
-def _media_url(item: _Node) -> str | None:
-    """Given an item, return its first video or audio enclosure (RSS enclosure, Atom link, media:content)."""
-    candidates: list[_Node] = []
+def _is_image(media_type: str, medium: str, url: str) -> bool:
+    """Whether an enclosure is an image (a cover, a thumbnail), by its type, its medium or its file name, or a player
+    or page (YouTube's Flash player link, an HTML page): never the media itself."""
+    return (
+        media_type.strip().lower().startswith(_NOT_MEDIA_TYPES)
+        or medium.strip().lower() == "image"
+        or _file_name(url).endswith(_IMAGE_EXTENSIONS)
+    )
+
+
+def _file_name(url: str) -> str:
+    return url.lower().partition("?")[0].partition("#")[0]
+
+
+def _media_url(item: Node) -> str | None:
+    """Given an item, return its media: its first video or audio enclosure (RSS enclosure, Atom link, media:content),
+    else its first enclosure that is no image, whatever its type (`x-audio/mp3`, `application/octet-stream`, none);
+    None when it has no enclosure but images."""
+    candidates: list[tuple[str, str, str, Node]] = []
     for child in item.children:
         if child.name == "media:group":
-            candidates.extend(child.all("media:content"))
+            enclosures = child.all("media:content")
         elif child.name in ("enclosure", "media:content") or (
             child.name == "atom:link" and child.attributes.get("rel") == "enclosure"
         ):
-            candidates.append(child)
-    for candidate in candidates:
-        url = candidate.attributes.get("url") or candidate.attributes.get("href") or ""
-        if url.strip() and _is_media(candidate.attributes.get("type", ""), candidate.attributes.get("medium", ""), url):
-            return _resolve(candidate, url)
-    return None
+            enclosures = [child]
+        else:
+            continue
+        for enclosure in enclosures:
+            url = enclosure.attributes.get("url") or enclosure.attributes.get("href") or ""
+            if url.strip():
+                attributes = enclosure.attributes
+                candidates.append((attributes.get("type", ""), attributes.get("medium", ""), url, enclosure))
+    chosen = next((candidate for candidate in candidates if _is_media(*candidate[:3])), None)
+    if chosen is None:
+        chosen = next((candidate for candidate in candidates if not _is_image(*candidate[:3])), None)
+    return _resolve(chosen[3], chosen[2]) if chosen is not None else None
 
 
-def _atom_link(entry: _Node) -> str | None:
+def _atom_link(entry: Node) -> str | None:
     for link in entry.all("atom:link"):
         if link.attributes.get("rel", "alternate") == "alternate" and link.attributes.get("href", "").strip():
             return _resolve(link, link.attributes["href"])
     return None
 
 
-def _rss_entry(item: _Node) -> FeedEntry | None:
+def _rss_entry(item: Node) -> FeedEntry | None:
     # The first <link> with text: an <atom:link> read as a bare <link> (Atom's namespace as the default) has none.
     link = next((child for child in item.all("link") if child.text), None)
     page_url = _resolve(link, link.text) if link is not None else None
@@ -423,7 +318,7 @@ def _rss_entry(item: _Node) -> FeedEntry | None:
     )
 
 
-def _atom_entry(entry: _Node) -> FeedEntry | None:
+def _atom_entry(entry: Node) -> FeedEntry | None:
     page_url = _atom_link(entry)
     media_url = _media_url(entry)
     video_id = entry.first_text("yt:videoId")
@@ -448,13 +343,14 @@ def _atom_entry(entry: _Node) -> FeedEntry | None:
     )
 
 
-def parse_feed(body: bytes, base_url: str) -> Feed:
-    """Given a feed's bytes and the URL they came from, return its entries; raise `FeedError` when it is not one.
+def parse_feed(body: bytes, base_url: str, content_type: str | None = None) -> Feed:
+    """Given a feed's bytes, the URL they came from and their HTTP Content-Type (its charset decodes them), return
+    its entries and the repairs it needed; raise `FeedError` when it is not one, and nothing else whatever the bytes.
 
     Relative links resolve against `base_url` and any `xml:base`. An entry whose id was already seen is dropped (the
     first wins); an entry with no id, link or enclosure is dropped too, as nothing could identify it.
     """
-    root = _parse_tree(body, base_url)
+    root, repairs = parse_tree(body, base_url, content_type)
     kind: FeedKind
     if root.name == "atom:feed":
         items, title = root.all("atom:entry"), root.first_text("atom:title")
@@ -476,4 +372,4 @@ def parse_feed(body: bytes, base_url: str) -> Feed:
         if entry is not None and entry.id not in seen:
             seen.add(entry.id)
             entries.append(entry)
-    return Feed(kind=kind, title=title, entries=entries)
+    return Feed(kind=kind, title=title, entries=entries, repairs=repairs)

@@ -72,6 +72,8 @@ class Reporter(Protocol):
 
     def feed_failed(self, playlist_url: str, feed_url: str, reason: str, error: str, then: str) -> None: ...
 
+    def feed_repaired(self, playlist_url: str, feed_url: str, repairs: tuple[str, ...]) -> None: ...
+
 
 @dataclass(frozen=True)
 class VideoFailure:
@@ -109,6 +111,7 @@ class PlaylistResult:
     feed_status: int | None = None  # its HTTP status: 200, or 304 when unchanged
     feed_error: str | None = None  # why the feed could not be read, when it could not
     feed_entries: int | None = None  # how many entries the feed listed
+    feed_repairs: tuple[str, ...] | None = None  # what the feed needed repaired to be read (None: not parsed)
     etag: str | None = None  # the feed's validators, for the next read
     last_modified: str | None = None
     full_read_complete: bool = False  # a full read went through every entry it had to

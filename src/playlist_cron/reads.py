@@ -158,4 +158,8 @@ def record_after(
                     "last_feed_error": None,
                 }
             )
+            if result.feed_repairs:  # a 304 (None) says the feed is as it was: so is what it needed
+                updated["feed_repairs"] = list(result.feed_repairs)
+            elif result.feed_repairs is not None:
+                updated.pop("feed_repairs", None)
     return updated

@@ -20,6 +20,7 @@ from playlist_cron.stored_fields import (
     exists,
     is_bool,
     is_count,
+    is_text_list,
     is_text_map,
     keep_damaged,
     never,
@@ -47,6 +48,7 @@ PLAYLIST_READ_FIELDS: dict[str, Field] = {
     "playlist_fields": Field(  # yt-dlp's playlist fields at the last full read, for feed reads' file names
         is_text_map, "null or an object of strings"
     ),
+    "feed_repairs": Field(is_text_list, "null or a list of strings"),  # what its feed's last read had to repair
 }
 
 

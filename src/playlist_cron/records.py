@@ -53,6 +53,7 @@ class PlaylistReadRecord(TypedDict, total=False):
     channel_id: str | None
     is_feed: bool | None
     playlist_fields: dict[str, str | None] | None
+    feed_repairs: list[str] | None
 
 
 class _LogFailureRequired(TypedDict):
@@ -164,7 +165,8 @@ class PlaylistReads(TypedDict):
     check), since only a check reads.
     `full_read_due` is true when the next check reads it whole: the full read is already due by then, or it has no
     feed, or it has never been read whole. A `last_feed_error` is the last feed read's failure, cleared by a feed
-    read that works; the check fell back to a full read, so it is no problem by itself.
+    read that works; the check fell back to a full read, so it is no problem by itself. `feed_repairs` names what
+    the last feed read that parsed its feed had to repair to read it (`html_entity`, `truncated`...; empty when clean).
 
     For a config with `database_url` (null otherwise), from the playlist's row in the database: `holder`, the check
     that holds it now (null: none; a holder that died without letting go is none), `due_at`, when a check of any
@@ -177,6 +179,7 @@ class PlaylistReads(TypedDict):
     feed_reads: bool
     last_feed_read_at: str | None
     last_feed_error: str | None
+    feed_repairs: list[str]
     last_full_read_at: str | None
     next_full_read_at: str | None
     full_read_due: bool

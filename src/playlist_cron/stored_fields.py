@@ -71,6 +71,10 @@ def is_text_map(value: object) -> bool:
     return all(isinstance(key, str) and (item is None or isinstance(item, str)) for key, item in value.items())
 
 
+def is_text_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
 def is_outcome(value: object) -> bool:
     return value in OUTCOMES
 

@@ -319,6 +319,7 @@ def playlist_reads(
                 "feed_reads": feed_url is not None,
                 "last_feed_read_at": record.get("last_feed_read_at"),
                 "last_feed_error": record.get("last_feed_error"),
+                "feed_repairs": list(record.get("feed_repairs") or []),
                 "last_full_read_at": record.get("last_full_read_at"),
                 "next_full_read_at": None if full_read_s is None else clock.iso(max(full_read_s, next_check_s)),
                 "full_read_due": full_read_s is not None and full_read_s <= next_check_s,

@@ -140,6 +140,8 @@ def _reads_line(playlist: PlaylistReads) -> str:
     feed_read = f"feed read {_short_time(playlist['last_feed_read_at'])}"
     if playlist["last_feed_error"]:
         feed_read += f" (last try failed: {printed_id(playlist['last_feed_error'])})"
+    if playlist["feed_repairs"]:
+        feed_read += f" (feed needed repair: {', '.join(playlist['feed_repairs'])})"
     next_full_read = "at the next check" if playlist["full_read_due"] else _short_time(playlist["next_full_read_at"])
     return f"{feed_read}, {full_read}, next full read {next_full_read}"
 
