@@ -166,7 +166,7 @@ def test_a_feed_with_a_defect_that_is_safe_to_repair_is_read_whole_and_the_repai
         url,
         [name],
     )
-    assert project.state()["playlists"][url]["feed_repairs"] == [name]
+    assert project.reads()[url]["feed_repairs"] == [name]
     if defect == "html_entity":
         assert f"{feed.settings.items[0].title}\xa0été" in downloaded_titles(project)
     if defect == "control_character":
@@ -185,7 +185,7 @@ def test_the_complete_entries_of_a_body_cut_short_are_downloaded(project: Projec
     assert sorted(project.archive_lines()) == sorted(f"generic {item.guid}" for item in feed.settings.items[:2])
     [repaired] = project.events("feed_repaired")
     assert repaired["repairs"] == ["truncated"]
-    assert project.state()["playlists"][url]["feed_repairs"] == ["truncated"]
+    assert project.reads()[url]["feed_repairs"] == ["truncated"]
 
 
 def test_repairs_are_logged_once_a_check_shown_by_status_and_cleared_by_a_clean_read(project: Project) -> None:
@@ -207,7 +207,7 @@ def test_repairs_are_logged_once_a_check_shown_by_status_and_cleared_by_a_clean_
     feed.extra_paths[QUIRK_PATH] = (rss(feed).encode(), "application/rss+xml")
     check(project)
     assert len(project.events("feed_repaired")) == 2
-    assert "feed_repairs" not in project.state()["playlists"][url]
+    assert "feed_repairs" not in project.reads()[url]
     assert project.status()["playlists"][0]["feed_repairs"] == []
     assert "feed needed repair" not in project.run_here("status").stdout
 
