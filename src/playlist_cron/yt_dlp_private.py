@@ -3,6 +3,12 @@
 yt-dlp may change any of these in a release without notice; tests/test_yt_dlp_private.py (marker `compat`) calls
 each function against the installed yt-dlp and names the one that broke. Nothing here imports yt_dlp at module
 level: the callers (ytdl.py, archive_ids.py, feed_read.py and yt_dlp_options.py) hand in yt-dlp's objects.
+
+One use cannot be a function here: `bounded_http.py` subclasses yt-dlp's urllib request handler (private:
+`yt_dlp.networking._urllib.UrllibRH`, its `_create_instance` and `_prepare_headers`,
+`_helper.add_accept_encoding_header` and the director's `handlers`) to inflate and cap bodies as they are read;
+tests/test_yt_dlp_compat.py and the `compat` tests of tests/test_bounded_reads.py check it against each yt-dlp
+release the project supports.
 """
 
 from __future__ import annotations
