@@ -93,7 +93,7 @@ def test_state_validation_names_what_is_wrong() -> None:
     del broken["completed_total"]
     broken["running"] = {"check": 0, "pid": 7}
     assert state.validate(broken) == [
-        "version is 9, expected 1",
+        "version is 9, expected 2",
         "checks_total is -1, expected a whole number >= 0",
         "completed_total is missing",
         "last_check_at is 'noon', expected null or an ISO 8601 time with its offset (2026-01-31T12:00:00.000Z)",

@@ -43,7 +43,8 @@ def archive(project: Project, video_ids: list[str]) -> None:
 def write_state(project: Project, playlists: dict[str, Any]) -> None:
     """A state as a check leaves it, with these playlist records (reads that cannot be made offline)."""
     project.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    project.state_file.write_text(json.dumps({**state.empty(), "playlists": playlists}))
+    project.state_file.write_text(json.dumps(state.empty()))
+    project.write_reads(playlists)
 
 
 def final_event(project: Project) -> dict[str, Any]:

@@ -137,7 +137,11 @@ class _BoundedBody(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        return int(self._source.readinto(buffer) or 0)  # http.client's response, or a BufferedReader
+        # What has come, after at most one read of the socket: readinto would wait until the buffer is full, so a
+        # server trickling a file (or stalled mid-file) would have its bytes held here instead of written out.
+        data = self._source.read1(len(buffer))  # http.client's response, or a BufferedReader
+        buffer[: len(data)] = data
+        return len(data)
 
     def readall(self) -> bytes:
         chunks: list[bytes] = []
@@ -178,7 +182,7 @@ class _Inflating(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         while not self._ended:
             if not self._pending:
-                self._pending = self._source.read(READ_CHUNK_BYTES)
+                self._pending = self._source.read1(READ_CHUNK_BYTES)  # what has come; see _BoundedBody.readinto
                 if not self._pending:
                     raise zlib.error(f"the {self._encoding} answer ended before its compressed data did")
             decompressor = self._decompressor or self._start(self._pending)
