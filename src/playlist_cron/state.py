@@ -220,13 +220,7 @@ class StateStore:
     @contextlib.contextmanager
     def update(self) -> Iterator[State]:
         """Read the state under the state lock, let the caller change it, then write it back atomically."""
-        self.ensure_directory()
-        with _state_lock(self.lock_path) as held:
-            if not held:
-                raise StateError(
-                    f"playlist-cron: the state lock {self.lock_path} was busy for {LOCK_WAIT_S:.0f} s; "
-                    "is a process stuck?"
-                )
+        with self._state_lock():
             self._adopt_legacy()
             state = self.read()  # a new object at every read: the caller may change it in place
             before = {name: state[name] for name in MONOTONIC_COUNTERS}  # all a change is checked against
@@ -261,6 +255,15 @@ class StateStore:
         Callers change only the records of the playlists they read (a check) or mean to change (`retry`): two of
         them one after the other both keep their changes.
         """
+        with self._state_lock():
+            records = self.read_reads()
+            yield records
+            self.reads.write(records)
+
+    @contextlib.contextmanager
+    def _state_lock(self) -> Iterator[None]:
+        """Hold the state lock (around a change of the state or of the read records); raise StateError when it stays
+        busy for LOCK_WAIT_S."""
         self.ensure_directory()
         with _state_lock(self.lock_path) as held:
             if not held:
@@ -268,9 +271,7 @@ class StateStore:
                     f"playlist-cron: the state lock {self.lock_path} was busy for {LOCK_WAIT_S:.0f} s; "
                     "is a process stuck?"
                 )
-            records = self.read_reads()
-            yield records
-            self.reads.write(records)
+            yield
 
     def _legacy_records(self) -> dict[str, PlaylistReadRecord]:
         if self._legacy_reads is None:
