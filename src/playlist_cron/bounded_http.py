@@ -6,6 +6,10 @@ inflates to 1 GB took a check to 2 GB. Here the answer is inflated as it is read
 whole (as a page, a feed or a JSON document is read) stops at `MAX_WHOLE_ANSWER_BYTES`, counted inflated, with
 `AnswerTooLarge`. Media, read a block at a time into a file, are not capped.
 
+The connections of a check's reader (one client each) are kept alive between its requests to one site (`_KeepAlive`):
+yt-dlp's handler, as urllib's, sends `Connection: close` and opens a new connection, and a TLS handshake, for every
+feed it polls.
+
 `UrllibRH` replaces yt-dlp's handler of the same name (and key) in a client's request director, and is preferred to
 the others (requests, curl_cffi) where installed, so that these bounds hold whatever is installed; a request only
 another handler can make (an HTTPS proxy, impersonation) goes to that one, without the redirect check.
@@ -14,7 +18,10 @@ another handler can make (an HTTPS proxy, impersonation) goes to that one, witho
 from __future__ import annotations
 
 import copy
+import http.client
 import io
+import threading
+import urllib.error
 import urllib.request
 import urllib.response
 import zlib
@@ -56,6 +63,8 @@ class UrllibRH(_urllib.UrllibRH):  # type: ignore[misc]
     def _create_instance(self, *args: Any, **kwargs: Any) -> Any:
         opener = super()._create_instance(*args, **kwargs)
         opener.add_handler(_BoundedAnswers(self))
+        [yt_dlp_http] = [handler for handler in opener.handlers if isinstance(handler, _urllib.HTTPHandler)]
+        opener.add_handler(_KeepAlive(yt_dlp_http))
         return opener
 
     def _prepare_headers(self, request: Any, headers: Any) -> None:
@@ -119,6 +128,127 @@ class _BoundedAnswers(urllib.request.BaseHandler):
         return bounded
 
     https_response = http_response
+
+
+class _KeepAlive(urllib.request.BaseHandler):
+    """Opens HTTP and HTTPS requests on a connection kept from an earlier answer of the same site when there is one,
+    as yt-dlp's handler would on a new one (its TLS context and source address); an answer read to its end gives
+    its connection back. Tried before yt-dlp's handler (a lower `handler_order`), it leaves to it what goes through
+    a proxy (an HTTP proxy, or a SOCKS one that yt-dlp names in a header).
+
+    A client belongs to one reader thread (`download.Session`), but an answer may be closed by the garbage collector
+    in another: the idle connections are kept under a lock.
+    """
+
+    handler_order = 499
+    MAX_IDLE_PER_SITE = 2
+
+    def __init__(self, yt_dlp_http: Any) -> None:
+        self._context = yt_dlp_http._context  # private: the TLS context yt-dlp built from its options
+        self._source_address = yt_dlp_http._source_address
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def http_open(self, request: urllib.request.Request) -> Any:
+        return self._open(request, http.client.HTTPConnection, {})
+
+    def https_open(self, request: urllib.request.Request) -> Any:
+        return self._open(request, http.client.HTTPSConnection, {"context": self._context})
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
+    def _open(self, request: urllib.request.Request, connection_class: Any, options: dict[str, Any]) -> Any:
+        if request.has_proxy() or request._tunnel_host or request.has_header("Ytdl-socks-proxy"):  # type: ignore[attr-defined]
+            return None  # yt-dlp's handler opens it, as before
+        site = (request.type, request.host)
+        headers = dict(request.unredirected_hdrs)
+        headers.update({name: value for name, value in request.header_items() if name not in headers})
+        headers = {name.title(): value for name, value in headers.items()}
+        headers.pop("Connection", None)  # HTTP/1.1 keeps a connection open unless told otherwise
+        connection = self._take(site)
+        if connection is not None:
+            connection.timeout = request.timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(request.timeout)
+            try:
+                return self._send(connection, site, request, headers)
+            except (ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest) as error:
+                connection.close()  # the site closed it while it was idle: once more on a new one
+                if request.get_method() not in ("GET", "HEAD"):
+                    raise urllib.error.URLError(error) from None
+            except OSError as error:
+                connection.close()
+                raise urllib.error.URLError(error) from None
+        connection = _urllib._create_http_connection(  # private: yt-dlp's, with its source address
+            connection_class, self._source_address, request.host, timeout=request.timeout, **options
+        )
+        try:
+            return self._send(connection, site, request, headers)
+        except OSError as error:
+            connection.close()
+            raise urllib.error.URLError(error) from None
+
+    def _send(
+        self,
+        connection: http.client.HTTPConnection,
+        site: tuple[str, str],
+        request: urllib.request.Request,
+        headers: dict[str, str],
+    ) -> Any:
+        connection.response_class = _ReusableResponse
+        connection.request(
+            request.get_method(),
+            request.selector,
+            request.data,
+            headers,
+            encode_chunked=request.has_header("Transfer-encoding"),
+        )
+        response = connection.getresponse()
+        assert isinstance(response, _ReusableResponse)
+        if not response.will_close:
+            response.give_back = lambda: self._give_back(site, connection)
+        response.url = request.get_full_url()
+        response.msg = response.reason  # type: ignore[assignment]  # as urllib's do_open does
+        return response
+
+    def _take(self, site: tuple[str, str]) -> http.client.HTTPConnection | None:
+        with self._lock:
+            connections = self._idle.get(site)
+            return connections.pop() if connections else None
+
+    def _give_back(self, site: tuple[str, str], connection: http.client.HTTPConnection) -> None:
+        if connection.sock is None or connection.sock.fileno() == -1:
+            return  # an answer collected with its connection as garbage: its socket may have been closed first
+        with self._lock:
+            connections = self._idle.setdefault(site, [])
+            if len(connections) < self.MAX_IDLE_PER_SITE:
+                connections.append(connection)
+                return
+        connection.close()
+
+
+class _ReusableResponse(http.client.HTTPResponse):
+    """An answer that gives its connection back once its body has been read to its end and it is closed; one closed
+    before (a feed found too big, a download stopped) closes its connection, as the rest of its body is unread."""
+
+    give_back: Callable[[], None] | None = None
+    _trailer_read = False  # the last chunk's trailer: a chunked body read to its end
+
+    def _read_and_discard_trailer(self) -> None:
+        super()._read_and_discard_trailer()  # type: ignore[misc]
+        self._trailer_read = True
+
+    def _close_conn(self) -> None:
+        read_whole = self.length == 0 or self._trailer_read
+        super()._close_conn()  # type: ignore[misc]
+        give_back, self.give_back = self.give_back, None
+        if give_back is not None and read_whole and not self.will_close:
+            give_back()
 
 
 class _BoundedBody(io.RawIOBase):

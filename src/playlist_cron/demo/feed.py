@@ -127,6 +127,7 @@ class RequestCounts:
     max_in_flight: int  # the most in flight at one moment
     total: int
     by_path: dict[str, int]  # requests per path as sent, query included
+    connections: int = 0  # TCP connections accepted: fewer than `total` when clients keep them alive
 
 
 def not_modified(if_none_match: str | None, if_modified_since: str | None, etag: str, last_modified: str) -> bool:
@@ -181,6 +182,7 @@ class FeedServer:
         self._counts_lock = threading.Lock()
         self._in_flight = self._max_in_flight = 0
         self._by_path: Counter[str] = Counter()
+        self._connections = 0
         self._server = _ThreadingServer((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
 
@@ -255,13 +257,19 @@ class FeedServer:
 
     def counts(self) -> RequestCounts:
         with self._counts_lock:
-            return RequestCounts(self._in_flight, self._max_in_flight, self._by_path.total(), dict(self._by_path))
+            counts = (self._in_flight, self._max_in_flight, self._by_path.total(), dict(self._by_path))
+            return RequestCounts(*counts, connections=self._connections)
 
     def reset_counts(self) -> None:
         """Count from now: no requests so far, and the most in flight is those in flight now (`requests` is kept)."""
         with self._counts_lock:
             self._max_in_flight = self._in_flight
             self._by_path.clear()
+            self._connections = 0
+
+    def count_connection(self) -> None:
+        with self._counts_lock:
+            self._connections += 1
 
     @contextlib.contextmanager
     def _counting(self, path: str) -> Iterator[Callable[[], None]]:
@@ -394,6 +402,10 @@ def _make_handler(feed: FeedServer) -> type[http.server.BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             pass
+
+        def setup(self) -> None:
+            feed.count_connection()
+            super().setup()
 
         def handle(self) -> None:
             try:
