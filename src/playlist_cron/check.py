@@ -140,6 +140,7 @@ class _Check(Ending, ReporterCallbacks):
         self.cooldown_level = 0
         self.config_writable_reported: str | None = None
         self.streak = cast("State", {})  # the network streak's fields, copied by _begin (outage.streak_of)
+        self.worked = True  # whether a check of this config completed before this one (set by _begin)
         self.finished = False
         self.pings = monitoring.Pings(config.healthcheck_url, logger, self.run_id)
         from playlist_cron import watchdog
@@ -206,6 +207,7 @@ class _Check(Ending, ReporterCallbacks):
             self.config_writable_reported = state.get("config_file_writable_reported")
             capped_from = state_module.cap_cooldown(state, self.config.cooldown_seconds, self.started_at)
             self.streak = outage.streak_of(state)
+            self.worked = not outage.never_completed(state)
             self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
             self.cooldown_level = int(state.get("cooldown_level") or 0)
         self.logger = self.logger.bind(check=self.number, run_id=self.run_id)
