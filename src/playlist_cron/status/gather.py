@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from playlist_cron import clock, outage, reads
+from playlist_cron import clock, failures, outage, reads
 from playlist_cron import state as state_module
 from playlist_cron.config import STDOUT_LOG, Config
 from playlist_cron.failures import printed_id
@@ -233,6 +233,16 @@ def _with_state(
         notes.append(
             f"the cooldown until {capped_from} is further ahead than {state_module.MAX_COOLDOWN_FACTOR} x "
             f"cooldown_seconds; the next check cuts it to {state['cooldown_until']}"
+        )
+    retries_capped = failures.cap_retry_times(state["failed_videos"], config.retry_backoff_seconds, now_s)
+    if retries_capped:
+        shown = ", ".join(
+            f"{printed_id(state['failed_videos'][key]['video_id'])} (was {was})" for key, was in retries_capped[:3]
+        )
+        more = f" and {len(retries_capped) - 3} more" if len(retries_capped) > 3 else ""
+        notes.append(
+            f"{len(retries_capped)} failed videos had a next try further ahead than their retry step allows: "
+            f"{shown}{more}; shown at now plus their step, and the next check cuts them so"
         )
     last_check_s = clock.parse_iso(state["last_check_at"])
     worked = not outage.never_completed(state)
