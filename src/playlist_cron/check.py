@@ -140,6 +140,7 @@ class _Check(Ending, ReporterCallbacks):
         self.cooldown_level = 0
         self.config_writable_reported: str | None = None
         self.streak = cast("State", {})  # the network streak's fields, copied by _begin (outage.streak_of)
+        self.worked = True  # whether a check of this config completed before this one (set by _begin)
         self.finished = False
         self.pings = monitoring.Pings(config.healthcheck_url, logger, self.run_id)
         from playlist_cron import watchdog
@@ -185,7 +186,7 @@ class _Check(Ending, ReporterCallbacks):
 
     def _begin(self) -> None:
         """Count this check and note that it runs; first settle a check that died without a final event."""
-        from playlist_cron import outage  # only a check that runs: the skip path never needs it
+        from playlist_cron import failures, outage  # only a check that runs: the skip path never needs them
 
         len(self.config.playlists)  # checked now, if `config.load` left them for first use: ConfigError, exit 78
         with self.store.update() as state:
@@ -202,10 +203,12 @@ class _Check(Ending, ReporterCallbacks):
                 "run_id": self.run_id,
             }
             self.failed_videos = state["failed_videos"]
+            capped = failures.cap_retry_times(self.failed_videos, self.config.retry_backoff_seconds, self.started_at)
             state["config_digest"] = self.config.digest  # found sound, whole: the not-due path may trust it
             self.config_writable_reported = state.get("config_file_writable_reported")
             capped_from = state_module.cap_cooldown(state, self.config.cooldown_seconds, self.started_at)
             self.streak = outage.streak_of(state)
+            self.worked = not outage.never_completed(state)
             self.cooldown_until = clock.parse_iso(state.get("cooldown_until"))
             self.cooldown_level = int(state.get("cooldown_level") or 0)
         self.logger = self.logger.bind(check=self.number, run_id=self.run_id)
@@ -220,6 +223,7 @@ class _Check(Ending, ReporterCallbacks):
                 f"cooldown_seconds (was the clock wrong when it was set?); it now ends at "
                 f"{clock.iso(self.cooldown_until)}",
             )
+        failures.log_capped(self.logger, self.failed_videos, capped)
         self.logger.info(
             log.CHECK_STARTED,
             pid=os.getpid(),

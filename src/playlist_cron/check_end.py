@@ -40,6 +40,7 @@ class Ending:
     started_monotonic: float
     finished: bool
     streak: State
+    worked: bool
     playlist_records: dict[str, PlaylistReadRecord]
     playlists_read: set[str]
     cooldown_until: float | None
@@ -100,6 +101,7 @@ class Ending:
                 fields.get("reason"),
                 str(fields.get("error")),
                 self.config.network_alert_after_seconds,
+                worked=self.worked,
             )
             if failing is not None:
                 fields["network_failing_s"] = round(failing.failing_s, 3)
@@ -182,9 +184,10 @@ class Ending:
             self.console.alert(f"playlist-cron: check #{self.number}: {outage.recovery_words(recovered)}")
         if failing is not None:
             line = (
-                f"playlist-cron: check #{self.number} FAILED (network): {fields.get('error')}; failing for "
-                f"{failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
-                f"the next check tries again (log: {self.config.log_name})"
+                f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')}; failing "
+                f"for {failing.failing_s:.0f} s since {failing.since} ({outage.checks(failing.failed_checks)}); "
+                + ("" if failing.worked else "no check has completed yet, so this is not kept quiet as an outage; ")
+                + f"the next check tries again (log: {self.config.log_name})"
             )
             (self.console.alert if failing.alert else self.console.say)(line)
         elif outcome == "FAILED":

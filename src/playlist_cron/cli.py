@@ -307,7 +307,7 @@ def _report(arguments: argparse.Namespace) -> int:
     config = _load(arguments)
     page = report.build(config, arguments.since)
     if arguments.output == "-":
-        sys.stdout.write(page)
+        _write_whole(page)
         return exit_codes.OK
     output = Path(arguments.output).absolute() if arguments.output else report.default_output(config)
     try:
@@ -317,6 +317,24 @@ def _report(arguments: argparse.Namespace) -> int:
         return exit_codes.FAILED
     print(f"Report written to {output}")
     return exit_codes.OK
+
+
+def _write_whole(text: str) -> None:
+    """Write `text` to stdout in UTF-8 (the page says so), whole, or raise BrokenPipeError when the reader has gone.
+
+    Not one `sys.stdout.write`: a write larger than a pipe holds, whose reader leaves (`report --output - | head -1`),
+    ends short without an error, and Python's buffered layer takes the short count for the whole: exit 0 after 64 KiB
+    with the rest lost. `os.write` says how much it took; the write of the rest meets EPIPE.
+    """
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (io.UnsupportedOperation is both of the last two)
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    rest = memoryview(text.encode("utf-8"))
+    while rest:
+        rest = rest[os.write(descriptor, rest) :]
 
 
 def _retry(arguments: argparse.Namespace) -> int:

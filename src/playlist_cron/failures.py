@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from playlist_cron import clock, log
 
 if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
     from playlist_cron.records import FailedVideoRecord
 
 
@@ -19,6 +21,51 @@ def is_due(record: FailedVideoRecord | None, now_s: float) -> bool:
         return False
     next_retry_s = clock.parse_iso(record.get("next_retry_at"))
     return next_retry_s is None or next_retry_s <= now_s
+
+
+def retry_step_s(record: FailedVideoRecord, backoff_s: Sequence[int]) -> int | None:
+    """Given a failed video's record and the retry steps, return the wait its last failure set (None: given up, or no
+    steps at all): the step of its attempts, the last step for attempts beyond them (the steps were shortened)."""
+    if record.get("given_up") or not backoff_s:
+        return None
+    attempts = record.get("attempts") or 1
+    return backoff_s[min(max(attempts, 1), len(backoff_s)) - 1]
+
+
+def cap_retry_times(
+    failed_videos: dict[str, FailedVideoRecord], backoff_s: Sequence[int], now_s: float
+) -> list[tuple[str, str]]:
+    """Bring each `next_retry_at` further ahead than its step allows (set under a wrong clock?) back to now plus that
+    step, in `failed_videos`, as `state.cap_cooldown` does for a cooldown.
+
+    Return (key, the value it had) for each one capped.
+    """
+    capped = []
+    for key, record in failed_videos.items():
+        step_s = retry_step_s(record, backoff_s)
+        next_retry_s = clock.parse_iso(record.get("next_retry_at"))
+        if step_s is None or next_retry_s is None or next_retry_s <= now_s + step_s:
+            continue
+        capped.append((key, str(record["next_retry_at"])))
+        record["next_retry_at"] = clock.iso(now_s + step_s)
+    return capped
+
+
+def log_capped(
+    logger: FilteringBoundLogger, failed_videos: dict[str, FailedVideoRecord], capped: list[tuple[str, str]]
+) -> None:
+    """Log `retry_capped` for each retry time `cap_retry_times` cut back: (key, the value it had)."""
+    for key, was in capped:
+        record = failed_videos[key]
+        logger.warning(
+            "retry_capped",
+            video_id=record["video_id"],
+            next_retry_at_was=was,
+            next_retry_at=record["next_retry_at"],
+            attempts=record.get("attempts"),
+            message=f"the next try of {record['video_id']} was at {was}, further ahead than its retry step allows "
+            f"(was the clock wrong when it failed?); it is now at {record['next_retry_at']}",
+        )
 
 
 def due_retries(

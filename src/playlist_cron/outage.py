@@ -1,4 +1,5 @@
-"""A streak of `network` failures: quiet until `network_alert_after_seconds`, then a line a day, and one at its end."""
+"""A streak of `network` failures: quiet until `network_alert_after_seconds` (at once for a config that never completed
+a check), then a line a day, and one at its end."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class Failing(NamedTuple):
     since: str
     past_threshold: bool  # the outage is the user's business now: unhealthy, `/fail` pings
     alert: bool  # print one line on stderr now
+    worked: bool  # a check of this config has completed before; else no failure is kept quiet
 
 
 class Recovered(NamedTuple):
@@ -47,8 +49,19 @@ class Recovered(NamedTuple):
     error: str | None
 
 
-def record_failure(state: State, now_s: float, alert_after_s: int, error: str) -> Failing:
-    """Given the state, now, the threshold and the failure's words, extend (or start) the streak in `state`."""
+def never_completed(state: State) -> bool:
+    """Given the state, return whether no check of its config has completed yet.
+
+    The quiet rule is for outages of something that worked: before a first completed check, a failure to reach the
+    site is as likely a wrong URL or port as an outage, and nobody has been told that anything works.
+    """
+    return state.get("last_completed_at") is None and not state.get("completed_total")
+
+
+def record_failure(state: State, now_s: float, alert_after_s: int, error: str, *, worked: bool = True) -> Failing:
+    """Given the state, now, the threshold, the failure's words and whether a check ever completed, extend (or start)
+    the streak in `state`. A config that never completed a check is past the threshold at once, and told once a day
+    like any outage that is."""
     since = state.get("network_failing_since")
     since_s = clock.parse_iso(since)
     if since is None or since_s is None or since_s > now_s:  # a new streak, or the clock was set back: start it now
@@ -60,12 +73,12 @@ def record_failure(state: State, now_s: float, alert_after_s: int, error: str) -
     state["network_failed_checks"] = failed_checks
     state["network_error"] = error
     failing_s = now_s - since_s
-    past_threshold = failing_s >= alert_after_s
+    past_threshold = failing_s >= alert_after_s or not worked
     alerted_s = clock.parse_iso(state.get("network_alerted_at"))
     alert = past_threshold and (alerted_s is None or not 0 <= now_s - alerted_s < REPEAT_ALERT_S)
     if alert:
         state["network_alerted_at"] = clock.iso(now_s)
-    return Failing(failing_s, failed_checks, since, past_threshold, alert)
+    return Failing(failing_s, failed_checks, since, past_threshold, alert, worked)
 
 
 def record_outcome(state: State, now_s: float, outcome: OutcomeName, reason: str | None) -> Recovered | None:
@@ -85,8 +98,9 @@ def record_outcome(state: State, now_s: float, outcome: OutcomeName, reason: str
     return recovered
 
 
-def describe(state: State, now_s: float, alert_after_s: int) -> NetworkOutage | None:
-    """Given the state, return the streak as `status --json` shows it, or None when there is none."""
+def describe(state: State, now_s: float, alert_after_s: int, *, worked: bool = True) -> NetworkOutage | None:
+    """Given the state, return the streak as `status --json` shows it, or None when there is none; `worked`: whether
+    a check ever completed (else the streak is past the threshold at once)."""
     since = state.get("network_failing_since")
     since_s = clock.parse_iso(since)
     if since is None or since_s is None:
@@ -98,7 +112,7 @@ def describe(state: State, now_s: float, alert_after_s: int) -> NetworkOutage | 
         "error": state.get("network_error"),
         "alerted_at": state.get("network_alerted_at"),
         "alert_after_s": alert_after_s,
-        "past_threshold": now_s - since_s >= alert_after_s,
+        "past_threshold": now_s - since_s >= alert_after_s or not worked,
     }
 
 
@@ -123,15 +137,18 @@ def track(
     reason: str | None,
     error: str,
     alert_after_s: int,
+    *,
+    worked: bool = True,
 ) -> tuple[Failing | None, Recovered | None]:
-    """Given a check's streak fields (see `streak_of`) and its final outcome, extend the streak or end it, in `streak`.
+    """Given a check's streak fields (see `streak_of`) and its final outcome, extend the streak or end it, in `streak`;
+    `worked`: whether a check of the config ever completed (see `never_completed`).
 
     Return where a streak stands after a network failure, or the streak this outcome ended (logged here, before
     the final event); (None, None) when neither.
     """
     now_s = clock.now_s()
     if outcome == "FAILED" and reason in ("network", "database"):
-        return record_failure(streak, now_s, alert_after_s, error), None
+        return record_failure(streak, now_s, alert_after_s, error, worked=worked), None
     recovered = record_outcome(streak, now_s, outcome, reason)
     if recovered is not None:
         logger.info(

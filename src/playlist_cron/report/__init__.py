@@ -12,7 +12,7 @@ The page holds one <style> and inline <svg>; it fetches nothing. The marks a bro
   `data-checks`, `data-skipped` and `data-failed`; the page says so.
 - `id="summary"` (the two lines `status` prints first, then the counters), `id="timeline"`, `id="durations"`
   (overruns of check_interval_seconds marked `class="overrun"`), `id="failed-videos"`, `id="playlists"`,
-  `id="sources"` (the files read, their time span, lines that were not JSON).
+  `id="sources"` (the files read, their time span, lines not understood: not JSON, or odd values).
 """
 
 from __future__ import annotations

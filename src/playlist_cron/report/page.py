@@ -6,12 +6,11 @@ from __future__ import annotations
 import html
 import itertools
 import math
-from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 from playlist_cron.report.formatting import byte_size, escape, utc
-from playlist_cron.report.history import DAY_S, Log, read_log
-from playlist_cron.report.timeline import timeline
+from playlist_cron.report.history import DAY_S, DURATION_BINS, Log, empty_log, read_log
+from playlist_cron.report.timeline import check_name, timeline
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
@@ -20,7 +19,8 @@ if TYPE_CHECKING:
 
 def render(config: Config, since_s: float, now_s: float, status: Status) -> str:
     """Given a config, the period's start, now and its `status` object, return the page."""
-    log = Log([], [], [], [], [], []) if config.log_file is None else read_log(config.log_file, since_s)
+    interval_s = config.check_interval_seconds
+    log = empty_log(interval_s) if config.log_file is None else read_log(config.log_file, since_s, interval_s)
     parts = [
         _HEAD.replace("{title}", html.escape(f"playlist-cron report: {config.path}")),
         f"<h1>playlist-cron report</h1><p class=meta>{html.escape(str(config.path))}: "
@@ -100,18 +100,18 @@ def _summary(status: Status, log: Log) -> str:
         items.append(f"Skipped share: {100 * (skipped or 0) / checks:.1f} % of all checks")
     if status["downloaded_total"] is not None:
         items.append(f"Videos downloaded (all time): {status['downloaded_total']}")
-    period_bytes = sum(int(check.final.get("bytes") or 0) for check in log.checks)
+    tally = log.tally
     items.append(
-        f"In this period: {len(log.checks)} checks ran, {len(log.skips)} skipped, "
-        f"{len(log.downloads)} videos downloaded, {byte_size(period_bytes)}"
+        f"In this period: {tally.ran} checks ran, {tally.skipped} skipped, "
+        f"{tally.downloaded} videos downloaded, {byte_size(tally.bytes)}"
     )
-    reasons = Counter(str(check.final.get("reason")) for check in log.checks if check.outcome == "FAILED")
+    reasons = tally.reasons["FAILED"]
     if reasons:
         said = ", ".join(f"{reason}: {count}" for reason, count in reasons.most_common())
         items.append(f"Failures by reason (this period): {said}")
     else:
         items.append("Failures (this period): none")
-    deferred = Counter(str(check.final.get("reason")) for check in log.checks if check.outcome == "DEFERRED")
+    deferred = tally.reasons["DEFERRED"]
     if deferred:
         items.append("Deferred by reason: " + ", ".join(f"{r}: {c}" for r, c in deferred.most_common()))
     items.append(f"Cooldown: {'until ' + str(status['cooldown_until']) if status['cooldown_until'] else 'none'}")
@@ -124,24 +124,17 @@ def _summary(status: Status, log: Log) -> str:
     return "".join(out)
 
 
-_BINS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_BINS = DURATION_BINS
 
 
 def _durations(log: Log, interval_s: int) -> str:
-    durations = [
-        (float(check.final["duration_s"]), check)
-        for check in log.checks
-        if isinstance(check.final.get("duration_s"), (int, float))
-    ]
+    tally = log.tally
     out = [f'<section id="durations"><h2>Check durations against the interval ({interval_s} s)</h2>']
-    if not durations:
+    if not tally.timed:
         out.append('<p class="note">No finished checks in this period.</p></section>')
         return "".join(out)
-    counts = [0] * len(_BINS)
-    for duration, _ in durations:
-        share = duration / interval_s
-        counts[max(index for index, low in enumerate(_BINS) if share >= low)] += 1
-    overruns = sum(1 for duration, _ in durations if duration > interval_s)
+    counts, overruns = tally.durations, tally.overruns
+    longest = [(duration, check) for duration, _, check in sorted(tally.longest, key=lambda entry: -entry[0])]
     labels = [f"{low:g}–{high:g}×" for low, high in itertools.pairwise(_BINS)] + [f"≥{_BINS[-1]:g}×"]
     most = max(counts) or 1
     bars = []
@@ -157,8 +150,8 @@ def _durations(log: Log, interval_s: int) -> str:
             f'fill="currentColor">{count}</text>'
         )
     desc = (
-        f"{len(durations)} checks; {overruns} took longer than the interval of {interval_s} s; longest "
-        f"{max(d for d, _ in durations):.1f} s. Bars (log scale): checks per duration as a multiple of the interval."
+        f"{tally.timed} checks; {overruns} took longer than the interval of {interval_s} s; longest "
+        f"{longest[0][0]:.1f} s. Bars (log scale): checks per duration as a multiple of the interval."
     )
     out.append(
         '<svg role="img" aria-labelledby="durations-t durations-d" viewBox="0 0 710 155" width="100%" '
@@ -168,12 +161,11 @@ def _durations(log: Log, interval_s: int) -> str:
         + "</svg>"
     )
     out.append(f"<p>{escape(desc)} The dashed line is the interval: the hatched bars to its right are overruns.</p>")
-    longest = sorted(durations, key=lambda pair: -pair[0])[:10]
     out.append('<table><tr><th>Check</th><th>Outcome</th><th class="n">Duration</th><th>Started (UTC)</th></tr>')
     for duration, check in longest:
         overrun = ' class="overrun"' if duration > interval_s else ""
         out.append(
-            f"<tr{overrun}><td>#{check.number}</td><td>{escape(check.outcome)}</td><td class=n>{duration:.1f} s"
+            f"<tr{overrun}><td>{check_name(check)}</td><td>{escape(check.outcome)}</td><td class=n>{duration:.1f} s"
             f"{' (overrun)' if overrun else ''}</td><td>{utc(check.start_s, True)}</td></tr>"
         )
     out.append("</table></section>")
@@ -199,8 +191,8 @@ def _failed_videos(status: Status, log: Log) -> str:
             )
         out.append("</table>")
     out.append(
-        f'<p class="note">In this period the log has {len(log.videos_failed)} failed downloads and '
-        f"{len(log.videos_given_up)} videos given up.</p></section>"
+        f'<p class="note">In this period the log has {log.tally.videos_failed} failed downloads and '
+        f"{log.tally.videos_given_up} videos given up.</p></section>"
     )
     return "".join(out)
 
@@ -209,16 +201,10 @@ def _playlists(status: Status, log: Log, since_s: float, now_s: float) -> str:
     out = ['<section id="playlists"><h2>Playlists</h2>']
     first_day = int(since_s // DAY_S)
     days = int(now_s // DAY_S) - first_day + 1
-    per_day: dict[str, list[int]] = defaultdict(lambda: [0] * days)
-    for at_s, url in log.downloads:
-        day = int(at_s // DAY_S) - first_day
-        if 0 <= day < days:
-            per_day[url][day] += 1
-    last_read: dict[str, tuple[str, float]] = {}
-    for check in log.checks:
-        for playlist in check.final.get("playlists") or []:
-            if isinstance(playlist, dict) and playlist.get("read"):
-                last_read[str(playlist.get("url"))] = (str(playlist["read"]), check.end_s or 0.0)
+    per_day = {
+        url: [by_day.get(first_day + day, 0) for day in range(days)] for url, by_day in log.tally.per_day.items()
+    }
+    last_read = log.tally.last_read
     urls = [playlist["url"] for playlist in status["playlists"]]
     urls += [url for url in per_day if url not in urls]
     if not urls:
@@ -266,13 +252,13 @@ def _sources(config: Config, log: Log) -> str:
         out.append(f'<p class="note">No log file at {escape(config.log_file)} yet.</p></section>')
         return "".join(out)
     out.append(
-        "<table><tr><th>File</th><th class=n>Lines</th><th class=n>Not JSON</th><th>First</th><th>Last</th>"
+        "<table><tr><th>File</th><th class=n>Lines</th><th class=n>Not understood</th><th>First</th><th>Last</th>"
         "<th>Note</th></tr>"
     )
     for source in log.sources:
         out.append(
             f'<tr class="source"><td>{escape(source.path)}</td><td class=n>{source.lines}</td>'
-            f'<td class="n not-json">{source.not_json}</td><td>{escape(source.first or "")}</td>'
+            f'<td class="n not-understood">{source.not_understood}</td><td>{escape(source.first or "")}</td>'
             f"<td>{escape(source.last or '')}</td><td>{escape(source.note)}</td></tr>"
         )
     out.append("</table></section>")

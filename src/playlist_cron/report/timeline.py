@@ -3,13 +3,11 @@ the check that held the lock; per hour blocks instead when there are more than `
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import NamedTuple
 
 from playlist_cron.report.formatting import byte_size, escape, utc
-from playlist_cron.report.history import DAY_S, HOUR_S, Check, Log
-
-MAX_DRAWN_CHECKS = 2000
+from playlist_cron.report.history import DAY_S, HOUR_S, MAX_DRAWN_CHECKS, Check, Log
 
 
 class _Row(NamedTuple):
@@ -21,11 +19,9 @@ class _Row(NamedTuple):
 
 def _rows(log: Log, since_s: float, now_s: float) -> list[_Row]:
     """The timeline's rows: one per day of the period; per hour, or one short row, when the checks span less."""
-    moments = [check.start_s for check in log.checks if check.start_s is not None] + [s.at_s for s in log.skips]
-    ends = [check.end_s for check in log.checks if check.end_s is not None] + moments
-    if not moments:
+    first, last = log.tally.first_s, log.tally.last_s
+    if first is None or last is None:
         return []
-    first, last = min(moments), max(ends)
     if last - first <= HOUR_S:  # one row: the checks' own span, padded
         pad = max(1.0, (last - first) * 0.05)
         start, end = first - pad, last + pad
@@ -55,8 +51,8 @@ def timeline(log: Log, since_s: float, now_s: float, interval_s: int) -> str:
     if not rows:
         out.append('<p class="note">No checks in this period.</p></section>')
         return "".join(out)
-    total = len(log.checks) + len(log.skips)
-    if total > MAX_DRAWN_CHECKS:
+    total = log.tally.ran + log.tally.skipped
+    if not log.drawn:
         out.append(
             f'<p class="note">{total} checks in this period, more than {MAX_DRAWN_CHECKS}: they are drawn per '
             "hour (each block: the checks of one hour, taller for more; its hatched end: the share that failed; "
@@ -92,10 +88,17 @@ def _svg_row(row: _Row, index: int, desc: str, body: list[str]) -> str:
     )
 
 
+def check_name(check: Check) -> str:
+    """Given a check, return how the page names it: `#12`, or `-` for one that logged no number."""
+    return "-" if check.number is None else f"#{check.number}"
+
+
 def _check_title(check: Check) -> str:
     duration = check.final.get("duration_s")
     took = f"{duration:.1f} s" if isinstance(duration, (int, float)) else "duration unknown"
-    words = f"Check #{check.number} {check.outcome or 'RUNNING'}, {took}, started {utc(check.start_s, True)}"
+    outcome = check.outcome or "RUNNING"
+    named = f"Check {outcome} (no check number)" if check.number is None else f"Check #{check.number} {outcome}"
+    words = f"{named}, {took}, started {utc(check.start_s, True)}"
     if check.outcome == "COMPLETED":
         words += f", {check.final.get('downloaded', 0)} downloaded ({byte_size(int(check.final.get('bytes') or 0))})"
     elif check.outcome:
@@ -116,7 +119,8 @@ def _check_rows(log: Log, rows: list[_Row]) -> list[str]:
         kind = f"check outcome-{check.outcome}" if check.outcome else "running"
         counts[index][check.outcome or "running"] += 1
         bodies[index].append(
-            f'<rect class="{kind}" data-check="{check.number}" x="{x}" y="4" width="{width:.2f}" height="12">'
+            f'<rect class="{kind}" data-check="{"" if check.number is None else check.number}" x="{x}" y="4" '
+            f'width="{width:.2f}" height="12">'
             f"<title>{escape(_check_title(check))}</title></rect>"
         )
     for skip in log.skips:
@@ -126,16 +130,17 @@ def _check_rows(log: Log, rows: list[_Row]) -> list[str]:
         x = _x(row, skip.at_s)
         counts[index]["SKIPPED"] += 1
         if holder is not None:
-            held = f"held by check #{holder.number}"
+            held = f"held by check {check_name(holder)}"
         elif skip.holder_pid is not None:
             held = f"held by pid {skip.holder_pid}, not a check in this log"
         else:
             held = "held by an unknown process"
         title = f"Check #{skip.number} SKIPPED: {skip.reason} ({held})"
         extra = "" if holder else " orphan"
+        holder_number = holder.number if holder is not None and holder.number is not None else ""
         bodies[index].append(
             f'<line class="skip-tick{extra}" data-check="{skip.number}" '
-            f'data-holder-check="{holder.number if holder else ""}" x1="{x}" y1="0" x2="{x}" y2="20">'
+            f'data-holder-check="{holder_number}" x1="{x}" y1="0" x2="{x}" y2="20">'
             f"<title>{escape(title)}</title></line>"
         )
     out = []
@@ -150,16 +155,9 @@ def _check_rows(log: Log, rows: list[_Row]) -> list[str]:
 
 
 def _bucket_rows(log: Log, rows: list[_Row]) -> list[str]:
-    step = HOUR_S if rows[0].end_s - rows[0].start_s >= DAY_S else (rows[0].end_s - rows[0].start_s) / 24
-    buckets: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # checks, skipped, failed
-    for check in log.checks:
-        slot = buckets[int((check.start_s or 0) // step)]
-        slot[0] += 1
-        slot[2] += check.outcome == "FAILED"
-    for skip in log.skips:
-        slot = buckets[int(skip.at_s // step)]
-        slot[0] += 1
-        slot[1] += 1
+    """Blocks of an hour on rows of a day, else of 150 s (the tally counts them so as it reads the log)."""
+    step = log.tally.block_s
+    buckets = log.tally.blocks  # block -> checks, skipped, failed
     bodies: list[list[str]] = [[] for _ in rows]
     sums: list[list[int]] = [[0, 0, 0] for _ in rows]
     for slot_index in sorted(buckets):

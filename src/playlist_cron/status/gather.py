@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from playlist_cron import clock, outage, reads
+from playlist_cron import clock, failures, outage, reads
 from playlist_cron import state as state_module
 from playlist_cron.config import STDOUT_LOG, Config
 from playlist_cron.failures import printed_id
@@ -234,15 +234,32 @@ def _with_state(
             f"the cooldown until {capped_from} is further ahead than {state_module.MAX_COOLDOWN_FACTOR} x "
             f"cooldown_seconds; the next check cuts it to {state['cooldown_until']}"
         )
+    retries_capped = failures.cap_retry_times(state["failed_videos"], config.retry_backoff_seconds, now_s)
+    if retries_capped:
+        shown = ", ".join(
+            f"{printed_id(state['failed_videos'][key]['video_id'])} (was {was})" for key, was in retries_capped[:3]
+        )
+        more = f" and {len(retries_capped) - 3} more" if len(retries_capped) > 3 else ""
+        notes.append(
+            f"{len(retries_capped)} failed videos had a next try further ahead than their retry step allows: "
+            f"{shown}{more}; shown at now plus their step, and the next check cuts them so"
+        )
     last_check_s = clock.parse_iso(state["last_check_at"])
-    network_outage = outage.describe(state, now_s, config.network_alert_after_seconds)
-    if network_outage is not None and network_outage["past_threshold"]:
+    worked = not outage.never_completed(state)
+    network_outage = outage.describe(state, now_s, config.network_alert_after_seconds, worked=worked)
+    if network_outage is not None and network_outage["past_threshold"] and not worked:
+        problems.append(
+            f"no check has completed yet, and the last failed ({state.get('last_failure_reason')}): "
+            f"{network_outage['error']} ({outage.checks(network_outage['failed_checks'])} since "
+            f"{network_outage['since']}; an outage is kept quiet only after a first completed check)"
+        )
+    elif network_outage is not None and network_outage["past_threshold"]:
         problems.append(
             f"network failures for {network_outage['failing_s']:.0f} s since {network_outage['since']} "
             f"({outage.checks(network_outage['failed_checks'])}), longer than network_alert_after_seconds "
             f"({config.network_alert_after_seconds}): {network_outage['error']}"
         )
-    # A network (or database) failure is a problem only once its streak has lasted past the threshold (above).
+    # A network (or database) failure is a problem only once its streak is past the threshold (above).
     if state.get("last_ran_outcome") == "FAILED" and state.get("last_failure_reason") not in ("network", "database"):
         problems.append(f"the last check failed ({state.get('last_failure_reason')}): {state.get('last_error')}")
     log_failure = state.get("last_log_write_failure")

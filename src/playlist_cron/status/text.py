@@ -54,9 +54,12 @@ def render_text(status: Status) -> str:
     network_outage = status.get("network_outage")
     if network_outage:
         threshold_s = network_outage["alert_after_s"]
-        alerting = (
-            f"longer than {threshold_s} s" if network_outage["past_threshold"] else f"quiet until {threshold_s} s"
-        )
+        if not network_outage["past_threshold"]:
+            alerting = f"quiet until {threshold_s} s"
+        elif network_outage["failing_s"] >= threshold_s:
+            alerting = f"longer than {threshold_s} s"
+        else:
+            alerting = "not quiet: no check has completed yet"
         lines.append(
             f"Network: failing since {network_outage['since']} ({network_outage['failing_s']:.0f} s, "
             f"{outage.checks(network_outage['failed_checks'])}; {alerting}): {network_outage['error']}"
