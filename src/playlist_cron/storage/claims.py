@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from playlist_cron.errors import WatchdogFired
 
 if TYPE_CHECKING:
-    from playlist_cron.storage.postgres import Connection
+    from playlist_cron.storage.connection import Connection
 
 LOCK_SPACE_VIDEOS = 0x50434356  # "PCCV": the first key of a video's lock; its second is a hash of its archive line
 

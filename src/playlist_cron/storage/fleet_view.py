@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from playlist_cron.storage.postgres import FLEET_HOST, Database, PostgresState, describe, reachable
+from playlist_cron.storage.connection import Database, describe
+from playlist_cron.storage.postgres import FLEET_HOST, PostgresState
 from playlist_cron.storage.status_view import FleetView, PlaylistRow, StatusReading
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
     """
     with Database(config) as database:
         connection = database.connection()
-        with reachable(config), connection.transaction():
+        with database.guard(), connection.transaction():
             connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
             stored = PostgresState(database)
             state, reads = stored.read(), stored.read_reads()
