@@ -99,11 +99,7 @@ class FleetRunLock:
         if first is None:
             self.nothing_due = holder is None
             if holder is not None:
-                self._holder = Holder(
-                    pid=holder.pid or 0,
-                    started_at=holder.since_s or clock.now_s(),
-                    host=holder.host,
-                )
+                self._holder = Holder(pid=holder.pid, started_at=holder.since_s, host=holder.host)
             lock.close()
             return None
         return FleetHold(self.config, self._database, fleet, first, self._url_keys(), local)
