@@ -68,6 +68,12 @@ def holder_of(
     )
 
 
+# Which rows a check may claim: those due, and for `check --now` (forced) those not due yet too, but not one another
+# host checked (released) after this check began claiming: two `check --now` at once would read every playlist twice,
+# the second reading it again the moment the first released it. Its parameters: `Fleet._due_parameters`.
+DUE = "(due_at <= now() OR (%s AND (last_checked_at IS NULL OR last_checked_at < %s)))"
+
+
 class Fleet:
     """One host's view of the shared playlists, through two connections: `work` (transactions) and `lock`
     (autocommit: the session whose advisory locks are this host's claims)."""
@@ -80,7 +86,8 @@ class Fleet:
         self.pid = pid
         self.claimed: list[Claim] = []
         self.done: set[int] = set()  # the rows this check has worked on and released
-        self.force = False  # `check --now`: every playlist no one holds is due
+        self.force = False  # `check --now`: every playlist no one holds is due, unless checked since this check began
+        self._started_at: object = None  # when this check began claiming, by the database's clock
         self._lock_guard = threading.Lock()  # the heartbeat thread uses the lock connection too
 
     def add_playlists(self, url_keys: Iterable[str]) -> None:
@@ -106,10 +113,9 @@ class Fleet:
         with self.work.transaction():
             while True:
                 row = self.work.execute(
-                    "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "
-                    "AND (due_at <= now() OR %s) AND NOT id = ANY(%s) ORDER BY due_at, id LIMIT 1 "
-                    "FOR UPDATE SKIP LOCKED",
-                    (self.collection, url_keys, self.force, tried),
+                    "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "  # noqa: S608  # constants
+                    f"AND {DUE} AND NOT id = ANY(%s) ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    (self.collection, url_keys, *self._due_parameters(), tried),
                 ).fetchone()
                 if row is None:
                     return None
@@ -147,14 +153,21 @@ class Fleet:
         row = self.work.execute(
             f"SELECT {HOLDER_COLUMNS} FROM playlist_cron_playlists "  # noqa: S608  # constants, no outside value
             f"LEFT JOIN pg_locks ON {CLAIM_LOCK_MATCH} LEFT JOIN pg_stat_activity USING (pid) "
-            "WHERE collection = %s AND url = ANY(%s) AND (due_at <= now() OR %s) "
+            f"WHERE collection = %s AND url = ANY(%s) AND {DUE} "
             "ORDER BY pg_locks.pid IS NULL, coalesce(held_since, backend_start) NULLS LAST LIMIT 1",
-            (self.collection, url_keys, self.force),
+            (self.collection, url_keys, *self._due_parameters()),
         ).fetchone()
         self.work.commit()
         if row is None:
             return None
         return holder_of(*row)
+
+    def _due_parameters(self) -> tuple[bool, object]:
+        """The parameters of `DUE`: whether this check is forced, and since when it has been claiming."""
+        if self.force and self._started_at is None:
+            row = self.work.execute("SELECT statement_timestamp()").fetchone()
+            self._started_at = row[0] if row else None
+        return self.force, self._started_at
 
     def next_due_s(self, url_keys: list[str]) -> float | None:
         """When the first of `url_keys` is due next (epoch seconds), or None when none has a row."""
