@@ -67,26 +67,39 @@ def test_migrate_creates_the_tables_and_a_second_migrate_changes_nothing(project
     database_project(project, database)
     first = project.run("db", "migrate")
     assert (first.returncode, first.stderr) == (0, ""), first.stderr
-    assert "created the playlist-cron tables" in first.stdout and "schema version 1" in first.stdout
+    assert "created the playlist-cron tables" in first.stdout and "schema version 2" in first.stdout
     tables = {row[0] for row in sql(database, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'playlist_cron%'")}
     assert tables == {"playlist_cron_schema", "playlist_cron_archive", "playlist_cron_state", "playlist_cron_playlists"}
     sql(database, "INSERT INTO playlist_cron_archive (collection, extractor, video_id) VALUES ('c', 'youtube', 'a')")
     second = project.run("db", "migrate")
     assert (second.returncode, second.stderr) == (0, ""), second.stderr
-    assert "at schema version 1 already: nothing to do" in second.stdout
-    assert sql(database, "SELECT version FROM playlist_cron_schema") == [(1,)]
+    assert "at schema version 2 already: nothing to do" in second.stdout
+    assert sql(database, "SELECT version FROM playlist_cron_schema") == [(2,)]
     assert sql(database, "SELECT video_id FROM playlist_cron_archive") == [("a",)], "rows are kept"
 
 
+def test_a_version_1_database_is_refused_until_migrated_to_version_2(project: Project, database: str) -> None:
+    """Version 1's hosts claimed with `pg_try_advisory_lock(row id)`; this release's claims use a key space of their
+    own, so a host of each would not see the other's claims: the schema's version keeps them apart."""
+    sql(migrated(database), "UPDATE playlist_cron_schema SET version = 1")
+    database_project(project, database)
+    result = project.run("check")
+    assert result.returncode == exit_codes.CONFIG
+    assert "schema is version 1, older than this release's 2: run `playlist-cron db migrate`" in one_line(result.stderr)
+    upgraded = project.run("db", "migrate")
+    assert "upgraded the playlist-cron tables" in upgraded.stdout and "from schema version 1 to 2" in upgraded.stdout
+    assert project.run("check").returncode == 0
+
+
 def test_a_schema_newer_than_this_release_is_refused_and_left_alone(project: Project, database: str) -> None:
-    sql(migrated(database), "UPDATE playlist_cron_schema SET version = 2")
+    sql(migrated(database), "UPDATE playlist_cron_schema SET version = 3")
     database_project(project, database)
     for command in (("db", "migrate"), ("db", "export-archive", "-")):
         result = project.run(*command)
         assert result.returncode == exit_codes.FAILED, result
-        assert "schema is version 2, made by a newer playlist-cron" in one_line(result.stderr)
+        assert "schema is version 3, made by a newer playlist-cron" in one_line(result.stderr)
         assert "upgrade playlist-cron" in result.stderr
-    assert sql(database, "SELECT version FROM playlist_cron_schema") == [(2,)]
+    assert sql(database, "SELECT version FROM playlist_cron_schema") == [(3,)]
     with psycopg.connect(database) as connection, pytest.raises(SchemaNewer):
         schema.require_current(connection)
 

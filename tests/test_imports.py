@@ -96,4 +96,4 @@ def test_only_the_download_modules_import_yt_dlp_when_they_are_loaded() -> None:
 
 def test_only_the_database_storage_imports_psycopg_when_it_is_loaded() -> None:
     # `storage.open_for` loads them only for a config with database_url; `cli` only for a `db` command.
-    assert module_level_importers("psycopg") == {"storage/postgres.py", "storage/schema.py"}
+    assert module_level_importers("psycopg") == {"storage/connection.py", "storage/postgres.py", "storage/schema.py"}

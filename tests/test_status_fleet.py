@@ -107,6 +107,13 @@ def test_status_of_each_host_shows_its_own_counters_the_fleets_totals_and_the_ho
     assert "Health: OK" in text.stdout
 
 
+def hold_claim_key(session: Any, row_id: int) -> None:
+    """Take the advisory lock a check's claim of the row takes (`lock_keys`), from another session."""
+    from playlist_cron.storage import lock_keys
+
+    session.execute("SELECT pg_advisory_lock(%s, %s)", (lock_keys.LOCK_CLASS_PLAYLISTS, lock_keys.playlist_key(row_id)))
+
+
 def test_a_playlist_held_past_max_runtime_makes_every_host_unhealthy(tmp_path: Path, database: str) -> None:
     import psycopg
 
@@ -118,7 +125,7 @@ def test_a_playlist_held_past_max_runtime_makes_every_host_unhealthy(tmp_path: P
             "VALUES (%s, 'https://example.com/p', 'gone', 4242, now() - interval '5 hours') RETURNING id",
             (str(tmp_path / "downloads"),),
         ).fetchall()
-        stuck.execute("SELECT pg_advisory_lock(%s)", (row_id,))
+        hold_claim_key(stuck, row_id)  # a claim's lock, as a check takes it
         code, report = status(host)
     assert code == 1
     [problem] = [problem for problem in report["problems"] if problem.startswith("the playlist ")]

@@ -53,13 +53,14 @@ def skip(
         lock_held_s=held_s,
         message=f"Check #{number} - SKIPPED ({SKIP_REASON}) - Total skipped: {state['skipped_total']}",
     )
+    who = f"pid {holder_pid}" if holder is None or holder.host is None else f"{holder.host} (pid {holder_pid})"
     if overdue:
         console.alert(
-            f"playlist-cron: the lock {storage.run_lock.name} has been held by pid {holder_pid} for {held_s:.0f} s, "
+            f"playlist-cron: the lock {storage.run_lock.name} has been held by {who} for {held_s:.0f} s, "
             f"longer than max_runtime_seconds ({config.max_runtime_seconds}); is a download stuck?"
         )
     else:
-        console.say(f"Check #{number} SKIPPED: {SKIP_REASON} (pid {holder_pid}, for {held_s or 0:.0f} s)")
+        console.say(f"Check #{number} SKIPPED: {SKIP_REASON} ({who}, for {held_s or 0:.0f} s)")
     if log_file.uncounted_lines:
         with storage.state.update() as state:
             count_lost_log_lines(state, log_file, number)

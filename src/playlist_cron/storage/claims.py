@@ -1,11 +1,11 @@
 """The playlists of a fleet shared out in PostgreSQL: each claimed by one host, held by a session advisory lock.
 
 A claim is a row of `playlist_cron_playlists` that is due, picked with `FOR UPDATE SKIP LOCKED` and then held by
-`pg_try_advisory_lock(row id)` on the lock connection (autocommit, its own session) until the host is done with it.
+a session advisory lock on the row (`lock_keys`: a key space of playlist-cron's own) on the lock connection
+(autocommit, its own session) until the host is done with it.
 The database frees a session's advisory locks the moment its connection ends, `kill -9` of the host included:
 another host can take the playlist over at once. Videos are locked the same way while one downloads, with the
-two-key form of the lock (a key space apart from the playlists'), so that a video two playlists share is
-downloaded once.
+lock class of their own, so that a video two playlists share is downloaded once.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron.errors import WatchdogFired
+from playlist_cron.storage.lock_keys import CLAIM_LOCK_MATCH, LOCK_CLASS_PLAYLISTS, LOCK_CLASS_VIDEOS, playlist_key
 
 if TYPE_CHECKING:
-    from playlist_cron.storage.postgres import Connection
-
-LOCK_SPACE_VIDEOS = 0x50434356  # "PCCV": the first key of a video's lock; its second is a hash of its archive line
+    from playlist_cron.storage.connection import Connection
 
 
 class Claim(NamedTuple):
@@ -31,11 +30,48 @@ class Claim(NamedTuple):
 
 
 class Holder(NamedTuple):
-    """Who holds a playlist: the host, its pid, and since when (epoch seconds)."""
+    """Who holds a playlist: the host, its pid, and since when (epoch seconds). A holder that is not a check of
+    playlist-cron's (a session holding a claim's key, or one claiming still unnamed in the row) is `host`: what the
+    server says of its session, `pid`: its backend's (`pg_terminate_backend(pid)` ends it), `since_s`: when that
+    session began (the server keeps no time of a lock's grant: the longest it can have held it)."""
 
     host: str | None
     pid: int | None
     since_s: float | None
+
+
+# What a query joining a playlist's row to the `pg_locks` row of its claim (`CLAIM_LOCK_MATCH`) and the holding
+# session's `pg_stat_activity` row selects for `holder_of`.
+HOLDER_COLUMNS = (
+    "holder_host, holder_pid, extract(epoch FROM held_since), pg_locks.pid, application_name, "
+    "extract(epoch FROM backend_start)"
+)
+
+
+def holder_of(
+    host: str | None,
+    pid: int | None,
+    since: object,
+    session_pid: int | None,
+    application: str | None,
+    session_start: object,
+) -> Holder:
+    """Given the `HOLDER_COLUMNS` of a row, return who holds it: the host its row names, or, when the row names none
+    while a session holds its claim's key, that session as the server describes it."""
+    if session_pid is None or host is not None:
+        return Holder(host, pid, float(since) if since is not None else None)  # type: ignore[arg-type]  # numeric
+    described = f"application {application!r}" if application else "no application name"
+    return Holder(
+        f"a database session that is not a playlist-cron check ({described})",
+        session_pid,
+        float(session_start) if session_start is not None else None,  # type: ignore[arg-type]  # numeric
+    )
+
+
+# Which rows a check may claim: those due, and for `check --now` (forced) those not due yet too, but not one another
+# host checked (released) after this check began claiming: two `check --now` at once would read every playlist twice,
+# the second reading it again the moment the first released it. Its parameters: `Fleet._due_parameters`.
+DUE = "(due_at <= now() OR (%s AND (last_checked_at IS NULL OR last_checked_at < %s)))"
 
 
 class Fleet:
@@ -50,7 +86,8 @@ class Fleet:
         self.pid = pid
         self.claimed: list[Claim] = []
         self.done: set[int] = set()  # the rows this check has worked on and released
-        self.force = False  # `check --now`: every playlist no one holds is due
+        self.force = False  # `check --now`: every playlist no one holds is due, unless checked since this check began
+        self._started_at: object = None  # when this check began claiming, by the database's clock
         self._lock_guard = threading.Lock()  # the heartbeat thread uses the lock connection too
 
     def add_playlists(self, url_keys: Iterable[str]) -> None:
@@ -76,15 +113,14 @@ class Fleet:
         with self.work.transaction():
             while True:
                 row = self.work.execute(
-                    "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "
-                    "AND (due_at <= now() OR %s) AND NOT id = ANY(%s) ORDER BY due_at, id LIMIT 1 "
-                    "FOR UPDATE SKIP LOCKED",
-                    (self.collection, url_keys, self.force, tried),
+                    "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "  # noqa: S608  # constants
+                    f"AND {DUE} AND NOT id = ANY(%s) ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    (self.collection, url_keys, *self._due_parameters(), tried),
                 ).fetchone()
                 if row is None:
                     return None
                 row_id, url_key = row
-                if self._try_lock("SELECT pg_try_advisory_lock(%s)", (row_id,)):
+                if self._try_lock("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS_PLAYLISTS, playlist_key(row_id))):
                     self.work.execute(
                         "UPDATE playlist_cron_playlists SET holder_host = %s, holder_pid = %s, held_since = now() "
                         "WHERE id = %s",
@@ -103,22 +139,35 @@ class Fleet:
                 "holder_host = NULL, holder_pid = NULL, held_since = NULL, last_checked_at = now() WHERE id = %s",
                 (next_due_in_s, claim.row_id),
             )
-        self._try_lock("SELECT pg_advisory_unlock(%s)", (claim.row_id,))
+        self._try_lock("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS_PLAYLISTS, playlist_key(claim.row_id)))
         self.claimed.remove(claim)
         self.done.add(claim.row_id)
 
     def due_holder(self, url_keys: list[str]) -> Holder | None:
-        """Who holds a due playlist of `url_keys` (the one held longest), or None when none of them is due."""
+        """Who holds a due playlist of `url_keys` (the one held longest), or None when none of them is due.
+
+        The holder is the session whose advisory lock holds the row's claim (`pg_locks`): named by the row when the
+        row names one, else described by what the server says of that session (`Holder`). A due row whose lock no
+        one holds is being claimed or released this very moment: its holder is unknown (all None).
+        """
         row = self.work.execute(
-            "SELECT holder_host, holder_pid, extract(epoch FROM held_since) FROM playlist_cron_playlists "
-            "WHERE collection = %s AND url = ANY(%s) AND (due_at <= now() OR %s) "
-            "ORDER BY held_since NULLS LAST LIMIT 1",
-            (self.collection, url_keys, self.force),
+            f"SELECT {HOLDER_COLUMNS} FROM playlist_cron_playlists "  # noqa: S608  # constants, no outside value
+            f"LEFT JOIN pg_locks ON {CLAIM_LOCK_MATCH} LEFT JOIN pg_stat_activity USING (pid) "
+            f"WHERE collection = %s AND url = ANY(%s) AND {DUE} "
+            "ORDER BY pg_locks.pid IS NULL, coalesce(held_since, backend_start) NULLS LAST LIMIT 1",
+            (self.collection, url_keys, *self._due_parameters()),
         ).fetchone()
         self.work.commit()
         if row is None:
             return None
-        return Holder(row[0], row[1], float(row[2]) if row[2] is not None else None)
+        return holder_of(*row)
+
+    def _due_parameters(self) -> tuple[bool, object]:
+        """The parameters of `DUE`: whether this check is forced, and since when it has been claiming."""
+        if self.force and self._started_at is None:
+            row = self.work.execute("SELECT statement_timestamp()").fetchone()
+            self._started_at = row[0] if row else None
+        return self.force, self._started_at
 
     def next_due_s(self, url_keys: list[str]) -> float | None:
         """When the first of `url_keys` is due next (epoch seconds), or None when none has a row."""
@@ -135,12 +184,12 @@ class Fleet:
     def lock_video(self, archive_line: str) -> bool:
         """Hold a video while it downloads; False at once when another host holds it."""
         return self._try_lock(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_SPACE_VIDEOS, f"{self.collection} {archive_line}")
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS_VIDEOS, f"{self.collection} {archive_line}")
         )
 
     def unlock_video(self, archive_line: str) -> None:
         self._try_lock(
-            "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_SPACE_VIDEOS, f"{self.collection} {archive_line}")
+            "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS_VIDEOS, f"{self.collection} {archive_line}")
         )
 
     # -- the lock connection

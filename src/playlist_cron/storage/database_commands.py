@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, BinaryIO
 
 from playlist_cron.errors import PlaylistCronError
+from playlist_cron.storage import connection as connections
 from playlist_cron.storage import postgres, schema
 
 if TYPE_CHECKING:
@@ -22,9 +23,9 @@ WRITE_BUFFER_BYTES = 1 << 16
 
 def migrate(config: Config) -> str:
     """Create or upgrade the schema of the config's database; return what was done, in one line."""
-    with postgres.connect(config, autocommit=True) as connection, postgres.reachable(config):
+    with connections.connect(config, autocommit=True) as connection, connections.reachable(config):
         found, now = schema.migrate(connection)
-    where = postgres.describe(config)
+    where = connections.describe(config)
     if found == 0:
         return f"created the playlist-cron tables in {where} (schema version {now})"
     if found == now:
@@ -34,7 +35,7 @@ def migrate(config: Config) -> str:
 
 def import_archive(config: Config, file: str) -> str:
     """Add the archive lines of `file` (`-`: stdin) to the database's archive; return the counts in one line."""
-    with postgres.Database(config) as database:
+    with connections.Database(config) as database:
         archive = postgres.PostgresArchive(database)
         archive.ensure_ready()  # the database's problems before the file's
         with _reading(file) as lines:
@@ -44,7 +45,7 @@ def import_archive(config: Config, file: str) -> str:
 
 def export_archive(config: Config, file: str) -> str | None:
     """Write the database's archive to `file`, a new file (`-`: stdout); return what was done, None for stdout."""
-    with postgres.Database(config) as database:
+    with connections.Database(config) as database:
         archive = postgres.PostgresArchive(database)
         archive.ensure_ready()  # before the file is made: an unreachable database leaves no empty file behind
         if file == STANDARD_STREAM:

@@ -21,10 +21,11 @@ from playlist_cron.lock import Holder
 from playlist_cron.reads import record_key
 from playlist_cron.state import StateStore, state_file_name
 from playlist_cron.storage.claims import Claim, Fleet, Heartbeat
+from playlist_cron.storage.connection import Connection, Database, connect_lock
 from playlist_cron.storage.files import FileState
 from playlist_cron.storage.fleet_view import FleetStatus
 from playlist_cron.storage.parts import Storage
-from playlist_cron.storage.postgres import Connection, Database, PostgresArchive, PostgresState, connect_lock, reachable
+from playlist_cron.storage.postgres import PostgresArchive, PostgresState
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config, Playlist
@@ -91,21 +92,17 @@ class FleetRunLock:
         lock = self._connect_lock(self.config)
         fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
         fleet.force = force
-        with reachable(self.config):
+        with self._database.guard():
             fleet.add_playlists(self._url_keys())
             first = fleet.claim_next(self._url_keys())
             holder = fleet.due_holder(self._url_keys()) if first is None else None
         if first is None:
             self.nothing_due = holder is None
             if holder is not None:
-                self._holder = Holder(
-                    pid=holder.pid or 0,
-                    started_at=holder.since_s or clock.now_s(),
-                    host=holder.host,
-                )
+                self._holder = Holder(pid=holder.pid, started_at=holder.since_s, host=holder.host)
             lock.close()
             return None
-        return FleetHold(self.config, fleet, first, self._url_keys(), local)
+        return FleetHold(self.config, self._database, fleet, first, self._url_keys(), local)
 
     def holder(self) -> Holder | None:
         return self._holder
@@ -114,8 +111,11 @@ class FleetRunLock:
 class FleetHold:
     """What a check holds of the fleet: its claims on the playlists it reads now, and the connections behind it."""
 
-    def __init__(self, config: Config, fleet: Fleet, first: Claim, url_keys: list[str], local: lock.HeldLock) -> None:
+    def __init__(
+        self, config: Config, database: Database, fleet: Fleet, first: Claim, url_keys: list[str], local: lock.HeldLock
+    ) -> None:
         self.config = config
+        self._database = database
         self.fleet = fleet
         self._local = local
         self.started_at = clock.now_s()
@@ -138,9 +138,10 @@ class FleetHold:
     def next_playlist(self) -> Playlist | None:
         """Claim the playlist that has been due longest and that no host holds (the first, claimed to hold the lock,
         at the first call); None when none is left. Each stays claimed until `done`."""
-        with self._guard:
+        with self._guard, self._database.guard():
             claim, self._first = self._first, None
             if claim is None:
+                self.fleet.work = self._database.connection()  # a new one, should the last have been lost while idle
                 claim = self.fleet.claim_next(self._url_keys)
             if claim is None:
                 return None
@@ -149,9 +150,10 @@ class FleetHold:
 
     def done(self, playlist: Playlist) -> None:
         """Release the claim on `playlist`: due again in `check_interval_seconds`, free for any host from now."""
-        with self._guard:
+        with self._guard, self._database.guard():
             claim = self._claims.pop(record_key(playlist.url), None)
             if claim is not None:
+                self.fleet.work = self._database.connection()
                 self.fleet.release(claim, self.config.check_interval_seconds)
 
     def release(self) -> None:

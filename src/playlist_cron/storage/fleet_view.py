@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from playlist_cron.storage.postgres import FLEET_HOST, Database, PostgresState, describe, reachable
+from playlist_cron.storage.claims import HOLDER_COLUMNS, holder_of
+from playlist_cron.storage.connection import Database, describe
+from playlist_cron.storage.lock_keys import CLAIM_LOCK_MATCH
+from playlist_cron.storage.postgres import FLEET_HOST, PostgresState
 from playlist_cron.storage.status_view import FleetView, PlaylistRow, StatusReading
 
 if TYPE_CHECKING:
@@ -23,7 +26,7 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
     """
     with Database(config) as database:
         connection = database.connection()
-        with reachable(config), connection.transaction():
+        with database.guard(), connection.transaction():
             connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
             stored = PostgresState(database)
             state, reads = stored.read(), stored.read_reads()
@@ -31,15 +34,15 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
                 "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host <> %s ORDER BY host",
                 (database.collection, FLEET_HOST),
             ).fetchall()
+            # Who holds each claim's advisory lock now (`pg_locks`, the session's `pg_stat_activity`): a holder killed
+            # with -9 leaves its name in the row, until the next claim, but its session's lock is gone; a session
+            # that is not a check holding the key leaves no name in the row, and is described by the server.
             playlists = connection.execute(
-                "SELECT url, extract(epoch FROM due_at), extract(epoch FROM last_checked_at), holder_host, holder_pid, "
-                "extract(epoch FROM held_since), extract(epoch FROM now() - held_since), "
-                # Whether the holder still holds its advisory lock (the row's id, one bigint key): a holder killed
-                # with -9 leaves its name in the row, until the next claim, but its session's lock is gone.
-                "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND (classid::bigint << 32) + objid::bigint = playlist_cron_playlists.id) "
-                "FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s)",
+                "SELECT DISTINCT ON (url) url, extract(epoch FROM due_at), extract(epoch FROM last_checked_at), "  # noqa: S608  # constants
+                f"{HOLDER_COLUMNS}, extract(epoch FROM now()) "
+                f"FROM playlist_cron_playlists LEFT JOIN pg_locks ON {CLAIM_LOCK_MATCH} "
+                "LEFT JOIN pg_stat_activity USING (pid) WHERE collection = %s AND url = ANY(%s) "
+                "ORDER BY url, pg_locks.pid IS NULL",
                 (database.collection, url_keys),
             ).fetchall()
         return FleetView(
@@ -49,18 +52,19 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
             state=state,
             reads=reads,
             hosts=[(str(host), row if isinstance(row, dict) else {}) for host, row in hosts],
-            playlists={
-                url: PlaylistRow(
-                    _seconds(due_at),
-                    _seconds(checked_at),
-                    holder_host if locked else None,
-                    holder_pid if locked else None,
-                    _seconds(since) if locked else None,
-                    _seconds(held) if locked else None,
-                )
-                for url, due_at, checked_at, holder_host, holder_pid, since, held, locked in playlists
-            },
+            playlists={url: _row(row) for url, *row in playlists},
         )
+
+
+def _row(columns: list[object]) -> PlaylistRow:
+    """Given a playlist's columns after its URL (the times, `HOLDER_COLUMNS`, the database's now), return its row."""
+    due_at, checked_at, *holder_columns, now = columns
+    if holder_columns[3] is None:  # no session holds its claim's key
+        return PlaylistRow(_seconds(due_at), _seconds(checked_at), None, None, None, None)
+    holder = holder_of(*holder_columns)  # type: ignore[arg-type]  # the columns' types, as selected
+    now_s = _seconds(now)
+    held_s = now_s - holder.since_s if now_s is not None and holder.since_s is not None else None
+    return PlaylistRow(_seconds(due_at), _seconds(checked_at), holder.host, holder.pid, holder.since_s, held_s)
 
 
 def _seconds(value: object) -> float | None:

@@ -1,34 +1,30 @@
 """The PostgreSQL-backed storage of a fleet: the state's rows and the archive's rows of one collection.
 
-Imported only when the config sets `database_url`: psycopg is loaded here (and in `schema`) and nowhere else.
+Imported only when the config sets `database_url`: psycopg is loaded here (and in `connection` and `schema`) and
+nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from playlist_cron import state as states
-from playlist_cron.errors import ConfigError, DatabaseUnavailable, StateError
+from playlist_cron.errors import StateError
 from playlist_cron.outcomes import MONOTONIC_COUNTERS
 from playlist_cron.reads_file import RECORDS
-from playlist_cron.storage import schema
 from playlist_cron.storage.base import ArchiveHealth, Note
+from playlist_cron.storage.connection import Database as Database  # the names callers of this module know
+from playlist_cron.storage.connection import connect as connect
 from playlist_cron.stored_fields import Field, record_problems
 
 if TYPE_CHECKING:
-    from playlist_cron.config import Config
     from playlist_cron.records import PlaylistReadRecord, State
-
-Connection = psycopg.Connection[Any]
 
 STATE_TABLE = "playlist_cron_state"
 FLEET_HOST = ""  # the state row every host of the collection shares
@@ -54,129 +50,6 @@ FLEET_STATE_FIELDS = {
 ARCHIVE_LINE = re.compile(r"[A-Za-z0-9_.:-]+ [^\s\x00]+")
 
 
-def connect_lock(config: Config) -> Connection:
-    """The lock connection: autocommit, its own session (its advisory locks are the host's claims), with TCP
-    keepalives so that a peer that vanished is noticed in about 30 s even between heartbeats."""
-    return connect(config, autocommit=True, keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
-
-
-# -- connecting ---------------------------------------------------------------------------------------------------
-
-
-def host_name(config: Config) -> str:
-    """The name this host goes by in the database: `host_name`, else the machine's."""
-    return config.host_name or os.uname().nodename
-
-
-def collection(config: Config) -> str:
-    """The collection every row of this config is keyed by: `collection`, else the download folder."""
-    return config.collection or str(config.download_dir)
-
-
-def connect(config: Config, *, autocommit: bool = False, **options: Any) -> Connection:
-    """Given a config with `database_url`, return a new connection (`options` are libpq's: keepalives and such).
-
-    Raise DatabaseUnavailable when the server cannot be reached within `database_connect_timeout_seconds`, and
-    ConfigError when the URL itself is wrong; neither message holds the password.
-    """
-    url = _url(config)
-    where = describe(config)
-    try:
-        return psycopg.connect(
-            url,
-            autocommit=autocommit,
-            connect_timeout=config.database_connect_timeout_seconds,
-            application_name=f"playlist-cron {host_name(config)}",
-            **options,
-        )
-    except psycopg.OperationalError as error:
-        detail = _one_line(error, _password(url))
-        raise DatabaseUnavailable(
-            f"playlist-cron: cannot reach the database {where}: {detail}", detail=detail
-        ) from None
-    except psycopg.ProgrammingError:  # libpq could not read the URL (a bad option, a bad %-escape)
-        raise ConfigError(str(config.path), ["At 'database_url': libpq cannot read this URL"]) from None
-
-
-def describe(config: Config) -> str:
-    """The config's database as a URL without its password or options: postgresql://user@host:port/dbname."""
-    try:
-        parts = conninfo_to_dict(_url(config))
-    except psycopg.ProgrammingError:
-        return "(an unreadable database_url)"
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    port = f":{parts['port']}" if parts.get("port") else ""
-    return f"postgresql://{user}{parts.get('host') or ''}{port}/{parts.get('dbname') or ''}"
-
-
-def _url(config: Config) -> str:
-    if not config.database_url:
-        raise ConfigError(str(config.path), ["At 'database_url': not set, and this needs a database"])
-    return config.database_url
-
-
-def _password(url: str) -> str | None:
-    try:
-        password = conninfo_to_dict(url).get("password")
-    except psycopg.ProgrammingError:
-        return None
-    return str(password) if password else None
-
-
-def _one_line(error: BaseException, password: str | None) -> str:
-    """libpq's message (several indented lines) as one line, the password masked should libpq ever quote it."""
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
-    return text.replace(password, "***") if password else text
-
-
-@contextlib.contextmanager
-def reachable(config: Config) -> Iterator[None]:
-    """Turn a connection lost in the middle of a statement into DatabaseUnavailable, as a failed connect is."""
-    try:
-        yield
-    except psycopg.OperationalError as error:
-        url = config.database_url or ""
-        detail = _one_line(error, _password(url))
-        raise DatabaseUnavailable(
-            f"playlist-cron: lost the database {describe(config)}: {detail}", detail=detail
-        ) from None
-
-
-class Database:
-    """One config's work connection (autocommit; several statements go in explicit transactions), opened on first use
-    and checked once against the schema this release knows."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.host = host_name(config)
-        self.collection = collection(config)
-        self._connection: Connection | None = None
-
-    def connection(self) -> Connection:
-        """Return the work connection; raise DatabaseUnavailable, SchemaMissing or SchemaNewer."""
-        if self._connection is None or self._connection.closed:
-            connection = connect(self.config, autocommit=True)
-            try:
-                with reachable(self.config):
-                    schema.require_current(connection)
-            except BaseException:
-                connection.close()
-                raise
-            self._connection = connection
-        return self._connection
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    def __enter__(self) -> Database:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
 # -- the state ----------------------------------------------------------------------------------------------------
 
 
@@ -200,7 +73,7 @@ class PostgresState:
 
     def _rows(self) -> dict[str, object]:
         database = self.database
-        with reachable(database.config):
+        with database.guard():
             rows = database.connection().execute(
                 "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host IN (%s, %s)",
                 (database.collection, FLEET_HOST, database.host),
@@ -247,7 +120,7 @@ class PostgresState:
         """In one transaction, lock both rows (creating them empty first; the fleet's first: no deadlock) and yield
         them by host."""
         database = self.database
-        with reachable(database.config):
+        with database.guard():
             connection = database.connection()
             with connection.transaction():
                 fleet_part, host_part = _split(states.empty(), {})
@@ -374,7 +247,7 @@ class PostgresArchive:
 
     def lines(self) -> set[str]:
         """Return every "extractor id" line of the collection."""
-        with reachable(self.database.config):
+        with self.database.guard():
             rows = self.database.connection().execute(
                 "SELECT extractor || ' ' || video_id FROM playlist_cron_archive WHERE collection = %s",
                 (self.database.collection,),
@@ -384,7 +257,7 @@ class PostgresArchive:
     def holds(self, line: str) -> bool:
         """Whether the line is archived now (another host may have added it since `lines`)."""
         key = _key_or_raise(line)
-        with reachable(self.database.config):
+        with self.database.guard():
             row = (
                 self.database.connection()
                 .execute(
@@ -399,7 +272,7 @@ class PostgresArchive:
     def add(self, line: str, host: str | None = None) -> bool:
         """Archive one line, added by `host` (default: this one); return whether it was new."""
         key = _key_or_raise(line)
-        with reachable(self.database.config):
+        with self.database.guard():
             cursor = self.database.connection().execute(
                 "INSERT INTO playlist_cron_archive (collection, extractor, video_id, added_by) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT DO NOTHING",
@@ -410,7 +283,7 @@ class PostgresArchive:
     def import_lines(self, lines: Iterable[str | bytes]) -> ImportCounts:
         """Archive every good line of `lines` in one transaction (streamed through COPY); count what was done."""
         good = bad = 0
-        with reachable(self.database.config):
+        with self.database.guard():
             connection = self.database.connection()
             with connection.transaction():
                 connection.execute(
@@ -434,7 +307,7 @@ class PostgresArchive:
 
     def export_lines(self) -> Iterator[str]:
         """Yield the collection's lines (without newline), sorted by extractor then id, byte by byte."""
-        with reachable(self.database.config):
+        with self.database.guard():
             connection = self.database.connection()
             with connection.transaction(), connection.cursor(name="playlist_cron_export") as cursor:
                 cursor.itersize = 10_000

@@ -7,10 +7,11 @@ from typing import Any
 import psycopg
 
 from playlist_cron.errors import SchemaMissing, SchemaNewer
+from playlist_cron.storage.lock_keys import MIGRATE_LOCK_KEY
 
-SCHEMA_VERSION = 1
-# Two `db migrate` at once (two hosts set up by one script) take turns: a transaction-level advisory lock on this key.
-MIGRATE_LOCK_KEY = 0x706C_6372_6F6E_0001  # "plcron" and 1
+SCHEMA_VERSION = 2
+# Two `db migrate` at once (two hosts set up by one script) take turns: a transaction-level advisory lock on
+# MIGRATE_LOCK_KEY.
 
 # Each version's statements, applied in order from the version the database has. Every table is created in the
 # connection's search_path (the schema of `?options=-csearch_path%3D...` or the user's own), so that several
@@ -53,6 +54,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # The claim loop's question, "which of this collection's playlists are due", answered from an index.
         "CREATE INDEX IF NOT EXISTS playlist_cron_playlists_due ON playlist_cron_playlists (collection, due_at)",
     ),
+    # Version 2 changes no table: a claim's advisory lock moves to a key space of playlist-cron's own (the two-int4
+    # form, `lock_keys`), where version 1 took `pg_try_advisory_lock(row id)`. A host of each would not see the
+    # other's claims, so the version keeps them apart: a release that knows version 1 refuses a database at
+    # version 2 ("made by a newer playlist-cron"), and this one refuses a database at version 1 until migrated.
+    2: (),
 }
 SCHEMA_TABLE = """
     CREATE TABLE IF NOT EXISTS playlist_cron_schema (
