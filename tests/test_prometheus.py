@@ -30,6 +30,10 @@ ALERTS = [
     "PlaylistCronNetworkOutage",
     "PlaylistCronVideosGivenUp",
     "PlaylistCronCooldownActive",
+    "PlaylistCronChecksFailing",
+    "PlaylistCronMetricsAbsent",
+    "PlaylistCronLogWriteFailing",
+    "PlaylistCronDiskSpaceLow",
 ]
 
 
@@ -80,6 +84,7 @@ def test_the_rules_use_only_metrics_the_check_writes() -> None:
     settings = config.Config(where / "config.json", (), where / "downloads", where / "archive.txt", where, where)
     written = metrics.render(settings, state.empty(), None)
     names = set(re.findall(r"^# TYPE (\w+) ", written, re.MULTILINE))
+    assert "playlist_cron_last_success_timestamp_seconds{" not in written, "never: no sample, no 1970"
     used = set(re.findall(r"\bplaylist_cron_\w+", RULES.read_text()))
     assert used, "the rules name no metric"
     assert used <= names, f"not in the metrics file: {sorted(used - names)}"
