@@ -43,7 +43,8 @@ def program(*names: str) -> str:
         found = shutil.which(name)
         if found:
             return found
-    reason = f"{' or '.join(names)} not installed (Debian: apt-get install prometheus prometheus-node-exporter)"
+    packages = "prometheus prometheus-node-exporter prometheus-pushgateway"
+    reason = f"{' or '.join(names)} not installed (Debian: apt-get install {packages})"
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must test the alert rules", pytrace=False)
     print(f"SKIPPED: {reason}")
