@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import FlockHolder, Project, wait_for
+from conftest import COMMAND, FlockHolder, Project, clean_env, wait_for
 from playlist_cron import config
 from playlist_cron.errors import ConfigError
 from test_prometheus import RULES, Server, http_get, program
@@ -94,12 +95,14 @@ def test_every_due_check_pushes_its_metrics_skipped_ones_included(project: Proje
     )
     assert project.run("check").returncode == 0
     [pushed] = gateway.requests
-    assert (pushed["method"], pushed["path"]) == ("PUT", "/gateway/metrics/job/playlist-cron/instance/nas%201")
+    config_value = base64.urlsafe_b64encode(str(project.config_path).encode()).decode()
+    group = f"/gateway/metrics/job/playlist-cron/instance/nas%201/config@base64/{config_value}"
+    assert (pushed["method"], pushed["path"]) == ("PUT", group), "one group per config: a push replaces its group"
     assert pushed["headers"]["Authorization"] == "Basic " + base64.b64encode(f"cron:{PASSWORD}".encode()).decode()
     assert pushed["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
     metrics = samples(pushed["body"])
     assert metrics[("playlist_cron_checks_total", (("outcome", "COMPLETED"),))] == 1
-    assert f'config="{project.config_path}"' in pushed["body"], "one group per host, a series per config in it"
+    assert f'config="{project.config_path}"' in pushed["body"], "the group's config label, on every sample too"
 
     assert project.run("check").returncode == 0  # not due: nothing happened, nothing to push
     assert len(gateway.requests) == 1
@@ -124,7 +127,7 @@ def test_a_gateway_that_is_down_or_hangs_never_changes_a_check(project: Project)
     assert failure["level"] == "warning"
     assert PASSWORD not in json.dumps(failure)
     assert re.fullmatch(
-        r"http://(\*\*\*:\*\*\*@)?127\.0\.0\.1:\d+/metrics/job/playlist-cron/instance/nas", failure["url"]
+        r"http://127\.0\.0\.1:\d+/metrics/job/playlist-cron/instance/nas/config@base64/[\w=-]+", failure["url"]
     )
     assert failure["error"] == "Connection refused"
 
@@ -191,7 +194,14 @@ def test_a_real_prometheus_fires_and_resolves_each_new_alert_from_pushed_metrics
     fires, then resolves once the checks say the trouble is over."""
     gateway_program = program("prometheus-pushgateway", "pushgateway")
     prometheus = program("prometheus")
-    servers.append(Server([gateway_program, "--web.listen-address=127.0.0.1:{port}"], "/-/ready", tmp_path / "gw.out"))
+    servers.append(
+        Server(
+            # Debian's build persists the metrics to a shared file by default: this one keeps them in memory.
+            [gateway_program, "--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+            "/-/ready",
+            tmp_path / "gw.out",
+        )
+    )
     gateway = servers[0]
     rules = tmp_path / "playlist-cron.rules.yml"
     rules.write_text(re.sub(r"^(\s+)for: \S+$", r"\1for: 0s", RULES.read_text(), flags=re.MULTILINE))
@@ -272,3 +282,25 @@ def test_a_real_prometheus_fires_and_resolves_each_new_alert_from_pushed_metrics
     assert project.run("check", "--now").returncode == 0
     wait_for(lambda: resolved("PlaylistCronLogWriteFailing"), timeout=20, what="PlaylistCronLogWriteFailing resolved")
     assert set(alerts(server)).isdisjoint({"PlaylistCronNoSuccessfulCheck", "PlaylistCronMetricsAbsent"})
+
+    # A second config of the same host pushes to a group of its own: neither push wipes out the other's metrics.
+    second = project.root / "second.json"
+    second.write_text(
+        json.dumps(
+            {
+                "playlist_url": project.feed.feed_url,
+                "archive_file": "second.txt",
+                "state_dir": "second-state",
+                "log_file": "second.log",
+                "download_dir": "second",
+                **settings,
+            }
+        )
+    )
+    checked = subprocess.run(
+        [COMMAND, "check", "--config", str(second)], capture_output=True, text=True, env=clean_env()
+    )
+    assert checked.returncode == 0, checked.stderr
+    pushed = http_get(f"{gateway.url}/metrics")[1].decode()
+    configs = set(re.findall(r'^playlist_cron_checks_total\{config="([^"]+)"', pushed, re.MULTILINE))
+    assert configs == {str(project.config_path), str(second)}

@@ -51,4 +51,5 @@ def send_metrics(
         from playlist_cron.monitoring import pushgateway  # only a config that pushes pays for urllib
 
         timeout_s = pushgateway.PUSH_TIMEOUT_S if remaining_s is None else remaining_s
-        pushgateway.send(config.metrics_push_url, config.host_name or os.uname().nodename, text, logger, timeout_s)
+        host_name = config.host_name or os.uname().nodename
+        pushgateway.send(config.metrics_push_url, host_name, str(config.path), text, logger, timeout_s)

@@ -25,9 +25,18 @@ JOIN_SLACK_S = 0.5  # the socket's own timeout normally ends a silent push first
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def group_url(base_url: str, host_name: str) -> str:
-    """Given `metrics_push_url` (credentials taken out) and the host name, return the URL of this host's group."""
-    return f"{base_url.rstrip('/')}/metrics/job/{JOB}/instance/{urllib.parse.quote(host_name, safe='')}"
+def group_url(base_url: str, host_name: str, config_path: str) -> str:
+    """Given `metrics_push_url` (credentials taken out), the host name and the config's path, return the URL of the
+    group this config pushes to: job and instance, and its `config` label (base64url, as the Pushgateway takes a
+    value with slashes in it), which every sample carries already.
+
+    A push replaces its group whole: a group per host alone would let each config of a host wipe out the others'.
+    """
+    config_value = base64.urlsafe_b64encode(config_path.encode("utf-8")).decode("ascii")
+    return (
+        f"{base_url.rstrip('/')}/metrics/job/{JOB}/instance/{urllib.parse.quote(host_name, safe='')}"
+        f"/config@base64/{config_value}"
+    )
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:
@@ -65,9 +74,14 @@ def plain(error: Exception) -> str:
 
 
 def send(
-    push_url: str, host_name: str, text: str, logger: FilteringBoundLogger, timeout_s: float = PUSH_TIMEOUT_S
+    push_url: str,
+    host_name: str,
+    config_path: str,
+    text: str,
+    logger: FilteringBoundLogger,
+    timeout_s: float = PUSH_TIMEOUT_S,
 ) -> None:
-    """PUT `text` (the metrics file's) as this host's group: it replaces what the host pushed before.
+    """PUT `text` (the metrics file's) as this config's group: it replaces what the config pushed before.
 
     Never raises and never takes longer than `timeout_s` (at least LEAST_TIMEOUT_S, at most PUSH_TIMEOUT_S): a
     Pushgateway that is down or hangs costs a `metrics_push_failed` warning, never the check's outcome.
@@ -76,7 +90,7 @@ def send(
     outcome: dict[str, str] = {}
     try:
         base_url, authorization = split_credentials(push_url)
-        url = group_url(base_url, host_name)
+        url = group_url(base_url, host_name, config_path)
     except ValueError as error:  # a port out of range, say: config lets any URL through
         logger.warning("metrics_push_failed", url=redact(push_url), error=redact(f"not a usable URL: {error}"))
         return
