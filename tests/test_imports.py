@@ -97,3 +97,26 @@ def test_only_the_download_modules_import_yt_dlp_when_they_are_loaded() -> None:
 def test_only_the_database_storage_imports_psycopg_when_it_is_loaded() -> None:
     # `storage.open_for` loads them only for a config with database_url; `cli` only for a `db` command.
     assert module_level_importers("psycopg") == {"storage/connection.py", "storage/postgres.py", "storage/schema.py"}
+
+
+def loaded_modules(arguments: list[str]) -> set[str]:
+    """The full names of the modules a fresh process loads while `cli.main(arguments)` runs."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(arguments=arguments)], capture_output=True, text=True, cwd="/"
+    )
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.strip().splitlines()[-1])[1])
+
+
+def test_the_skip_path_loads_the_push_module_and_urllib_only_when_metrics_push_url_is_set(project: Project) -> None:
+    arguments = ["check", "--now", "--config", str(project.config_path)]
+    with FlockHolder(project.lock_file):
+        without = loaded_modules(arguments)
+        project.write_config(metrics_push_url="http://127.0.0.1:9/")  # the discard port: a failed push, logged
+        with_push = loaded_modules(arguments)
+    assert len(project.events("check_skipped")) == 2, "the probe really took the skip path"
+    assert "playlist_cron.monitoring.pushgateway" not in without
+    assert "urllib.request" not in without
+    assert "playlist_cron.monitoring.pushgateway" in with_push
+    new_packages = {name.split(".")[0] for name in with_push - without}
+    assert new_packages - set(sys.stdlib_module_names) == {"playlist_cron"}, "no new dependency: urllib alone"

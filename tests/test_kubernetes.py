@@ -34,6 +34,14 @@ KUBERNETES_VERSION = (
     "1.30.0"  # the oldest release still maintained when this was written; the manifests use no newer field
 )
 SECRET = ("playlist-cron-database", "password")
+COMPONENTS = {"pushgateway", "prometheus-operator"}  # optional, listed commented out in kustomization.yaml
+RULES = ROOT / "deploy" / "prometheus" / "playlist-cron.rules.yml"
+PROMETHEUS_RULE = MANIFESTS / "prometheus-operator" / "prometheusrule.yaml"
+PROMETHEUS_RULE_HEADER = """\
+# The alert rules of deploy/prometheus/playlist-cron.rules.yml as a PrometheusRule: the same groups, unchanged (a
+# test compares the two). After editing the rules, write this file again: python tests/test_kubernetes.py --write
+# Your Prometheus may select PrometheusRules by a label of its own: add it to the labels here.
+"""
 
 
 def validator() -> Any:
@@ -312,3 +320,95 @@ def test_the_configmap_config_runs_a_fleet_check_that_writes_only_to_its_volumes
     assert left_in_config == ["config.json"], "the config's folder is a read-only ConfigMap in the pod"
     events = [json.loads(line) for line in check.stdout.splitlines()]
     assert events and events[-1]["event"] == "check_completed", check.stdout
+
+
+# -- the optional components: a Pushgateway, and the Prometheus Operator's ServiceMonitor and PrometheusRule --------
+
+
+def component_resources(name: str) -> list[dict[str, Any]]:
+    [component] = documents(MANIFESTS / name / "kustomization.yaml")
+    assert component["kind"] == "Component"
+    return [document for path in component["resources"] for document in documents(MANIFESTS / name / path)]
+
+
+def prometheus_rule_text() -> str:
+    """The PrometheusRule that holds the rules file's groups: what prometheusrule.yaml must be, byte for byte."""
+
+    def block_text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(str, block_text)
+    manifest = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "playlist-cron", "labels": {"app.kubernetes.io/part-of": "playlist-cron"}},
+        "spec": {"groups": yaml.safe_load(RULES.read_text())["groups"]},
+    }
+    return PROMETHEUS_RULE_HEADER + yaml.dump(manifest, Dumper=Dumper, sort_keys=False, width=120)
+
+
+def test_kustomization_lists_the_optional_components_commented_out() -> None:
+    text = KUSTOMIZATION.read_text()
+    for name in COMPONENTS:
+        assert f"#   - {name}" in text, f"{name} should be listed, commented out, under components:"
+        assert (MANIFESTS / name / "kustomization.yaml").is_file()
+    [kustomization] = documents(KUSTOMIZATION)
+    assert "components" not in kustomization, "the components are optional: commented out"
+
+
+def test_the_pushgateway_component_validates_and_runs_unprivileged_on_a_read_only_root() -> None:
+    utils = validator()
+    resources = component_resources("pushgateway")
+    for resource in resources:
+        utils.validate(resource, KUBERNETES_VERSION, strict=True)
+    [deployment] = [resource for resource in resources if resource["kind"] == "Deployment"]
+    [service] = [resource for resource in resources if resource["kind"] == "Service"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    effective = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+    assert effective["runAsNonRoot"] is True and effective["readOnlyRootFilesystem"] is True
+    assert effective["allowPrivilegeEscalation"] is False and effective["capabilities"]["drop"] == ["ALL"]
+    assert effective["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+
+
+def test_the_pushgateway_component_gives_the_base_config_a_metrics_push_url_to_its_service(tmp_path: Path) -> None:
+    [component] = documents(MANIFESTS / "pushgateway" / "kustomization.yaml")
+    [patch] = [documents(MANIFESTS / "pushgateway" / entry["path"]) for entry in component["patches"]]
+    [config_map] = of_kind("ConfigMap")
+    assert patch[0]["metadata"]["name"] == config_map["metadata"]["name"]
+    patched = json.loads(patch[0]["data"]["config.json"])
+    push_url = patched.pop("metrics_push_url")
+    assert patched == json.loads(config_text()), "the component's config is the base config and metrics_push_url"
+    [service] = [resource for resource in component_resources("pushgateway") if resource["kind"] == "Service"]
+    [port] = service["spec"]["ports"]
+    assert push_url == f"http://{service['metadata']['name']}:{port['port']}"
+    path = tmp_path / "config.json"
+    path.write_text(patch[0]["data"]["config.json"])
+    assert load(path).metrics_push_url == push_url
+
+
+def test_the_prometheus_rule_holds_the_groups_of_the_rules_file() -> None:
+    [rule] = documents(PROMETHEUS_RULE)
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"], (
+        "python tests/test_kubernetes.py --write"
+    )
+    assert PROMETHEUS_RULE.read_text() == prometheus_rule_text(), "python tests/test_kubernetes.py --write"
+    [monitor] = [
+        resource for resource in component_resources("prometheus-operator") if resource["kind"] == "ServiceMonitor"
+    ]
+    [service] = [resource for resource in component_resources("pushgateway") if resource["kind"] == "Service"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True, "job and instance must be the pushed group's"
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    PROMETHEUS_RULE.write_text(prometheus_rule_text())

@@ -30,6 +30,10 @@ ALERTS = [
     "PlaylistCronNetworkOutage",
     "PlaylistCronVideosGivenUp",
     "PlaylistCronCooldownActive",
+    "PlaylistCronChecksFailing",
+    "PlaylistCronMetricsAbsent",
+    "PlaylistCronLogWriteFailing",
+    "PlaylistCronDiskSpaceLow",
 ]
 
 
@@ -39,7 +43,8 @@ def program(*names: str) -> str:
         found = shutil.which(name)
         if found:
             return found
-    reason = f"{' or '.join(names)} not installed (Debian: apt-get install prometheus prometheus-node-exporter)"
+    packages = "prometheus prometheus-node-exporter prometheus-pushgateway"
+    reason = f"{' or '.join(names)} not installed (Debian: apt-get install {packages})"
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must test the alert rules", pytrace=False)
     print(f"SKIPPED: {reason}")
@@ -80,6 +85,7 @@ def test_the_rules_use_only_metrics_the_check_writes() -> None:
     settings = config.Config(where / "config.json", (), where / "downloads", where / "archive.txt", where, where)
     written = metrics.render(settings, state.empty(), None)
     names = set(re.findall(r"^# TYPE (\w+) ", written, re.MULTILINE))
+    assert "playlist_cron_last_success_timestamp_seconds{" not in written, "never: no sample, no 1970"
     used = set(re.findall(r"\bplaylist_cron_\w+", RULES.read_text()))
     assert used, "the rules name no metric"
     assert used <= names, f"not in the metrics file: {sorted(used - names)}"

@@ -15,7 +15,14 @@ from playlist_cron import clock, log, monitoring
 from playlist_cron import state as state_module
 from playlist_cron import storage as storages
 from playlist_cron.check_end import Ending
-from playlist_cron.check_records import apply_final_event, count_lost_log_lines, log_recovery, new_run_id, same_run
+from playlist_cron.check_records import (
+    apply_final_event,
+    count_due_check,
+    count_lost_log_lines,
+    log_recovery,
+    new_run_id,
+    same_run,
+)
 from playlist_cron.check_reporter import ReporterCallbacks
 from playlist_cron.check_skip import skip
 from playlist_cron.config import Config
@@ -193,9 +200,7 @@ class _Check(Ending, ReporterCallbacks):
             orphan = state.get("running")
             if orphan:
                 self._settle_orphan(state, orphan)
-            state["checks_total"] += 1
-            self.number = state["checks_total"]
-            state["last_check_at"] = clock.iso(self.started_at)
+            self.number = count_due_check(state, self.started_at)
             state["running"] = {
                 "check": self.number,
                 "pid": os.getpid(),

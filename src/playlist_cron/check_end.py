@@ -125,7 +125,8 @@ class Ending:
                 if outcome == "COMPLETED":
                     state["cooldown_level"] = 0
                     state["cooldown_until"] = None
-            monitoring.write_metrics(self.config, state, 0.0, self.logger)
+            remaining_s = self.config.max_runtime_seconds - (time.monotonic() - self.started_monotonic)
+            monitoring.send_metrics(self.config, state, 0.0, self.logger, remaining_s)
             self._end_pings(outcome, fields, failing)
             self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
             return Outcome(outcome, fields.get("reason"), check=self.number, run_id=self.run_id)

@@ -72,6 +72,15 @@ RAN_COUNTERS: dict[str, CounterName] = {
 }
 
 
+def count_due_check(state: State, started_s: float) -> int:
+    """Count a due check that starts at `started_s` (any outcome, SKIPPED too) and return its number."""
+    state["checks_total"] += 1
+    state["last_check_at"] = clock.iso(started_s)
+    if not state.get("first_check_at"):
+        state["first_check_at"] = state["last_check_at"]
+    return state["checks_total"]
+
+
 def apply_final_event(state: State, event: Mapping[str, Any]) -> None:
     """Given the state and a check's final event (as logged), count it; shared by a check and its recovery."""
     outcome: RanOutcome = event["outcome"]
@@ -86,6 +95,8 @@ def apply_final_event(state: State, event: Mapping[str, Any]) -> None:
         state["running"] = None
     if outcome == "COMPLETED":
         state["last_completed_at"] = event.get("timestamp")
+        state["consecutive_failed"] = 0
     elif outcome == "FAILED":
+        state["consecutive_failed"] = state.get("consecutive_failed", 0) + 1
         state["last_failure_reason"] = event.get("reason")
         state["last_error"] = event.get("error")

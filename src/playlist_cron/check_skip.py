@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from playlist_cron import clock, log, monitoring
-from playlist_cron.check_records import count_lost_log_lines, log_recovery, new_run_id
+from playlist_cron import log, monitoring
+from playlist_cron.check_records import count_due_check, count_lost_log_lines, log_recovery, new_run_id
 from playlist_cron.outcomes import Outcome
 
 if TYPE_CHECKING:
@@ -29,17 +29,14 @@ def skip(
     """Count, log and say a check that found the run lock held: SKIPPED, and by whom for how long."""
     holder = storage.run_lock.holder()
     with storage.state.update() as state:
-        state["checks_total"] += 1
+        number = count_due_check(state, now_s)
         state["skipped_total"] += 1
         state["consecutive_skipped"] += 1
-        state["last_check_at"] = clock.iso(now_s)
         state["last_outcome"] = "SKIPPED"
-        number = state["checks_total"]
         state["last_outcome_check"] = number
     logger = logger.bind(check=number, run_id=new_run_id())
     log_recovery(storage.state, logger, console)
     held_s = holder.held_s(now_s) if holder else None
-    monitoring.write_metrics(config, state, held_s, logger)
     overdue = held_s is not None and held_s > config.max_runtime_seconds
     holder_pid = holder.pid if holder else None
     (logger.error if overdue else logger.warning)(
@@ -61,7 +58,9 @@ def skip(
         )
     else:
         console.say(f"Check #{number} SKIPPED: {SKIP_REASON} ({who}, for {held_s or 0:.0f} s)")
-    if log_file.uncounted_lines:
+    if log_file.uncounted_lines:  # before the metrics, which must show a log that fails
         with storage.state.update() as state:
             count_lost_log_lines(state, log_file, number)
+    # A SKIPPED check leaves every other field as it was: the last success stays the last COMPLETED check's.
+    monitoring.send_metrics(config, state, held_s, logger)
     return Outcome("SKIPPED", SKIP_REASON, check=number)

@@ -28,7 +28,7 @@ ONE_EIB = 2**60  # more free space than any filesystem has
 MAX_DOWNLOADS_PER_CHECK = 1_000_000  # more videos than the largest channel has
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+\S*$")
-_FEED_URL = re.compile(r"^[hH][tT][tT][pP][sS]?://[^\s/]+\S*$")
+_HTTP_URL = re.compile(r"^[hH][tT][tT][pP][sS]?://[^\s/]+\S*$")
 # yt-dlp's strict date forms (`DateRange`): YYYYMMDD, or now/today/yesterday minus an amount; never plus.
 _DATE = re.compile(r"(?P<ymd>\d{8})|(?P<base>now|today|yesterday)(?:-(?P<amount>\d+)(?P<unit>day|week|month|year)s?)?")
 
@@ -80,6 +80,8 @@ KEYS: dict[str, Key] = {
     "retry_backoff_seconds": Key("backoff", (900, 3600, 21600, 86400), 1, ONE_YEAR_S, "one year"),
     "healthcheck_url": Key("optional_url"),
     "metrics_file": Key("path"),
+    # A Prometheus Pushgateway: the metrics file's text is pushed there after every check, SKIPPED ones included.
+    "metrics_push_url": Key("push_url"),
     "report_file": Key("path"),
     "database_url": Key("database_url"),
     "collection": Key("text"),  # absent: `load` gives the download folder
@@ -137,6 +139,7 @@ class Config(NamedTuple):
     retry_backoff_seconds: tuple[int, ...] = KEYS["retry_backoff_seconds"].default
     healthcheck_url: str | None = KEYS["healthcheck_url"].default
     metrics_file: Path | None = KEYS["metrics_file"].default
+    metrics_push_url: str | None = KEYS["metrics_push_url"].default  # it may hold a password: never logged as is
     report_file: Path | None = KEYS["report_file"].default  # the `report` page, rewritten after each check that ran
     # Set: the lock, archive and state are in PostgreSQL. It may hold a password.
     database_url: str | None = KEYS["database_url"].default
@@ -374,6 +377,13 @@ class _Reader:
     def optional_url(self, where: str, key: Key, value: object) -> str | None:
         return None if value is None else self.url(where, value)
 
+    def push_url(self, where: str, key: Key, value: object) -> str | None:
+        """`metrics_push_url`: the Pushgateway's http(s) URL. Never shown back in a message: it may hold a password."""
+        if not isinstance(value, str) or not _HTTP_URL.match(value):
+            self.problem(where, "expected the Pushgateway's http(s) URL, such as http://pushgateway.example:9091")
+            return None
+        return value
+
     def database_url(self, where: str, key: Key, value: object) -> str | None:
         """`database_url`: a libpq URL. Never shown back in a message: it may hold a password."""
         if (
@@ -389,7 +399,7 @@ class _Reader:
         """A playlist's `feed_url`: an http(s) URL, or false for no feed reads (absent: derived where it can be)."""
         if value is False:
             return False
-        if not isinstance(value, str) or not _FEED_URL.match(value):
+        if not isinstance(value, str) or not _HTTP_URL.match(value):
             self.problem(
                 where,
                 "expected the playlist's RSS or Atom feed as an http(s) URL, or false to read the playlist whole at "
@@ -460,6 +470,7 @@ _CHECKS: dict[str, Callable[[_Reader, str, Key, object], object]] = {
     "boolean": _Reader.boolean,
     "whole": _Reader.whole,
     "optional_url": _Reader.optional_url,
+    "push_url": _Reader.push_url,
     "database_url": _Reader.database_url,
     "feed_url": _Reader.feed_url,
     "date": _Reader.date,

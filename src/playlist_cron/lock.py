@@ -159,7 +159,22 @@ def holder(path: Path) -> Holder | None:
     if recorded_pid in kernel_pids:
         return Holder(recorded_pid, recorded_start)
     pid = kernel_pids[0]
-    return Holder(pid, _process_start(pid))
+    started = _process_start(pid)
+    if started is None:
+        # /proc/locks keeps naming the process that took the lock after it exited, while a child that inherited the
+        # open file (`flock FILE command` killed, its command still running) holds on: find who holds it now.
+        return _inheritor(wanted) or Holder(pid, None)
+    return Holder(pid, started)
+
+
+def _inheritor(wanted: str) -> Holder | None:
+    """The longest-running live process whose open files carry the FLOCK `wanted`, or None where none is seen."""
+    found: list[Holder] = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and _process_holds(int(name), wanted):
+            found.append(Holder(int(name), _process_start(int(name))))
+    started = [holder for holder in found if holder.started_at is not None]
+    return min(started, key=lambda holder: holder.started_at or 0.0) if started else None
 
 
 def _read_record(path: Path) -> tuple[int | None, float | None]:

@@ -1,18 +1,15 @@
-"""Prometheus text format for node_exporter's textfile collector, replaced atomically after every check."""
+"""The metrics of a config in Prometheus's text format: what the metrics file holds and the Pushgateway is sent."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from playlist_cron import atomic, clock
+from playlist_cron import clock
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
     from playlist_cron.outcomes import CounterName, OutcomeName
     from playlist_cron.records import State
-
-FILE_MODE = 0o644  # node_exporter usually runs as another user
 
 OUTCOMES: dict[OutcomeName, CounterName] = {
     "COMPLETED": "completed_total",
@@ -26,10 +23,17 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(config: Config, state: State, lock_held_s: float | None) -> str:
-    """Given the state after a check, return the metrics file's text.
+def _timestamp(value: str | None) -> list[tuple[str, float]]:
+    """The one sample of a timestamp metric, or none for "never": a 0 would read as 1970 in every alert."""
+    seconds = clock.parse_iso(value)
+    return [] if seconds is None else [("", round(seconds, 3))]
+
+
+def render(config: Config, state: State, lock_held_s: float | None, free_bytes: int | None = None) -> str:
+    """Given the state after a check (and the free space in the download folder), return the metrics' text.
 
     The config's thresholds are samples too, so that alert rules compare with them instead of numbers of their own.
+    A time that has not happened yet ("never") has no sample at all.
     """
     config_label = f'config="{_label(str(config.path))}"'
     lines: list[str] = []
@@ -50,14 +54,20 @@ def render(config: Config, state: State, lock_held_s: float | None) -> str:
     metric(
         "playlist_cron_last_success_timestamp_seconds",
         "gauge",
-        "When the last COMPLETED check ended, in seconds since the epoch (0: never).",
-        [("", round(clock.parse_iso(state["last_completed_at"]) or 0, 3))],
+        "When the last COMPLETED check ended, in seconds since the epoch (no sample: never).",
+        _timestamp(state["last_completed_at"]),
+    )
+    metric(
+        "playlist_cron_first_check_timestamp_seconds",
+        "gauge",
+        "When the first due check of this config started, in seconds since the epoch.",
+        _timestamp(state.get("first_check_at")),
     )
     metric(
         "playlist_cron_last_check_timestamp_seconds",
         "gauge",
-        "When the last due check started, in seconds since the epoch (0: never).",
-        [("", round(clock.parse_iso(state["last_check_at"]) or 0, 3))],
+        "When the last due check started, in seconds since the epoch.",
+        _timestamp(state["last_check_at"]),
     )
     metric(
         "playlist_cron_last_duration_seconds",
@@ -70,6 +80,12 @@ def render(config: Config, state: State, lock_held_s: float | None) -> str:
         "gauge",
         "Checks SKIPPED in a row, behind a lock that stays held.",
         [("", state["consecutive_skipped"])],
+    )
+    metric(
+        "playlist_cron_consecutive_failed_checks",
+        "gauge",
+        "Checks FAILED in a row since the last COMPLETED one (SKIPPED and DEFERRED checks neither add nor reset).",
+        [("", int(state.get("consecutive_failed") or 0))],
     )
     metric(
         "playlist_cron_lock_held_seconds",
@@ -105,10 +121,30 @@ def render(config: Config, state: State, lock_held_s: float | None) -> str:
         "Checks of the current streak of network failures.",
         [("", int(state.get("network_failed_checks") or 0))],
     )
+    metric(
+        "playlist_cron_log_write_failures_total",
+        "counter",
+        "Log lines that could not be written (a full or read-only disk, a closed stdout).",
+        [("", int(state.get("log_write_failures_total") or 0))],
+    )
+    log_failure = state.get("last_log_write_failure")
+    metric(
+        "playlist_cron_last_log_write_failure_timestamp_seconds",
+        "gauge",
+        "When the last log line that could not be written was counted (no sample: never).",
+        _timestamp(log_failure["at"] if log_failure else None),
+    )
+    metric(
+        "playlist_cron_download_dir_free_bytes",
+        "gauge",
+        "Free space in the download folder, as min_free_bytes counts it (no sample: the folder is not there).",
+        [] if free_bytes is None else [("", free_bytes)],
+    )
     for key, help_text in (
         ("check_interval_seconds", "The config's check_interval_seconds: how often each playlist is checked."),
         ("max_runtime_seconds", "The config's max_runtime_seconds: a check that runs longer is stopped."),
         ("network_alert_after_seconds", "The config's network_alert_after_seconds: how long an outage stays quiet."),
+        ("min_free_bytes", "The config's min_free_bytes: below this free space no download starts."),
     ):
         metric(f"playlist_cron_{key}", "gauge", help_text, [("", getattr(config, key))])
     metric(
@@ -118,13 +154,3 @@ def render(config: Config, state: State, lock_held_s: float | None) -> str:
         [(f',outcome="{outcome}"', int(state["last_outcome"] == outcome)) for outcome in OUTCOMES],
     )
     return "\n".join(lines) + "\n"
-
-
-def write(metrics_file: Path, text: str) -> None:
-    """Replace `metrics_file` with `text` atomically: the collector never reads half a file.
-
-    The textfile collector's folder is often writable by others: `atomic.replace` never writes or chmods another
-    file through a link planted there, and replaces a link planted at `metrics_file` itself, its target left alone.
-    """
-    metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    atomic.replace(metrics_file, text.encode("utf-8"), FILE_MODE)

@@ -89,6 +89,7 @@ class State(_StateRequired, total=False):
     fills every absent field with its default (see `STATE_FIELDS`)."""
 
     last_check_at: str | None
+    first_check_at: str | None
     last_outcome: OutcomeName | None
     last_outcome_check: int | None
     last_ran_outcome: OutcomeName | None
@@ -96,6 +97,7 @@ class State(_StateRequired, total=False):
     last_completed_at: str | None
     last_failure_reason: str | None
     last_error: str | None
+    consecutive_failed: int
     cooldown_until: str | None
     cooldown_level: int
     archive_garbage_reported: int

@@ -92,6 +92,7 @@ STATE_FIELDS: dict[str, Field] = {
     "config_digest": TEXT,  # the config file's bytes (and the release) a check last found sound, whole
     **{name: COUNT for name in COUNTERS},
     "last_check_at": TIMESTAMP,  # when the last due check started (any outcome): the due clock
+    "first_check_at": TIMESTAMP,  # when the first due check started (or the first after an upgrade that added this)
     "last_outcome": OUTCOME,
     "last_outcome_check": Field(is_check_number, "null or a check number >= 1"),  # whose final event set it
     "last_ran_outcome": OUTCOME,  # of the last check that was not SKIPPED
@@ -99,6 +100,7 @@ STATE_FIELDS: dict[str, Field] = {
     "last_completed_at": TIMESTAMP,
     "last_failure_reason": TEXT,
     "last_error": TEXT,
+    "consecutive_failed": COUNT._replace(required=False),  # FAILED checks since the last COMPLETED one
     "cooldown_until": TIMESTAMP,
     "cooldown_level": COUNT._replace(required=False),
     "archive_garbage_reported": COUNT._replace(required=False),

@@ -1,4 +1,4 @@
-"""Monitoring: a check's healthchecks.io-style pings (start, then success or fail) and the Prometheus metrics file."""
+"""healthchecks.io-style pings: `/start` as a check starts work, then success or `/fail` with its final event."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from playlist_cron import __version__, metrics
+from playlist_cron import __version__
 from playlist_cron.log import redact
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from playlist_cron.config import Config
-    from playlist_cron.records import State
 
 PING_TIMEOUT_S = 5.0  # per ping, whatever the endpoint does: a check pings at most twice
 JOIN_SLACK_S = 0.5  # the socket's own timeout normally ends a silent ping first
@@ -85,14 +83,3 @@ class Pings:
             outcome["error"] = no_answer
         if "error" in outcome:
             self.logger.warning("ping_failed", ping=kind, url=redact(url), error=redact(outcome["error"]))
-
-
-def write_metrics(config: Config, state: State, lock_held_s: float | None, logger: FilteringBoundLogger) -> None:
-    """Replace the metrics file (when one is configured) with the counters of `state`; log why when it cannot."""
-    metrics_file = config.metrics_file
-    if metrics_file is None:
-        return
-    try:
-        metrics.write(metrics_file, metrics.render(config, state, lock_held_s))
-    except OSError as error:  # monitoring must not fail a check; the log says why the file is stale
-        logger.warning("metrics_failed", metrics_file=str(metrics_file), error=str(error))
