@@ -1,0 +1,89 @@
+"""Two checks never write one file, whatever the config says meanwhile; a file of the wrong size is never archived.
+
+Each test runs real check processes against the loopback feed, the config edited between them as a user edits it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conftest import Project, clean_env, flock_busy, wait_for
+
+
+def growing_part_file(project: Project, download_dir: Path | None = None) -> Path:
+    """Wait until a check has written into a `.part` file in the download folder, and return it."""
+    folder = download_dir or project.download_dir
+
+    def part_with_bytes() -> Path | None:
+        parts = [path for path in folder.rglob("*.part") if path.stat().st_size > 0]
+        return parts[0] if parts else None
+
+    found: Path = wait_for(part_with_bytes, what="a .part file with bytes in it")
+    return found
+
+
+def config_values(project: Project) -> dict[str, Any]:
+    values: dict[str, Any] = json.loads(project.config_path.read_text())
+    return values
+
+
+def test_check_of_a_renamed_archive_is_skipped_while_a_check_downloads_into_the_same_folder(
+    project: Project, reliability: Callable[[str], None]
+) -> None:
+    item = project.only_item(2_000_000)
+    project.feed.settings.bytes_per_second = 250_000  # 8 s: the second check starts while the first downloads
+    first = project.start("check", "--now")
+    growing_part_file(project)
+    project.write_config(**{**config_values(project), "archive_file": "renamed-archive.txt"})
+
+    second = project.run("check", "--now")
+    project.feed.settings.bytes_per_second = None
+    _, first_stderr = first.communicate(timeout=120)
+
+    assert second.returncode == 0, second.stderr
+    assert first.returncode == 0, first_stderr
+    events = project.events()
+    finals = {(event["check"], event["event"]) for event in events if event["event"].startswith("check_")}
+    assert (2, "check_skipped") in finals, finals
+    [skipped] = project.events("check_skipped")
+    assert skipped["holder_pid"] == first.pid
+    assert not [event for event in events if event.get("reason") == "interrupted"], "the live check was settled"
+    [completed] = project.events("check_completed")
+    assert completed["check"] == 1 and completed["downloaded"] == 1
+    assert project.file_for(item.guid).read_bytes() == item.content
+    assert project.archive_lines() == [f"generic {item.guid}"]
+    assert not (project.root / "renamed-archive.txt").exists()
+    state = project.state()
+    assert (state["completed_total"], state["skipped_total"], state["failed_total"]) == (1, 1, 0)
+    assert not flock_busy(project.download_dir / ".playlist-cron.lock")
+    reliability(
+        "archive_file renamed while a check downloads 2 MB: the next check SKIPPED (the download folder's lock, "
+        f"held by pid {first.pid}); the live check not settled as interrupted; the file byte-identical, archived once"
+    )
+
+
+def test_download_folder_lock_is_a_private_regular_file(project: Project) -> None:
+    assert project.run("check").returncode == 0
+    lock_file = project.download_dir / ".playlist-cron.lock"
+    assert lock_file.is_file() and not lock_file.is_symlink()
+    assert lock_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_symlink_at_the_download_folder_lock_is_refused(project: Project, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_text("untouched")
+    project.download_dir.mkdir()
+    (project.download_dir / ".playlist-cron.lock").symlink_to(target)
+
+    result = subprocess.run(
+        project.command("check"), capture_output=True, text=True, timeout=120, env=clean_env(), cwd="/"
+    )
+
+    assert result.returncode == 1
+    assert "symbolic link" in result.stderr
+    assert target.read_text() == "untouched"
+    assert project.feed.requests == []
