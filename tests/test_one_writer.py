@@ -66,6 +66,31 @@ def test_check_of_a_renamed_archive_is_skipped_while_a_check_downloads_into_the_
     )
 
 
+def test_a_live_check_is_not_settled_as_interrupted_by_a_check_of_a_moved_config(project: Project) -> None:
+    """archive_file and download_dir both changed: no lock is shared, and the running record names a live check."""
+    item = project.only_item(2_000_000)
+    project.feed.settings.bytes_per_second = 250_000
+    first = project.start("check", "--now")
+    growing_part_file(project)
+    project.write_config(
+        **{**config_values(project), "archive_file": "moved/archive.txt", "download_dir": "moved/downloads"}
+    )
+
+    second = project.run("check", "--now")
+    project.feed.settings.bytes_per_second = None
+    _, first_stderr = first.communicate(timeout=120)
+
+    assert second.returncode == 0, second.stderr
+    assert first.returncode == 0, first_stderr
+    events = project.events()
+    assert not [event for event in events if event.get("reason") == "interrupted"], "the live check was settled"
+    completed = sorted(event["check"] for event in project.events("check_completed"))
+    assert completed == [1, 2]
+    state = project.state()
+    assert (state["completed_total"], state["failed_total"], state["running"]) == (2, 0, None)
+    assert project.file_for(item.guid).read_bytes() == item.content
+
+
 def test_download_folder_lock_is_a_private_regular_file(project: Project) -> None:
     assert project.run("check").returncode == 0
     lock_file = project.download_dir / ".playlist-cron.lock"

@@ -237,7 +237,14 @@ class _Check(Ending, ReporterCallbacks):
 
         A log on stdout cannot be read back: there a killed check is always settled as interrupted, even one killed
         after its final event went out and before the state counted it (stdout then holds two final events for it).
+
+        A check that still runs (its locks were others: the config's archive_file and download_dir changed since it
+        started) is left alone: it logs and counts its own final event.
         """
+        from playlist_cron import lock  # loaded already by the storage; named here, where only a running check looks
+
+        if lock.runs_a_check(orphan.get("pid"), clock.parse_iso(orphan.get("started_at"))):
+            return
         for event in reversed(log.read_tail(self.config.log_file)):
             if event.get("event") in log.FINAL_EVENTS and same_run(orphan, event):
                 apply_final_event(state, event)
