@@ -91,6 +91,43 @@ def test_a_live_check_is_not_settled_as_interrupted_by_a_check_of_a_moved_config
     assert project.file_for(item.guid).read_bytes() == item.content
 
 
+def test_a_file_whose_size_disagrees_with_the_server_is_not_archived(
+    project: Project, reliability: Callable[[str], None]
+) -> None:
+    """Another writer (not a check: those exclude each other) puts bytes into the file while it downloads."""
+    item = project.only_item(1_000_000)
+    project.feed.settings.bytes_per_second = 250_000
+    check = project.start("check", "--now")
+    part = growing_part_file(project)
+    project.feed.settings.sending.clear()  # hold the download where it is while the other writer writes
+    with open(part, "r+b") as other_writer:
+        other_writer.seek(item.size_bytes + 1000)
+        other_writer.write(b"x" * 4096)
+    project.feed.settings.sending.set()
+    _, stderr = check.communicate(timeout=120)
+
+    assert check.returncode == 0, stderr
+    [failed] = project.events("video_failed")
+    assert failed["reason"] == "size_mismatch"
+    assert failed["video_id"] == item.guid
+    assert f"{item.size_bytes + 1000 + 4096}" in failed["error"] and f"{item.size_bytes}" in failed["error"]
+    assert failed["next_retry_at"] is not None
+    [completed] = project.events("check_completed")
+    assert (completed["downloaded"], completed["failed"]) == (0, 1)
+    assert project.archive_lines() == []
+    assert [path for path in project.downloaded_files() if item.guid in path.name] == [], "the file was removed"
+    # Tried again when its retry is due: downloaded whole, archived.
+    assert project.run("retry", item.guid).returncode == 0
+    result = project.run("check", "--now")
+    assert result.returncode == 0, result.stderr
+    assert project.file_for(item.guid).read_bytes() == item.content
+    assert project.archive_lines() == [f"generic {item.guid}"]
+    reliability(
+        "a file that grew past the size the server announced (another writer): video_failed size_mismatch, "
+        "no archive line, the file removed; the retry downloaded it whole"
+    )
+
+
 def test_download_folder_lock_is_a_private_regular_file(project: Project) -> None:
     assert project.run("check").returncode == 0
     lock_file = project.download_dir / ".playlist-cron.lock"
