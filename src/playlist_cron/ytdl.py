@@ -284,7 +284,6 @@ class Downloader(_RunHooks):
         self._begin(playlist, result, self._reporter)
         self._entries = []
         self._disk = _DiskWatch()
-        self._sizes = AnnouncedSizes()
         self.rate_limited = None
         self.failed_host = None
         self.first_content_type = None
