@@ -96,9 +96,14 @@ def run_due(
 
 
 def _open_log(config: Config, console: Console) -> log.LogFile:
+    """Open the log; a stdout that blocks is waited for no longer than a stall from now, until a running check's
+    watchdog takes over (`Watchdog.write_deadline`): a skipped check, or one starting up, never hangs on it."""
     log_file = log.open_log_file(config.log_file, config.path, console.alert)
     if config.log_file is None and console.interactive:  # stdout and stderr may share a terminal
         log_file.before_line = console.end_progress
+    if log_file.waits:
+        deadline = time.monotonic() + min(config.stall_timeout_seconds, config.max_runtime_seconds)
+        log_file.wait_until = lambda: deadline
     return log_file
 
 
@@ -152,6 +157,9 @@ class _Check(Ending, ReporterCallbacks):
             is_finished=lambda: self.finished,
             last_resort=lambda stopped: self.finish_failed(stopped.reason, stopped.detail),
         )
+        if log_file.waits:  # a stdout nobody reads holds the check as a stalled download does, from its first line
+            log_file.wait_until = self.watchdog.write_deadline
+            log_file.on_blocked = lambda: self.watchdog.output_blocked(f"the log {log_file.name}")
         self._finish_lock = threading.Lock()
         # The one writer: every state change, log event and counter of the reads (from their threads) goes under it.
         self.writer = threading.RLock()
