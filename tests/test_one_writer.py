@@ -108,7 +108,7 @@ def test_a_file_whose_size_disagrees_with_the_server_is_not_archived(
 
     assert check.returncode == 0, stderr
     [failed] = project.events("video_failed")
-    assert failed["reason"] == "size_mismatch"
+    assert failed["reason"] == "size_mismatch" and failed["error"].startswith("size_mismatch: ")
     assert failed["video_id"] == item.guid
     assert f"{item.size_bytes + 1000 + 4096}" in failed["error"] and f"{item.size_bytes}" in failed["error"]
     assert failed["next_retry_at"] is not None

@@ -6,7 +6,7 @@ import contextlib
 import os
 from typing import Any
 
-from playlist_cron.failure_kinds import SizeMismatch
+from playlist_cron.failure_kinds import SIZE_MISMATCH, SizeMismatch
 
 
 class AnnouncedSizes:
@@ -44,7 +44,7 @@ class AnnouncedSizes:
         with contextlib.suppress(OSError):
             os.unlink(filename)  # its bytes cannot be trusted, and yt-dlp would take a file left there as done
         raise SizeMismatch(
-            f"the downloaded file had {size_bytes} bytes where the server announced {announced} (did another "
+            f"{SIZE_MISMATCH}: the downloaded file had {size_bytes} bytes where the server announced {announced} (did another "
             f"process write into it?); it was removed, and the video is downloaded again at its next retry: "
             f"{os.path.basename(filename)}"
         )
