@@ -157,9 +157,7 @@ class _Check(Ending, ReporterCallbacks):
             is_finished=lambda: self.finished,
             last_resort=lambda stopped: self.finish_failed(stopped.reason, stopped.detail),
         )
-        if log_file.waits:  # a stdout nobody reads holds the check as a stalled download does, from its first line
-            log_file.wait_until = self.watchdog.write_deadline
-            log_file.on_blocked = lambda: self.watchdog.output_blocked(f"the log {log_file.name}")
+        self.watchdog.watch_log(log_file)
         self._finish_lock = threading.Lock()
         # The one writer: every state change, log event and counter of the reads (from their threads) goes under it.
         self.writer = threading.RLock()
@@ -245,9 +243,8 @@ class _Check(Ending, ReporterCallbacks):
 
         A log on stdout cannot be read back: there a killed check is always settled as interrupted, even one killed
         after its final event went out and before the state counted it (stdout then holds two final events for it).
-
-        A check that still runs (its locks were others: the config's archive_file and download_dir changed since it
-        started) is left alone: it logs and counts its own final event.
+        A check that still runs (archive_file and download_dir changed since it started, so that it holds other
+        locks) is left alone: it logs and counts its own final event.
         """
         from playlist_cron import lock  # loaded already by the storage; named here, where only a running check looks
 

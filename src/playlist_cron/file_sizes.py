@@ -44,7 +44,7 @@ class AnnouncedSizes:
         with contextlib.suppress(OSError):
             os.unlink(filename)  # its bytes cannot be trusted, and yt-dlp would take a file left there as done
         raise SizeMismatch(
-            f"{SIZE_MISMATCH}: the downloaded file had {size_bytes} bytes where the server announced {announced} (did another "
-            f"process write into it?); it was removed, and the video is downloaded again at its next retry: "
-            f"{os.path.basename(filename)}"
+            f"{SIZE_MISMATCH}: the downloaded file had {size_bytes} bytes where the server announced {announced} "
+            f"(did another process write into it?); it was removed, and the video is downloaded again at its next "
+            f"retry: {os.path.basename(filename)}"
         )

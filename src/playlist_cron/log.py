@@ -171,6 +171,7 @@ class LogFile:
         except BaseException:  # the watchdog's, raised in the main thread while it waited: the line is lost too
             self._line_open = self._line_open if written == 0 else True
             self.lost_lines += 1
+            self.error = OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
             raise
         self._line_open = False
         return written

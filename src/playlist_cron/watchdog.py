@@ -8,10 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playlist_cron import exit_codes
 from playlist_cron.errors import CheckStopped, Interrupted, WatchdogFired
+
+if TYPE_CHECKING:
+    from playlist_cron.log import LogFile
 
 TICK_S = 0.25
 GRACE_S = 15.0  # after asking the main thread to stop, how long before the watchdog ends the process itself
@@ -60,6 +63,12 @@ class Watchdog:
         """From any thread: end the check now, FAILED with `reason` (the database lock was lost, say), as a timeout
         ends it."""
         self._requested = WatchdogFired(reason, detail)
+
+    def watch_log(self, log_file: LogFile) -> None:
+        """A stdout nobody reads holds the check as a stalled download does, from its first line (`LogFile.waits`)."""
+        if log_file.waits:
+            log_file.wait_until = self.write_deadline
+            log_file.on_blocked = lambda: self.output_blocked(f"the log {log_file.name}")
 
     def write_deadline(self) -> float:
         """Until when (time.monotonic) a write that cannot go on (a stdout nobody reads) may wait: the moment this
