@@ -15,7 +15,7 @@ from playlist_cron import clock, log, monitoring
 from playlist_cron import state as state_module
 from playlist_cron import storage as storages
 from playlist_cron.check_end import Ending
-from playlist_cron.check_records import apply_final_event, count_lost_log_lines, log_recovery, new_run_id, same_run
+from playlist_cron.check_records import count_lost_log_lines, log_recovery, new_run_id, settle_orphan
 from playlist_cron.check_reporter import ReporterCallbacks
 from playlist_cron.check_skip import skip
 from playlist_cron.config import Config
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from playlist_cron.config import Playlist
     from playlist_cron.parallel_reads import Reads
     from playlist_cron.playlist_result import PlaylistResult
-    from playlist_cron.records import RunningRecord, State
+    from playlist_cron.records import State
     from playlist_cron.storage.interfaces import HeldRunLock
 
 MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
@@ -198,7 +198,7 @@ class _Check(Ending, ReporterCallbacks):
         with self.store.update() as state:
             orphan = state.get("running")
             if orphan:
-                self._settle_orphan(state, orphan)
+                settle_orphan(state, orphan, self.config.log_file, self.logger)
             state["checks_total"] += 1
             self.number = state["checks_total"]
             state["last_check_at"] = clock.iso(self.started_at)
@@ -237,35 +237,6 @@ class _Check(Ending, ReporterCallbacks):
             message=f"Check #{self.number} - {clock.iso(self.started_at)}",
         )
         self.console.say(f"Check #{self.number} started")
-
-    def _settle_orphan(self, state: State, orphan: RunningRecord) -> None:
-        """The check `orphan` was killed: count its final event if it got one into the log, else log one for it.
-
-        A log on stdout cannot be read back: there a killed check is always settled as interrupted, even one killed
-        after its final event went out and before the state counted it (stdout then holds two final events for it).
-        A check that still runs (archive_file and download_dir changed since it started, so that it holds other
-        locks) is left alone: it logs and counts its own final event.
-        """
-        from playlist_cron import lock  # loaded already by the storage; named here, where only a running check looks
-
-        if lock.runs_a_check(orphan.get("pid"), clock.parse_iso(orphan.get("started_at"))):
-            return
-        for event in reversed(log.read_tail(self.config.log_file)):
-            if event.get("event") in log.FINAL_EVENTS and same_run(orphan, event):
-                apply_final_event(state, event)
-                return
-        event = {
-            "check": orphan["check"],
-            **({"run_id": orphan["run_id"]} if orphan.get("run_id") else {}),
-            "outcome": "FAILED",
-            "reason": "interrupted",
-            "error": f"the check (pid {orphan.get('pid')}) ended without a final event: it was killed",
-            "duration_s": None,
-            "started_at": orphan.get("started_at"),
-        }
-        self.logger.error(log.CHECK_FAILED, **event)
-        event["timestamp"] = clock.iso(clock.now_s())
-        apply_final_event(state, event)
 
     def _work(self) -> Outcome:
         now_s = clock.now_s()
