@@ -194,7 +194,10 @@ class Project:
         return self.archive_file.read_text().splitlines() if self.archive_file.exists() else []
 
     def downloaded_files(self) -> list[Path]:
-        return sorted(path for path in self.download_dir.rglob("*") if path.is_file())
+        """The files in the download folder but its lock (`.playlist-cron.lock`)."""
+        return sorted(
+            path for path in self.download_dir.rglob("*") if path.is_file() and path.name != ".playlist-cron.lock"
+        )
 
     def only_item(self, size_bytes: int) -> FeedItem:
         """Leave one video of `size_bytes` in the feed, and return it."""

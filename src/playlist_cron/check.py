@@ -16,12 +16,11 @@ from playlist_cron import state as state_module
 from playlist_cron import storage as storages
 from playlist_cron.check_end import Ending
 from playlist_cron.check_records import (
-    apply_final_event,
     count_due_check,
     count_lost_log_lines,
     log_recovery,
     new_run_id,
-    same_run,
+    settle_orphan,
 )
 from playlist_cron.check_reporter import ReporterCallbacks
 from playlist_cron.check_skip import skip
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
     from playlist_cron.config import Playlist
     from playlist_cron.parallel_reads import Reads
     from playlist_cron.playlist_result import PlaylistResult
-    from playlist_cron.records import RunningRecord, State
+    from playlist_cron.records import State
     from playlist_cron.storage.interfaces import HeldRunLock
 
 MAX_COOLDOWN_FACTOR = state_module.MAX_COOLDOWN_FACTOR
@@ -103,9 +102,14 @@ def run_due(
 
 
 def _open_log(config: Config, console: Console) -> log.LogFile:
+    """Open the log; a stdout that blocks is waited for no longer than a stall from now, until a running check's
+    watchdog takes over (`Watchdog.write_deadline`): a skipped check, or one starting up, never hangs on it."""
     log_file = log.open_log_file(config.log_file, config.path, console.alert)
     if config.log_file is None and console.interactive:  # stdout and stderr may share a terminal
         log_file.before_line = console.end_progress
+    if log_file.waits:
+        deadline = time.monotonic() + min(config.stall_timeout_seconds, config.max_runtime_seconds)
+        log_file.wait_until = lambda: deadline
     return log_file
 
 
@@ -159,6 +163,7 @@ class _Check(Ending, ReporterCallbacks):
             is_finished=lambda: self.finished,
             last_resort=lambda stopped: self.finish_failed(stopped.reason, stopped.detail),
         )
+        self.watchdog.watch_log(log_file)
         self._finish_lock = threading.Lock()
         # The one writer: every state change, log event and counter of the reads (from their threads) goes under it.
         self.writer = threading.RLock()
@@ -199,7 +204,7 @@ class _Check(Ending, ReporterCallbacks):
         with self.store.update() as state:
             orphan = state.get("running")
             if orphan:
-                self._settle_orphan(state, orphan)
+                settle_orphan(state, orphan, self.config.log_file, self.logger)
             self.number = count_due_check(state, self.started_at)
             state["running"] = {
                 "check": self.number,
@@ -236,29 +241,6 @@ class _Check(Ending, ReporterCallbacks):
             message=f"Check #{self.number} - {clock.iso(self.started_at)}",
         )
         self.console.say(f"Check #{self.number} started")
-
-    def _settle_orphan(self, state: State, orphan: RunningRecord) -> None:
-        """The check `orphan` was killed: count its final event if it got one into the log, else log one for it.
-
-        A log on stdout cannot be read back: there a killed check is always settled as interrupted, even one killed
-        after its final event went out and before the state counted it (stdout then holds two final events for it).
-        """
-        for event in reversed(log.read_tail(self.config.log_file)):
-            if event.get("event") in log.FINAL_EVENTS and same_run(orphan, event):
-                apply_final_event(state, event)
-                return
-        event = {
-            "check": orphan["check"],
-            **({"run_id": orphan["run_id"]} if orphan.get("run_id") else {}),
-            "outcome": "FAILED",
-            "reason": "interrupted",
-            "error": f"the check (pid {orphan.get('pid')}) ended without a final event: it was killed",
-            "duration_s": None,
-            "started_at": orphan.get("started_at"),
-        }
-        self.logger.error(log.CHECK_FAILED, **event)
-        event["timestamp"] = clock.iso(clock.now_s())
-        apply_final_event(state, event)
 
     def _work(self) -> Outcome:
         now_s = clock.now_s()

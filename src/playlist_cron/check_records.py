@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from playlist_cron import clock, log
@@ -100,3 +101,33 @@ def apply_final_event(state: State, event: Mapping[str, Any]) -> None:
         state["consecutive_failed"] = state.get("consecutive_failed", 0) + 1
         state["last_failure_reason"] = event.get("reason")
         state["last_error"] = event.get("error")
+
+
+def settle_orphan(state: State, orphan: RunningRecord, log_file: Path | None, logger: FilteringBoundLogger) -> None:
+    """The check `orphan` was killed: count its final event if it got one into `log_file`, else log one for it.
+
+    A log on stdout (None) cannot be read back: there a killed check is always settled as interrupted, even one
+    killed after its final event went out and before the state counted it (stdout then holds two final events for
+    it). A check that still runs (archive_file and download_dir changed since it started, so that it holds other
+    locks) is left alone: it logs and counts its own final event.
+    """
+    from playlist_cron import lock  # loaded already by the storage; named here, where only a running check looks
+
+    if lock.runs_a_check(orphan.get("pid"), clock.parse_iso(orphan.get("started_at"))):
+        return
+    for event in reversed(log.read_tail(log_file)):
+        if event.get("event") in log.FINAL_EVENTS and same_run(orphan, event):
+            apply_final_event(state, event)
+            return
+    event = {
+        "check": orphan["check"],
+        **({"run_id": orphan["run_id"]} if orphan.get("run_id") else {}),
+        "outcome": "FAILED",
+        "reason": "interrupted",
+        "error": f"the check (pid {orphan.get('pid')}) ended without a final event: it was killed",
+        "duration_s": None,
+        "started_at": orphan.get("started_at"),
+    }
+    logger.error(log.CHECK_FAILED, **event)
+    event["timestamp"] = clock.iso(clock.now_s())
+    apply_final_event(state, event)

@@ -115,7 +115,15 @@ class ReporterCallbacks:
             return failures.waiting_count(self.failed_videos, playlist_url, clock.now_s())
 
     def video_failed(
-        self, video_id: str, key: str, title: str | None, url: str | None, error: str, playlist_url: str
+        self,
+        video_id: str,
+        key: str,
+        title: str | None,
+        url: str | None,
+        error: str,
+        playlist_url: str,
+        *,
+        reason: str | None = None,
     ) -> None:
         from playlist_cron import failures
 
@@ -138,6 +146,7 @@ class ReporterCallbacks:
                 log.VIDEO_FAILED,
                 video_id=video_id,
                 title=title,
+                **({"reason": reason} if reason is not None else {}),
                 error=error,
                 attempts=record["attempts"],
                 next_retry_at=record["next_retry_at"],

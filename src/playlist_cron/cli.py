@@ -184,8 +184,8 @@ def _main(argv: Sequence[str] | None) -> int:
         for problem in error.problems:
             print(f"playlist-cron: {error.path}: {problem}", file=sys.stderr)
         return exit_codes.CONFIG
-    except NotARegularFile as error:  # the lock file's place derives from archive_file: the setting to look at
-        print(f"playlist-cron: {_config_path(arguments)}: At 'archive_file': {error.detail}", file=sys.stderr)
+    except NotARegularFile as error:  # a lock file's place derives from a setting (archive_file): the one to look at
+        print(f"playlist-cron: {_config_path(arguments)}: At '{error.key}': {error.detail}", file=sys.stderr)
         return exit_codes.CONFIG
     except StateError as error:
         if error.unusable_folder:  # the config points at a folder that cannot be used: a config error

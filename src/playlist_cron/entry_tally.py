@@ -9,7 +9,7 @@ from typing import Any
 
 from playlist_cron import feeds
 from playlist_cron.config import Playlist
-from playlist_cron.failure_kinds import NETWORK, Failure, raise_when_check_must_stop
+from playlist_cron.failure_kinds import NETWORK, SIZE_MISMATCH, Failure, raise_when_check_must_stop
 from playlist_cron.playlist_result import (
     PLAYLIST_FIELDS,
     STOPPED_AT_ARCHIVED,
@@ -120,6 +120,7 @@ class EntryTally:
             video_failure.url,
             video_failure.error,
             video_failure.playlist_url,
+            reason=failure.kind if failure.kind == SIZE_MISMATCH else None,
         )
 
     def outcome(self, entry: Entry) -> bool:

@@ -29,12 +29,14 @@ class StateError(PlaylistCronError):
 
 
 class NotARegularFile(PlaylistCronError):
-    """The run lock's place (`<archive_file>.lock`) holds a FIFO, socket, device or folder: `cli` says so, exit 78."""
+    """A lock's place (`<archive_file>.lock`, the download folder's) holds a FIFO, socket, device or folder: `cli` says
+    so, naming the config's `key` that places it, exit 78."""
 
-    def __init__(self, path: str, detail: str) -> None:
+    def __init__(self, path: str, detail: str, key: str = "archive_file") -> None:
         super().__init__(f"playlist-cron: {detail}")
         self.path = path
         self.detail = detail
+        self.key = key
 
 
 class CheckStopped(BaseException):

@@ -21,6 +21,7 @@ RATE_LIMITED = "rate_limited"
 NO_SPACE = "no_space"
 NETWORK = "network"
 REFUSED_ADDRESS = "refused_address"  # a link a playlist's entry led to, not followed (`link_policy.py`)
+SIZE_MISMATCH = "size_mismatch"  # a downloaded file whose size is not what the server announced (`file_sizes.py`)
 OTHER = "other"
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 UNREACHABLE_ERRNOS = {
@@ -41,8 +42,8 @@ CONNECTION_WORDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], .
 
 @dataclass(frozen=True)
 class Failure:
-    """What kind of failure an exception is (`RATE_LIMITED`, `NO_SPACE`, `NETWORK`, `REFUSED_ADDRESS`, `OTHER`), and
-    plain words for it."""
+    """What kind of failure an exception is (`RATE_LIMITED`, `NO_SPACE`, `NETWORK`, `REFUSED_ADDRESS`,
+    `SIZE_MISMATCH`, `OTHER`), and plain words for it."""
 
     kind: str
     message: str
@@ -55,6 +56,10 @@ class Refused(Exception):
 
 class TooLarge(Exception):
     """An answer read whole that was larger than playlist-cron reads: it was not read further."""
+
+
+class SizeMismatch(Exception):
+    """A downloaded file whose size differs from what its server announced: removed, and not archived."""
 
 
 class RateLimited(Exception):
@@ -88,6 +93,8 @@ def classify(error: BaseException, host: str | None = None) -> Failure:
             where = f" ({link.filename})" if link.filename else ""
             return Failure(NO_SPACE, f"{link.strerror or os.strerror(link.errno)}{where}")
     for link in links:
+        if isinstance(link, SizeMismatch):
+            return Failure(SIZE_MISMATCH, one_line(link))
         if isinstance(link, (Refused, TooLarge)):  # said by playlist-cron itself, in plain words
             return Failure(REFUSED_ADDRESS if isinstance(link, Refused) else OTHER, one_line(link))
     # The nearest link that tells is the cause: an answer such as 404 says the site was reached, even when

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from playlist_cron.records import HolderRecord
 
 LOCK_FILE_MODE = 0o600
+# /proc tells a process's start to the clock tick, counted from a boot time given in whole seconds.
+PROCESS_START_SLACK_S = 2.0
 
 
 class Holder(NamedTuple):
@@ -201,8 +203,26 @@ def _lock_id(device: int, inode: int) -> str:
     return f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
 
 
-def _process_holds(pid: int, wanted: str) -> bool:
-    """Whether one of the process's open files carries a FLOCK on the file `wanted` (per /proc/PID/fdinfo)."""
+def runs_a_check(pid: int | None, started_at: float | None) -> bool:
+    """Whether process `pid` still runs the check that a running record (its pid, its start) names.
+
+    It must be alive, have started no later than `started_at` (not a later process given the same pid), and hold a
+    flock: a check holds its run lock for its whole life, and a process killed but not yet reaped holds none. False
+    where /proc cannot tell.
+    """
+    if pid is None or pid == os.getpid():
+        return False
+    process_start = _process_start(pid)
+    if process_start is None:
+        return False
+    if started_at is not None and process_start > started_at + PROCESS_START_SLACK_S:
+        return False
+    return _process_holds(pid, None)
+
+
+def _process_holds(pid: int, wanted: str | None) -> bool:
+    """Whether one of the process's open files carries a FLOCK on the file `wanted`, or on any file when None (per
+    /proc/PID/fdinfo)."""
     folder = f"/proc/{pid}/fdinfo"
     try:
         names = os.listdir(folder)
@@ -215,7 +235,7 @@ def _process_holds(pid: int, wanted: str) -> bool:
         except OSError:
             continue
         for line in text.splitlines():
-            if line.startswith(b"lock:") and b" FLOCK " in line and wanted.encode() in line.split():
+            if line.startswith(b"lock:") and b" FLOCK " in line and (wanted is None or wanted.encode() in line.split()):
                 return True
     return False
 

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Callable, MutableMapping
@@ -104,6 +105,11 @@ class LogFile:
         self._alert = alert
         self.error: OSError | None = open_error
         self.before_line: Callable[[], None] | None = None  # a stdout log: end the terminal's progress line first
+        # A blocking pipe or socket (stdout) can hold a write for ever: it is waited for until `wait_until()` (a
+        # time.monotonic() instant, None: for ever), then the line is lost and `on_blocked` told.
+        self.waits = fd is not None and path is None and _may_block(fd)
+        self.wait_until: Callable[[], float] | None = None
+        self.on_blocked: Callable[[], None] | None = None
         self.lost_lines = 0
         self._counted_lines = 0
         self._line_open = False  # this process cut its last line short: what a log it cannot read back tells it
@@ -115,6 +121,8 @@ class LogFile:
         if self._fd is None:
             self._lost(line, self.error or OSError(errno.EBADF, os.strerror(errno.EBADF)))
             return 0
+        if self.waits:
+            return self._append_waiting(self._fd, line)
         turn_taken = self.path is not None and _take_turn(self._fd)
         try:
             return self._append(self._fd, line)
@@ -142,6 +150,46 @@ class LogFile:
                 return written
         self._line_open = False
         return len(data)
+
+    def _append_waiting(self, fd: int, line: bytes) -> int:
+        """Write to a pipe or socket that blocks, PIPE_BUF bytes at a time, each only once poll(2) says it fits,
+        waiting no longer than `wait_until`; a line that does not go out is lost (EAGAIN), and the rest of a line
+        cut short is not sent (the next line starts with a line break)."""
+        data = b"\n" + line if self._line_open else line
+        written = 0
+        try:
+            while written < len(data):
+                if not self._wait_writable(fd):
+                    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                written += os.write(fd, data[written : written + PIPE_BUF_BYTES])
+        except OSError as error:
+            self._line_open = self._line_open if written == 0 else True
+            self._lost(line, error)
+            if error.errno == errno.EAGAIN and self.on_blocked is not None:
+                self.on_blocked()
+            return written
+        except BaseException:  # the watchdog's, raised in the main thread while it waited: the line is lost too
+            self._line_open = self._line_open if written == 0 else True
+            self.lost_lines += 1
+            self.error = OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            raise
+        self._line_open = False
+        return written
+
+    def _wait_writable(self, fd: int) -> bool:
+        """Wait until `fd` takes PIPE_BUF bytes without blocking (or says it never will: an error); False when
+        `wait_until` came first."""
+        import select  # only a log on a blocking pipe or socket gets here: not the skip path's usual cost
+
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while True:
+            deadline = self.wait_until() if self.wait_until is not None else None
+            wait_s = WAIT_TICK_S if deadline is None else min(WAIT_TICK_S, deadline - time.monotonic())
+            if poller.poll(max(0.0, wait_s) * 1000):
+                return True
+            if wait_s <= 0:
+                return False
 
     @property
     def uncounted_lines(self) -> int:
@@ -179,6 +227,21 @@ class LogFile:
 # only a line cut short is seen. One that cannot have its turn within LOG_TURN_WAIT_S (a holder stopped mid-line)
 # writes anyway: the log must never stop a check.
 LOG_TURN_WAIT_S = 1.0
+
+
+# A write of at most PIPE_BUF bytes to a pipe that poll(2) says is writable does not block (POSIX); how often a write
+# that waits looks at its deadline again.
+PIPE_BUF_BYTES = 4096
+WAIT_TICK_S = 0.1
+
+
+def _may_block(fd: int) -> bool:
+    """Whether writes to `fd` can wait for a reader for ever: a pipe or a socket, opened blocking."""
+    try:
+        mode = os.fstat(fd).st_mode
+        return (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and os.get_blocking(fd)
+    except OSError:
+        return False
 
 
 def _take_turn(fd: int) -> bool:

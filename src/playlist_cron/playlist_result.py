@@ -59,8 +59,18 @@ class Reporter(Protocol):
     ) -> None: ...
 
     def video_failed(
-        self, video_id: str, key: str, title: str | None, url: str | None, error: str, playlist_url: str
-    ) -> None: ...
+        self,
+        video_id: str,
+        key: str,
+        title: str | None,
+        url: str | None,
+        error: str,
+        playlist_url: str,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """A video failed; `reason` names a failure of a kind the log names (`size_mismatch`)."""
+        ...
 
     def retry_is_due(self, key: str) -> bool: ...
 

@@ -8,10 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playlist_cron import exit_codes
 from playlist_cron.errors import CheckStopped, Interrupted, WatchdogFired
+
+if TYPE_CHECKING:
+    from playlist_cron.log import LogFile
 
 TICK_S = 0.25
 GRACE_S = 15.0  # after asking the main thread to stop, how long before the watchdog ends the process itself
@@ -50,6 +53,7 @@ class Watchdog:
         self._main_thread_id = threading.main_thread().ident or 0
         self._previous_handlers: dict[int, Any] = {}
         self._requested: WatchdogFired | None = None  # asked for by another thread: see stop()
+        self._interrupted = False  # a signal ends the check
 
     def activity(self) -> None:
         """The check made progress: the stall clock starts again."""
@@ -59,6 +63,29 @@ class Watchdog:
         """From any thread: end the check now, FAILED with `reason` (the database lock was lost, say), as a timeout
         ends it."""
         self._requested = WatchdogFired(reason, detail)
+
+    def watch_log(self, log_file: LogFile) -> None:
+        """A stdout nobody reads holds the check as a stalled download does, from its first line (`LogFile.waits`)."""
+        if log_file.waits:
+            log_file.wait_until = self.write_deadline
+            log_file.on_blocked = lambda: self.output_blocked(f"the log {log_file.name}")
+
+    def write_deadline(self) -> float:
+        """Until when (time.monotonic) a write that cannot go on (a stdout nobody reads) may wait: the moment this
+        watchdog would fire; at once when the check is being ended."""
+        if self.fired is not None or self._requested is not None or self._interrupted:
+            return 0.0
+        return min(self.started_monotonic + self.max_runtime_s, self.last_activity + self.stall_timeout_s)
+
+    def output_blocked(self, what: str) -> None:
+        """From any thread: `what` took nothing until `write_deadline`; end the check as that deadline says."""
+        if time.monotonic() - self.started_monotonic > self.max_runtime_s:
+            self.stop("timeout", f"the check ran longer than max_runtime_seconds ({self.max_runtime_s} s)")
+        else:
+            self.stop(
+                "stalled",
+                f"{what} took nothing for stall_timeout_seconds ({self.stall_timeout_s} s): its reader does not read",
+            )
 
     def __enter__(self) -> Watchdog:
         self._install_signal_handlers()
@@ -76,6 +103,7 @@ class Watchdog:
         def on_signal(signal_number: int, frame: object) -> None:
             if self._is_finished():
                 return
+            self._interrupted = True  # its final event does not wait for a stdout nobody reads
             raise Interrupted(f"received {signal.Signals(signal_number).name}", signal_number)
 
         def on_wake(signal_number: int, frame: object) -> None:

@@ -32,6 +32,7 @@ from playlist_cron.failure_kinds import (
     one_line,
 )
 from playlist_cron.file_names import NAME_RESERVE_BYTES, SIDECAR_RESERVE_BYTES, fit_fields, name_max_bytes
+from playlist_cron.file_sizes import AnnouncedSizes
 from playlist_cron.link_policy import LinkPolicy
 from playlist_cron.playlist_result import STOPPED_AT_MAX_DOWNLOADS, PlaylistResult, Reporter
 from playlist_cron.yt_dlp_options import parse_yt_dlp_args
@@ -140,6 +141,7 @@ class _RunHooks(Fetcher):
         self._reporter = reporter
         self._entries: list[Entry] = []  # the entries being run, innermost last
         self._disk = _DiskWatch()
+        self._sizes = AnnouncedSizes()
         self._name_max_bytes: int | None = None
         params = dict(params)
         params["progress_hooks"] = [*params.get("progress_hooks", []), self._on_progress]
@@ -224,6 +226,9 @@ class _RunHooks(Fetcher):
                 progress.get("speed"),
                 progress.get("eta"),
             )
+            self._sizes.downloading(progress)
+        elif progress.get("status") == "finished":
+            self._sizes.finished(progress)  # raises SizeMismatch before yt-dlp's archive line
 
     def _on_finished_file(self, filename: str) -> None:
         entry = self._current()

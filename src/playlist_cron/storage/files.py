@@ -1,4 +1,5 @@
-"""The file-backed storage: flock(2) on `<archive_file>.lock`, the state's JSON file, yt-dlp's archive text file."""
+"""The file-backed storage: flock(2) on `<archive_file>.lock` and on the download folder's lock, the state's JSON
+file, yt-dlp's archive text file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from playlist_cron import lock
 from playlist_cron.config import Config
-from playlist_cron.errors import ConfigError
+from playlist_cron.errors import ConfigError, NotARegularFile
 from playlist_cron.state import StateStore
 from playlist_cron.storage.base import ArchiveHealth, Note
 from playlist_cron.storage.parts import Storage
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from playlist_cron.storage.interfaces import VideoLocks
     from playlist_cron.storage.status_view import StatusReading
 
+# In the download folder: whatever `archive_file` says, two checks never write one folder at once.
+DOWNLOAD_FOLDER_LOCK = ".playlist-cron.lock"
+
 # Patterns, not compiled at import: the skip path loads this module but never tends the archive (re caches them).
 ARCHIVE_LINE = rb"[A-Za-z0-9_.:-]+ \S+"
 WHOLE_ARCHIVE = rb"(?:[A-Za-z0-9_.:-]+ [^\s]+\n)*"
@@ -31,7 +35,12 @@ WHOLE_ARCHIVE = rb"(?:[A-Za-z0-9_.:-]+ [^\s]+\n)*"
 def open_for(config: Config) -> Storage:
     """Given a config, return its file-backed storage."""
     return Storage(
-        run_lock=FileRunLock(config.lock_file, config.playlists),
+        run_lock=FileRunLock(
+            config.lock_file,
+            config.playlists,
+            folder_lock=config.download_dir / DOWNLOAD_FOLDER_LOCK,
+            config=config.path,
+        ),
         state=FileState(StateStore.for_config(config)),
         archive=FileArchive(config.archive_file, config.path),
         status=FileStatus(StateStore.for_config(config), config.lock_file),
@@ -39,15 +48,31 @@ def open_for(config: Config) -> Storage:
 
 
 class FileRunLock:
-    """The run lock as a non-blocking flock(2) on a file beside the archive; the holder is read from /proc."""
+    """The run lock as a non-blocking flock(2) on a file beside the archive, then one on a file in the download folder
+    (`folder_lock`); the holder is read from /proc.
 
-    def __init__(self, path: Path, playlists: Sequence[Playlist] = ()) -> None:
+    The archive's lock keeps the checks of one archive apart; the folder's lock keeps apart checks whose archives
+    differ (`archive_file` renamed while a check runs, two configs sharing a folder), which would otherwise write one
+    `.part` file together. A check that finds either held is SKIPPED.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        playlists: Sequence[Playlist],
+        *,
+        folder_lock: Path,
+        config: Path,
+    ) -> None:
         self.path = path
         self._playlists = playlists
+        self._folder_lock = folder_lock
+        self._config = config
+        self._found_held = path  # the lock the last try found held: the one `holder` and `name` speak of
 
     @property
     def name(self) -> str:
-        return str(self.path)
+        return str(self._found_held)
 
     @property
     def nothing_due(self) -> bool:
@@ -55,17 +80,46 @@ class FileRunLock:
 
     def try_acquire(self, *, force: bool = False) -> FileHold | None:
         held = lock.try_lock(self.path)
-        return None if held is None else FileHold(held, self._playlists)
+        if held is None:
+            self._found_held = self.path
+            return None
+        try:
+            folder_held = self._lock_folder()
+        except BaseException:
+            held.release()
+            raise
+        if folder_held is None:
+            held.release()
+            return None
+        return FileHold(held, self._playlists, folder_held)
+
+    def _lock_folder(self) -> lock.HeldLock | None:
+        """Take the download folder's lock (creating the folder); None when another process holds it."""
+        path = self._folder_lock
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                str(self._config), [f"At 'download_dir': cannot create {path.parent}: {error.strerror}"]
+            ) from None
+        try:
+            folder_held = lock.try_lock(path)
+        except NotARegularFile as error:
+            raise NotARegularFile(error.path, error.detail, key="download_dir") from None
+        if folder_held is None:
+            self._found_held = path
+        return folder_held
 
     def holder(self) -> lock.Holder | None:
-        return lock.holder(self.path)
+        return lock.holder(self._found_held)
 
 
 class FileHold:
     """The flock a check holds: every playlist of the config is its to read, one after another."""
 
-    def __init__(self, held: lock.HeldLock, playlists: Sequence[Playlist]) -> None:
+    def __init__(self, held: lock.HeldLock, playlists: Sequence[Playlist], folder_held: lock.HeldLock) -> None:
         self._held = held
+        self._folder_held = folder_held
         self._next = iter(playlists)
         self._guard = threading.Lock()  # the check's readers ask from several threads
         self.started_at = held.started_at
@@ -85,6 +139,7 @@ class FileHold:
         pass  # nothing is claimed: the flock covers every playlist until it is released
 
     def release(self) -> None:
+        self._folder_held.release()
         self._held.release()
 
 
