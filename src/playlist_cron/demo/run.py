@@ -168,7 +168,11 @@ def main(directory: str | None) -> int:
         page_said = f"not written: {error}"
     print(f"\nAll {CHECKS} checks ended in {time.monotonic() - started:.1f} s; exit codes {codes}.\n")
     print(status.render_text(report))
-    downloads = sorted(path for path in (root / "downloads").rglob("*") if path.is_file())
+    from playlist_cron.storage.files import DOWNLOAD_FOLDER_LOCK
+
+    downloads = sorted(
+        path for path in (root / "downloads").rglob("*") if path.is_file() and path.name != DOWNLOAD_FOLDER_LOCK
+    )
     print("\nWhere things are:")
     print(f"  config    {config_path}")
     print(f"  log       {root / 'logs' / 'downloader.log'}   (try: grep SKIPPED, or jq)")
