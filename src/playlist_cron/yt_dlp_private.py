@@ -6,7 +6,9 @@ level: the callers (ytdl.py, archive_ids.py, feed_read.py and yt_dlp_options.py)
 
 One use cannot be a function here: `bounded_http.py` subclasses yt-dlp's urllib request handler (private:
 `yt_dlp.networking._urllib.UrllibRH`, its `_create_instance` and `_prepare_headers`,
-`_helper.add_accept_encoding_header` and the director's `handlers`) to inflate and cap bodies as they are read;
+`_helper.add_accept_encoding_header` and the director's `handlers`) to inflate and cap bodies as they are read,
+and keeps a reader's connections alive with the TLS context and source address of yt-dlp's `HTTPHandler`
+(`_context`, `_source_address`) and its `_urllib._create_http_connection`;
 tests/test_yt_dlp_compat.py and the `compat` tests of tests/test_bounded_reads.py check it against each yt-dlp
 release the project supports.
 """
