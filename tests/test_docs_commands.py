@@ -21,6 +21,7 @@ from playlist_cron import clock, config
 from playlist_cron.demo.feed import FeedItem, FeedServer, make_items
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+README = DOCS.parent / "README.md"
 OWN_TESTS = {"jq.md", "demo.md"}  # pages whose every command has tests of its own
 REMOVED = "removed-video"
 
@@ -41,14 +42,21 @@ def code_lines(page: Path) -> Iterator[str]:
 
 
 def docs_lines(first_word: str) -> list[tuple[str, str]]:
-    """Every code line of docs/ (but the pages with tests of their own) whose first word is `first_word`, by page."""
+    """Every code line of the README and docs/ (but the pages with tests of their own) whose first word is
+    `first_word`, by page; a line after `|` counts by the first word of its last command (`grep ... | jq ...`)."""
     return [
         (page.name, line)
-        for page in sorted(DOCS.glob("*.md"))
+        for page in [README, *sorted(DOCS.glob("*.md"))]
         if page.name not in OWN_TESTS
         for line in code_lines(page)
-        if line.split(" ", 1)[0] == first_word and "[--" not in line  # `demo [--dir PATH]`: a synopsis, not a line
+        if _first_word(line) == first_word and "[--" not in line  # `demo [--dir PATH]`: a synopsis, not a line
     ]
+
+
+def _first_word(line: str) -> str:
+    """The command a line runs: its first word, or that of its last command for a `grep ... | jq ...` line."""
+    last = line.rsplit(" | ", 1)[-1] if line.startswith("grep ") else line
+    return last.split(" ", 1)[0]
 
 
 def json_configs() -> list[tuple[str, str]]:
