@@ -280,3 +280,37 @@ def test_the_systemd_page_names_the_three_files() -> None:
         assert f"`{name}`" in section, f"docs/systemd.md does not name {name}"
     for command in ("systemctl --user enable --now playlist-cron.timer", "loginctl enable-linger"):
         assert command in section
+
+
+MOST_EXPOSURE = 3.5  # systemd-analyze's scale: 0 safe, 10 exposed; below 4 it says "OK"
+
+
+def test_systemd_analyze_security_rates_the_service_ok_and_sees_its_settings(tmp_path: Path) -> None:
+    tool = skip_without("systemd-analyze", "cannot rate the service's exposure", "systemd")
+    service, _, _ = installed_copies(tmp_path)
+
+    def exposure(unit: Path) -> float:
+        result = subprocess.run(
+            [tool, "security", "--offline=true", "--no-pager", str(unit)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        print(result.stdout[-400:])
+        [rating] = re.findall(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+        return float(rating)
+
+    rated = exposure(service)
+    assert rated <= MOST_EXPOSURE
+    # The rating reads the file: without its hardening the same unit is exposed.
+    bare = tmp_path / "bare" / service.name
+    bare.parent.mkdir()
+    text = service.read_text()
+    bare.write_text(text[: text.index("NoNewPrivileges=yes")])
+    assert exposure(bare) > 8.0, "the hardening lines are what makes it safe"
+
+
+def test_the_service_treats_exit_75_as_success() -> None:
+    service_text = (ROOT / "playlist-cron.service").read_text()
+    assert re.search(r"^SuccessExitStatus=75$", service_text, re.M), "an outage (exit 75) is not a failed unit"
