@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from playlist_cron.config import Config
     from playlist_cron.outcomes import Outcome
+    from playlist_cron.records import State
 
 
 def _quick_check_arguments(argv: Sequence[str]) -> Any:
@@ -229,11 +230,20 @@ def _check(arguments: argparse.Namespace) -> int:
     from playlist_cron.console import Console
 
     path = config_module.config_path(arguments.config)
-    config, console = config_module.load(path, sound_digest=_sound_digest), Console()
+    states_read: list[State] = []  # the state `config.load` asked for the digest: the due clock reads the same
+
+    def sound_digest(settings: Config) -> str | None:
+        state = _read_state(settings)
+        if state is None:
+            return None
+        states_read.append(state)
+        return state.get("config_digest")
+
+    config, console = config_module.load(path, sound_digest=sound_digest), Console()
     if not (arguments.now or arguments.mark_archived):
         from playlist_cron import due
 
-        if due.not_due(config, console):
+        if due.not_due(config, console, states_read[-1] if states_read else None):
             return exit_codes.OK
     from playlist_cron import check  # structlog, portalocker and the rest: only for a check that is due
 
@@ -243,18 +253,19 @@ def _check(arguments: argparse.Namespace) -> int:
     return exit_code(outcome, config.skip_exit_code)
 
 
-def _sound_digest(settings: Config) -> str | None:
-    """Given a config's settings, return the digest of the last config its checks found sound (None when unknown):
-    for `config.load` to leave the playlists of an unchanged config unchecked on the not-due and skip paths.
+def _read_state(settings: Config) -> State | None:
+    """Given a config's settings, return its state, for the digest of the last config its checks found sound: for
+    `config.load` to leave the playlists of an unchanged config unchecked on the not-due and skip paths. None when
+    it cannot be read: the due clock or the check, which read it next, say why.
 
     A fleet's host keeps no digest in its local state file (its checks keep it in the database): its config is
     checked whole, as its check claims by its playlists from the start."""
     from playlist_cron.state import StateStore
 
     try:
-        return StateStore.for_config(settings).read().get("config_digest")
+        return StateStore.for_config(settings).read()
     except StateError:
-        return None  # the check that reads it next says why
+        return None
 
 
 def _rewrite_report(config: Config, outcome: Outcome) -> None:
