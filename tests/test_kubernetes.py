@@ -32,6 +32,7 @@ except ImportError:
 ROOT = Path(__file__).parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 KUSTOMIZATION = MANIFESTS / "kustomization.yaml"
+DOCS_PAGE = ROOT / "docs" / "kubernetes.md"
 OPTIONAL = {"cronjob-second-host.yaml"}  # listed, commented out, in kustomization.yaml
 KUBERNETES_VERSION = (
     "1.30.0"  # the oldest release still maintained when this was written; the manifests use no newer field
@@ -41,6 +42,8 @@ SECRET = ("playlist-cron-database", "password")
 # that long. The margin: the TTL controller's delay and a kube-state-metrics scrape or two before the series ends.
 KUBE_JOB_FAILED_FOR_S = 15 * 60
 JOB_DELETION_MARGIN_S = 3 * 60
+STATUS = MANIFESTS / "status"  # a kustomization of its own, applied by hand: docs/kubernetes.md's recipe
+STATUS_JOB_NAME = "playlist-cron-status"
 COMPONENTS = {"pushgateway", "prometheus-operator"}  # optional, listed commented out in kustomization.yaml
 RULES = ROOT / "deploy" / "prometheus" / "playlist-cron.rules.yml"
 PROMETHEUS_RULE = MANIFESTS / "prometheus-operator" / "prometheusrule.yaml"
@@ -81,13 +84,23 @@ def of_kind(kind: str) -> list[dict[str, Any]]:
     return [resource for resource in resources() if resource["kind"] == kind]
 
 
+def status_kustomization() -> dict[str, Any]:
+    [kustomization] = documents(STATUS / "kustomization.yaml")
+    return kustomization
+
+
+def status_job() -> dict[str, Any]:
+    [job] = [document for path in status_kustomization()["resources"] for document in documents(STATUS / path)]
+    return job
+
+
 def pod_templates() -> list[tuple[str, dict[str, Any]]]:
-    """(name, pod spec) of every pod the manifests start: the CronJobs' and the Jobs'."""
+    """(name, pod spec) of every pod the manifests start: the CronJobs', the Jobs' and the status Job's."""
     found = [
         (cron["metadata"]["name"], cron["spec"]["jobTemplate"]["spec"]["template"]["spec"])
         for cron in of_kind("CronJob")
     ]
-    found += [(job["metadata"]["name"], job["spec"]["template"]["spec"]) for job in of_kind("Job")]
+    found += [(job["metadata"]["name"], job["spec"]["template"]["spec"]) for job in [*of_kind("Job"), status_job()]]
     return found
 
 
@@ -136,6 +149,7 @@ def test_every_manifest_validates_against_the_kubernetes_api_schemas() -> None:
             utils.validate(resource, KUBERNETES_VERSION, strict=True)
             checked.append(f"{path.name}: {resource['kind']}")
     assert {"ConfigMap", "PersistentVolumeClaim", "CronJob", "Job"} <= {name.split(": ")[1] for name in checked}
+    utils.validate(status_job(), KUBERNETES_VERSION, strict=True)
 
 
 def test_the_validator_refuses_a_misspelt_field_and_a_wrong_type() -> None:
@@ -327,7 +341,7 @@ def test_configmap_holds_a_valid_config_with_absolute_paths_on_the_pod_volumes(t
     [image_config] = [value for name, value in image_environment().items() if name == ENVIRONMENT_VARIABLE]
     for name, pod in pod_templates():
         [container] = pod["containers"]
-        assert container["args"][0] in ("check", "db"), name
+        assert container["args"][0] in ("check", "db", "status"), name
         assert str(Path(image_config).parent) in mounts(pod), f"{name}: the config is not where the image looks"
         if name.startswith("playlist-cron-db"):
             continue
@@ -384,7 +398,8 @@ def test_each_cronjob_is_its_own_host_in_the_database() -> None:
 @pytest.mark.slow
 def test_the_configmap_config_runs_a_fleet_check_that_writes_only_to_its_volumes(tmp_path: Path, database: str) -> None:
     """The ConfigMap's config, its paths moved into a test folder as the pod's volumes, against a real database and a
-    loopback feed: `db migrate`, then a check, as the pods run them; the config's folder gets nothing new."""
+    loopback feed: `db migrate`, then a check, then the status Job's command, as the pods run them; the config's folder
+    gets nothing new."""
     raw = json.loads(config_text())
     volumes = {"/config": tmp_path / "config", "/downloads": tmp_path / "downloads", "/tmp": tmp_path / "tmp"}
     for folder in volumes.values():
@@ -412,7 +427,14 @@ def test_the_configmap_config_runs_a_fleet_check_that_writes_only_to_its_volumes
         check = subprocess.run(
             [command, "check"], env=env, cwd=volumes["/downloads"], capture_output=True, text=True, timeout=120
         )
+        [status_container] = status_job()["spec"]["template"]["spec"]["containers"]
+        status = subprocess.run(
+            [command, *status_container["args"]], env=env, capture_output=True, text=True, timeout=60
+        )
     assert check.returncode == 0, check.stdout + check.stderr
+    assert status.returncode == 0, status.stdout + status.stderr
+    report = json.loads(status.stdout)
+    assert report["healthy"] is True and report["fleet"]["hosts"], report
     assert len(list(volumes["/downloads"].rglob("*.mp4"))) == 2
     left_in_config = sorted(path.name for path in volumes["/config"].iterdir())
     assert "-" not in left_in_config, '`log_file: "-"` wrote a file named - beside the config instead of stdout'
