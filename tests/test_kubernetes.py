@@ -279,6 +279,35 @@ def test_the_pod_failure_policy_follows_the_programs_exit_codes() -> None:
                 assert values == sorted(set(values)), "the API wants the codes ordered, without repeats"
 
 
+def test_the_migrate_job_tries_again_while_the_database_starts_but_not_after_a_config_error() -> None:
+    [job] = [job for job in of_kind("Job") if job["metadata"]["name"] == "playlist-cron-db-migrate"]
+    policy = job["spec"]["podFailurePolicy"]
+    assert job["spec"]["backoffLimit"] > 0
+    assert pod_failure_action(policy, exit_codes.TEMPFAIL) == "Count", "retried, within backoffLimit"
+    assert pod_failure_action(policy, exit_codes.CONFIG) == pod_failure_action(policy, exit_codes.USAGE) == "FailJob"
+    assert pod_failure_action(policy, exit_codes.FAILED) == "Count"
+    assert pod_failure_action(policy, exit_codes.TEMPFAIL, conditions=("DisruptionTarget",)) == "Ignore"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert {rule["onExitCodes"]["containerName"] for rule in policy["rules"] if "onExitCodes" in rule} == {
+        container["name"]
+    }
+
+
+def test_the_jobs_validate_against_every_newer_schema_from_the_first_that_takes_their_failure_policy() -> None:
+    """kubernetes-validate's schemas from 1.29 (1.28's and older want onPodConditions in every rule of a
+    podFailurePolicy, where the API takes onExitCodes alone) to the newest it has."""
+    utils = validator()
+    versions = sorted(
+        {version for version in utils.all_versions() if tuple(map(int, version.split(".")[:2])) >= (1, 29)},
+        key=lambda version: tuple(map(int, version.split("."))),
+    )
+    assert KUBERNETES_VERSION in versions and len(versions) >= 2, versions
+    jobs = [*of_kind("CronJob"), *of_kind("Job"), status_job()]
+    for version in versions:
+        for resource in jobs:
+            utils.validate(resource, version, strict=True)
+
+
 def test_the_real_exit_codes_of_a_failing_check_meet_the_rules_meant_for_them(project: Project) -> None:
     """The installed command, run as the pod runs it: a site that refuses connections (a temporary failure), a config
     with an unknown key and a misspelt option (errors that stay until someone fixes them)."""
