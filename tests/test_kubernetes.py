@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,11 @@ from urllib.parse import urlsplit
 import pytest
 
 import containerfile
-from conftest import clean_env
+from conftest import Project, clean_env
+from playlist_cron import exit_codes
 from playlist_cron.config import ENVIRONMENT_VARIABLE, load
 from playlist_cron.demo.feed import FeedServer, make_items
+from test_network import closed_port
 
 try:
     import yaml  # PyYAML comes with kubernetes-validate, in the test extra
@@ -29,12 +32,19 @@ except ImportError:
 ROOT = Path(__file__).parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 KUSTOMIZATION = MANIFESTS / "kustomization.yaml"
+DOCS_PAGE = ROOT / "docs" / "kubernetes.md"
 OPTIONAL = {"cronjob-second-host.yaml"}  # listed, commented out, in kustomization.yaml
 KUBERNETES_VERSION = (
     "1.30.0"  # the oldest release still maintained when this was written; the manifests use no newer field
 )
 SECRET = ("playlist-cron-database", "password")
-COMPONENTS = {"pushgateway", "prometheus-operator"}  # optional, listed commented out in kustomization.yaml
+# kube-prometheus's KubeJobFailed (kubernetes-mixin): `kube_job_failed > 0` for 15m, so a failed Job fires it once kept
+# that long. The margin: the TTL controller's delay and a kube-state-metrics scrape or two before the series ends.
+KUBE_JOB_FAILED_FOR_S = 15 * 60
+JOB_DELETION_MARGIN_S = 3 * 60
+STATUS = MANIFESTS / "status"  # a kustomization of its own, applied by hand: docs/kubernetes.md's recipe
+STATUS_JOB_NAME = "playlist-cron-status"
+COMPONENTS = {"pushgateway", "prometheus-operator", "postgres"}  # optional, listed commented out in kustomization.yaml
 RULES = ROOT / "deploy" / "prometheus" / "playlist-cron.rules.yml"
 PROMETHEUS_RULE = MANIFESTS / "prometheus-operator" / "prometheusrule.yaml"
 PROMETHEUS_RULE_HEADER = """\
@@ -74,13 +84,23 @@ def of_kind(kind: str) -> list[dict[str, Any]]:
     return [resource for resource in resources() if resource["kind"] == kind]
 
 
+def status_kustomization() -> dict[str, Any]:
+    [kustomization] = documents(STATUS / "kustomization.yaml")
+    return kustomization
+
+
+def status_job() -> dict[str, Any]:
+    [job] = [document for path in status_kustomization()["resources"] for document in documents(STATUS / path)]
+    return job
+
+
 def pod_templates() -> list[tuple[str, dict[str, Any]]]:
-    """(name, pod spec) of every pod the manifests start: the CronJobs' and the Jobs'."""
+    """(name, pod spec) of every pod the manifests start: the CronJobs', the Jobs' and the status Job's."""
     found = [
         (cron["metadata"]["name"], cron["spec"]["jobTemplate"]["spec"]["template"]["spec"])
         for cron in of_kind("CronJob")
     ]
-    found += [(job["metadata"]["name"], job["spec"]["template"]["spec"]) for job in of_kind("Job")]
+    found += [(job["metadata"]["name"], job["spec"]["template"]["spec"]) for job in [*of_kind("Job"), status_job()]]
     return found
 
 
@@ -129,6 +149,7 @@ def test_every_manifest_validates_against_the_kubernetes_api_schemas() -> None:
             utils.validate(resource, KUBERNETES_VERSION, strict=True)
             checked.append(f"{path.name}: {resource['kind']}")
     assert {"ConfigMap", "PersistentVolumeClaim", "CronJob", "Job"} <= {name.split(": ")[1] for name in checked}
+    utils.validate(status_job(), KUBERNETES_VERSION, strict=True)
 
 
 def test_the_validator_refuses_a_misspelt_field_and_a_wrong_type() -> None:
@@ -141,6 +162,17 @@ def test_the_validator_refuses_a_misspelt_field_and_a_wrong_type() -> None:
     wrong_type["spec"]["startingDeadlineSeconds"] = "120"
     with pytest.raises(utils.ValidationError):
         utils.validate(wrong_type, KUBERNETES_VERSION, strict=True)
+    # The pod failure policy is checked as closely: a misspelt key of a rule, and exit codes given as a string.
+    policy_typo = copy.deepcopy(cronjob())
+    [rule, *_] = [rule for rule in pod_failure_policy(policy_typo)["rules"] if "onExitCodes" in rule]
+    rule["onExitCode"] = rule.pop("onExitCodes")
+    with pytest.raises(utils.ValidationError):
+        utils.validate(policy_typo, KUBERNETES_VERSION, strict=True)
+    codes_as_text = copy.deepcopy(cronjob())
+    [rule, *_] = [rule for rule in pod_failure_policy(codes_as_text)["rules"] if "onExitCodes" in rule]
+    rule["onExitCodes"]["values"] = "75"
+    with pytest.raises(utils.ValidationError):
+        utils.validate(codes_as_text, KUBERNETES_VERSION, strict=True)
 
 
 def test_the_validator_needs_no_network() -> None:
@@ -191,6 +223,116 @@ def test_cronjob_runs_every_minute_one_at_a_time_and_keeps_scheduling_after_an_o
         assert job["template"]["spec"]["restartPolicy"] == "Never"
 
 
+def pod_failure_policy(cron: dict[str, Any]) -> dict[str, Any]:
+    policy: dict[str, Any] = cron["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]
+    return policy
+
+
+def pod_failure_action(policy: dict[str, Any], exit_code: int, conditions: tuple[str, ...] = ()) -> str:
+    """Given a Job's podFailurePolicy and how its pod ended (the check container's exit code, the pod's conditions
+    that are True), return what the Job controller does, as the API documents it: the action of the first rule that
+    matches, else `Count` (the failure counts against backoffLimit, 0 here: the Job fails)."""
+    assert exit_code != 0, "a pod that exits 0 succeeded: no rule is looked at"
+    for rule in policy["rules"]:
+        if "onExitCodes" in rule:
+            requirement = rule["onExitCodes"]
+            matched = (exit_code in requirement["values"]) == (requirement["operator"] == "In")
+        else:
+            matched = any(
+                pattern["type"] in conditions and pattern["status"] == "True" for pattern in rule["onPodConditions"]
+            )
+        if matched:
+            return str(rule["action"])
+    return "Count"
+
+
+def test_the_pod_failure_policy_follows_the_programs_exit_codes() -> None:
+    """A failure that passes by itself (exit 75) and a pod stopped by a drain or an eviction run the check again in
+    the same Job, which does not fail; a config or usage error fails it at once; any other failure fails it as before.
+    The codes are exit_codes.py's: a code renumbered there, or one added to the policy, fails here."""
+    for cron in of_kind("CronJob"):
+        policy = pod_failure_policy(cron)
+        template = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert template["restartPolicy"] == "Never", "the API refuses a podFailurePolicy with restartPolicy OnFailure"
+        [container] = template["containers"]
+        named = {rule["onExitCodes"]["containerName"] for rule in policy["rules"] if "onExitCodes" in rule}
+        assert named == {container["name"]}, "a rule naming another container would never match"
+        expected = {
+            exit_codes.TEMPFAIL: "Ignore",
+            exit_codes.CONFIG: "FailJob",
+            exit_codes.USAGE: "FailJob",
+            exit_codes.FAILED: "Count",
+            exit_codes.for_signal(signal.SIGTERM): "Count",
+            exit_codes.for_signal(signal.SIGKILL): "Count",  # the memory limit's OOM kill
+        }
+        actions = {code: pod_failure_action(policy, code) for code in expected}
+        assert actions == expected, cron["metadata"]["name"]
+        listed = {code for rule in policy["rules"] if "onExitCodes" in rule for code in rule["onExitCodes"]["values"]}
+        assert listed == {exit_codes.TEMPFAIL, exit_codes.CONFIG, exit_codes.USAGE}, listed
+        # A node drained or the pod evicted: SIGTERM, the check ends FAILED `interrupted` with 143; not a failure.
+        sigterm = exit_codes.for_signal(signal.SIGTERM)
+        assert pod_failure_action(policy, sigterm, conditions=("DisruptionTarget",)) == "Ignore"
+        assert pod_failure_action(policy, exit_codes.CONFIG, conditions=("DisruptionTarget",)) == "Ignore"
+        for rule in policy["rules"]:
+            if "onExitCodes" in rule:
+                values = rule["onExitCodes"]["values"]
+                assert values == sorted(set(values)), "the API wants the codes ordered, without repeats"
+
+
+def test_the_migrate_job_tries_again_while_the_database_starts_but_not_after_a_config_error() -> None:
+    [job] = [job for job in of_kind("Job") if job["metadata"]["name"] == "playlist-cron-db-migrate"]
+    policy = job["spec"]["podFailurePolicy"]
+    assert job["spec"]["backoffLimit"] > 0
+    assert pod_failure_action(policy, exit_codes.TEMPFAIL) == "Count", "retried, within backoffLimit"
+    assert pod_failure_action(policy, exit_codes.CONFIG) == pod_failure_action(policy, exit_codes.USAGE) == "FailJob"
+    assert pod_failure_action(policy, exit_codes.FAILED) == "Count"
+    assert pod_failure_action(policy, exit_codes.TEMPFAIL, conditions=("DisruptionTarget",)) == "Ignore"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert {rule["onExitCodes"]["containerName"] for rule in policy["rules"] if "onExitCodes" in rule} == {
+        container["name"]
+    }
+
+
+def test_the_jobs_validate_against_every_newer_schema_from_the_first_that_takes_their_failure_policy() -> None:
+    """kubernetes-validate's schemas from 1.29 (1.28's and older want onPodConditions in every rule of a
+    podFailurePolicy, where the API takes onExitCodes alone) to the newest it has."""
+    utils = validator()
+    versions = sorted(
+        {version for version in utils.all_versions() if tuple(map(int, version.split(".")[:2])) >= (1, 29)},
+        key=lambda version: tuple(map(int, version.split("."))),
+    )
+    assert KUBERNETES_VERSION in versions and len(versions) >= 2, versions
+    jobs = [*of_kind("CronJob"), *of_kind("Job"), status_job()]
+    for version in versions:
+        for resource in jobs:
+            utils.validate(resource, version, strict=True)
+
+
+def test_the_real_exit_codes_of_a_failing_check_meet_the_rules_meant_for_them(project: Project) -> None:
+    """The installed command, run as the pod runs it: a site that refuses connections (a temporary failure), a config
+    with an unknown key and a misspelt option (errors that stay until someone fixes them)."""
+    policy = pod_failure_policy(cronjob())
+    project.write_config(playlist_url=f"http://127.0.0.1:{closed_port()}/feed.xml")
+    refused = project.run("check")
+    assert pod_failure_action(policy, refused.returncode) == "Ignore", (refused.returncode, refused.stderr)
+    usage = project.run("check", "--no-such-option")
+    assert pod_failure_action(policy, usage.returncode) == "FailJob", (usage.returncode, usage.stderr)
+    project.write_config(check_intervall_seconds=60)
+    config_error = project.run("check")
+    assert pod_failure_action(policy, config_error.returncode) == "FailJob", (
+        config_error.returncode,
+        config_error.stderr,
+    )
+
+
+def test_a_failed_job_is_deleted_before_kube_job_failed_would_fire() -> None:
+    for cron in of_kind("CronJob"):
+        ttl_s = cron["spec"]["jobTemplate"]["spec"]["ttlSecondsAfterFinished"]
+        assert ttl_s > 0, "0 would delete a Job, and its pod's log, the moment it ends"
+        assert ttl_s + JOB_DELETION_MARGIN_S < KUBE_JOB_FAILED_FOR_S, ttl_s
+        assert 1 <= cron["spec"]["failedJobsHistoryLimit"] <= 5
+
+
 @pytest.mark.parametrize("name", [name for name, _ in pod_templates()])
 def test_pods_run_as_the_image_user_unprivileged_on_a_read_only_root(name: str) -> None:
     [pod] = [pod for pod_name, pod in pod_templates() if pod_name == name]
@@ -228,7 +370,7 @@ def test_configmap_holds_a_valid_config_with_absolute_paths_on_the_pod_volumes(t
     [image_config] = [value for name, value in image_environment().items() if name == ENVIRONMENT_VARIABLE]
     for name, pod in pod_templates():
         [container] = pod["containers"]
-        assert container["args"][0] in ("check", "db"), name
+        assert container["args"][0] in ("check", "db", "status"), name
         assert str(Path(image_config).parent) in mounts(pod), f"{name}: the config is not where the image looks"
         if name.startswith("playlist-cron-db"):
             continue
@@ -285,7 +427,8 @@ def test_each_cronjob_is_its_own_host_in_the_database() -> None:
 @pytest.mark.slow
 def test_the_configmap_config_runs_a_fleet_check_that_writes_only_to_its_volumes(tmp_path: Path, database: str) -> None:
     """The ConfigMap's config, its paths moved into a test folder as the pod's volumes, against a real database and a
-    loopback feed: `db migrate`, then a check, as the pods run them; the config's folder gets nothing new."""
+    loopback feed: `db migrate`, then a check, then the status Job's command, as the pods run them; the config's folder
+    gets nothing new."""
     raw = json.loads(config_text())
     volumes = {"/config": tmp_path / "config", "/downloads": tmp_path / "downloads", "/tmp": tmp_path / "tmp"}
     for folder in volumes.values():
@@ -313,7 +456,14 @@ def test_the_configmap_config_runs_a_fleet_check_that_writes_only_to_its_volumes
         check = subprocess.run(
             [command, "check"], env=env, cwd=volumes["/downloads"], capture_output=True, text=True, timeout=120
         )
+        [status_container] = status_job()["spec"]["template"]["spec"]["containers"]
+        status = subprocess.run(
+            [command, *status_container["args"]], env=env, capture_output=True, text=True, timeout=60
+        )
     assert check.returncode == 0, check.stdout + check.stderr
+    assert status.returncode == 0, status.stdout + status.stderr
+    report = json.loads(status.stdout)
+    assert report["healthy"] is True and report["fleet"]["hosts"], report
     assert len(list(volumes["/downloads"].rglob("*.mp4"))) == 2
     left_in_config = sorted(path.name for path in volumes["/config"].iterdir())
     assert "-" not in left_in_config, '`log_file: "-"` wrote a file named - beside the config instead of stdout'
