@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +58,19 @@ def unstarted_postgres_server() -> PostgresServer:
             pytest.fail(f"{reason}; CI must run the PostgreSQL tests", pytrace=False)
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
+
+
+def required_program(name: str, purpose: str) -> str:
+    """The path of the program `name`; skips the test, saying why (`purpose`: what goes unproven without it), where it
+    is missing, but fails it in CI (`CI` set): CI must run every test."""
+    program = shutil.which(name)
+    if program is None:
+        reason = f"{name} is not installed: {purpose}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run this test", pytrace=False)
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    return program
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import clean_env
+from conftest import clean_env, required_program
 from playlist_cron import exit_codes
 from postgres_server import SUPERUSER, PostgresServer
 from test_kubernetes import (
@@ -200,11 +200,7 @@ def test_kubectl_builds_the_kustomization_with_the_component_turned_on(tmp_path:
     """The base with `components: [postgres]`, as a user turns it on, built by the real kustomize (`kubectl kustomize`,
     offline): every resource validates, the PostgreSQL ones in the base's namespace."""
     utils = validator()
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        reason = "kubectl is not installed: the kustomization is not built by the real kustomize here"
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+    kubectl = required_program("kubectl", "the kustomization is not built by the real kustomize here")
     copy = tmp_path / "kubernetes"
     shutil.copytree(MANIFESTS, copy)
     kustomization = copy / "kustomization.yaml"

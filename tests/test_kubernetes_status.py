@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 from typing import Any
 
-import pytest
-
+from conftest import required_program
 from test_docs_commands import code_lines
 from test_kubernetes import (
     DOCS_PAGE,
@@ -86,12 +84,7 @@ def test_the_docs_recipe_deletes_applies_and_reads_the_job_the_kustomization_mak
 
 
 def kubectl() -> str:
-    program = shutil.which("kubectl")
-    if program is None:
-        reason = "kubectl is not installed: the status kustomization is not built by the real kustomize here"
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
-    return program
+    return required_program("kubectl", "the status kustomization is not built by the real kustomize here")
 
 
 def test_kubectl_builds_the_status_job_with_the_image_and_namespace_the_recipe_names(tmp_path: Any) -> None:
