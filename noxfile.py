@@ -40,6 +40,9 @@ SUITE_ENV = {"PLAYLIST_CRON_TEST_DIST": str(DIST)}
 # The docs session's own venv holds MkDocs, out of the suite's (mkdocs-material brings requests, which yt-dlp would
 # use instead of urllib); the suite is told where its mkdocs is (tests/test_docs.py).
 MKDOCS_VARIABLE = "PLAYLIST_CRON_TEST_MKDOCS"
+# tests/test_image.py builds the image with podman and runs it (about a minute and a half from nothing): once per
+# `nox -s suite`, in the newest Python's session. The image's Python is its base's (Debian's), not the session's.
+IMAGE_VARIABLE = "PLAYLIST_CRON_TEST_IMAGE"
 
 nox.options.sessions = ["tests"]
 nox.options.error_on_missing_interpreters = True
@@ -132,7 +135,9 @@ def compat(session: nox.Session, yt_dlp: str) -> None:
 def run_suite(session: nox.Session, *arguments: str) -> None:
     install_wheel(session)
     mkdocs = docs_mkdocs(session)
-    env = {**SUITE_ENV, MKDOCS_VARIABLE: str(mkdocs)} if mkdocs.is_file() else SUITE_ENV  # smoke needs none
+    env = {**SUITE_ENV, MKDOCS_VARIABLE: str(mkdocs)} if mkdocs.is_file() else dict(SUITE_ENV)  # smoke needs none
+    if session.python == OLDEST:
+        env[IMAGE_VARIABLE] = "0"  # the newest Python's session builds and runs the image
     session.run("python", "-m", "pytest", *arguments, *session.posargs, env=env)
 
 

@@ -388,8 +388,8 @@ RELIABILITY_FILE = pytest.StashKey[str]()
 
 
 # Modules whose tests share an expensive module-scoped fixture (the jq recipes; the sdist and wheel, built in the
-# checkout, where two builds at once would collide): one worker runs each, so it is made once.
-ONE_WORKER_MODULES = frozenset({"tests/test_jq_recipes.py", "tests/test_packaging.py"})
+# checkout, where two builds at once would collide; the container image): one worker runs each, so it is made once.
+ONE_WORKER_MODULES = frozenset({"tests/test_jq_recipes.py", "tests/test_packaging.py", "tests/test_image.py"})
 
 
 @pytest.hookimpl(optionalhook=True)
