@@ -201,3 +201,15 @@ def test_every_relative_link_in_the_readme_leads_to_a_file() -> None:
         path, _, anchor = target.partition("#")
         if anchor:
             assert anchor in heading_anchors((ROOT / path).read_text()), f"{path} has no heading for #{anchor}"
+
+
+def test_the_development_page_installs_the_packages_ci_installs() -> None:
+    """docs/development.md's apt-get line names the Debian packages `.ci/run` installs, no fewer and no more: a
+    contributor who follows it runs the tests CI runs."""
+    script = (ROOT / ".ci" / "run").read_text()
+    listed = re.search(r"^\s*packages=\((.*?)\)", script, flags=re.M | re.S)
+    assert listed is not None, ".ci/run has no packages=(...) list"
+    page = (ROOT / "docs" / "development.md").read_text()
+    line = re.search(r"apt-get install --no-install-recommends ([a-z0-9 .+-]+)`", page)
+    assert line is not None, "docs/development.md has no apt-get install line"
+    assert sorted(line.group(1).split()) == sorted(listed.group(1).split())
