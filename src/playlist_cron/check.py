@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from playlist_cron import download
     from playlist_cron.config import Playlist
+    from playlist_cron.monitoring import notify
     from playlist_cron.parallel_reads import Reads
     from playlist_cron.playlist_result import PlaylistResult
     from playlist_cron.records import State
@@ -169,6 +170,9 @@ class _Check(Ending, ReporterCallbacks):
         self.writer = threading.RLock()
         self.reading: Reads | None = None
         self._titles = {}
+        self.downloaded_titles = []
+        self.given_up_videos = []
+        self.notify_services: notify.Services | None = None  # set by _work when notify_urls is
 
     # -- the check ----------------------------------------------------------------------------------------------
 
@@ -246,6 +250,12 @@ class _Check(Ending, ReporterCallbacks):
         now_s = clock.now_s()
         if self.cooldown_until is not None and now_s < self.cooldown_until:
             return self._finish_deferred("cooldown", "the site asked us to slow down; waiting out the cooldown")
+        if self.config.notify_urls:
+            from playlist_cron.monitoring import (
+                notify,
+            )  # only now that the lock is held: the skip path never loads Apprise
+
+            self.notify_services = notify.prepare(self.config.notify_urls, str(self.config.path))
         self.pings.start()
         from playlist_cron import file_checks, preflight
 
