@@ -178,7 +178,9 @@ def test_a_failure_that_alerts_at_once_sends_its_stderr_line(project: Project, r
 
 
 @pytest.mark.notify
-def test_apprise_is_loaded_only_by_a_check_that_holds_the_lock(project: Project, receiver: Receiver) -> None:
+def test_apprise_is_loaded_only_by_a_check_that_holds_the_lock_and_has_something_to_tell(
+    project: Project, receiver: Receiver
+) -> None:
     project.write_config(notify_urls=[receiver.url()])
     arguments = ["check", "--config", str(project.config_path)]
     ran = loaded_modules(arguments)
@@ -186,9 +188,14 @@ def test_apprise_is_loaded_only_by_a_check_that_holds_the_lock(project: Project,
     assert len(receiver.messages) == 1
     not_due = loaded_modules(arguments)
     assert project.status()["checks_total"] == 1, "the probe really took the not-due path"
+    unchanged = loaded_modules([*arguments, "--now"])
+    assert (final(project)["event"], final(project)["downloaded"]) == ("check_completed", 0)
+    assert "playlist_cron.monitoring.notify" in unchanged, "the probe really ran a check with notify_urls"
     with FlockHolder(project.lock_file):
         skipped = loaded_modules([*arguments, "--now"])
     assert final(project)["event"] == "check_skipped", "the probe really took the skip path"
+    assert len(receiver.messages) == 1
+    assert "apprise" not in unchanged, "a check with nothing to tell never loads Apprise"
     for path in (not_due, skipped):
         assert not {name for name in path if name.split(".")[0] in ("apprise", "requests")}
         assert "playlist_cron.monitoring.notify" not in path
@@ -245,15 +252,26 @@ def test_a_receiver_that_is_down_or_silent_never_changes_a_check(project: Projec
 
 
 @pytest.mark.notify
-def test_a_url_apprise_does_not_take_is_a_config_error_that_never_shows_it(project: Project) -> None:
-    project.write_config(notify_urls=["json://127.0.0.1:9/ok", f"nosuchservice://{TOKEN}"])
+def test_a_url_apprise_does_not_take_is_said_on_stderr_never_shown_and_the_others_are_sent_to(
+    project: Project, receiver: Receiver
+) -> None:
+    project.write_config(notify_urls=[f"nosuchservice://{TOKEN}", receiver.url()])
     result = project.run("check")
-    assert result.returncode == 78
+    assert result.returncode == 0, "the check's outcome stands"
     assert result.stderr == (
-        f"playlist-cron: {project.config_path}: At 'notify_urls[1]': Apprise does not take this URL "
-        "(an unknown service, or a part it needs is missing; see https://github.com/caronc/apprise/wiki)\n"
+        "playlist-cron: check #1: notify_urls[0]: Apprise does not take this URL (an unknown service, or a part it "
+        f"needs is missing) (fix it in {project.config_path})\n"
     )
-    assert project.archive_lines() == [], "refused before anything is downloaded"
+    assert len(project.archive_lines()) == 3
+    assert kinds(receiver) == ["playlist-cron: 3 videos downloaded"]
+    [failure] = project.events("notify_failed")
+    assert (failure["notify_url"], failure["service"], failure["failed"], failure["kinds"]) == (
+        "notify_urls[0]",
+        None,
+        1,
+        ["downloaded"],
+    )
+    assert TOKEN not in project.log_file.read_text()
 
 
 @pytest.mark.without_apprise

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
     from playlist_cron import download
     from playlist_cron.config import Playlist
-    from playlist_cron.monitoring import notify
     from playlist_cron.parallel_reads import Reads
     from playlist_cron.playlist_result import PlaylistResult
     from playlist_cron.records import State
@@ -172,7 +171,6 @@ class _Check(Ending, ReporterCallbacks):
         self._titles = {}
         self.downloaded_titles = []
         self.given_up_videos = []
-        self.notify_services: notify.Services | None = None  # set by _work when notify_urls is
 
     # -- the check ----------------------------------------------------------------------------------------------
 
@@ -251,11 +249,9 @@ class _Check(Ending, ReporterCallbacks):
         if self.cooldown_until is not None and now_s < self.cooldown_until:
             return self._finish_deferred("cooldown", "the site asked us to slow down; waiting out the cooldown")
         if self.config.notify_urls:
-            from playlist_cron.monitoring import (
-                notify,
-            )  # only now that the lock is held: the skip path never loads Apprise
+            from playlist_cron.monitoring import notify  # only now that the lock is held: the skip path never loads it
 
-            self.notify_services = notify.prepare(self.config.notify_urls, str(self.config.path))
+            notify.ensure_installed(str(self.config.path))
         self.pings.start()
         from playlist_cron import file_checks, preflight
 

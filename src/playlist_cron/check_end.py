@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from playlist_cron import outage
     from playlist_cron.config import Config
     from playlist_cron.console import Console
-    from playlist_cron.monitoring import notify
     from playlist_cron.outcomes import RanOutcome
     from playlist_cron.playlist_result import PlaylistResult
     from playlist_cron.records import PlaylistReadRecord, State
@@ -48,7 +47,6 @@ class Ending:
     cooldown_level: int
     _finish_lock: threading.Lock
     writer: threading.RLock
-    notify_services: notify.Services | None
     downloaded_titles: list[str]
     given_up_videos: list[tuple[str, str | None, int, str]]
 
@@ -133,8 +131,8 @@ class Ending:
             monitoring.send_metrics(self.config, state, 0.0, self.logger, remaining_s)
             self._end_pings(outcome, fields, failing)
             alerts = self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
-            if self.notify_services is not None:
-                self._notify(self.notify_services, outcome, fields, alerts)
+            if self.config.notify_urls:
+                self._notify(outcome, fields, alerts)
             return Outcome(outcome, fields.get("reason"), check=self.number, run_id=self.run_id)
         finally:
             if holds_writer:
@@ -229,11 +227,10 @@ class Ending:
             self.console.alert(line)
         return alerts
 
-    def _notify(
-        self, services: notify.Services, outcome: RanOutcome, fields: dict[str, Any], alerts: list[tuple[str, str, str]]
-    ) -> None:
+    def _notify(self, outcome: RanOutcome, fields: dict[str, Any], alerts: list[tuple[str, str, str]]) -> None:
         """Send the check's messages (`notify_urls`): its alerts first, then each video given up, then what it
-        downloaded; within what is left of max_runtime_seconds, however the services answer."""
+        downloaded; within what is left of max_runtime_seconds, however the services answer. A URL Apprise does not
+        take is a line on stderr: nobody would hear from that service otherwise."""
         from playlist_cron.monitoring import notify
 
         messages = [notify.alert(kind, title, line) for kind, title, line in alerts]
@@ -244,4 +241,5 @@ class Ending:
         if titles:
             messages.append(notify.downloaded(self.number, outcome, titles, fields))
         remaining_s = self.config.max_runtime_seconds - (time.monotonic() - self.started_monotonic)
-        notify.send(services, messages, self.logger, remaining_s)
+        for problem in notify.send(self.config.notify_urls, messages, self.logger, remaining_s):
+            self.console.alert(f"playlist-cron: check #{self.number}: {problem} (fix it in {self.config.path})")
