@@ -286,3 +286,29 @@ def test_notify_urls_without_apprise_installed_is_a_config_error_with_the_instal
     assert project.archive_lines() == [], "refused before anything is downloaded"
     assert final(project)["reason"] == "error"
     assert TOKEN not in project.log_file.read_text()
+
+
+def test_a_download_message_lists_twenty_titles_and_counts_the_rest() -> None:
+    from playlist_cron.monitoring import notify
+
+    titles = [f"Episode {number}" for number in range(1, 24)]
+    fields = {"downloaded": 23, "failed": 1, "already_archived": 7, "bytes": 4_321_000_000, "reason": "timeout"}
+    message = notify.downloaded(9, "FAILED", titles, fields)
+    assert message.title == "playlist-cron: 23 videos downloaded"
+    assert message.body.splitlines() == [
+        *(f"- Episode {number}" for number in range(1, 21)),
+        "- and 3 more",
+        "",
+        "Check #9: 23 videos downloaded (4.3 GB), 1 video failed, 7 already archived; the check ended FAILED "
+        "(timeout).",
+    ]
+    assert message.notify_type == "warning"
+    # Ended by the watchdog or a signal: the final event has no counts, the titles are what is known.
+    ended = notify.downloaded(9, "FAILED", ["Only one"], {"reason": "interrupted", "error": "received SIGTERM"})
+    assert ended.body.splitlines()[-1] == "Check #9: 1 video downloaded; the check ended FAILED (interrupted)."
+    assert [notify.size(size) for size in (999, 1000, 999_949, 12_345_678)] == [
+        "999 bytes",
+        "1.0 KB",
+        "999.9 KB",
+        "12.3 MB",
+    ]

@@ -59,10 +59,13 @@ def downloaded(check: int, outcome: str, titles: Sequence[str], fields: dict[str
     listed = [f"- {title}" for title in titles[:MAX_TITLES]]
     if count > MAX_TITLES:
         listed.append(f"- and {count - MAX_TITLES} more")
-    counts = (
-        f"{videos(fields.get('downloaded', count))} downloaded ({size(int(fields.get('bytes') or 0))}), "
-        f"{videos(fields.get('failed', 0))} failed, {fields.get('already_archived', 0)} already archived"
-    )
+    if "downloaded" in fields:  # the check counted what its reads came to
+        counts = (
+            f"{videos(fields['downloaded'])} downloaded ({size(int(fields.get('bytes') or 0))}), "
+            f"{videos(fields.get('failed', 0))} failed, {fields.get('already_archived', 0)} already archived"
+        )
+    else:  # ended before it could count (a timeout, a signal): the titles are what is known
+        counts = f"{videos(count)} downloaded"
     ending = "" if outcome == "COMPLETED" else f"; the check ended {outcome} ({fields.get('reason')})"
     return Message(
         "downloaded",
@@ -78,7 +81,7 @@ def given_up(check: int, video_id: str, title: str | None, attempts: int, error:
         "given_up",
         f"playlist-cron: gave up on {title or video_id}",
         f"{title or video_id} [{video_id}] failed {attempts} times; the last error: {error}\n\n"
-        f"Check #{check} will not try it again; `playlist-cron retry {video_id}` makes it due at the next check.",
+        f"Given up by check #{check}: no check tries it again until `playlist-cron retry {video_id}` makes it due.",
         "warning",
     )
 
