@@ -178,6 +178,19 @@ def test_a_failure_that_alerts_at_once_sends_its_stderr_line(project: Project, r
 
 
 @pytest.mark.notify
+def test_a_check_ended_by_max_runtime_still_sends_its_alert(project: Project, receiver: Receiver) -> None:
+    project.feed.settings.bytes_per_second = 20_000  # 10 s a video: the check outlives its max_runtime_seconds
+    project.write_config(notify_urls=[receiver.url()], max_runtime_seconds=1, stall_timeout_seconds=60)
+    result = project.run("check")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("playlist-cron: check #1 FAILED (timeout): ")
+    assert [(message["title"], message["message"]) for message in receiver.messages] == [
+        ("playlist-cron: check #1 FAILED (timeout)", line)
+    ], "sent though nothing was left of max_runtime_seconds: its least time"
+
+
+@pytest.mark.notify
 def test_apprise_is_loaded_only_by_a_check_that_holds_the_lock_and_has_something_to_tell(
     project: Project, receiver: Receiver
 ) -> None:
