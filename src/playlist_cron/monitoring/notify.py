@@ -229,7 +229,9 @@ def _said(service: Any, left_s: float) -> str:
     if service.status.name == "TIMEOUT":
         return f"no answer within {left_s:.1f} s"
     said = [entry.message for entry in service.logs() if entry.level in ("WARNING", "ERROR", "CRITICAL")]
-    return " ".join(" ".join(said).split()) or f"{service.name} did not take the message"
+    words = " ".join(" ".join(said).split()) or f"{service.name} did not take the message"
+    # Apprise says "a connection error" alike for a refused connection and for no answer: the time tells them apart.
+    return f"{words} (after {service.elapsed:.1f} s)"
 
 
 def _masked(text: str, urls: Sequence[str]) -> str:
