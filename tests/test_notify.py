@@ -65,7 +65,7 @@ def final(project: Project) -> dict[str, Any]:
     return [event for event in project.events() if event["event"] in FINAL_EVENTS][-1]
 
 
-def kinds(receiver: Receiver) -> list[str]:
+def titles(receiver: Receiver) -> list[str]:
     return [message["title"] for message in receiver.messages]
 
 
@@ -107,14 +107,14 @@ def test_a_video_given_up_sends_one_message_naming_it_and_the_retry_command(
     item.media_status = 404
     project.write_config(notify_urls=[receiver.url()], retry_backoff_seconds=[60])
     assert project.run("check").returncode == 0
-    assert kinds(receiver) == ["playlist-cron: 2 videos downloaded"], "a first failure waits for its retry: no message"
+    assert titles(receiver) == ["playlist-cron: 2 videos downloaded"], "a first failure waits for its retry: no message"
     assert "1 video failed" in receiver.messages[0]["message"]
 
     make_retry_due(project, guid)
     result = project.run("check", "--now")
     assert (result.returncode, result.stderr) == (0, "")
     [given_up_event] = project.events("video_given_up")
-    assert kinds(receiver)[1:] == [f"playlist-cron: gave up on {item.title}"], "nothing downloaded: no such message"
+    assert titles(receiver)[1:] == [f"playlist-cron: gave up on {item.title}"], "nothing downloaded: no such message"
     message = receiver.messages[1]
     assert message["type"] == "warning"
     assert f"{item.title} [{guid}] failed 2 times; the last error: " in message["message"]
@@ -276,7 +276,7 @@ def test_a_url_apprise_does_not_take_is_said_on_stderr_never_shown_and_the_other
         f"needs is missing) (fix it in {project.config_path})\n"
     )
     assert len(project.archive_lines()) == 3
-    assert kinds(receiver) == ["playlist-cron: 3 videos downloaded"]
+    assert titles(receiver) == ["playlist-cron: 3 videos downloaded"]
     [failure] = project.events("notify_failed")
     assert (failure["notify_url"], failure["service"], failure["failed"], failure["kinds"]) == (
         "notify_urls[0]",
