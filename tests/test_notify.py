@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import FlockHolder, Project
-from test_imports import loaded_modules
+from test_imports import loaded_modules, module_level_importers
 from test_network import ago, closed_port, edit_state
 from test_playlists import make_retry_due
 
@@ -325,3 +325,20 @@ def test_a_download_message_lists_twenty_titles_and_counts_the_rest() -> None:
         "999.9 KB",
         "12.3 MB",
     ]
+
+
+def test_only_the_notify_module_imports_apprise_and_only_inside_a_function() -> None:
+    import ast
+    from pathlib import Path
+
+    import playlist_cron
+
+    assert module_level_importers("apprise") == set()
+    package = Path(playlist_cron.__file__).parent
+    importers = {
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import) and any(alias.name.split(".")[0] == "apprise" for alias in node.names)
+    }
+    assert importers == {"monitoring/notify.py"}
