@@ -6,9 +6,10 @@ environment of its own Python, and tells the suite so (PLAYLIST_CRON_TEST_DIST),
 the wheel and not src/.
 
     nox                          the whole suite on the Python that runs nox (the README's test command)
-    nox -s suite smoke compat    what .ci/run runs: the whole suite on the oldest and the newest Python this release
+    nox -s suite smoke compat notify
+                                 what .ci/run runs: the whole suite on the oldest and the newest Python this release
                                  claims, the smoke selection on those between, the `compat` tests against the oldest
-                                 yt-dlp pyproject.toml allows and the newest release
+                                 yt-dlp pyproject.toml allows and the newest release, the `notify` tests with Apprise
     nox -s suite-3.13 -- -k feed arguments after `--` go to pytest
     nox -s docs                  the documentation site, `mkdocs build --strict`; then `.nox/docs/bin/mkdocs serve`
 
@@ -44,7 +45,11 @@ MKDOCS_VARIABLE = "PLAYLIST_CRON_TEST_MKDOCS"
 # `nox -s suite`, in the newest Python's session. The image's Python is its base's (Debian's), not the session's.
 IMAGE_VARIABLE = "PLAYLIST_CRON_TEST_IMAGE"
 
-nox.options.sessions = ["tests"]
+# The `notify` extra's tests run in a session of their own: Apprise brings requests, which yt-dlp would then use
+# instead of urllib everywhere else, unlike a plain `pip install playlist-cron`.
+NOTIFY_VARIABLE = "PLAYLIST_CRON_TEST_NOTIFY"
+
+nox.options.sessions = ["tests", "notify"]
 nox.options.error_on_missing_interpreters = True
 nox.options.download_python = "never"
 
@@ -130,6 +135,14 @@ def compat(session: nox.Session, yt_dlp: str) -> None:
         "python", "-m", "pytest", "-m", "compat", "-n", "2", "-p", "no:cacheprovider", *session.posargs, env=SUITE_ENV
     )
     session.log(f"compat: passed: yt-dlp {version} ({yt_dlp})")
+
+
+@nox.session(requires=["build"])
+def notify(session: nox.Session) -> None:
+    """The tests marked `notify` against the wheel installed with its `notify` extra (Apprise), which the suite's
+    sessions leave out; here a test that finds Apprise missing fails instead of being skipped."""
+    session.install(f"{wheel()}[test,postgres,notify]")
+    session.run("python", "-m", "pytest", "-m", "notify", *session.posargs, env={**SUITE_ENV, NOTIFY_VARIABLE: "1"})
 
 
 def run_suite(session: nox.Session, *arguments: str) -> None:

@@ -421,6 +421,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: the order is otherwise kept
 
 
+# nox's `notify` session installs Apprise (the `notify` extra) and runs the tests marked `notify`; the suite's
+# sessions leave it out (it brings requests) and run the test of a config that names notify_urls without it.
+NOTIFY_SESSION_VARIABLE = "PLAYLIST_CRON_TEST_NOTIFY"
+
+
+def apprise_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("apprise") is not None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test marked `notify` where Apprise is not installed (but fail it in the notify session, which installed
+    it), and one marked `without_apprise` where it is."""
+    if item.get_closest_marker("notify") is not None and not apprise_installed():
+        reason = "Apprise is not installed here (the `notify` extra): `nox -s notify` runs the tests marked notify"
+        if os.environ.get(NOTIFY_SESSION_VARIABLE):
+            pytest.fail(f"{reason}, yet this is that session", pytrace=False)
+        pytest.skip(reason)
+    if item.get_closest_marker("without_apprise") is not None and apprise_installed():
+        pytest.skip("Apprise is installed here: the suite's sessions, which leave it out, run this test")
+
+
 def pytest_configure(config: Any) -> None:
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller named the file
         config.stash[RELIABILITY_FILE] = config.workerinput["reliability_file"]

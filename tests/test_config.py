@@ -481,3 +481,21 @@ def test_a_config_of_10000_playlists_gives_each_its_options_and_names_each_mista
         "At 'playlists[4999]': expected a URL such as https://www.youtube.com/playlist?list=..., got \"not a url\"",
         f"At 'playlists[{count - 1}].stop_at_first_archive': unknown key (did you mean 'stop_at_first_archived'?)",
     ]
+
+
+def test_notify_urls_is_a_list_of_apprise_urls_never_shown_back(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, {"playlist_url": URL})).notify_urls == ()
+    urls = ["json://cron:hunter2@127.0.0.1:8080/hook", "tgram://123456:ABCdef/4567", "dbus://"]
+    assert config.load(write(tmp_path, {"playlist_url": URL, "notify_urls": urls})).notify_urls == tuple(urls)
+    assert config.load(write(tmp_path, {"playlist_url": URL, "notify_urls": []})).notify_urls == ()
+    found = problems(tmp_path, {"playlist_url": URL, "notify_urls": ["tgram://123456:ABCdef/4567", "", "hunter2", 3]})
+    assert found == [
+        "At 'notify_urls[1]': expected an Apprise URL such as json://host/path, got a string without a scheme:// or "
+        "with a space",
+        "At 'notify_urls[2]': expected an Apprise URL such as json://host/path, got a string without a scheme:// or "
+        "with a space",
+        "At 'notify_urls[3]': expected an Apprise URL such as json://host/path, got a number",
+    ]
+    assert problems(tmp_path, {"playlist_url": URL, "notify_urls": "json://host/hunter2"}) == [
+        "At 'notify_urls': expected a list of Apprise URLs such as json://host/path, got a string"
+    ]

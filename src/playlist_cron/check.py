@@ -169,6 +169,8 @@ class _Check(Ending, ReporterCallbacks):
         self.writer = threading.RLock()
         self.reading: Reads | None = None
         self._titles = {}
+        self.downloaded_titles = []
+        self.given_up_videos = []
 
     # -- the check ----------------------------------------------------------------------------------------------
 
@@ -246,6 +248,10 @@ class _Check(Ending, ReporterCallbacks):
         now_s = clock.now_s()
         if self.cooldown_until is not None and now_s < self.cooldown_until:
             return self._finish_deferred("cooldown", "the site asked us to slow down; waiting out the cooldown")
+        if self.config.notify_urls:
+            from playlist_cron.monitoring import notify  # only now that the lock is held: the skip path never loads it
+
+            notify.ensure_installed(str(self.config.path))
         self.pings.start()
         from playlist_cron import file_checks, preflight
 

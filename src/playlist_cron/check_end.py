@@ -47,6 +47,8 @@ class Ending:
     cooldown_level: int
     _finish_lock: threading.Lock
     writer: threading.RLock
+    downloaded_titles: list[str]
+    given_up_videos: list[tuple[str, str | None, int, str]]
 
     def _start_cooldown(self, message: str, results: list[PlaylistResult]) -> Outcome:
         level = self.cooldown_level + 1
@@ -128,7 +130,9 @@ class Ending:
             remaining_s = self.config.max_runtime_seconds - (time.monotonic() - self.started_monotonic)
             monitoring.send_metrics(self.config, state, 0.0, self.logger, remaining_s)
             self._end_pings(outcome, fields, failing)
-            self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
+            alerts = self._tell(outcome, fields, duration_s, failing, recovered, alert=alert)
+            if self.config.notify_urls:
+                self._notify(outcome, fields, alerts)
             return Outcome(outcome, fields.get("reason"), check=self.number, run_id=self.run_id)
         finally:
             if holds_writer:
@@ -177,12 +181,18 @@ class Ending:
         recovered: outage.Recovered | None,
         *,
         alert: bool,
-    ) -> None:
-        """Say how the check ended: on stderr when a human must act (cron mails it), else only on a terminal."""
+    ) -> list[tuple[str, str, str]]:
+        """Say how the check ended: on stderr when a human must act (cron mails it), else only on a terminal.
+
+        Return what went to stderr, as (`alert` or `recovered`, a title, the line): the moments a notification is
+        sent too.
+        """
         from playlist_cron import outage
 
+        alerts: list[tuple[str, str, str]] = []
         if recovered is not None and recovered.alerted:
-            self.console.alert(f"playlist-cron: check #{self.number}: {outage.recovery_words(recovered)}")
+            line = f"playlist-cron: check #{self.number}: {outage.recovery_words(recovered)}"
+            alerts.append(("recovered", f"check #{self.number}: the site can be reached again", line))
         if failing is not None:
             line = (
                 f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')}; failing "
@@ -190,12 +200,19 @@ class Ending:
                 + ("" if failing.worked else "no check has completed yet, so this is not kept quiet as an outage; ")
                 + f"the next check tries again (log: {self.config.log_name})"
             )
-            (self.console.alert if failing.alert else self.console.say)(line)
+            if failing.alert:
+                alerts.append(("alert", f"check #{self.number} FAILED ({fields.get('reason')})", line))
+            else:
+                self.console.say(line)
         elif outcome == "FAILED":
             if alert:
-                self.console.alert(
-                    f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
-                    f"(log: {self.config.log_name})"
+                alerts.append(
+                    (
+                        "alert",
+                        f"check #{self.number} FAILED ({fields.get('reason')})",
+                        f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')} "
+                        f"(log: {self.config.log_name})",
+                    )
                 )
         else:
             summary = (
@@ -206,3 +223,23 @@ class Ending:
             self.console.say(
                 summary if outcome == "COMPLETED" else f"Check #{self.number} {outcome}: {fields['error']}"
             )
+        for _, _, line in alerts:
+            self.console.alert(line)
+        return alerts
+
+    def _notify(self, outcome: RanOutcome, fields: dict[str, Any], alerts: list[tuple[str, str, str]]) -> None:
+        """Send the check's messages (`notify_urls`): its alerts first, then each video given up, then what it
+        downloaded; within what is left of max_runtime_seconds, however the services answer. A URL Apprise does not
+        take is a line on stderr: nobody would hear from that service otherwise."""
+        from playlist_cron.monitoring import notify
+
+        messages = [notify.alert(kind, title, line) for kind, title, line in alerts]
+        # Copies, taken without the writer lock (a reader stuck holding it is not waited for): one still running
+        # past the watchdog's grace may add to the lists.
+        given_up, titles = list(self.given_up_videos), list(self.downloaded_titles)
+        messages += [notify.given_up(self.number, *video) for video in given_up]
+        if titles:
+            messages.append(notify.downloaded(self.number, outcome, titles, fields))
+        remaining_s = self.config.max_runtime_seconds - (time.monotonic() - self.started_monotonic)
+        for problem in notify.send(self.config.notify_urls, messages, self.logger, remaining_s):
+            self.console.alert(f"playlist-cron: check #{self.number}: {problem} (fix it in {self.config.path})")

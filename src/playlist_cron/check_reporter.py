@@ -33,6 +33,8 @@ class ReporterCallbacks:
     watchdog: Watchdog
     failed_videos: dict[str, FailedVideoRecord]
     _titles: dict[str, str]
+    downloaded_titles: list[str]  # what this check downloaded, and gave up on: for its notifications
+    given_up_videos: list[tuple[str, str | None, int, str]]  # (video_id, title, attempts, the last error)
     writer: threading.RLock
     reading: Reads | None
     finished: bool
@@ -98,6 +100,7 @@ class ReporterCallbacks:
                 bytes=size_bytes,
                 duration_s=round(duration_s, 3),
             )
+            self.downloaded_titles.append(title or video_id)
             self.console.say(f"Downloaded {title or video_id} ({size_bytes} bytes) in {duration_s:.1f} s")
 
     def due_retries(self, playlist_url: str) -> list[tuple[str, str | None]]:
@@ -152,6 +155,7 @@ class ReporterCallbacks:
                 next_retry_at=record["next_retry_at"],
             )
             if record["given_up"]:
+                self.given_up_videos.append((video_id, title, record["attempts"], error))
                 self.logger.error(
                     log.VIDEO_GIVEN_UP,
                     video_id=video_id,

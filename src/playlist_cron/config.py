@@ -29,6 +29,8 @@ MAX_DOWNLOADS_PER_CHECK = 1_000_000  # more videos than the largest channel has
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+\S*$")
 _HTTP_URL = re.compile(r"^[hH][tT][tT][pP][sS]?://[^\s/]+\S*$")
+# An Apprise URL: a scheme and `://`; some services name nothing after it (`dbus://`, `macosx://`).
+_APPRISE_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S*$")
 # yt-dlp's strict date forms (`DateRange`): YYYYMMDD, or now/today/yesterday minus an amount; never plus.
 _DATE = re.compile(r"(?P<ymd>\d{8})|(?P<base>now|today|yesterday)(?:-(?P<amount>\d+)(?P<unit>day|week|month|year)s?)?")
 
@@ -82,6 +84,8 @@ KEYS: dict[str, Key] = {
     "metrics_file": Key("path"),
     # A Prometheus Pushgateway: the metrics file's text is pushed there after every check, SKIPPED ones included.
     "metrics_push_url": Key("push_url"),
+    # Apprise URLs: a message per check that downloaded something, per video given up, per alert (`monitoring.notify`).
+    "notify_urls": Key("notify_urls", ()),
     "report_file": Key("path"),
     "database_url": Key("database_url"),
     "collection": Key("text"),  # absent: `load` gives the download folder
@@ -140,6 +144,7 @@ class Config(NamedTuple):
     healthcheck_url: str | None = KEYS["healthcheck_url"].default
     metrics_file: Path | None = KEYS["metrics_file"].default
     metrics_push_url: str | None = KEYS["metrics_push_url"].default  # it may hold a password: never logged as is
+    notify_urls: tuple[str, ...] = KEYS["notify_urls"].default  # tokens and passwords: never logged, nor shown back
     report_file: Path | None = KEYS["report_file"].default  # the `report` page, rewritten after each check that ran
     # Set: the lock, archive and state are in PostgreSQL. It may hold a password.
     database_url: str | None = KEYS["database_url"].default
@@ -384,6 +389,18 @@ class _Reader:
             return None
         return value
 
+    def notify_urls(self, where: str, key: Key, value: object) -> tuple[str, ...] | None:
+        """`notify_urls`: Apprise URLs. Never shown back in a message: a service's token is often in its path."""
+        if not isinstance(value, list):
+            self.problem(where, f"expected a list of Apprise URLs such as json://host/path, got {_json_type(value)}")
+            return None
+        refused = [index for index, url in enumerate(value) if not isinstance(url, str) or not _APPRISE_URL.match(url)]
+        for index in refused:
+            url = value[index]
+            said = "a string without a scheme:// or with a space" if isinstance(url, str) else _json_type(url)
+            self.problem(f"{where}[{index}]", f"expected an Apprise URL such as json://host/path, got {said}")
+        return None if refused else tuple(value)
+
     def database_url(self, where: str, key: Key, value: object) -> str | None:
         """`database_url`: a libpq URL. Never shown back in a message: it may hold a password."""
         if (
@@ -471,6 +488,7 @@ _CHECKS: dict[str, Callable[[_Reader, str, Key, object], object]] = {
     "whole": _Reader.whole,
     "optional_url": _Reader.optional_url,
     "push_url": _Reader.push_url,
+    "notify_urls": _Reader.notify_urls,
     "database_url": _Reader.database_url,
     "feed_url": _Reader.feed_url,
     "date": _Reader.date,

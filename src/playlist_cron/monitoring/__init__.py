@@ -1,4 +1,4 @@
-"""What a check tells monitoring, one module per output: pings, the metrics file, the Pushgateway.
+"""What a check tells monitoring, one module per output: pings, the metrics file, the Pushgateway, notifications.
 
 Each output module sends what it is given and never raises: a monitor that is down is logged as a warning and never
 changes a check's outcome. `Pings` is a check's own (its run id); the metrics go to the file and the gateway alike.
