@@ -32,7 +32,7 @@ UID = 10001  # the Containerfile's USER
 SIGTERM_EXIT = 143  # 128 + SIGTERM: a check ended by SIGTERM (FAILED `interrupted`)
 
 # The first test waits for the image: from nothing, on a loaded 2-core machine, build-image took 165 s.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(600)]
 
 
 def podman_env() -> dict[str, str]:
