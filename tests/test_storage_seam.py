@@ -40,9 +40,10 @@ class MemoryHeld:
         with self._guard:
             return next(self._next, None)
 
-    def done(self, playlist: config.Playlist) -> None:
+    def done(self, playlist: config.Playlist, read_record: object = None) -> bool:
         with self._guard:
             self.done_with.append(playlist)
+        return False  # the check's end stores the records, with `update_reads`
 
     def release(self) -> None:
         self.run_lock.holder_pid = None

@@ -135,8 +135,8 @@ class FileHold:
         with self._guard:
             return next(self._next, None)
 
-    def done(self, playlist: Playlist) -> None:
-        pass  # nothing is claimed: the flock covers every playlist until it is released
+    def done(self, playlist: Playlist, read_record: PlaylistReadRecord | None = None) -> bool:
+        return False  # nothing is claimed (the flock covers every playlist), and the records go in at the end
 
     def release(self) -> None:
         self._folder_held.release()

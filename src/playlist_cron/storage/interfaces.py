@@ -49,8 +49,10 @@ class HeldRunLock(Protocol):
         and goes on claiming while due playlists remain). Safe to call from several threads."""
         ...
 
-    def done(self, playlist: Playlist) -> None:
-        """The check is done with `playlist` (a fleet releases its claim). Safe to call from several threads."""
+    def done(self, playlist: Playlist, read_record: PlaylistReadRecord | None = None) -> bool:
+        """The check is done with `playlist` (a fleet releases its claim), which it read as `read_record` says (None:
+        not read). Return whether the record was stored with the release (a fleet's, in the playlist's row); when
+        not, the check stores it at its end (`StateStorage.update_reads`). Safe to call from several threads."""
         ...
 
     def release(self) -> None: ...
