@@ -11,7 +11,7 @@ import copy
 import io
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,12 @@ class MemoryArchive:
 
     def lines(self) -> set[str]:
         return set(self.path.read_text().split("\n")) - {""} if self.path and self.path.exists() else set()
+
+    def lookup(self, lines: Collection[str]) -> set[str]:
+        return set(lines) & self.lines()
+
+    def extractors(self) -> set[str]:
+        return {line.partition(" ")[0] for line in self.lines()}
 
     def holds(self, line: str) -> bool:
         return line in self.lines()

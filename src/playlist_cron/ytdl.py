@@ -19,6 +19,7 @@ from yt_dlp.utils import DateRange, DownloadCancelled
 
 from playlist_cron import bounded_http, yt_dlp_private
 from playlist_cron.archive_ids import ArchiveIds, with_plain_id
+from playlist_cron.archive_view import LookedUpLines, look_up
 from playlist_cron.config import Config, Playlist
 from playlist_cron.entry_tally import Entry, EntryTally
 from playlist_cron.errors import DiskFull
@@ -60,7 +61,7 @@ class StopPlaylist(DownloadCancelled):  # type: ignore[misc]
 
 
 class SharedArchive(Protocol):
-    """What a Downloader uses of the check's session (`download.Session`): the archive's lines, read once; the
+    """What a Downloader uses of the check's session (`download.Session`): the archive's lines it looked up; the
     storage's archive (which yt-dlp appends to, or which the check adds to); in a fleet, the video locks."""
 
     config: Config
@@ -69,7 +70,7 @@ class SharedArchive(Protocol):
     writer: threading.RLock  # the check's one writer: a database's archive is asked and added to under it
     one_download: threading.Lock  # held by each video's run: downloads stay one at a time
 
-    def archive(self) -> set[str]: ...
+    def archive(self) -> LookedUpLines: ...
 
 
 class Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
@@ -259,7 +260,7 @@ class Downloader(_RunHooks):
         if session is None:
             super().__init__(params, reporter)
             return
-        # The check's playlists share one copy of the archive's lines: read once, not once per playlist.
+        # The check's playlists share what it learns of the archive: each line looked up once, not once per playlist.
         params = dict(params)
         archive_file = params.pop("download_archive")
         super().__init__(params, reporter)
@@ -358,6 +359,9 @@ class Downloader(_RunHooks):
             self._entries[-1].is_container = True
         if self._playlist_depth == 0:
             self._tally.playlist_met(ie_result)
+        entries = ie_result.get("entries")
+        if isinstance(entries, list):  # listed whole (a feed's, a page's): looked up in the archive in one batch
+            look_up(self.archive, self._archive_ids.candidates(entries))
         self._playlist_depth += 1
         try:
             return super().process_ie_result(ie_result, download, extra_info)

@@ -7,7 +7,7 @@ only (`TYPE_CHECKING`): nothing checks them at run time, and a Protocol class co
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -132,8 +132,16 @@ class Archive(Protocol):
         """Return every line of the archive, stripped, as yt-dlp reads them."""
         ...
 
+    def lookup(self, lines: Collection[str]) -> set[str]:
+        """Return those of `lines` the archive holds (a database: one query by key, however big the archive)."""
+        ...
+
+    def extractors(self) -> set[str]:
+        """Return the extractor keys its lines name (youtube, generic, ...)."""
+        ...
+
     def holds(self, line: str) -> bool:
-        """Whether the line is archived now (another host may have added it since `lines`)."""
+        """Whether the line is archived now (another host may have added it since it was looked up)."""
         ...
 
     def add(self, line: str, host: str | None = None) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from psycopg.types.json import Jsonb
@@ -340,8 +340,39 @@ class PostgresArchive:
             )
             return {line for (line,) in rows}
 
+    def lookup(self, lines: Collection[str]) -> set[str]:
+        """Those of `lines` the collection holds: one query, each line found by its primary key (a join on the
+        arrays of their extractors and ids), whatever the archive's size."""
+        keys = [key for key in map(archive_key, lines) if key is not None]
+        if not keys:
+            return set()
+        with self.database.guard():
+            rows = self.database.connection().execute(
+                "SELECT archived.extractor || ' ' || archived.video_id "
+                "FROM unnest(%s::text[], %s::text[]) AS asked (extractor, video_id) "
+                "JOIN playlist_cron_archive AS archived ON archived.collection = %s "
+                "AND archived.extractor = asked.extractor AND archived.video_id = asked.video_id",
+                ([extractor for extractor, _ in keys], [video_id for _, video_id in keys], self.database.collection),
+            )
+            return {line for (line,) in rows}
+
+    def extractors(self) -> set[str]:
+        """The collection's extractor keys, found by a walk of the primary key's index from one to the next (a
+        handful of steps, not a scan of a million rows)."""
+        with self.database.guard():
+            rows = self.database.connection().execute(
+                "WITH RECURSIVE found (extractor) AS ("
+                "SELECT min(extractor) FROM playlist_cron_archive WHERE collection = %(collection)s "
+                "UNION ALL SELECT (SELECT min(extractor) FROM playlist_cron_archive "
+                "WHERE collection = %(collection)s AND extractor > found.extractor) FROM found "
+                "WHERE found.extractor IS NOT NULL) "
+                "SELECT extractor FROM found WHERE extractor IS NOT NULL",
+                {"collection": self.database.collection},
+            )
+            return {extractor for (extractor,) in rows}
+
     def holds(self, line: str) -> bool:
-        """Whether the line is archived now (another host may have added it since `lines`)."""
+        """Whether the line is archived now (another host may have added it since it was looked up)."""
         key = _key_or_raise(line)
         with self.database.guard():
             row = (
