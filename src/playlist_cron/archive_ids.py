@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from playlist_cron import yt_dlp_private
-from playlist_cron.archive_view import extractors_of
+from playlist_cron.archive_view import extractors_of, look_up
 
 
 def with_plain_id(entry: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +80,12 @@ class ArchiveIds:
         if self._archive_keys is None:
             self._archive_keys = extractors_of(self._ydl.archive)
         return {key for key in self._archive_keys if yt_dlp_private.archive_holds(self._ydl, f"{key} {video_id}")}
+
+    def look_up(self, entries: object) -> None:
+        """Ask the archive about a playlist's entries in one batch, when they are listed whole (a feed's, a list's;
+        a playlist whose entries yt-dlp pages through has each asked about as it comes)."""
+        if isinstance(entries, list):
+            look_up(self._ydl.archive, self.candidates(entries))
 
     def candidates(self, entries: list[Any]) -> list[str]:
         """The archive lines the archive is asked about for `entries` (to look them up in one batch): each entry's

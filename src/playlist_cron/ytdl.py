@@ -19,7 +19,7 @@ from yt_dlp.utils import DateRange, DownloadCancelled
 
 from playlist_cron import bounded_http, yt_dlp_private
 from playlist_cron.archive_ids import ArchiveIds, with_plain_id
-from playlist_cron.archive_view import LookedUpLines, look_up
+from playlist_cron.archive_view import LookedUpLines
 from playlist_cron.config import Config, Playlist
 from playlist_cron.entry_tally import Entry, EntryTally
 from playlist_cron.errors import DiskFull
@@ -241,8 +241,7 @@ class Downloader(_RunHooks):
     """yt-dlp's YoutubeDL, told to report each playlist entry's outcome to playlist-cron.
 
     It follows yt-dlp through a playlist, settles each entry from the playlist alone where it can, and runs the
-    rest (in a fleet, under the video's lock); its EntryTally counts what each came to, its ArchiveIds tell them.
-    """
+    rest (in a fleet, under the video's lock); its EntryTally counts what each came to, its ArchiveIds tell them."""
 
     def __init__(
         self,
@@ -359,9 +358,7 @@ class Downloader(_RunHooks):
             self._entries[-1].is_container = True
         if self._playlist_depth == 0:
             self._tally.playlist_met(ie_result)
-        entries = ie_result.get("entries")
-        if isinstance(entries, list):  # listed whole (a feed's, a page's): looked up in the archive in one batch
-            look_up(self.archive, self._archive_ids.candidates(entries))
+        self._archive_ids.look_up(ie_result.get("entries"))
         self._playlist_depth += 1
         try:
             return super().process_ie_result(ie_result, download, extra_info)
