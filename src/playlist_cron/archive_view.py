@@ -11,6 +11,8 @@ import threading
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, TypeAlias
 
+from playlist_cron.errors import stopping_when_database_lost
+
 if TYPE_CHECKING:
     from playlist_cron.storage import Archive
 
@@ -53,7 +55,8 @@ class LookedUpLines:
             unknown = {line for line in lines if line not in self._held and line not in self._absent}
             if not unknown:
                 return
-            held = self._store.lookup(unknown)
+            with stopping_when_database_lost():
+                held = self._store.lookup(unknown)
             self._held |= held
             self._absent |= unknown - held
 
@@ -61,7 +64,9 @@ class LookedUpLines:
         """The extractor keys the archive's lines name (youtube, generic, ...): asked once."""
         with self._lock:
             if self._extractors is None:
-                self._extractors = self._store.extractors() | {line.partition(" ")[0] for line in self._held}
+                with stopping_when_database_lost():
+                    named = self._store.extractors()
+                self._extractors = named | {line.partition(" ")[0] for line in self._held}
             return set(self._extractors)
 
 

@@ -182,6 +182,9 @@ class _Check(Ending, ReporterCallbacks):
                 except CheckStopped as stopped:
                     self.finish_failed(stopped.reason, stopped.detail)
                     return Outcome("FAILED", stopped.reason, stopped.signal_number, self.number, self.run_id)
+                except DatabaseUnavailable as lost:  # between reads (a claim, a release): as in one, DatabaseLost
+                    self.finish_failed("database", str(lost).removeprefix("playlist-cron: "))
+                    return Outcome("FAILED", "database", check=self.number, run_id=self.run_id)
                 except ConfigError as error:  # cli prints it: one line on stderr, exit 78
                     self.finish_failed("error", "; ".join(error.problems), alert=False)
                     raise

@@ -22,7 +22,7 @@ from playlist_cron.archive_ids import ArchiveIds, with_plain_id
 from playlist_cron.archive_view import LookedUpLines
 from playlist_cron.config import Config, Playlist
 from playlist_cron.entry_tally import Entry, EntryTally
-from playlist_cron.errors import DiskFull
+from playlist_cron.errors import DiskFull, stopping_when_database_lost
 from playlist_cron.failure_kinds import (
     RATE_LIMITED,
     REFUSED_ADDRESS,
@@ -303,7 +303,7 @@ class Downloader(_RunHooks):
                 # Written with the video's counters, in one transaction (`Reporter.video_downloaded`).
                 entry.archive_line = archive_id
             else:
-                with self._session.writer:
+                with self._session.writer, stopping_when_database_lost():
                     self._session.store.add(archive_id, self._session.config.host_name)
         if archive_id:
             self._archive_ids.recorded(archive_id)
@@ -453,7 +453,7 @@ class Downloader(_RunHooks):
             return None
         try:
             assert self._session is not None
-            with self._session.writer:
+            with self._session.writer, stopping_when_database_lost():
                 archived_since = self._session.store.holds(entry.archive_id)
             if archived_since:
                 self._session.archive().add(entry.archive_id)
