@@ -119,12 +119,18 @@ class PostgresState:
         read whole at its next check)."""
         database = self.database
         with database.guard():
-            rows = database.connection().execute(
-                "SELECT url, read_record FROM playlist_cron_playlists WHERE collection = %s "
-                "AND read_record IS NOT NULL",
-                (database.collection,),
+            # One JSON document, parsed at once: 10,000 values converted one by one cost several times more.
+            row = (
+                database.connection()
+                .execute(
+                    "SELECT coalesce(json_object_agg(url, read_record), '{}')::text FROM playlist_cron_playlists "
+                    "WHERE collection = %s AND read_record IS NOT NULL",
+                    (database.collection,),
+                )
+                .fetchone()
             )
-            return self._reads(rows.fetchall())
+        found = json.loads(row[0]) if row else {}
+        return self._reads(found.items() if isinstance(found, dict) else [])
 
     def _reads(self, rows: Iterable[tuple[str, object]]) -> dict[str, PlaylistReadRecord]:
         reads: dict[str, PlaylistReadRecord] = {}
