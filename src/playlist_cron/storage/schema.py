@@ -28,7 +28,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (collection, extractor, video_id)
         )
         """,
-        # host '' is the fleet's row (`failed_videos`, `playlists`); each host's own row holds the rest.
+        # host '' was the fleet's row (`failed_videos`, `playlists`) until version 3; each host's own row: the rest.
         """
         CREATE TABLE IF NOT EXISTS playlist_cron_state (
             collection text NOT NULL,
