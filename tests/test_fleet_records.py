@@ -110,14 +110,15 @@ def test_a_failing_video_two_playlists_share_spends_one_retry_step_when_two_host
     assert removed["attempts"] == 1, removed
 
 
-# What a session of a host waits for on the state's rows, and which session it waits for: no host's change of the
-# state may wait for another host's (each changes its own row, and its failed videos' rows one by one).
+# What a session of a host waits for on the state's rows, and which other host's session it waits for: no host's
+# change of the state may wait for another host's (each changes its own row, and its failed videos' rows one by one).
+# A host's check may wait on its own killed one's transaction, until the server has ended it: not counted.
 WAITS = """
     SELECT waiting.application_name, blocking.application_name, waiting.query
     FROM pg_stat_activity AS waiting
     CROSS JOIN LATERAL unnest(pg_blocking_pids(waiting.pid)) AS blocker(pid)
     JOIN pg_stat_activity AS blocking ON blocking.pid = blocker.pid
-    WHERE waiting.application_name LIKE 'playlist-cron %'
+    WHERE waiting.application_name LIKE 'playlist-cron %' AND blocking.application_name <> waiting.application_name
     AND (waiting.query LIKE '%playlist_cron_state%' OR waiting.query LIKE '%playlist_cron_failed_videos%')
 """
 
