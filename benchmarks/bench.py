@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench.py --runs 5 --only report
     .venv/bin/python benchmarks/bench.py --runs 1 --only channels --channels 200   # not in the default run
     .venv/bin/python benchmarks/bench.py --runs 7 --only big    # 10,000 playlists in one config
+    .venv/bin/python benchmarks/bench.py --runs 5 --only fleet_records    # status and archive look-ups in a database
 
 Prints a Markdown table: median, min and max wall time, the ratio of medians to the case's baseline, peak memory
 (maximum resident set size of the process, from wait4) and its ratio, and the target from the benchmarks issue.
@@ -765,6 +766,146 @@ def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]
                 holder.wait()
 
 
+RECORDS_PLAYLISTS = 10_000
+ARCHIVE_ROWS = 1_000_000
+ARCHIVED_FEED_ITEMS = 200
+STATUS_TIME_S = 0.5
+STATUS_PEAK_MIB = 50
+ARCHIVE_PEAK_MARGIN_MIB = 20
+
+
+def bench_fleet_records(root: Path, runs: int) -> list[Row]:
+    """A fleet's records in their rows: `status` of 10,000 playlists, and a check against a 1,000,000-row archive
+    side by side with the file backend (the same archive, and one holding the feed's lines alone)."""
+    server = _postgres_server()
+    if server is None:
+        return []
+    try:
+        return _fleet_status(server, root, runs) + _fleet_archive(server, root, runs)
+    finally:
+        server.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+def _fleet_status(server: object, root: Path, runs: int) -> list[Row]:
+    """`status` of a collection of 10,000 playlists, each with its read record in its row, and 100 failed videos."""
+    url = server.create_database("fleet_status")  # type: ignore[attr-defined]
+    urls = [f"https://example.com/playlist/{n:05d}" for n in range(RECORDS_PLAYLISTS)]
+    config = _fleet_config(root / "fleet-status", url, "host0", root / "fleet-status-downloads", urls)
+    subprocess.run([COMMAND, "db", "migrate", "--config", str(config)], check=True, capture_output=True)
+    collection = str(root / "fleet-status-downloads")
+    now_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    # A record as a feed read leaves it (about 550 bytes of JSON, as measured in the issue: 5.5 MB for 10,000).
+    server.execute(  # type: ignore[attr-defined]
+        "INSERT INTO playlist_cron_playlists (collection, url, due_at, last_checked_at, read_record) "
+        "SELECT %(collection)s, 'https://example.com/playlist/' || lpad(n::text, 5, '0'), now() + interval '1 hour', "
+        "now(), jsonb_build_object('version', 1, 'record', jsonb_build_object("
+        "'feed_url', 'https://www.youtube.com/feeds/videos.xml?channel_id=UC' || md5(n::text), "
+        "'etag', '\"' || md5(n::text) || '\"', 'last_modified', 'Mon, 01 Dec 2026 12:00:00 GMT', "
+        "'last_feed_read_at', %(now_at)s::text, 'last_full_read_at', %(now_at)s::text, 'last_feed_error', null, "
+        "'channel_id', 'UC' || md5(n::text), 'is_feed', false, 'playlist_fields', jsonb_build_object("
+        "'playlist', 'Uploads from channel ' || n, 'playlist_title', 'Uploads from channel ' || n, "
+        "'playlist_id', 'UU' || md5(n::text), 'channel', 'Channel ' || n, 'uploader', 'Channel ' || n))) "
+        "FROM generate_series(0, %(last)s) AS n",
+        {"collection": collection, "now_at": now_at, "last": RECORDS_PLAYLISTS - 1},
+        database="fleet_status",
+    )
+    server.execute(  # type: ignore[attr-defined]
+        "INSERT INTO playlist_cron_failed_videos (collection, video, record) "
+        "SELECT %(collection)s, 'youtube v' || n, jsonb_build_object('version', 1, 'record', jsonb_build_object("
+        "'video_id', 'v' || n, 'attempts', 1, 'first_failed_at', %(now_at)s::text, 'last_failed_at', %(now_at)s::text, "
+        "'next_retry_at', %(now_at)s::text, 'error', 'HTTP Error 404', 'given_up', false)) "
+        "FROM generate_series(1, 100) AS n",
+        {"collection": collection, "now_at": now_at},
+        database="fleet_status",
+    )
+    status = [COMMAND, "status", "--json", "--config", str(config)]
+    code = run_once(status, config.parent)[2]
+    if code not in (0, 1):
+        raise SystemExit(f"fleet status: exited {code}")
+    measured = measure_interleaved(
+        {"floor": [sys.executable, "-c", "import structlog, portalocker"], "status": status},
+        config.parent,
+        runs,
+        expect_codes={"status": code},
+    )
+    server.drop_database("fleet_status")  # type: ignore[attr-defined]
+    return [
+        Row("floor: python -c 'import structlog, portalocker'", measured["floor"], None, "baseline", None),
+        Row(
+            f"fleet: status, {RECORDS_PLAYLISTS:,} playlists' records in their rows, 100 failed videos",
+            measured["status"],
+            measured["floor"],
+            f"< {STATUS_TIME_S} s and {STATUS_PEAK_MIB} MiB",
+            None,
+            peak_limit_mib=STATUS_PEAK_MIB,
+            time_limit_s=STATUS_TIME_S,
+        ),
+    ]
+
+
+def _fleet_archive(server: object, root: Path, runs: int) -> list[Row]:
+    """A check reading a 200-item feed, every item archived: the file backend with the feed's lines alone, the file
+    backend with 1,000,000 lines, the database with 1,000,000 rows (looked up by key, one batch)."""
+    url = server.create_database("fleet_archive")  # type: ignore[attr-defined]
+    items = make_items(ARCHIVED_FEED_ITEMS, size_bytes=1000)
+    with FeedServer(items, **without_validators()) as feed:  # a 200 at every read: its entries are looked up
+        commands: dict[str, list[str]] = {}
+        for side in ("file-small", "file-big"):
+            folder = root / f"archive-{side}"
+            folder.mkdir()
+            with open(folder / "archive.txt", "w") as archive:
+                for number in range(ARCHIVE_ROWS - ARCHIVED_FEED_ITEMS if side == "file-big" else 0):
+                    archive.write(f"youtube filler{number:07d}\n")
+                archive.write("".join(f"generic {item.guid}\n" for item in items))
+            config = write_config(folder, feed.feed_url, check_interval_seconds=FULL_SCAN_INTERVAL_S)
+            commands[side] = [COMMAND, "check", "--now", "--config", str(config)]
+        downloads = root / "archive-database-downloads"
+        config = _fleet_config(root / "archive-database", url, "host0", downloads, [feed.feed_url])
+        subprocess.run([COMMAND, "db", "migrate", "--config", str(config)], check=True, capture_output=True)
+        collection = str(downloads)
+        server.execute(  # type: ignore[attr-defined]
+            "INSERT INTO playlist_cron_archive (collection, extractor, video_id) "
+            "SELECT %s, 'youtube', 'filler' || lpad(n::text, 7, '0') FROM generate_series(0, %s) AS n",
+            (collection, ARCHIVE_ROWS - ARCHIVED_FEED_ITEMS - 1),
+            database="fleet_archive",
+        )
+        lines = root / "archive-database" / "feed-lines.txt"
+        lines.write_text("".join(f"generic {item.guid}\n" for item in items))
+        subprocess.run(
+            [COMMAND, "db", "import-archive", str(lines), "--config", str(config)], check=True, capture_output=True
+        )
+        server.execute("VACUUM ANALYZE playlist_cron_archive", database="fleet_archive")  # type: ignore[attr-defined]
+        commands["database"] = [COMMAND, "check", "--now", "--config", str(config)]
+        measured = measure_interleaved(commands, root, runs)
+    for argv in commands.values():  # each check read the feed whole and found every entry archived
+        log = Path(argv[-1]).parent / "logs" / "downloader.log"
+        last = [json.loads(line) for line in log.read_text().splitlines() if '"check_completed"' in line][-1]
+        [read] = last["playlists"]
+        if (read["read"], read["already_archived"], read["downloaded"]) != ("feed", ARCHIVED_FEED_ITEMS, 0):
+            raise SystemExit(f"fleet archive: a check did not read as measured: {read}")
+    server.drop_database("fleet_archive")  # type: ignore[attr-defined]
+    small, big, database = measured["file-small"], measured["file-big"], measured["database"]
+    limit_mib = small.median_kib / 1024 + ARCHIVE_PEAK_MARGIN_MIB
+    return [
+        Row(
+            f"check, files: a {ARCHIVED_FEED_ITEMS}-item feed all archived, archive of those lines alone",
+            small,
+            None,
+            "baseline (memory)",
+            None,
+        ),
+        Row(f"check, files: the same, {ARCHIVE_ROWS:,}-line archive", big, None, "baseline (time)", None),
+        Row(
+            f"check, database: the same, {ARCHIVE_ROWS:,}-row archive (vs files, same archive)",
+            database,
+            big,
+            f"<= 1.2x time, peak <= {limit_mib:.0f} MiB (files' with no archive + {ARCHIVE_PEAK_MARGIN_MIB})",
+            1.2,
+            peak_limit_mib=limit_mib,
+        ),
+    ]
+
+
 CHANNELS = 1000
 CHANNEL_DELAY_S = 0.1  # a far server's round trip
 CHANNEL_RUNS = 3  # at most, after the warm-up: at 1,000 channels one unchanged check takes about two minutes today
@@ -1288,6 +1429,7 @@ CASES = {
     "stop": bench_stop_at_first_archived,
     "feeds": bench_feeds,
     "fleet": bench_fleet,
+    "fleet_records": bench_fleet_records,
     "report": bench_report,
     "channels": bench_channels,
     "big": bench_big,

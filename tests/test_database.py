@@ -67,39 +67,45 @@ def test_migrate_creates_the_tables_and_a_second_migrate_changes_nothing(project
     database_project(project, database)
     first = project.run("db", "migrate")
     assert (first.returncode, first.stderr) == (0, ""), first.stderr
-    assert "created the playlist-cron tables" in first.stdout and "schema version 2" in first.stdout
+    assert "created the playlist-cron tables" in first.stdout and "schema version 3" in first.stdout
     tables = {row[0] for row in sql(database, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'playlist_cron%'")}
-    assert tables == {"playlist_cron_schema", "playlist_cron_archive", "playlist_cron_state", "playlist_cron_playlists"}
+    assert tables == {
+        "playlist_cron_schema",
+        "playlist_cron_archive",
+        "playlist_cron_state",
+        "playlist_cron_playlists",
+        "playlist_cron_failed_videos",
+    }
     sql(database, "INSERT INTO playlist_cron_archive (collection, extractor, video_id) VALUES ('c', 'youtube', 'a')")
     second = project.run("db", "migrate")
     assert (second.returncode, second.stderr) == (0, ""), second.stderr
-    assert "at schema version 2 already: nothing to do" in second.stdout
-    assert sql(database, "SELECT version FROM playlist_cron_schema") == [(2,)]
+    assert "at schema version 3 already: nothing to do" in second.stdout
+    assert sql(database, "SELECT version FROM playlist_cron_schema") == [(3,)]
     assert sql(database, "SELECT video_id FROM playlist_cron_archive") == [("a",)], "rows are kept"
 
 
-def test_a_version_1_database_is_refused_until_migrated_to_version_2(project: Project, database: str) -> None:
+def test_a_version_1_database_is_refused_until_migrated(project: Project, database: str) -> None:
     """Version 1's hosts claimed with `pg_try_advisory_lock(row id)`; this release's claims use a key space of their
     own, so a host of each would not see the other's claims: the schema's version keeps them apart."""
     sql(migrated(database), "UPDATE playlist_cron_schema SET version = 1")
     database_project(project, database)
     result = project.run("check")
     assert result.returncode == exit_codes.CONFIG
-    assert "schema is version 1, older than this release's 2: run `playlist-cron db migrate`" in one_line(result.stderr)
+    assert "schema is version 1, older than this release's 3: run `playlist-cron db migrate`" in one_line(result.stderr)
     upgraded = project.run("db", "migrate")
-    assert "upgraded the playlist-cron tables" in upgraded.stdout and "from schema version 1 to 2" in upgraded.stdout
+    assert "upgraded the playlist-cron tables" in upgraded.stdout and "from schema version 1 to 3" in upgraded.stdout
     assert project.run("check").returncode == 0
 
 
 def test_a_schema_newer_than_this_release_is_refused_and_left_alone(project: Project, database: str) -> None:
-    sql(migrated(database), "UPDATE playlist_cron_schema SET version = 3")
+    sql(migrated(database), "UPDATE playlist_cron_schema SET version = 4")
     database_project(project, database)
     for command in (("db", "migrate"), ("db", "export-archive", "-")):
         result = project.run(*command)
         assert result.returncode == exit_codes.FAILED, result
-        assert "schema is version 3, made by a newer playlist-cron" in one_line(result.stderr)
+        assert "schema is version 4, made by a newer playlist-cron" in one_line(result.stderr)
         assert "upgrade playlist-cron" in result.stderr
-    assert sql(database, "SELECT version FROM playlist_cron_schema") == [(3,)]
+    assert sql(database, "SELECT version FROM playlist_cron_schema") == [(4,)]
     with psycopg.connect(database) as connection, pytest.raises(SchemaNewer):
         schema.require_current(connection)
 
@@ -267,7 +273,7 @@ def test_a_database_that_never_answers_times_out_with_exit_75(project: Project, 
     assert 1.5 < elapsed_s < 10, elapsed_s
 
 
-# -- the state: one row per host and one for the fleet ------------------------------------------------------------
+# -- the state: one row per host, and the collection's records in rows of their own ----------------------------
 
 
 def test_each_host_has_its_own_counters_and_the_fleet_shares_failed_videos(tmp_path: Path, database: str) -> None:
@@ -276,24 +282,50 @@ def test_each_host_has_its_own_counters_and_the_fleet_shares_failed_videos(tmp_p
     host_b = storage.open_for(load_config(tmp_path, database, "b"))
     assert isinstance(host_a.state, postgres.PostgresState) and isinstance(host_a.archive, postgres.PostgresArchive)
     assert host_a.state.read() == state.empty()
+    sql(database, "INSERT INTO playlist_cron_playlists (collection, url) VALUES ('shared', 'https://example.com/p')")
     with host_a.state.update() as changed:
         changed["checks_total"] = 3
         changed["cooldown_until"] = "2030-01-01T00:00:00.000Z"
         changed["failed_videos"]["youtube x"] = {"video_id": "x", "attempts": 1}
     with host_a.state.update_reads() as records:
         records["https://example.com/p"] = {"etag": "1"}
+        records["https://example.com/no-row"] = {"etag": "2"}  # no row: not kept
     with host_b.state.update() as changed:
         assert changed["checks_total"] == 0 and changed["cooldown_until"] is None, "a host's own row"
-        assert changed["failed_videos"] == {"youtube x": {"video_id": "x", "attempts": 1}}, "the fleet's row"
+        assert changed["failed_videos"] == {"youtube x": {"video_id": "x", "attempts": 1}}, "the collection's rows"
         changed["checks_total"] = 1
         changed["failed_videos"]["youtube x"]["attempts"] = 2
+        changed["failed_videos"]["youtube y"] = {"video_id": "y", "attempts": 1}
     seen_by_a = host_a.state.read()
     assert (seen_by_a["checks_total"], seen_by_a["failed_videos"]["youtube x"]["attempts"]) == (3, 2)
-    assert host_b.state.read_reads() == {"https://example.com/p": {"etag": "1"}}, "the fleet's row"
+    assert host_b.state.read_reads() == {"https://example.com/p": {"etag": "1"}}, "the playlist's row"
     rows = dict(sql(database, "SELECT host, state FROM playlist_cron_state WHERE collection = 'shared'"))
-    assert set(rows) == {"", "a", "b"}
-    assert set(rows[""]) == {"version", "failed_videos", "playlists"}
+    assert set(rows) == {"a", "b"}, "no fleet-wide row"
     assert "failed_videos" not in rows["a"] and rows["a"]["checks_total"] == 3
+    assert sql(database, "SELECT video, record FROM playlist_cron_failed_videos ORDER BY video") == [
+        ("youtube x", {"version": 1, "record": {"video_id": "x", "attempts": 2}}),
+        ("youtube y", {"version": 1, "record": {"video_id": "y", "attempts": 1}}),
+    ]
+    with host_a.state.update() as changed:
+        del changed["failed_videos"]["youtube x"]
+    assert sql(database, "SELECT video FROM playlist_cron_failed_videos") == [("youtube y",)], "a forgotten one goes"
+    with host_a.state.update_reads() as records:
+        records.clear()
+    assert sql(database, "SELECT read_record FROM playlist_cron_playlists") == [(None,)]
+
+
+def test_a_failed_videos_change_writes_its_row_alone(tmp_path: Path, database: str) -> None:
+    """Each failed video is upserted in its own row: another video's row is not rewritten (its xmin stays)."""
+    migrated(database)
+    host = storage.open_for(load_config(tmp_path, database, "a")).state
+    with host.update() as changed:
+        changed["failed_videos"]["youtube x"] = {"video_id": "x", "attempts": 1}
+        changed["failed_videos"]["youtube y"] = {"video_id": "y", "attempts": 1}
+    before = dict(sql(database, "SELECT video, xmin::text FROM playlist_cron_failed_videos"))
+    with host.update() as changed:
+        changed["failed_videos"]["youtube y"]["attempts"] = 2
+    after = dict(sql(database, "SELECT video, xmin::text FROM playlist_cron_failed_videos"))
+    assert after["youtube x"] == before["youtube x"] and after["youtube y"] != before["youtube y"]
 
 
 def test_another_collection_on_the_same_database_is_apart(tmp_path: Path, database: str) -> None:
@@ -334,12 +366,33 @@ def test_a_damaged_row_is_refused_naming_the_table_collection_and_host(tmp_path:
         host.read()
     assert "table playlist_cron_state (collection 'shared', host 'a') is damaged" in str(damaged.value)
     assert "checks_total is 'x'" in str(damaged.value)
-    sql(database, """UPDATE playlist_cron_state SET state = '[1]' WHERE host = ''""")
-    sql(database, """UPDATE playlist_cron_state SET state = state || '{"checks_total": 2}' WHERE host = 'a'""")
-    with pytest.raises(StateError, match=r"collection 'shared', the fleet's row\) is damaged \(not a JSON object"):
-        host.read()
-    with pytest.raises(StateError, match="the fleet's row"), host.update():
+    with pytest.raises(StateError, match="host 'a'"), host.update():
         pass
+
+
+def test_a_damaged_record_in_its_row_is_left_out_and_said(tmp_path: Path, database: str) -> None:
+    """A damaged read record costs its playlist a full read; a damaged failed video is tried as a new one; the
+    others are read as they are, and the storage says what it left out (`state_recovered`)."""
+    migrated(database)
+    host = storage.open_for(load_config(tmp_path, database, "a")).state
+    sql(
+        database,
+        "INSERT INTO playlist_cron_playlists (collection, url, read_record) VALUES "
+        """('shared', 'https://example.com/good', '{"version": 1, "record": {"etag": "1"}}'), """
+        """('shared', 'https://example.com/bad', '{"version": 1, "record": {"etag": 5}}'), """
+        """('shared', 'https://example.com/worse', '[1]')""",
+    )
+    sql(
+        database,
+        "INSERT INTO playlist_cron_failed_videos (collection, video, record) VALUES "
+        """('shared', 'youtube x', '{"version": 1, "record": {"video_id": "x", "attempts": 1}}'), """
+        """('shared', 'youtube y', '{"version": 1, "record": {"video_id": "y", "attempts": -1}}')""",
+    )
+    assert host.read_reads() == {"https://example.com/good": {"etag": "1"}}
+    assert host.read()["failed_videos"] == {"youtube x": {"video_id": "x", "attempts": 1}}
+    notes = [note.message for note in host.take_notes()]
+    assert len(notes) == 3 and all("is damaged" in note for note in notes), notes
+    assert any("https://example.com/bad" in note and "etag is 5" in note for note in notes), notes
 
 
 def test_a_row_written_by_a_newer_release_is_refused(tmp_path: Path, database: str) -> None:
@@ -347,12 +400,47 @@ def test_a_row_written_by_a_newer_release_is_refused(tmp_path: Path, database: s
     host = storage.open_for(load_config(tmp_path, database, "a")).state
     with host.update() as changed:
         changed["checks_total"] = 2
-    sql(database, """UPDATE playlist_cron_state SET state = state || '{"version": 2}' WHERE host = ''""")
+    sql(database, """UPDATE playlist_cron_state SET state = state || '{"version": 2}' WHERE host = 'a'""")
     with pytest.raises(StateError, match=r"written by a newer version of playlist-cron \(state version 2"):
         host.read()
     with pytest.raises(StateError, match="newer version"), host.update():
         pass
-    assert sql(database, "SELECT state->'version' FROM playlist_cron_state WHERE host = ''") == [(2,)]
+    assert sql(database, "SELECT state->'version' FROM playlist_cron_state WHERE host = 'a'") == [(2,)]
+    sql(
+        database,
+        "INSERT INTO playlist_cron_playlists (collection, url, read_record) VALUES "
+        """('shared', 'https://example.com/p', '{"version": 2, "record": {}}')""",
+    )
+    with pytest.raises(StateError, match=r"newer version of playlist-cron \(record version 2"):
+        host.read_reads()
+
+
+def test_migrating_from_version_2_moves_the_fleets_records_into_their_rows(tmp_path: Path, database: str) -> None:
+    """A version 2 database keeps every playlist's read record and the failed videos in the fleet's row (host ''):
+    the migration moves each into its own row, and the fleet's row goes."""
+    migrated(database)
+    sql(database, "UPDATE playlist_cron_schema SET version = 2")
+    sql(database, "DROP TABLE playlist_cron_failed_videos")
+    sql(database, "ALTER TABLE playlist_cron_playlists DROP COLUMN read_record")
+    sql(database, "INSERT INTO playlist_cron_playlists (collection, url) VALUES ('shared', 'https://example.com/p')")
+    fleet_row = {
+        "version": 1,
+        "failed_videos": {"youtube x": {"video_id": "x", "attempts": 3}},
+        "playlists": {"https://example.com/p": {"etag": "1"}, "https://example.com/q": {"etag": "2"}},
+    }
+    sql(
+        database,
+        "INSERT INTO playlist_cron_state (collection, host, state) VALUES ('shared', '', %s), ('shared', 'a', %s)",
+        (json.dumps(fleet_row), json.dumps({**postgres._own_part(state.empty()), "checks_total": 4})),
+    )
+    with psycopg.connect(database) as connection:
+        assert schema.migrate(connection) == (2, 3)
+    host = storage.open_for(load_config(tmp_path, database, "a")).state
+    assert host.read_reads() == {"https://example.com/p": {"etag": "1"}, "https://example.com/q": {"etag": "2"}}
+    moved = host.read()
+    assert moved["failed_videos"] == {"youtube x": {"video_id": "x", "attempts": 3}}
+    assert moved["checks_total"] == 4
+    assert sql(database, "SELECT host FROM playlist_cron_state") == [("a",)]
 
 
 # -- the archive's rows -------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import copy
 import io
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,10 @@ class MemoryHeld:
         with self._guard:
             return next(self._next, None)
 
-    def done(self, playlist: config.Playlist) -> None:
+    def done(self, playlist: config.Playlist, read_record: object = None) -> bool:
         with self._guard:
             self.done_with.append(playlist)
+        return False  # the check's end stores the records, with `update_reads`
 
     def release(self) -> None:
         self.run_lock.holder_pid = None
@@ -115,6 +116,12 @@ class MemoryArchive:
 
     def lines(self) -> set[str]:
         return set(self.path.read_text().split("\n")) - {""} if self.path and self.path.exists() else set()
+
+    def lookup(self, lines: Collection[str]) -> set[str]:
+        return set(lines) & self.lines()
+
+    def extractors(self) -> set[str]:
+        return {line.partition(" ")[0] for line in self.lines()}
 
     def holds(self, line: str) -> bool:
         return line in self.lines()

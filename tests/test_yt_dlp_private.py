@@ -62,21 +62,50 @@ def test_the_extractor_for_a_url_is_found_in_yt_dlp_s_own_order() -> None:
     )
 
 
-def test_the_loaded_archive_answers_membership_and_lists_its_lines(tmp_path: Path) -> None:
+def test_the_loaded_archive_answers_membership(tmp_path: Path) -> None:
     purpose = "look an archive id up per extractor key, without building an info dict"
     archive_file = tmp_path / "archive.txt"
     archive_file.write_text("generic item-1\nyoutube BaW_jenozKc\n")
     with yt_dlp.YoutubeDL({**QUIET, "download_archive": str(archive_file)}) as ydl:
         require(ydl, "archive", purpose, "archive_ids.py")
-        lines = set(yt_dlp_private.archive_lines(ydl))
         held = [yt_dlp_private.archive_holds(ydl, line) for line in ("generic item-1", "generic item-2")]
         ydl.record_download_archive({"id": "item-2", "extractor_key": "Generic"})
         recorded = yt_dlp_private.archive_holds(ydl, "generic item-2")
-    assert lines == {"generic item-1", "youtube BaW_jenozKc"}, broken(
-        f"lists YoutubeDL.archive as {lines}", purpose, "archive_ids.py"
-    )
     assert held == [True, False], broken("answers `line in YoutubeDL.archive` differently", purpose, "archive_ids.py")
     assert recorded, broken("no longer adds a recorded id to YoutubeDL.archive", purpose, "archive_ids.py")
+
+
+class _AskedLines:
+    """Lines that note what yt-dlp asks and adds: `archive_view.LookedUpLines` answers the same calls."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.added: list[str] = []
+
+    def __contains__(self, line: object) -> bool:
+        self.asked.append(str(line))
+        return line == "generic item-1"
+
+    def __bool__(self) -> bool:
+        return True
+
+    def add(self, line: str) -> None:
+        self.added.append(line)
+
+
+def test_a_shared_archive_is_asked_with_in_and_added_to_without_a_file() -> None:
+    purpose = "ask the archive only about the entries a check meets (a database's, looked up by key)"
+    lines = _AskedLines()
+    with yt_dlp.YoutubeDL(dict(QUIET)) as ydl:  # a copy: share_archive sets its params
+        yt_dlp_private.share_archive(ydl, None, lines)
+        held = [ydl.in_download_archive({"id": video, "extractor_key": "Generic"}) for video in ("item-1", "item-2")]
+        ydl.record_download_archive({"id": "item-3", "extractor_key": "Generic"})
+    assert held == [True, False] and "generic item-2" in lines.asked, broken(
+        f"asks a shared archive differently (asked {lines.asked}, answered {held})", purpose, "archive_view.py"
+    )
+    assert lines.added == ["generic item-3"], broken(
+        f"records to a shared archive differently ({lines.added})", purpose, "archive_view.py"
+    )
 
 
 class _Recording(yt_dlp.YoutubeDL):  # type: ignore[misc]

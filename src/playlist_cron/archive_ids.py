@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from playlist_cron import yt_dlp_private
+from playlist_cron.archive_view import extractors_of, look_up
 
 
 def with_plain_id(entry: dict[str, Any]) -> dict[str, Any]:
@@ -73,12 +74,41 @@ class ArchiveIds:
     def archived_extractors(self, video_id: str) -> set[str]:
         """The extractor keys under which the archive holds `video_id`.
 
-        An archive names few extractors (youtube, generic, ...): they are gathered once, and then each is tried
-        against the archive's own set, with no index of 100,000 ids to hold in memory.
+        An archive names few extractors (youtube, generic, ...): they are asked once, and then each is tried
+        against the archive (looked up, or answered from what the check looked up already).
         """
         if self._archive_keys is None:
-            self._archive_keys = {line.partition(" ")[0] for line in yt_dlp_private.archive_lines(self._ydl)}
+            self._archive_keys = extractors_of(self._ydl.archive)
         return {key for key in self._archive_keys if yt_dlp_private.archive_holds(self._ydl, f"{key} {video_id}")}
+
+    def look_up(self, entries: object) -> None:
+        """Ask the archive about a playlist's entries in one batch, when they are listed whole (a feed's, a list's;
+        a playlist whose entries yt-dlp pages through has each asked about as it comes)."""
+        if isinstance(entries, list):
+            look_up(self._ydl.archive, self.candidates(entries))
+
+    def candidates(self, entries: list[Any]) -> list[str]:
+        """The archive lines the archive is asked about for `entries` (to look them up in one batch): each entry's
+        archive id when yt-dlp tells it, else its smuggled id under each extractor the archive names, and under the
+        one yt-dlp would pick."""
+        lines = []
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            entry = with_plain_id(entry)
+            archive_id = yt_dlp_private.archive_id(self._ydl, entry)
+            if archive_id:
+                lines.append(archive_id)
+                continue
+            url = entry.get("url")
+            plain_url, video_id = yt_dlp_private.smuggled_video_id(url) if isinstance(url, str) else (None, None)
+            if not video_id or plain_url is None:
+                continue
+            if self._archive_keys is None:
+                self._archive_keys = extractors_of(self._ydl.archive)
+            extractor = self.extractor_key_for(plain_url)
+            lines += [f"{key} {video_id}" for key in self._archive_keys | ({extractor} if extractor else set())]
+        return lines
 
     def recorded(self, archive_id: str) -> None:
         """Note a line just added to the archive: its extractor is now one that the archive names."""

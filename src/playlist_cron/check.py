@@ -184,6 +184,9 @@ class _Check(Ending, ReporterCallbacks):
                 except CheckStopped as stopped:
                     self.finish_failed(stopped.reason, stopped.detail)
                     return Outcome("FAILED", stopped.reason, stopped.signal_number, self.number, self.run_id)
+                except DatabaseUnavailable as lost:  # between reads (a claim, a release): as in one, DatabaseLost
+                    self.finish_failed("database", str(lost).removeprefix("playlist-cron: "))
+                    return Outcome("FAILED", "database", check=self.number, run_id=self.run_id)
                 except ConfigError as error:  # cli prints it: one line on stderr, exit 78
                     self.finish_failed("error", "; ".join(error.problems), alert=False)
                     raise
@@ -282,6 +285,7 @@ class _Check(Ending, ReporterCallbacks):
                 lambda playlist: self._read(playlist, session),
                 parallel=self.config.parallel_reads,
                 writer=self.writer,
+                done=self._done,
             )
             results = self.reading.run()
         if self.reading.rate_limited:
@@ -342,5 +346,15 @@ class _Check(Ending, ReporterCallbacks):
             self.playlist_records[key] = reads.record_after(record, result, read_started_at, clock.iso(clock.now_s()))
             self.playlists_read.add(key)
         return result
+
+    def _done(self, playlist: Playlist) -> None:
+        """Tell the held lock a playlist is done (under the writer lock), with the record of how it was read: a
+        storage that keeps it with the release (a fleet's) spares the check's end from writing it."""
+        from playlist_cron.reads import record_key
+
+        key = record_key(playlist.url)
+        record = self.playlist_records.get(key) if key in self.playlists_read else None
+        if self.held.done(playlist, record):
+            self.playlists_read.discard(key)
 
     # -- endings ------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from playlist_cron import clock, log
+from playlist_cron.errors import stopping_when_database_lost
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -86,7 +87,7 @@ class ReporterCallbacks:
         database): its row goes in with the counters, one transaction, so that neither is ever without the other."""
         self.watchdog.activity()
         with self.writer:
-            with self.store.update() as state:
+            with stopping_when_database_lost(), self.store.update() as state:
                 if archive_line is not None:
                     self.storage.archive.add(archive_line)
                 state["downloaded_total"] += 1
@@ -132,7 +133,7 @@ class ReporterCallbacks:
 
         self.activity()
         with self.writer:
-            with self.store.update() as state:
+            with stopping_when_database_lost(), self.store.update() as state:
                 record = failures.record_failure(
                     state["failed_videos"],
                     key,

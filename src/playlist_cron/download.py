@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from playlist_cron import feeds
+from playlist_cron.archive_view import LookedUpLines
 from playlist_cron.config import Config, Playlist
 from playlist_cron.failure_kinds import NETWORK as NETWORK
 from playlist_cron.failure_kinds import RateLimited as RateLimited
@@ -31,16 +31,8 @@ if TYPE_CHECKING:
     from playlist_cron.storage import Archive, VideoLocks
 
 
-class ArchiveLines(set[str]):
-    """The check's one copy of the archive's lines, shared by its reader threads: yt-dlp adds to it and asks it;
-    who looks through it looks through a copy (made in one step under the GIL), as another thread may add to it."""
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(set.copy(self))
-
-
 class Session:
-    """What the playlists of one check share: the archive's lines, read once; one yt-dlp client per network setting
+    """What the playlists of one check share: what it learnt of the archive; one yt-dlp client per network setting
     and reader thread for feed reads; the lock that keeps downloads one at a time; the check's writer lock, under
     which the archive in a database is asked and added to. Close it at the end of the check.
 
@@ -65,16 +57,14 @@ class Session:
         self.partial_dir = partial_dir  # where yt-dlp keeps partial downloads, when not beside the files
         self.writer = writer or threading.RLock()
         self.one_download = threading.Lock()  # held by each video's download, from its first byte to its archive line
-        self._archive: set[str] | None = None
+        self._archive = LookedUpLines(store, self.writer)
         self._fetchers: dict[tuple[int, tuple[str, ...]], Fetcher] = {}
         self._downloaders: dict[tuple[object, ...], Downloader] = {}
 
-    def archive(self) -> set[str]:
-        """The archive's lines, as yt-dlp reads them (stripped); kept up to date by every download of the check."""
-        with self.writer:
-            if self._archive is None:
-                self._archive = ArchiveLines(self.store.lines())
-            return self._archive
+    def archive(self) -> LookedUpLines:
+        """The archive's lines, as yt-dlp asks them (looked up as the reads list them); kept up to date by every
+        download of the check."""
+        return self._archive
 
     def fetcher(self, playlist: Playlist, reporter: Reporter) -> Fetcher:
         """A yt-dlp client with the playlist's network options (proxy, cookies, headers), shared by the playlists

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class PlaylistCronError(Exception):
     """Base of the errors that end a command with a message instead of a traceback."""
@@ -99,3 +102,20 @@ class SchemaNewer(DatabaseError):
         super().__init__(message)
         self.found = found
         self.known = known
+
+
+class DatabaseLost(CheckStopped):
+    """The database was lost while a check read its playlists: the check stops, FAILED with reason `database` (exit
+    75), whatever yt-dlp was doing when it asked (a CheckStopped: yt-dlp's `except Exception` does not swallow it,
+    and count it as a video's failure or the playlist's)."""
+
+    reason = "database"
+
+
+@contextlib.contextmanager
+def stopping_when_database_lost() -> Iterator[None]:
+    """Around what a check's read asks of its storage: DatabaseUnavailable becomes DatabaseLost."""
+    try:
+        yield
+    except DatabaseUnavailable as lost:
+        raise DatabaseLost(str(lost).removeprefix("playlist-cron: ")) from None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DateRange, DownloadCancelled
 
 from playlist_cron import feeds, yt_dlp_private
+from playlist_cron.archive_view import ArchiveLines, extractors_of, look_up
 from playlist_cron.config import Playlist
 from playlist_cron.errors import DiskFull
 from playlist_cron.failure_kinds import Failure, RateLimited, host_of, raise_when_check_must_stop
@@ -56,7 +58,7 @@ def ask_feed(fetcher: Fetcher, feed_url: str, read: ReadPlan) -> FeedAnswer:
 
 
 def settled_by_feed(
-    archive: set[str],
+    archive: ArchiveLines,
     playlist: Playlist,
     read: ReadPlan,
     answer: FeedAnswer,
@@ -76,7 +78,9 @@ def settled_by_feed(
     }
     stopped = None
     date_range = DateRange(playlist.date_after) if playlist.date_after else None
-    for entry in answer.feed.entries if answer.feed is not None else []:
+    entries = answer.feed.entries if answer.feed is not None else []
+    look_up(archive, _feed_candidates(archive, entries))  # one batch for the feed's entries
+    for entry in entries:
         archive_id = _feed_archive_id(archive, entry)
         if archive_id is None:
             return False  # no id without yt-dlp's extractors: a new entry, most likely
@@ -101,13 +105,25 @@ def settled_by_feed(
     return True
 
 
-def _feed_archive_id(archive: set[str], entry: feeds.FeedEntry) -> str | None:
+def _feed_candidates(archive: ArchiveLines, entries: Sequence[feeds.FeedEntry]) -> list[str]:
+    """The archive lines that `_feed_archive_id` asks about for `entries`."""
+    keys = extractors_of(archive) if any(not entry.video_id and entry.own_id for entry in entries) else set()
+    lines = []
+    for entry in entries:
+        if entry.video_id:
+            lines.append(f"youtube {entry.video_id}")
+        elif entry.own_id:
+            lines += [f"{key} {entry.id}" for key in keys]
+    return lines
+
+
+def _feed_archive_id(archive: ArchiveLines, entry: feeds.FeedEntry) -> str | None:
     """The archive line a feed entry would have, when the archive alone tells (see `ArchiveIds.of`), else None."""
     if entry.video_id:
         return f"youtube {entry.video_id}"
     if not entry.own_id:
         return None
-    keys = {line.partition(" ")[0] for line in archive}
+    keys = extractors_of(archive)
     found = [key for key in keys if f"{key} {entry.id}" in archive]
     return f"{found[0]} {entry.id}" if len(found) == 1 else None
 

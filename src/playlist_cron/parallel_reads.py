@@ -53,9 +53,11 @@ class Reads:
         *,
         parallel: int,
         writer: threading.RLock,
+        done: Callable[[Playlist], None] | None = None,
     ) -> None:
         self.held = held
         self.read_one = read_one
+        self.done = done or held.done  # told, under the writer lock, when a playlist's read is over
         self.parallel = max(1, min(parallel, len(playlists)))
         self.writer = writer
         self.rate_limited: dict[str, str] = {}  # site -> what it said, the first time it said it
@@ -136,4 +138,4 @@ class Reads:
             # Not after a read that ended the check: its claim (a fleet's) ends with the lock's connection, the
             # playlist due as it was, for the next check or another host to read.
             with self.writer:
-                self.held.done(playlist)
+                self.done(playlist)

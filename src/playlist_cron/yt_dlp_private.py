@@ -16,7 +16,6 @@ release the project supports.
 from __future__ import annotations
 
 import optparse
-from collections.abc import Iterable
 from typing import Any
 
 
@@ -37,19 +36,14 @@ def archive_holds(ydl: Any, line: str) -> bool:
     return line in ydl.archive
 
 
-def archive_lines(ydl: Any) -> Iterable[str]:
-    """The lines of the download archive that yt-dlp loaded (undocumented: YoutubeDL.archive)."""
-    lines: Iterable[str] = ydl.archive
-    return lines
+def share_archive(ydl: Any, archive_file: str | None, lines: Any) -> None:
+    """Make `ydl`, made without a download archive, use `archive_file` with `lines` as its loaded lines (anything
+    with `in`, `add` and a truth value: `archive_view.LookedUpLines`): it adds to both as it records videos, and
+    reads no file to start. With no file (the archive is in a database), it adds to `lines` alone.
 
-
-def share_archive(ydl: Any, archive_file: str | None, lines: set[str]) -> None:
-    """Make `ydl`, made without a download archive, use `archive_file` with `lines` as its loaded lines: it adds
-    to both as it records videos, and reads no file to start. With no file (the archive is in a database), it adds
-    to `lines` alone.
-
-    Undocumented: YoutubeDL.archive, and `params["download_archive"]` read when a video is recorded, not at start
-    (a value that is not a path, such as a set, is recorded to `archive` alone).
+    Undocumented: YoutubeDL.archive (asked with `in` unless it is false, added to with `add`), and
+    `params["download_archive"]` read when a video is recorded, not at start (a value that is not a path is
+    recorded to `archive` alone).
     """
     ydl.params["download_archive"] = archive_file if archive_file is not None else lines
     ydl.archive = lines

@@ -19,9 +19,10 @@ from yt_dlp.utils import DateRange, DownloadCancelled
 
 from playlist_cron import bounded_http, yt_dlp_private
 from playlist_cron.archive_ids import ArchiveIds, with_plain_id
+from playlist_cron.archive_view import LookedUpLines
 from playlist_cron.config import Config, Playlist
 from playlist_cron.entry_tally import Entry, EntryTally
-from playlist_cron.errors import DiskFull
+from playlist_cron.errors import DiskFull, stopping_when_database_lost
 from playlist_cron.failure_kinds import (
     RATE_LIMITED,
     REFUSED_ADDRESS,
@@ -60,7 +61,7 @@ class StopPlaylist(DownloadCancelled):  # type: ignore[misc]
 
 
 class SharedArchive(Protocol):
-    """What a Downloader uses of the check's session (`download.Session`): the archive's lines, read once; the
+    """What a Downloader uses of the check's session (`download.Session`): the archive's lines it looked up; the
     storage's archive (which yt-dlp appends to, or which the check adds to); in a fleet, the video locks."""
 
     config: Config
@@ -69,7 +70,7 @@ class SharedArchive(Protocol):
     writer: threading.RLock  # the check's one writer: a database's archive is asked and added to under it
     one_download: threading.Lock  # held by each video's run: downloads stay one at a time
 
-    def archive(self) -> set[str]: ...
+    def archive(self) -> LookedUpLines: ...
 
 
 class Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
@@ -240,8 +241,7 @@ class Downloader(_RunHooks):
     """yt-dlp's YoutubeDL, told to report each playlist entry's outcome to playlist-cron.
 
     It follows yt-dlp through a playlist, settles each entry from the playlist alone where it can, and runs the
-    rest (in a fleet, under the video's lock); its EntryTally counts what each came to, its ArchiveIds tell them.
-    """
+    rest (in a fleet, under the video's lock); its EntryTally counts what each came to, its ArchiveIds tell them."""
 
     def __init__(
         self,
@@ -259,7 +259,7 @@ class Downloader(_RunHooks):
         if session is None:
             super().__init__(params, reporter)
             return
-        # The check's playlists share one copy of the archive's lines: read once, not once per playlist.
+        # The check's playlists share what it learns of the archive: each line looked up once, not once per playlist.
         params = dict(params)
         archive_file = params.pop("download_archive")
         super().__init__(params, reporter)
@@ -303,7 +303,7 @@ class Downloader(_RunHooks):
                 # Written with the video's counters, in one transaction (`Reporter.video_downloaded`).
                 entry.archive_line = archive_id
             else:
-                with self._session.writer:
+                with self._session.writer, stopping_when_database_lost():
                     self._session.store.add(archive_id, self._session.config.host_name)
         if archive_id:
             self._archive_ids.recorded(archive_id)
@@ -358,6 +358,7 @@ class Downloader(_RunHooks):
             self._entries[-1].is_container = True
         if self._playlist_depth == 0:
             self._tally.playlist_met(ie_result)
+        self._archive_ids.look_up(ie_result.get("entries"))
         self._playlist_depth += 1
         try:
             return super().process_ie_result(ie_result, download, extra_info)
@@ -452,7 +453,7 @@ class Downloader(_RunHooks):
             return None
         try:
             assert self._session is not None
-            with self._session.writer:
+            with self._session.writer, stopping_when_database_lost():
                 archived_since = self._session.store.holds(entry.archive_id)
             if archived_since:
                 self._session.archive().add(entry.archive_id)

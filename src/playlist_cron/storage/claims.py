@@ -131,13 +131,16 @@ class Fleet:
                     return claim
                 tried.append(row_id)
 
-    def release(self, claim: Claim, next_due_in_s: float) -> None:
-        """Done with a playlist: it is due again in `next_due_in_s`, and free for any host from now."""
+    def release(self, claim: Claim, next_due_in_s: float, read_record: object = None) -> None:
+        """Done with a playlist: it is due again in `next_due_in_s`, and free for any host from now. `read_record`
+        (the row's value, `postgres.read_record_row`), when given, is written in the same statement: the playlist's
+        read record is never without its release, nor the release without it."""
         with self.work.transaction():
             self.work.execute(
                 "UPDATE playlist_cron_playlists SET due_at = now() + make_interval(secs => %s), "
-                "holder_host = NULL, holder_pid = NULL, held_since = NULL, last_checked_at = now() WHERE id = %s",
-                (next_due_in_s, claim.row_id),
+                "holder_host = NULL, holder_pid = NULL, held_since = NULL, last_checked_at = now(), "
+                "read_record = coalesce(%s, read_record) WHERE id = %s",
+                (next_due_in_s, read_record, claim.row_id),
             )
         self._try_lock("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS_PLAYLISTS, playlist_key(claim.row_id)))
         self.claimed.remove(claim)

@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -135,8 +135,8 @@ class FileHold:
         with self._guard:
             return next(self._next, None)
 
-    def done(self, playlist: Playlist) -> None:
-        pass  # nothing is claimed: the flock covers every playlist until it is released
+    def done(self, playlist: Playlist, read_record: PlaylistReadRecord | None = None) -> bool:
+        return False  # nothing is claimed (the flock covers every playlist), and the records go in at the end
 
     def release(self) -> None:
         self._folder_held.release()
@@ -225,6 +225,7 @@ class FileArchive:
     def __init__(self, path: Path, config_path: Path) -> None:
         self.path = path
         self.config_path = config_path
+        self._lines: set[str] | None = None  # read at the first look-up: a check's one copy of the archive
 
     @property
     def name(self) -> str:
@@ -273,6 +274,18 @@ class FileArchive:
         except FileNotFoundError:
             return set()
 
+    def lookup(self, lines: Collection[str]) -> set[str]:
+        """Those of `lines` the archive holds, from its lines read once (the check holds the archive's lock: only
+        yt-dlp appends to it meanwhile, and the check knows what it appends)."""
+        if self._lines is None:
+            self._lines = self.lines()
+        return {line for line in lines if line in self._lines}
+
+    def extractors(self) -> set[str]:
+        if self._lines is None:
+            self._lines = self.lines()
+        return {line.partition(" ")[0] for line in self._lines}
+
     def holds(self, line: str) -> bool:
         return line.strip() in self.lines()
 
@@ -287,4 +300,6 @@ class FileArchive:
             atomic.write_all(fd, line.strip().encode("utf-8") + b"\n")
         finally:
             os.close(fd)
+        if self._lines is not None:
+            self._lines.add(line.strip())
         return True

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from playlist_cron import clock, lock
+from playlist_cron.errors import StateError
 from playlist_cron.lock import Holder
 from playlist_cron.reads import record_key
 from playlist_cron.state import StateStore, state_file_name
@@ -25,10 +26,11 @@ from playlist_cron.storage.connection import Connection, Database, connect_lock
 from playlist_cron.storage.files import FileState
 from playlist_cron.storage.fleet_view import FleetStatus
 from playlist_cron.storage.parts import Storage
-from playlist_cron.storage.postgres import PostgresArchive, PostgresState
+from playlist_cron.storage.postgres import PostgresArchive, PostgresState, read_record_row
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config, Playlist
+    from playlist_cron.records import PlaylistReadRecord
     from playlist_cron.storage.interfaces import VideoLocks
 
 
@@ -148,13 +150,20 @@ class FleetHold:
             self._claims[claim.url_key] = claim
             return self._by_key[claim.url_key]
 
-    def done(self, playlist: Playlist) -> None:
-        """Release the claim on `playlist`: due again in `check_interval_seconds`, free for any host from now."""
+    def done(self, playlist: Playlist, read_record: PlaylistReadRecord | None = None) -> bool:
+        """Release the claim on `playlist`: due again in `check_interval_seconds`, free for any host from now; its
+        `read_record` (how this check read it) is written with the release, in its row. Return whether it was."""
+        try:
+            row_value = None if read_record is None else read_record_row(read_record)
+        except StateError:
+            row_value = None  # refused: the check's end says so (`read_records_not_written`)
         with self._guard, self._database.guard():
             claim = self._claims.pop(record_key(playlist.url), None)
-            if claim is not None:
-                self.fleet.work = self._database.connection()
-                self.fleet.release(claim, self.config.check_interval_seconds)
+            if claim is None:
+                return False
+            self.fleet.work = self._database.connection()
+            self.fleet.release(claim, self.config.check_interval_seconds, row_value)
+        return row_value is not None
 
     def release(self) -> None:
         """End the claims: the connections close, and the database frees every advisory lock they held."""

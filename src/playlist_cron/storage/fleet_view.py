@@ -38,8 +38,8 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
             # with -9 leaves its name in the row, until the next claim, but its session's lock is gone; a session
             # that is not a check holding the key leaves no name in the row, and is described by the server.
             playlists = connection.execute(
-                "SELECT DISTINCT ON (url) url, extract(epoch FROM due_at), extract(epoch FROM last_checked_at), "  # noqa: S608  # constants
-                f"{HOLDER_COLUMNS}, extract(epoch FROM now()) "
+                "SELECT DISTINCT ON (url) url, extract(epoch FROM due_at)::float8, "  # noqa: S608  # constants
+                f"extract(epoch FROM last_checked_at)::float8, {HOLDER_COLUMNS}, extract(epoch FROM now())::float8 "
                 f"FROM playlist_cron_playlists LEFT JOIN pg_locks ON {CLAIM_LOCK_MATCH} "
                 "LEFT JOIN pg_stat_activity USING (pid) WHERE collection = %s AND url = ANY(%s) "
                 "ORDER BY url, pg_locks.pid IS NULL",

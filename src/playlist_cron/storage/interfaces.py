@@ -7,7 +7,7 @@ only (`TYPE_CHECKING`): nothing checks them at run time, and a Protocol class co
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -49,8 +49,10 @@ class HeldRunLock(Protocol):
         and goes on claiming while due playlists remain). Safe to call from several threads."""
         ...
 
-    def done(self, playlist: Playlist) -> None:
-        """The check is done with `playlist` (a fleet releases its claim). Safe to call from several threads."""
+    def done(self, playlist: Playlist, read_record: PlaylistReadRecord | None = None) -> bool:
+        """The check is done with `playlist` (a fleet releases its claim), which it read as `read_record` says (None:
+        not read). Return whether the record was stored with the release (a fleet's, in the playlist's row); when
+        not, the check stores it at its end (`StateStorage.update_reads`). Safe to call from several threads."""
         ...
 
     def release(self) -> None: ...
@@ -130,8 +132,16 @@ class Archive(Protocol):
         """Return every line of the archive, stripped, as yt-dlp reads them."""
         ...
 
+    def lookup(self, lines: Collection[str]) -> set[str]:
+        """Return those of `lines` the archive holds (a database: one query by key, however big the archive)."""
+        ...
+
+    def extractors(self) -> set[str]:
+        """Return the extractor keys its lines name (youtube, generic, ...)."""
+        ...
+
     def holds(self, line: str) -> bool:
-        """Whether the line is archived now (another host may have added it since `lines`)."""
+        """Whether the line is archived now (another host may have added it since it was looked up)."""
         ...
 
     def add(self, line: str, host: str | None = None) -> bool:

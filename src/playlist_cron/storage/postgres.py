@@ -9,31 +9,33 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from psycopg.types.json import Jsonb
 
 from playlist_cron import state as states
 from playlist_cron.errors import StateError
 from playlist_cron.outcomes import MONOTONIC_COUNTERS
-from playlist_cron.reads_file import RECORDS
+from playlist_cron.reads_file import PLAYLIST_READ_FIELDS
 from playlist_cron.storage.base import ArchiveHealth, Note
+from playlist_cron.storage.connection import Connection
 from playlist_cron.storage.connection import Database as Database  # the names callers of this module know
 from playlist_cron.storage.connection import connect as connect
 from playlist_cron.stored_fields import Field, record_problems
 
 if TYPE_CHECKING:
-    from playlist_cron.records import PlaylistReadRecord, State
+    from playlist_cron.records import FailedVideoRecord, PlaylistReadRecord, State
 
 STATE_TABLE = "playlist_cron_state"
-FLEET_HOST = ""  # the state row every host of the collection shares
-# The state's fields kept fleet-wide: a video's retry schedule and a playlist's reads are the collection's, not a
-# host's. Every other field (the counters, `running`, the cooldown after a 429: a ban is on one host's address, the
-# network streak, the last check) is in the host's own row. Both rows carry `version`.
-# The rows keep the layout of the state's version 1 (a version 2 state file moved the read records to a file of
-# their own; here they stay in the fleet's row): a row's `version` is ROW_VERSION, the State read from it the file's.
+FLEET_HOST = ""  # the fleet's shared row of schema version 2 and before (its records moved by the migration to 3)
+# A host's own row of `playlist_cron_state` holds its counters, `running`, the cooldown after a 429 (a ban is on one
+# host's address), the network streak, the last check. What is the collection's lives in rows of its own, so that
+# no host ever rewrites what another changes: each playlist's read record in its row of `playlist_cron_playlists`
+# (`read_record`, written when its claim is released), each failed video's record in its row of
+# `playlist_cron_failed_videos` (upserted, or deleted, one by one). Every row carries a version.
 ROW_VERSION = 1
+RECORD_VERSION = 1  # of `read_record` and of a failed video's `record`: {"version": 1, "record": {...}}
 FLEET_FIELDS = ("failed_videos", "playlists")
 _ROW_VERSION_FIELD = Field(
     lambda value: value == ROW_VERSION and not isinstance(value, bool), str(ROW_VERSION), nullable=False, required=True
@@ -41,163 +43,253 @@ _ROW_VERSION_FIELD = Field(
 HOST_STATE_FIELDS = {name: field for name, field in states.STATE_FIELDS.items() if name not in FLEET_FIELDS} | {
     "version": _ROW_VERSION_FIELD
 }
-FLEET_STATE_FIELDS = {
-    "version": _ROW_VERSION_FIELD,
-    "failed_videos": states.STATE_FIELDS["failed_videos"],
-    "playlists": RECORDS._replace(required=False, default=dict),
-}
+FAILED_VIDEO_FIELDS = states.FAILED_VIDEO_FIELDS
 # An archive line as yt-dlp writes it, "extractor id": the file backend's `ARCHIVE_LINE`, for text.
 ARCHIVE_LINE = re.compile(r"[A-Za-z0-9_.:-]+ [^\s\x00]+")
+
+
+class RowRecord(NamedTuple):
+    """A record read back from its own row: the record, or None with why it was dropped."""
+
+    record: dict[str, Any] | None
+    problem: str | None
+
+
+def stored_record(value: object, fields: dict[str, Field], where: str) -> RowRecord:
+    """Given a row's `{"version", "record"}` and its record's fields, return the record checked field by field;
+    a damaged one is dropped with its problem; raise StateError for one a newer release wrote."""
+    version = value.get("version") if isinstance(value, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > RECORD_VERSION:
+        raise StateError(
+            f"playlist-cron: {where} was written by a newer version of playlist-cron (record version {version}; "
+            f"this one reads version {RECORD_VERSION}): upgrade playlist-cron"
+        )
+    if not isinstance(value, dict) or version != RECORD_VERSION or isinstance(version, bool):
+        return RowRecord(None, f"{where} is damaged (no record of version {RECORD_VERSION})")
+    record = value.get("record")
+    if not isinstance(record, dict):
+        return RowRecord(None, f"{where} is damaged (its record is not an object)")
+    problems = record_problems(record, fields)
+    if problems:
+        return RowRecord(None, f"{where} is damaged ({'; '.join(problems)})")
+    return RowRecord(record, None)
+
+
+def record_row(record: Mapping[str, object], fields: dict[str, Field], where: str) -> Jsonb:
+    """Given a record to store, return its row's value; raise StateError when it is bad."""
+    problems = record_problems(record, fields)
+    if problems:
+        raise StateError(f"playlist-cron: refusing to write a bad record to {where}: " + "; ".join(problems))
+    return Jsonb({"version": RECORD_VERSION, "record": record})
+
+
+def read_record_row(record: PlaylistReadRecord) -> Jsonb:
+    """A playlist's read record as its row's `read_record`; raise StateError when it is bad."""
+    return record_row(record, PLAYLIST_READ_FIELDS, "a playlist's row (read_record)")
 
 
 # -- the state ----------------------------------------------------------------------------------------------------
 
 
 class PostgresState:
-    """The state of one host in a collection: its own row and the fleet's row of `playlist_cron_state`, read as one
-    State and changed as one, in one transaction that locks both rows (always the fleet's first: no deadlock)."""
+    """The state of one host in a collection: its own row of `playlist_cron_state`, and the collection's failed
+    videos and read records, each in a row of its own. A change locks the host's row alone: hosts never wait on
+    one another's changes, and a failed video's change writes that video's row, nothing else."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.notes: list[Note] = []
 
     def ensure_ready(self) -> None:
         self.database.connection()
 
     def read(self) -> State:
-        state, _ = self._merge(self._rows())
-        return state
-
-    def read_reads(self) -> dict[str, PlaylistReadRecord]:
-        _, reads = self._merge(self._rows())
-        return reads
-
-    def _rows(self) -> dict[str, object]:
         database = self.database
         with database.guard():
-            rows = database.connection().execute(
-                "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host IN (%s, %s)",
-                (database.collection, FLEET_HOST, database.host),
+            connection = database.connection()
+            row = connection.execute(
+                "SELECT state FROM playlist_cron_state WHERE collection = %s AND host = %s",
+                (database.collection, database.host),
+            ).fetchone()
+            failed = self._failed_videos(connection)
+        return self._state(row[0] if row else None, failed)
+
+    def read_reads(self) -> dict[str, PlaylistReadRecord]:
+        """Every playlist's read record kept in the collection's rows; a damaged one is left out (that playlist is
+        read whole at its next check)."""
+        database = self.database
+        with database.guard():
+            # One JSON document, parsed at once: 10,000 values converted one by one cost several times more.
+            row = (
+                database.connection()
+                .execute(
+                    "SELECT coalesce(json_object_agg(url, read_record), '{}')::text FROM playlist_cron_playlists "
+                    "WHERE collection = %s AND read_record IS NOT NULL",
+                    (database.collection,),
+                )
+                .fetchone()
             )
-            return dict(rows.fetchall())
+        found = json.loads(row[0]) if row else {}
+        return self._reads(found.items() if isinstance(found, dict) else [])
+
+    def _reads(self, rows: Iterable[tuple[str, object]]) -> dict[str, PlaylistReadRecord]:
+        reads: dict[str, PlaylistReadRecord] = {}
+        for url, value in rows:
+            found = stored_record(value, PLAYLIST_READ_FIELDS, f"the read record of {url} in {self._where()}")
+            if found.record is not None:
+                reads[url] = cast("PlaylistReadRecord", found.record)
+            elif found.problem is not None:
+                self._note(f"{found.problem}; the playlist is read whole at its next check")
+        return reads
+
+    def _note(self, message: str) -> None:
+        if all(note.message != message for note in self.notes):
+            self.notes.append(Note("state_recovered", message, alert=False))
+
+    def _failed_videos(self, connection: Connection) -> dict[str, FailedVideoRecord]:
+        rows = connection.execute(
+            "SELECT video, record FROM playlist_cron_failed_videos WHERE collection = %s", (self.database.collection,)
+        )
+        failed: dict[str, FailedVideoRecord] = {}
+        for key, value in rows:
+            found = stored_record(value, FAILED_VIDEO_FIELDS, f"failed video {key!r} in {self._where()}")
+            if found.record is not None:
+                failed[key] = cast("FailedVideoRecord", found.record)
+            elif found.problem is not None:
+                self._note(f"{found.problem}; the video is tried as a new one")
+        return failed
 
     @contextlib.contextmanager
     def update(self) -> Iterator[State]:
-        """Lock both rows (creating them empty first), yield the state, and write back what the caller leaves."""
-        with self._locked() as found:
-            before, reads = self._merge(found)
-            changed: State = json.loads(json.dumps(before))
-            yield changed
-            problems = states.validate(changed)
-            problems += [
-                f"{name} would go down from {before[name]} to {changed[name]}"
-                for name in MONOTONIC_COUNTERS
-                if changed[name] < before[name]
-            ]
-            if problems:
-                raise StateError(
-                    f"playlist-cron: refusing to write a bad state to {self._where(self.database.host)}: "
-                    + "; ".join(problems)
-                )
-            self._write(found, changed, reads)
-
-    @contextlib.contextmanager
-    def update_reads(self) -> Iterator[dict[str, PlaylistReadRecord]]:
-        """Lock both rows, yield the read records (kept in the fleet's row), and write back what the caller leaves."""
-        with self._locked() as found:
-            state, reads = self._merge(found)
-            changed: dict[str, PlaylistReadRecord] = json.loads(json.dumps(reads))
-            yield changed
-            problems = record_problems({"playlists": changed}, {"playlists": RECORDS})
-            if problems:
-                raise StateError(
-                    f"playlist-cron: refusing to write bad read records to {self._where(FLEET_HOST)}: "
-                    + "; ".join(problems)
-                )
-            self._write(found, state, changed)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, object]]:
-        """In one transaction, lock both rows (creating them empty first; the fleet's first: no deadlock) and yield
-        them by host."""
+        """Lock this host's row (creating it empty first), yield the state, and write back what the caller leaves:
+        the host's row when it changed, and each failed video whose record changed (or that was forgotten)."""
         database = self.database
         with database.guard():
             connection = database.connection()
             with connection.transaction():
-                fleet_part, host_part = _split(states.empty(), {})
                 connection.execute(
-                    "INSERT INTO playlist_cron_state (collection, host, state) VALUES (%s, %s, %s), (%s, %s, %s) "
+                    "INSERT INTO playlist_cron_state (collection, host, state) VALUES (%s, %s, %s) "
                     "ON CONFLICT (collection, host) DO NOTHING",
-                    (
-                        database.collection,
-                        FLEET_HOST,
-                        Jsonb(fleet_part),
-                        database.collection,
-                        database.host,
-                        Jsonb(host_part),
-                    ),
+                    (database.collection, database.host, Jsonb(_own_part(states.empty()))),
                 )
-                rows = connection.execute(
-                    "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host IN (%s, %s) "
-                    "ORDER BY host FOR UPDATE",
-                    (database.collection, FLEET_HOST, database.host),
-                )
-                yield dict(rows.fetchall())
+                row = connection.execute(
+                    "SELECT state FROM playlist_cron_state WHERE collection = %s AND host = %s FOR UPDATE",
+                    (database.collection, database.host),
+                ).fetchone()
+                found = row[0] if row else None
+                before = self._state(found, self._failed_videos(connection))
+                changed: State = json.loads(json.dumps(before))
+                yield changed
+                problems = states.validate(changed)
+                problems += [
+                    f"{name} would go down from {before[name]} to {changed[name]}"
+                    for name in MONOTONIC_COUNTERS
+                    if changed[name] < before[name]
+                ]
+                if problems:
+                    raise StateError(
+                        f"playlist-cron: refusing to write a bad state to {self._where(database.host)}: "
+                        + "; ".join(problems)
+                    )
+                own = _own_part(changed)
+                if own != found:
+                    connection.execute(
+                        "UPDATE playlist_cron_state SET state = %s, updated_at = now() "
+                        "WHERE collection = %s AND host = %s",
+                        (Jsonb(own), database.collection, database.host),
+                    )
+                self._write_failed_videos(connection, before["failed_videos"], changed["failed_videos"])
 
-    def _write(self, found: dict[str, object], state: State, reads: dict[str, PlaylistReadRecord]) -> None:
-        """Write back the rows whose part changed from what was `found` (within `_locked`'s transaction)."""
-        database = self.database
-        connection = database.connection()
-        for host, part in zip((FLEET_HOST, database.host), _split(state, reads), strict=True):
-            if part != found.get(host):
-                connection.execute(
-                    "UPDATE playlist_cron_state SET state = %s, updated_at = now() WHERE collection = %s AND host = %s",
-                    (Jsonb(part), database.collection, host),
+    def _write_failed_videos(
+        self, connection: Connection, before: dict[str, FailedVideoRecord], after: dict[str, FailedVideoRecord]
+    ) -> None:
+        collection = self.database.collection
+        where = f"table playlist_cron_failed_videos (collection {collection!r})"
+        upserts = [
+            (collection, key, record_row(record, FAILED_VIDEO_FIELDS, where))
+            for key, record in after.items()
+            if before.get(key) != record
+        ]
+        gone = [key for key in before if key not in after]
+        if upserts:
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO playlist_cron_failed_videos (collection, video, record) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (collection, video) DO UPDATE SET record = EXCLUDED.record, updated_at = now()",
+                    upserts,
                 )
+        if gone:
+            connection.execute(
+                "DELETE FROM playlist_cron_failed_videos WHERE collection = %s AND video = ANY(%s)",
+                (collection, gone),
+            )
+
+    @contextlib.contextmanager
+    def update_reads(self) -> Iterator[dict[str, PlaylistReadRecord]]:
+        """Lock the collection's playlist rows that have a read record, yield the records, and write back the ones the
+        caller changed (a record dropped is cleared); a record of a playlist without its row is not kept. The check
+        itself writes each playlist's record as it releases it (`FleetHold.done`): this is for `retry`, and for a
+        record no release could keep."""
+        database = self.database
+        with database.guard():
+            connection = database.connection()
+            with connection.transaction():
+                rows = connection.execute(
+                    "SELECT url, read_record FROM playlist_cron_playlists WHERE collection = %s "
+                    "AND read_record IS NOT NULL ORDER BY id FOR UPDATE",
+                    (database.collection,),
+                ).fetchall()
+                before = self._reads(rows)
+                changed: dict[str, PlaylistReadRecord] = json.loads(json.dumps(before))
+                yield changed
+                writes: list[tuple[Jsonb | None, str, str]] = [
+                    (read_record_row(record), database.collection, url)
+                    for url, record in changed.items()
+                    if before.get(url) != record
+                ]
+                writes += [(None, database.collection, url) for url, _ in rows if url not in changed]
+                if writes:
+                    with connection.cursor() as cursor:
+                        cursor.executemany(
+                            "UPDATE playlist_cron_playlists SET read_record = %s WHERE collection = %s AND url = %s",
+                            writes,
+                        )
 
     def take_notes(self) -> list[Note]:
-        return []  # the database neither adopts old files nor recovers damaged rows: it refuses them
+        notes, self.notes = self.notes, []
+        return notes
 
-    def _merge(self, found: dict[str, object]) -> tuple[State, dict[str, PlaylistReadRecord]]:
-        """Given the rows found by host, return the State and the read records they make; raise StateError for a bad
-        or newer row."""
-        empty_fleet, empty_host = _split(states.empty(), {})
-        parts = []
-        for host, fields, empty in (
-            (self.database.host, HOST_STATE_FIELDS, empty_host),
-            (FLEET_HOST, FLEET_STATE_FIELDS, empty_fleet),
-        ):
-            part = found.get(host, empty)
-            version = part.get("version") if isinstance(part, dict) else None
-            if isinstance(version, int) and not isinstance(version, bool) and version > ROW_VERSION:
-                raise StateError(
-                    f"playlist-cron: the state in {self._where(host)} was written by a newer version of playlist-cron "
-                    f"(state version {version}; this one reads version {ROW_VERSION}): upgrade playlist-cron"
-                )
-            problems = record_problems(part, fields) if isinstance(part, dict) else ["not a JSON object"]
-            if problems:
-                raise StateError(
-                    f"playlist-cron: the state in {self._where(host)} is damaged ({'; '.join(problems)}); "
-                    "fix or delete that row to go on"
-                )
-            assert isinstance(part, dict)
-            parts.append(part)
-        own, fleet = parts
-        merged: dict[str, object] = {**states.empty(), **own, "version": states.STATE_VERSION}
-        merged["failed_videos"] = fleet.get("failed_videos", {})
-        return merged, fleet.get("playlists", {})  # type: ignore[return-value]  # validated field by field above
+    def _state(self, own: object, failed: dict[str, FailedVideoRecord]) -> State:
+        """Given this host's row (None when it has none) and the failed videos, return the State; raise StateError
+        for a bad or newer row."""
+        host = self.database.host
+        part = _own_part(states.empty()) if own is None else own
+        version = part.get("version") if isinstance(part, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version > ROW_VERSION:
+            raise StateError(
+                f"playlist-cron: the state in {self._where(host)} was written by a newer version of playlist-cron "
+                f"(state version {version}; this one reads version {ROW_VERSION}): upgrade playlist-cron"
+            )
+        problems = record_problems(part, HOST_STATE_FIELDS) if isinstance(part, dict) else ["not a JSON object"]
+        if problems:
+            raise StateError(
+                f"playlist-cron: the state in {self._where(host)} is damaged ({'; '.join(problems)}); "
+                "fix or delete that row to go on"
+            )
+        assert isinstance(part, dict)
+        merged: dict[str, object] = {**states.empty(), **part, "version": states.STATE_VERSION}
+        merged["failed_videos"] = failed
+        return cast("State", merged)
 
-    def _where(self, host: str) -> str:
-        row = "the fleet's row" if host == FLEET_HOST else f"host {host!r}"
-        return f"table playlist_cron_state (collection {self.database.collection!r}, {row})"
+    def _where(self, host: str | None = None) -> str:
+        if host is None:
+            return f"collection {self.database.collection!r}"
+        return f"table playlist_cron_state (collection {self.database.collection!r}, host {host!r})"
 
 
-def _split(
-    state: State | dict[str, object], reads: dict[str, PlaylistReadRecord]
-) -> tuple[dict[str, object], dict[str, object]]:
-    """Given a state and the read records, return the fleet's row and the host's (each with the row's version)."""
-    fleet = {"version": ROW_VERSION, "failed_videos": state.get("failed_videos", {}), "playlists": reads}
-    own = {name: value for name, value in state.items() if name not in FLEET_FIELDS} | {"version": ROW_VERSION}
-    return fleet, own
+def _own_part(state: State | dict[str, object]) -> dict[str, object]:
+    """Given a state, return this host's row of it (with the row's version)."""
+    return {name: value for name, value in state.items() if name not in FLEET_FIELDS} | {"version": ROW_VERSION}
 
 
 # -- the archive --------------------------------------------------------------------------------------------------
@@ -254,8 +346,39 @@ class PostgresArchive:
             )
             return {line for (line,) in rows}
 
+    def lookup(self, lines: Collection[str]) -> set[str]:
+        """Those of `lines` the collection holds: one query, each line found by its primary key (a join on the
+        arrays of their extractors and ids), whatever the archive's size."""
+        keys = [key for key in map(archive_key, lines) if key is not None]
+        if not keys:
+            return set()
+        with self.database.guard():
+            rows = self.database.connection().execute(
+                "SELECT archived.extractor || ' ' || archived.video_id "
+                "FROM unnest(%s::text[], %s::text[]) AS asked (extractor, video_id) "
+                "JOIN playlist_cron_archive AS archived ON archived.collection = %s "
+                "AND archived.extractor = asked.extractor AND archived.video_id = asked.video_id",
+                ([extractor for extractor, _ in keys], [video_id for _, video_id in keys], self.database.collection),
+            )
+            return {line for (line,) in rows}
+
+    def extractors(self) -> set[str]:
+        """The collection's extractor keys, found by a walk of the primary key's index from one to the next (a
+        handful of steps, not a scan of a million rows)."""
+        with self.database.guard():
+            rows = self.database.connection().execute(
+                "WITH RECURSIVE found (extractor) AS ("
+                "SELECT min(extractor) FROM playlist_cron_archive WHERE collection = %(collection)s "
+                "UNION ALL SELECT (SELECT min(extractor) FROM playlist_cron_archive "
+                "WHERE collection = %(collection)s AND extractor > found.extractor) FROM found "
+                "WHERE found.extractor IS NOT NULL) "
+                "SELECT extractor FROM found WHERE extractor IS NOT NULL",
+                {"collection": self.database.collection},
+            )
+            return {extractor for (extractor,) in rows}
+
     def holds(self, line: str) -> bool:
-        """Whether the line is archived now (another host may have added it since `lines`)."""
+        """Whether the line is archived now (another host may have added it since it was looked up)."""
         key = _key_or_raise(line)
         with self.database.guard():
             row = (

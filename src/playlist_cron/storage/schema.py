@@ -9,7 +9,7 @@ import psycopg
 from playlist_cron.errors import SchemaMissing, SchemaNewer
 from playlist_cron.storage.lock_keys import MIGRATE_LOCK_KEY
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Two `db migrate` at once (two hosts set up by one script) take turns: a transaction-level advisory lock on
 # MIGRATE_LOCK_KEY.
 
@@ -28,7 +28,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (collection, extractor, video_id)
         )
         """,
-        # host '' is the fleet's row (`failed_videos`, `playlists`); each host's own row holds the rest.
+        # host '' was the fleet's row (`failed_videos`, `playlists`) until version 3; each host's own row: the rest.
         """
         CREATE TABLE IF NOT EXISTS playlist_cron_state (
             collection text NOT NULL,
@@ -59,6 +59,41 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # other's claims, so the version keeps them apart: a release that knows version 1 refuses a database at
     # version 2 ("made by a newer playlist-cron"), and this one refuses a database at version 1 until migrated.
     2: (),
+    # Version 3: what is the collection's moves out of the fleet's shared row (host '' of `playlist_cron_state`),
+    # which every host locked and rewrote whole at each change: each playlist's read record into its own row
+    # (`read_record`, written as its claim is released), each failed video's record into a row of its own. Both
+    # kept as {"version": 1, "record": {...}}; the fleet's row goes.
+    3: (
+        "ALTER TABLE playlist_cron_playlists ADD COLUMN IF NOT EXISTS read_record jsonb",
+        """
+        CREATE TABLE IF NOT EXISTS playlist_cron_failed_videos (
+            collection text NOT NULL,
+            video text NOT NULL,
+            record jsonb NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (collection, video)
+        )
+        """,
+        """
+        INSERT INTO playlist_cron_playlists (collection, url, read_record)
+        SELECT fleet.collection, records.key, jsonb_build_object('version', 1, 'record', records.value)
+        FROM playlist_cron_state AS fleet,
+            jsonb_each(CASE WHEN jsonb_typeof(fleet.state -> 'playlists') = 'object'
+                THEN fleet.state -> 'playlists' ELSE '{}' END) AS records
+        WHERE fleet.host = ''
+        ON CONFLICT (collection, url) DO UPDATE SET read_record = EXCLUDED.read_record
+        """,
+        """
+        INSERT INTO playlist_cron_failed_videos (collection, video, record)
+        SELECT fleet.collection, failed.key, jsonb_build_object('version', 1, 'record', failed.value)
+        FROM playlist_cron_state AS fleet,
+            jsonb_each(CASE WHEN jsonb_typeof(fleet.state -> 'failed_videos') = 'object'
+                THEN fleet.state -> 'failed_videos' ELSE '{}' END) AS failed
+        WHERE fleet.host = ''
+        ON CONFLICT (collection, video) DO NOTHING
+        """,
+        "DELETE FROM playlist_cron_state WHERE host = ''",
+    ),
 }
 SCHEMA_TABLE = """
     CREATE TABLE IF NOT EXISTS playlist_cron_schema (

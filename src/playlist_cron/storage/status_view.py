@@ -31,7 +31,7 @@ class FleetView(NamedTuple):
 
     host: str  # this host's name in the database
     collection: str
-    state: State  # this host's row merged with the fleet's row, as a check reads it
+    state: State  # this host's row with the collection's failed videos, as a check reads it
     reads: dict[str, PlaylistReadRecord]  # each playlist's read record, by its key
     hosts: list[tuple[str, dict[str, Any]]]  # every host's own row, by host name
     playlists: dict[str, PlaylistRow]  # by the playlist's key (its redacted URL); none for one never seen by a check
