@@ -25,6 +25,11 @@ def playlist_key(row_id: int) -> int:
     return key - _INT4_SPAN if key >= 1 << 31 else key
 
 
+def playlist_key_sql(column: str) -> str:
+    """`playlist_key` in SQL, of the bigint `column` (a row id): the id's low 32 bits, read as a signed int4."""
+    return f"{column}::bit(32)::integer"
+
+
 # `pg_locks` rows of a claim on the row `playlist_cron_playlists.id`, granted, in this database (a SQL fragment).
 CLAIM_LOCK_MATCH = (
     f"locktype = 'advisory' AND granted AND objsubid = 2 AND classid::bigint = {LOCK_CLASS_PLAYLISTS} "  # noqa: S608  # constants

@@ -9,7 +9,7 @@ import psycopg
 from playlist_cron.errors import SchemaMissing, SchemaNewer
 from playlist_cron.storage.lock_keys import MIGRATE_LOCK_KEY
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Two `db migrate` at once (two hosts set up by one script) take turns: a transaction-level advisory lock on
 # MIGRATE_LOCK_KEY.
 
@@ -59,6 +59,22 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # other's claims, so the version keeps them apart: a release that knows version 1 refuses a database at
     # version 2 ("made by a newer playlist-cron"), and this one refuses a database at version 1 until migrated.
     2: (),
+    # Version 3: the configured playlists reach the table once per change of the list, not with every claim: the
+    # collection's row keeps the digest of the list its rows were last made to match (`configured`), and a claim
+    # takes the due rows of the list in the order of an index of their own.
+    3: (
+        """
+        CREATE TABLE IF NOT EXISTS playlist_cron_collections (
+            collection text PRIMARY KEY,
+            playlists_digest text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )
+        """,
+        "ALTER TABLE playlist_cron_playlists ADD COLUMN IF NOT EXISTS configured boolean NOT NULL DEFAULT true",
+        "CREATE INDEX IF NOT EXISTS playlist_cron_playlists_claim ON playlist_cron_playlists (collection, due_at, id) "
+        "WHERE configured",
+        "DROP INDEX IF EXISTS playlist_cron_playlists_due",
+    ),
 }
 SCHEMA_TABLE = """
     CREATE TABLE IF NOT EXISTS playlist_cron_schema (
@@ -103,8 +119,12 @@ def migrate(connection: psycopg.Connection[Any]) -> tuple[int, int]:
 
 
 def require_current(connection: psycopg.Connection[Any]) -> None:
-    """Return when the schema is the one this release knows; raise SchemaMissing (none, or older) or SchemaNewer."""
-    found = version(connection)
+    """Return when the schema is the one this release knows; raise SchemaMissing (none, or older) or SchemaNewer.
+
+    On an autocommit connection (every check's) in one statement: a missing table is the server's UndefinedTable,
+    which aborts no transaction there.
+    """
+    found = _version_in_one_statement(connection) if connection.autocommit else version(connection)
     if found is None:
         raise SchemaMissing(f"playlist-cron: the database has no playlist-cron tables: {MIGRATE_FIRST}")
     if found < SCHEMA_VERSION:
@@ -114,6 +134,14 @@ def require_current(connection: psycopg.Connection[Any]) -> None:
         )
     if found > SCHEMA_VERSION:
         raise _newer(found)
+
+
+def _version_in_one_statement(connection: psycopg.Connection[Any]) -> int | None:
+    try:
+        row = connection.execute("SELECT version FROM playlist_cron_schema").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return None if row is None else int(row[0])
 
 
 def _newer(found: int) -> SchemaNewer:
