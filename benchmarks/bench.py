@@ -722,6 +722,14 @@ def _bench_fleet(server: object, root: Path, runs: int) -> list[Row]:
             "for reference (pays for psycopg)",
             None,
         ),
+        Row(
+            "not-due path, database (checked moments ago: answered from the host's state file)",
+            skips["not due"],
+            skips["floor"],
+            f"<= 0.35x time, <= {NOT_DUE_PEAK_MIB} MiB",
+            0.35,
+            NOT_DUE_PEAK_MIB,
+        ),
     ]
 
 
@@ -729,7 +737,10 @@ def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]
     """The file skip path and the database skip path side by side, each behind a check downloading 50 MB."""
     folder = root / "fleet-skip"
     url = server.create_database("fleet_skip")  # type: ignore[attr-defined]
-    with FeedServer(make_items(1, size_bytes=50_000_000), bytes_per_second=20_000) as feed:
+    with (
+        FeedServer(make_items(1, size_bytes=50_000_000), bytes_per_second=20_000) as feed,
+        FeedServer(make_items(1, size_bytes=10_000, prefix="quiet")) as quiet_feed,
+    ):
         file_folder = folder / "file"
         file_folder.mkdir(parents=True)
         file_config = write_config(file_folder, feed.feed_url)
@@ -737,6 +748,9 @@ def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]
         holder_config = _fleet_config(folder / "holder", url, "holder", downloads, [feed.feed_url])
         skipper_config = _fleet_config(folder / "skipper", url, "skipper", downloads, [feed.feed_url])
         subprocess.run([COMMAND, "db", "migrate", "--config", str(holder_config)], check=True, capture_output=True)
+        # A host of a collection of its own (another download folder) that checked it moments ago: not due.
+        quiet_config = _fleet_config(folder / "quiet", url, "quiet", folder / "quiet-downloads", [quiet_feed.feed_url])
+        subprocess.run([COMMAND, "check", "--config", str(quiet_config)], check=True, capture_output=True)
         holders = [
             subprocess.Popen(
                 [COMMAND, "check", "--now", "--config", str(config)],
@@ -755,6 +769,7 @@ def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]
                     "floor": [sys.executable, "-c", "import structlog, portalocker"],
                     "file": [COMMAND, "check", "--now", "--config", str(file_config)],
                     "database": [COMMAND, "check", "--now", "--config", str(skipper_config)],
+                    "not due": [COMMAND, "check", "--config", str(quiet_config)],
                 },
                 folder,
                 runs,
