@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron.errors import WatchdogFired
 from playlist_cron.storage.lock_keys import (
+    CLAIM_KEY_OF_ROW,
+    CLAIM_KEYS_HELD,
     CLAIM_LOCK_MATCH,
     LOCK_CLASS_PLAYLISTS,
     LOCK_CLASS_VIDEOS,
@@ -101,7 +103,7 @@ CLAIM = f"""
         SELECT id FROM playlist_cron_playlists
         WHERE collection = %(collection)s AND configured AND {DUE}
             AND (SELECT count(*) FROM freed) >= 0
-            AND NOT EXISTS (SELECT FROM pg_locks WHERE {CLAIM_LOCK_MATCH})
+            AND {CLAIM_KEY_OF_ROW} NOT IN ({CLAIM_KEYS_HELD})
             AND EXISTS (
                 SELECT FROM playlist_cron_collections AS listed
                 WHERE listed.collection = %(collection)s AND listed.playlists_digest = %(digest)s
@@ -228,11 +230,11 @@ class Fleet:
                 "SET playlists_digest = EXCLUDED.playlists_digest, updated_at = now()",
                 parameters,
             )
-            self.work.execute(
+            added = self.work.execute(
                 "INSERT INTO playlist_cron_playlists (collection, url) "
                 "SELECT %(collection)s, unnest(%(keys)s::text[]) ON CONFLICT (collection, url) DO NOTHING",
                 parameters,
-            )
+            ).rowcount
             self.work.execute(
                 "UPDATE playlist_cron_playlists AS row SET configured = NOT row.configured FROM ("
                 "SELECT listed.id FROM playlist_cron_playlists AS listed "
@@ -241,6 +243,9 @@ class Fleet:
                 ") AS flipped WHERE row.id = flipped.id",
                 parameters,
             )
+            if added:  # statistics for the claims' plan at once (an ordered scan that stops at LIMIT), not when
+                # autovacuum comes by: without, the first check of thousands of new rows sorts them all at each claim
+                self.work.execute("ANALYZE playlist_cron_playlists")
         self._synced = True
 
     def release(self, claim: Claim, next_due_in_s: float) -> None:
