@@ -11,7 +11,8 @@ import pytest
 from conftest import COMMAND
 from playlist_cron import clock, state
 from playlist_cron.demo.feed import FeedServer, make_items
-from test_fleet import Host, migrate
+from postgres_server import PostgresServer
+from test_fleet import Host, migrate, sql
 from test_imports import HEAVY, run_in_fresh_process
 
 pytest.importorskip("psycopg", reason="the postgres extra is not installed")
@@ -96,3 +97,25 @@ def test_a_changed_config_or_a_stale_record_asks_the_database(tmp_path: Path, da
         [_, completed] = host.events("check_completed")
         assert [playlist["url"] for playlist in completed["playlists"]] == [second.feed_url], "the new one, at once"
     assert COMMAND
+
+
+def test_a_playlist_no_longer_listed_is_no_longer_claimed_and_its_row_kept(
+    tmp_path: Path, database: str, postgres_server: PostgresServer
+) -> None:
+    with (
+        FeedServer(make_items(1, size_bytes=10_000, prefix="kept")) as kept,
+        FeedServer(make_items(1, size_bytes=10_000, prefix="dropped")) as dropped,
+    ):
+        host = Host(tmp_path, "a", database, tmp_path / "downloads", playlists=[kept.feed_url, dropped.feed_url])
+        migrate(host)
+        assert host.run("check").returncode == 0
+        settings = json.loads(host.config_path.read_text())
+        host.config_path.write_text(json.dumps({**settings, "playlists": [kept.feed_url]}))
+        dropped.requests.clear()
+        result = host.run("check", "--now")
+        assert (result.returncode, result.stderr) == (0, "")
+        assert dropped.requests == [], "not read: no longer in the list"
+    [_, completed] = host.events("check_completed")
+    assert [playlist["url"] for playlist in completed["playlists"]] == [kept.feed_url]
+    rows = dict(sql(postgres_server, database, "SELECT url, configured FROM playlist_cron_playlists"))
+    assert rows == {kept.feed_url: True, dropped.feed_url: False}, "the row kept, unclaimed"
