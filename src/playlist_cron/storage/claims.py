@@ -256,7 +256,7 @@ class Fleet:
                 "holder_host = NULL, holder_pid = NULL, held_since = NULL, last_checked_at = now() WHERE id = %s",
                 (next_due_in_s, claim.row_id),
             )
-        self.freed.append(claim.row_id)  # its advisory lock: let go by the next claim's statement, or with the session
+        self.freed.append(claim.row_id)  # its advisory lock: let go of by the next claim, or `let_go`
         self.claimed.remove(claim)
         self.done.add(claim.row_id)
 
@@ -269,13 +269,21 @@ class Fleet:
             "WHERE id = ANY(%s) AND holder_host = %s AND holder_pid = %s",
             ([claim.row_id for claim in claims], self.host, self.pid),
         )
-        self._lock_rows(
-            f"SELECT pg_advisory_unlock({LOCK_CLASS_PLAYLISTS}, {playlist_key_sql('id')}) "  # noqa: S608  # constants
-            "FROM unnest(%(ids)s::bigint[]) AS id",
-            {"ids": [claim.row_id for claim in claims]},
-        )
         for claim in claims:
             self.claimed.remove(claim)
+        self.freed.extend(claim.row_id for claim in claims)
+        self.let_go()
+
+    def let_go(self) -> None:
+        """Let go of the advisory locks of the claims released since the last claim (`freed`) now, in one statement:
+        when no claim follows at once, a released playlist would look held (by this session) to `status`."""
+        if self.freed:
+            self._lock_rows(
+                f"SELECT pg_advisory_unlock({LOCK_CLASS_PLAYLISTS}, {playlist_key_sql('id')}) "  # noqa: S608  # constants
+                "FROM unnest(%(ids)s::bigint[]) AS id",
+                {"ids": self.freed},
+            )
+            self.freed = []
 
     def _parameters(self) -> dict[str, object]:
         """The parameters of `DUE`, `CLAIM` and `LOOK` but the claim's own."""

@@ -145,9 +145,12 @@ class FleetHold:
             if not self._waiting:
                 room = self.config.parallel_reads - len(self._claims)
                 if room < 1:
+                    self.fleet.let_go()
                     return None
                 self.fleet.work = self._database.connection()  # a new one, should the last have been lost while idle
-                self._waiting = self.fleet.claim(room)
+                self._waiting = self.fleet.claim(room)  # lets go of the claims released since the last, too
+            else:
+                self.fleet.let_go()  # no claim now: the released ones are let go of at once all the same
             if not self._waiting:
                 return None
             claim = self._waiting.pop(0)
