@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/bench.py --runs 1 --only channels --channels 200   # not in the default run
     .venv/bin/python benchmarks/bench.py --runs 7 --only big    # 10,000 playlists in one config
     .venv/bin/python benchmarks/bench.py --runs 5 --only fleet_records    # status and archive look-ups in a database
+    .venv/bin/python benchmarks/bench.py --runs 5 --only claims # EXPLAIN of a fleet's claims, first and last of 10,000
 
 Prints a Markdown table: median, min and max wall time, the ratio of medians to the case's baseline, peak memory
 (maximum resident set size of the process, from wait4) and its ratio, and the target from the benchmarks issue.
@@ -183,7 +184,7 @@ def table(rows: list[Row]) -> str:
     for row in rows:
         m, b = row.measurement, row.baseline
         time_ratio = m.median_s / b.median_s if b else None
-        memory_ratio = m.median_kib / b.median_kib if b else None
+        memory_ratio = m.median_kib / b.median_kib if b and b.median_kib else None
         met = ""
         if row.limit is not None and time_ratio is not None:
             memory_ok = memory_ratio is None or "memory" not in row.target or memory_ratio <= row.limit
@@ -723,6 +724,14 @@ def _bench_fleet(server: object, root: Path, runs: int) -> list[Row]:
             "for reference (pays for psycopg)",
             None,
         ),
+        Row(
+            "not-due path, database (checked moments ago: answered from the host's state file)",
+            skips["not due"],
+            skips["floor"],
+            f"<= 0.35x time, <= {NOT_DUE_PEAK_MIB} MiB",
+            0.35,
+            NOT_DUE_PEAK_MIB,
+        ),
     ]
 
 
@@ -730,7 +739,10 @@ def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]
     """The file skip path and the database skip path side by side, each behind a check downloading 50 MB."""
     folder = root / "fleet-skip"
     url = server.create_database("fleet_skip")  # type: ignore[attr-defined]
-    with FeedServer(make_items(1, size_bytes=50_000_000), bytes_per_second=20_000) as feed:
+    with (
+        FeedServer(make_items(1, size_bytes=50_000_000), bytes_per_second=20_000) as feed,
+        FeedServer(make_items(1, size_bytes=10_000, prefix="quiet")) as quiet_feed,
+    ):
         file_folder = folder / "file"
         file_folder.mkdir(parents=True)
         file_config = write_config(file_folder, feed.feed_url)
@@ -738,6 +750,9 @@ def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]
         holder_config = _fleet_config(folder / "holder", url, "holder", downloads, [feed.feed_url])
         skipper_config = _fleet_config(folder / "skipper", url, "skipper", downloads, [feed.feed_url])
         subprocess.run([COMMAND, "db", "migrate", "--config", str(holder_config)], check=True, capture_output=True)
+        # A host of a collection of its own (another download folder) that checked it moments ago: not due.
+        quiet_config = _fleet_config(folder / "quiet", url, "quiet", folder / "quiet-downloads", [quiet_feed.feed_url])
+        subprocess.run([COMMAND, "check", "--config", str(quiet_config)], check=True, capture_output=True)
         holders = [
             subprocess.Popen(
                 [COMMAND, "check", "--now", "--config", str(config)],
@@ -756,6 +771,7 @@ def _fleet_skip(server: object, root: Path, runs: int) -> dict[str, Measurement]
                     "floor": [sys.executable, "-c", "import structlog, portalocker"],
                     "file": [COMMAND, "check", "--now", "--config", str(file_config)],
                     "database": [COMMAND, "check", "--now", "--config", str(skipper_config)],
+                    "not due": [COMMAND, "check", "--config", str(quiet_config)],
                 },
                 folder,
                 runs,
@@ -904,6 +920,120 @@ def _fleet_archive(server: object, root: Path, runs: int) -> list[Row]:
             peak_limit_mib=limit_mib,
         ),
     ]
+
+
+CLAIM_PLAYLISTS = int(os.environ.get("BENCH_CLAIM_PLAYLISTS", "10000"))
+CLAIM_BATCH = 8  # parallel_reads
+
+
+def bench_claims(root: Path, runs: int) -> list[Row]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statements a fleet's check sends about its claims, at the first claim of
+    10,000 due playlists and at the last, after a host has claimed and released all the others: the plan's shape and
+    its time, the last within 2x of the first (a claim must not cost more as the check goes on)."""
+    server = _postgres_server()
+    if server is None:
+        return []
+    try:
+        return _bench_claims(server, runs)
+    finally:
+        server.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+def _bench_claims(server: object, runs: int) -> list[Row]:
+    import psycopg
+
+    from playlist_cron.storage import claims, schema
+
+    url = server.create_database("claims")  # type: ignore[attr-defined]
+    with psycopg.connect(url) as connection:
+        schema.migrate(connection)
+    work, lock = (psycopg.connect(url, autocommit=True) for _ in range(2))
+    keys = [f"https://example.com/playlist/{number:05d}" for number in range(CLAIM_PLAYLISTS)]
+    fleet = claims.Fleet(work, lock, "bench", "host", os.getpid())
+    fleet.add_playlists(keys)
+    first = fleet.claim(CLAIM_BATCH)  # makes the rows (the list is new), and starts the check's clock
+    plans = {"first": _explain_claims(fleet, runs, first[0])}
+    released = 0
+    while True:
+        for claim in list(fleet.claimed):
+            fleet.release(claim, 3600)
+            released += 1
+        if released >= CLAIM_PLAYLISTS - CLAIM_BATCH or not fleet.claim(CLAIM_BATCH):
+            break
+    last = fleet.claim(1)
+    if not last:
+        raise SystemExit(f"claims: none left to claim after {released} of {CLAIM_PLAYLISTS}")
+    plans["last"] = _explain_claims(fleet, runs, last[0])
+    work.close()
+    lock.close()
+    server.drop_database("claims")  # type: ignore[attr-defined]
+    rows = []
+    for statement in plans["first"]:
+        at_first, shape_first = plans["first"][statement]
+        at_last, shape_last = plans["last"][statement]
+        first_ms, last_ms = at_first.median_s * 1000, at_last.median_s * 1000
+        rows.append(
+            Row(
+                f"{statement}, first claim of {CLAIM_PLAYLISTS:,} ({first_ms:.3f} ms): {shape_first}",
+                at_first,
+                None,
+                "baseline",
+                None,
+            )
+        )
+        rows.append(
+            Row(
+                f"{statement}, last claim, {released:,} done ({last_ms:.3f} ms): {shape_last}",
+                at_last,
+                at_first,
+                "<= 2x time",
+                2.0,
+            )
+        )
+    return rows
+
+
+def _explain_claims(fleet: object, runs: int, held: object) -> dict[str, tuple[Measurement, str]]:
+    """Each statement of a claim, explained `runs` times in a transaction rolled back (the claim's advisory locks,
+    which a rollback keeps, let go of after): its execution times and its plan's nodes."""
+    from playlist_cron.storage import claims
+
+    assert isinstance(fleet, claims.Fleet) and isinstance(held, claims.Claim)
+    claim_parameters = {**fleet._parameters(), "limit": CLAIM_BATCH, "host": "host", "pid": 1, "freed": []}
+    release = (
+        "UPDATE playlist_cron_playlists SET due_at = now() + make_interval(secs => 3600), holder_host = NULL, "
+        "holder_pid = NULL, held_since = NULL, last_checked_at = now() WHERE id = %(id)s"
+    )
+    statements = {
+        "claim": (fleet.lock, claims.CLAIM, claim_parameters),
+        "look": (fleet.work, claims.LOOK, fleet._parameters()),
+        "release": (fleet.work, release, {"id": held.row_id}),
+    }
+    explained: dict[str, tuple[Measurement, str]] = {}
+    for name, (connection, sql, parameters) in statements.items():
+        measurement = Measurement(name)
+        shape = ""
+        for _ in range(runs + 1):
+            with connection.transaction(force_rollback=True):  # type: ignore[attr-defined]
+                rows = connection.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", parameters).fetchone()  # type: ignore[attr-defined]
+            connection.execute("SELECT pg_advisory_unlock_all()")  # type: ignore[attr-defined]
+            [plan] = rows[0]
+            measurement.wall_s.append(plan["Execution Time"] / 1000)
+            measurement.peak_kib.append(0)
+            shape = _plan_shape(plan["Plan"])
+        explained[name] = (measurement, shape)
+    return explained
+
+
+def _plan_shape(node: dict[str, object]) -> str:
+    """A plan's nodes, depth first, as `Update(Nested Loop(Index Scan on playlist_cron_playlists ...))`."""
+    name = str(node["Node Type"])
+    if "Relation Name" in node:
+        name += f" on {node['Relation Name']}"
+    if "Index Name" in node:
+        name += f" using {node['Index Name']}"
+    children = [_plan_shape(child) for child in node.get("Plans", [])]  # type: ignore[attr-defined]
+    return f"{name}({', '.join(children)})" if children else name
 
 
 CHANNELS = 1000
@@ -1433,6 +1563,7 @@ CASES = {
     "report": bench_report,
     "channels": bench_channels,
     "big": bench_big,
+    "claims": bench_claims,
 }
 # Not in the default run: at 1,000 channels the case takes about a quarter of an hour (`--channels` makes it shorter).
 DEFAULT_CASES = [name for name in CASES if name != "channels"]

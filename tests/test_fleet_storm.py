@@ -265,6 +265,7 @@ def test_a_claim_under_way_locks_one_row_and_another_host_claims_the_next(
         first = Fleet(connections[0], connections[1], "c", "a", 1)
         second = Fleet(connections[2], connections[3], "c", "b", 2)
         first.add_playlists(keys)
+        second.add_playlists(keys)
         sql(
             postgres_server,
             database,
@@ -277,20 +278,21 @@ def test_a_claim_under_way_locks_one_row_and_another_host_claims_the_next(
             "CREATE TRIGGER slow BEFORE UPDATE ON playlist_cron_playlists FOR EACH ROW EXECUTE FUNCTION slow()",
         )
         claims: list[Any] = []
-        claiming = threading.Thread(target=lambda: claims.append(first.claim_next(keys)))
+        claiming = threading.Thread(target=lambda: claims.append(first.claim_next()))
         claiming.start()
         wait_for(
             lambda: (
                 sql(
                     postgres_server,
                     database,
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE%' AND wait_event = 'PgSleep'",
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event = 'PgSleep'",  # the trigger's sleep: the claim's UPDATE is under way
                 )
                 == [(1,)]
             ),
             what="the first host inside its claim",
         )
-        claimed = second.claim_next(keys)
+        claimed = second.claim_next()
         claiming.join()
     finally:
         for connection in connections:
@@ -316,15 +318,16 @@ def test_a_check_goes_through_each_playlist_once_even_when_it_is_due_again_befor
     try:
         fleet = Fleet(work, lock, "c", "a", 1)
         fleet.add_playlists(keys)
-        first = fleet.claim_next(keys)
+        first = fleet.claim_next()
         assert first is not None
         fleet.release(first, 0)  # due again at once
-        second = fleet.claim_next(keys)
+        second = fleet.claim_next()
         assert second is not None and second.url_key != first.url_key
         fleet.release(second, 0)
-        assert fleet.claim_next(keys) is None, "both done: the check ends"
+        assert fleet.claim_next() is None, "both done: the check ends"
         other_check = Fleet(work, lock, "c", "a", 1)
-        assert other_check.claim_next(keys) is not None, "the next check finds them due"
+        other_check.add_playlists(keys)
+        assert other_check.claim_next() is not None, "the next check finds them due"
     finally:
         work.close()
         lock.close()

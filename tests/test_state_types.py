@@ -16,6 +16,7 @@ PAIRS = [
     (records.RunningRecord, state.RUNNING_FIELDS),
     (records.FailedVideoRecord, state.FAILED_VIDEO_FIELDS),
     (records.LogFailureRecord, state.LOG_FAILURE_FIELDS),
+    (records.CollectionDueRecord, state.COLLECTION_DUE_FIELDS),
     (records.PlaylistReadRecord, reads_file.PLAYLIST_READ_FIELDS),
 ]
 

@@ -238,7 +238,10 @@ def _check(arguments: argparse.Namespace) -> int:
         if state is None:
             return None
         states_read.append(state)
-        return state.get("config_digest")
+        # A fleet's host keeps its checks' digest in the database; the config it last learned its collection's due
+        # time under (`collection_due`) was found sound whole by that check as well.
+        learned = state.get("collection_due")
+        return state.get("config_digest") or (learned["config_digest"] if learned else None)
 
     config, console = config_module.load(path, sound_digest=sound_digest), Console()
     if not (arguments.now or arguments.mark_archived):
@@ -259,8 +262,8 @@ def _read_state(settings: Config) -> State | None:
     `config.load` to leave the playlists of an unchanged config unchecked on the not-due and skip paths. None when
     it cannot be read: the due clock or the check, which read it next, say why.
 
-    A fleet's host keeps no digest in its local state file (its checks keep it in the database): its config is
-    checked whole, as its check claims by its playlists from the start."""
+    A fleet's host keeps its checks' digest in the database, and in its local state file only the digest of the
+    config it learned its collection's next due time under."""
     from playlist_cron.state import StateStore
 
     try:

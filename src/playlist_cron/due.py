@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from playlist_cron import clock
-from playlist_cron.state import StateStore, is_due
+from playlist_cron.state import StateStore, collection_is_due, is_due
 
 if TYPE_CHECKING:
     from playlist_cron.config import Config
@@ -25,6 +25,8 @@ def not_due(config: Config, console: Console, state: State | None = None) -> boo
     if state is None:
         state = StateStore.for_config(config).read()
     due, due_at = is_due(state, config.check_interval_seconds, now_s)
+    if due:  # a fleet's host: when its collection is due next, as the database last said (a file config has none)
+        due, due_at = collection_is_due(state, config.digest, config.check_interval_seconds, now_s) or (due, due_at)
     if not due:
         console.say(
             f"Not due yet: the next check is due at {clock.iso(due_at)} (in {due_at - now_s:.0f} s); "

@@ -67,6 +67,14 @@ class LogFailureRecord(_LogFailureRequired, total=False):
     error: str | None
 
 
+class CollectionDueRecord(TypedDict):
+    """A fleet's host: when its collection is due next, as the database last told it, and under which config."""
+
+    next_due_at: str
+    learned_at: str
+    config_digest: str
+
+
 class Counters(TypedDict):
     """The state's counters, which `status --json` shows as they are."""
 
@@ -110,6 +118,7 @@ class State(_StateRequired, total=False):
     config_file_writable_reported: str | None
     running: RunningRecord | None
     config_digest: str | None
+    collection_due: CollectionDueRecord | None
 
 
 # The shapes of `status --json` (see the contract); a test proves `report` gives exactly these keys.

@@ -85,6 +85,16 @@ LOG_FAILURE_FIELDS: dict[str, Field] = {
     "error": TEXT,
 }
 
+# A `collection_due` record: a fleet's host keeps when its collection is due next, as the database last told it.
+COLLECTION_DUE_FIELDS: dict[str, Field] = {
+    "next_due_at": TIMESTAMP._replace(nullable=False, required=True),
+    "learned_at": TIMESTAMP._replace(nullable=False, required=True),
+    "config_digest": Field(is_text, "a string", nullable=False, required=True),  # of the config it was learned under
+}
+# How long a host trusts what it learned of its collection's due time, at most: another host's config may have added
+# a playlist since (due at once), or `retry` made a video due.
+COLLECTION_DUE_TRUSTED_S = 900
+
 # The state file, field by field: the one place that says what each holds. Keys not named here (written by a
 # later release of the same version) are kept as they are. An optional field is one line: name, kind, comment.
 STATE_FIELDS: dict[str, Field] = {
@@ -115,6 +125,9 @@ STATE_FIELDS: dict[str, Field] = {
     "config_file_writable_reported": TEXT,  # "mode:uid" of the config last reported as writable by others
     "running": Field(  # the check holding the run lock, from its start to its final event
         never, "null or an object with check, pid and started_at", record=RUNNING_FIELDS
+    ),
+    "collection_due": Field(  # a fleet's host: when its collection is due next (`collection_is_due`)
+        never, "null or an object with next_due_at, learned_at and config_digest", record=COLLECTION_DUE_FIELDS
     ),
     "failed_videos": Field(  # archive id -> its record
         never,
@@ -416,5 +429,25 @@ def is_due(state: State, interval_s: int, now_s: float) -> tuple[bool, float]:
     if last is None or last > now_s + interval_s:  # never checked, or the clock was set back
         return True, now_s
     due_at = last + interval_s
+    tolerance_s = min(interval_s * 0.1, 10.0)
+    return now_s >= due_at - tolerance_s, due_at
+
+
+def collection_is_due(state: State, config_digest: str, interval_s: int, now_s: float) -> tuple[bool, float] | None:
+    """A fleet's host: given its own state, its config's digest, the interval and now, return (due?, when the
+    collection is due next) from what the host last learned of it (`collection_due`), or None when that cannot be
+    trusted: learned under another config, longer ago than the interval or COLLECTION_DUE_TRUSTED_S, or ahead of now
+    (the clock was set back). Early by as much as `is_due` allows counts as due."""
+    learned = state.get("collection_due")
+    if not isinstance(learned, dict) or learned.get("config_digest") != config_digest:
+        return None
+    learned_s = clock.parse_iso(learned.get("learned_at"))
+    due_at = clock.parse_iso(learned.get("next_due_at"))
+    if (
+        learned_s is None
+        or due_at is None
+        or not learned_s <= now_s < learned_s + min(interval_s, COLLECTION_DUE_TRUSTED_S)
+    ):
+        return None
     tolerance_s = min(interval_s * 0.1, 10.0)
     return now_s >= due_at - tolerance_s, due_at

@@ -10,13 +10,22 @@ lock class of their own, so that a video two playlists share is downloaded once.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron.errors import WatchdogFired
-from playlist_cron.storage.lock_keys import CLAIM_LOCK_MATCH, LOCK_CLASS_PLAYLISTS, LOCK_CLASS_VIDEOS, playlist_key
+from playlist_cron.storage.lock_keys import (
+    CLAIM_KEY_OF_ROW,
+    CLAIM_KEYS_HELD,
+    CLAIM_LOCK_MATCH,
+    LOCK_CLASS_PLAYLISTS,
+    LOCK_CLASS_VIDEOS,
+    playlist_key_sql,
+)
 
 if TYPE_CHECKING:
     from playlist_cron.storage.connection import Connection
@@ -68,10 +77,79 @@ def holder_of(
     )
 
 
-# Which rows a check may claim: those due, and for `check --now` (forced) those not due yet too, but not one another
-# host checked (released) after this check began claiming: two `check --now` at once would read every playlist twice,
-# the second reading it again the moment the first released it. Its parameters: `Fleet._due_parameters`.
-DUE = "(due_at <= now() OR (%s AND (last_checked_at IS NULL OR last_checked_at < %s)))"
+# Which rows a check may claim: those due, and for `check --now` (forced) those not due yet too; and of those, none
+# checked (released) since this check began claiming: not one of its own due again before the check ends (a pass
+# over thousands of playlists may take longer than check_interval_seconds, and would never end), and with `--now`
+# not one another host checked meanwhile (two `check --now` at once would read every playlist twice, the second
+# reading it again the moment the first released it). A range of the claim index (`due_at <= ...`) either way.
+# Its parameters: `forced`, and `since`, when this check began claiming (None before its first claim: now).
+DUE = (
+    "due_at <= CASE WHEN %(forced)s THEN 'infinity'::timestamptz ELSE now() END "
+    "AND (last_checked_at IS NULL OR last_checked_at < coalesce(%(since)s::timestamptz, statement_timestamp()))"
+)
+# A claim: one statement on the lock connection, taking up to `limit` of the collection's due playlists that no
+# session holds, in the order they fell due. Autocommit: the rows are locked (`FOR UPDATE SKIP LOCKED`: another
+# host claiming at the same moment takes the next ones) only while it runs, their advisory locks (the claims) stay
+# with the session. The rows held now are left out by their locks (`pg_locks`), those done in this check by `DUE`:
+# no list of ids goes back and forth. `configured` rows are those of the list whose digest the collection's row
+# keeps: a host whose list differs claims nothing until it has made the rows match its own (`Fleet._sync`).
+# First, it lets go of the claims this host has released since its last claim (`freed`): one statement per playlist
+# read fewer than an unlock of each (their rows are due in the future meanwhile: no one else wants them).
+CLAIM = f"""
+    WITH freed AS (
+        SELECT pg_advisory_unlock({LOCK_CLASS_PLAYLISTS}, {playlist_key_sql("id")})
+        FROM unnest(%(freed)s::bigint[]) AS id
+    ), picked AS (
+        SELECT id FROM playlist_cron_playlists
+        WHERE collection = %(collection)s AND configured AND {DUE}
+            AND (SELECT count(*) FROM freed) >= 0
+            AND {CLAIM_KEY_OF_ROW} NOT IN ({CLAIM_KEYS_HELD})
+            AND EXISTS (
+                SELECT FROM playlist_cron_collections AS listed
+                WHERE listed.collection = %(collection)s AND listed.playlists_digest = %(digest)s
+            )
+        ORDER BY due_at, id LIMIT %(limit)s
+        FOR UPDATE OF playlist_cron_playlists SKIP LOCKED
+    ), locked AS (
+        SELECT id FROM picked WHERE pg_try_advisory_lock({LOCK_CLASS_PLAYLISTS}, {playlist_key_sql("id")})
+    )
+    UPDATE playlist_cron_playlists SET holder_host = %(host)s, holder_pid = %(pid)s, held_since = now()
+    FROM locked WHERE playlist_cron_playlists.id = locked.id
+    RETURNING playlist_cron_playlists.id, url, extract(epoch FROM due_at), statement_timestamp()
+"""  # noqa: S608  # constants, no outside value
+# What a check that claimed nothing asks next, in one statement: the digest of the list the collection's rows match,
+# the earliest due time of its playlists, and who holds a due one (the one held longest), if any. The holder is the
+# session whose advisory lock holds the row's claim (`pg_locks`): named by the row when the row names one, else
+# described by what the server says of that session (`Holder`). A due row whose lock no one holds is being claimed
+# or released this very moment: its holder is unknown (all None).
+LOOK = f"""
+    SELECT
+        (SELECT playlists_digest FROM playlist_cron_collections WHERE collection = %(collection)s),
+        (SELECT extract(epoch FROM min(due_at)) FROM playlist_cron_playlists
+            WHERE collection = %(collection)s AND configured),
+        held.*
+    FROM (SELECT) AS one LEFT JOIN LATERAL (
+        SELECT true, {HOLDER_COLUMNS} FROM playlist_cron_playlists
+        LEFT JOIN pg_locks ON {CLAIM_LOCK_MATCH} LEFT JOIN pg_stat_activity USING (pid)
+        WHERE collection = %(collection)s AND configured AND {DUE}
+        ORDER BY pg_locks.pid IS NULL, coalesce(held_since, backend_start) NULLS LAST LIMIT 1
+    ) AS held ON true
+"""  # noqa: S608  # constants, no outside value
+
+
+class Look(NamedTuple):
+    """What `LOOK` found: the digest the collection's rows match (None: no row yet), the earliest due time of its
+    playlists (epoch seconds; None: none, or due since ever), and whether a due playlist is held, and by whom."""
+
+    digest: str | None
+    next_due_s: float | None
+    due_held: bool
+    holder: Holder | None
+
+
+def playlists_digest(url_keys: Iterable[str]) -> str:
+    """Given the keys of a config's playlists, return the digest of the list (its order and repeats aside)."""
+    return hashlib.sha256("\n".join(sorted(set(url_keys))).encode("utf-8")).hexdigest()
 
 
 class Fleet:
@@ -86,50 +164,89 @@ class Fleet:
         self.pid = pid
         self.claimed: list[Claim] = []
         self.done: set[int] = set()  # the rows this check has worked on and released
+        self.freed: list[int] = []  # of those, the rows whose claim's advisory lock the next claim lets go of
         self.force = False  # `check --now`: every playlist no one holds is due, unless checked since this check began
+        self.looked: Look | None = None  # what the last claim that found nothing found instead
+        self._url_keys: list[str] = []
+        self._digest = ""
+        self._synced = False  # whether this check has made the rows match its list (once at most: see `claim`)
         self._started_at: object = None  # when this check began claiming, by the database's clock
         self._lock_guard = threading.Lock()  # the heartbeat thread uses the lock connection too
 
     def add_playlists(self, url_keys: Iterable[str]) -> None:
-        """Make sure every playlist of the config has its row (due at once when new)."""
-        with self.work.transaction(), self.work.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO playlist_cron_playlists (collection, url) VALUES (%s, %s) "
-                "ON CONFLICT (collection, url) DO NOTHING",
-                [(self.collection, key) for key in url_keys],
-            )
+        """The config's playlists: the rows are made to match them (new ones due at once, those no longer listed
+        never claimed) by the first claim that finds the collection's list different, not before, nor again."""
+        self._url_keys = sorted(set(url_keys))
+        self._digest = playlists_digest(self._url_keys)
 
-    def claim_next(self, url_keys: list[str]) -> Claim | None:
-        """Claim the playlist of `url_keys` that has been due longest and that no host holds; None when none is.
+    def claim(self, limit: int) -> list[Claim]:
+        """Claim up to `limit` due playlists that no host holds, those due longest first; none when none is.
 
-        The rows are taken one at a time (`LIMIT 1`): a SELECT of every due row `FOR UPDATE` would lock them all
-        until this claim commits, and another host claiming at the same moment would skip them all and find
-        nothing due (a check SKIPPED, or ended, while playlists waited).
+        When the first claim of a check finds none, `looked` says what there is instead; and when the collection's
+        rows match another list than this config's, they are made to match it (once in a check: two hosts with
+        different lists would otherwise take turns at it for ever) and the claim is tried again.
         """
-        # Rows whose advisory lock another host holds, and those this check has done already: a check goes through
-        # each playlist once, or one whose pass takes longer than check_interval_seconds would never end. Nor those
-        # it holds now: an advisory lock is its session's again for the asking, and another reader would read it too.
-        tried: list[int] = [*self.done, *(claim.row_id for claim in self.claimed)]
+        while True:
+            parameters = {**self._parameters(), "limit": limit, "host": self.host, "pid": self.pid, "freed": self.freed}
+            rows = self._lock_rows(CLAIM, parameters)
+            self.freed = []
+            if rows:
+                if self._started_at is None:
+                    self._started_at = rows[0][3]
+                claims = [
+                    Claim(row_id, url_key) for row_id, url_key, _, _ in sorted(rows, key=lambda row: (row[2], row[0]))
+                ]
+                self.claimed.extend(claims)
+                return claims
+            if self._started_at is not None:  # the rows matched this list at its first claim: none left, no more
+                return []
+            self.looked = self.look()
+            if self.looked.digest == self._digest or self._synced:
+                return []
+            self._sync()
+
+    def claim_next(self) -> Claim | None:
+        """Claim the one playlist that has been due longest and that no host holds; None when none is."""
+        claims = self.claim(1)
+        return claims[0] if claims else None
+
+    def look(self) -> Look:
+        """Return the collection's digest, earliest due time and the holder of a due playlist (`LOOK`)."""
+        row = self.work.execute(LOOK, self._parameters()).fetchone()
+        assert row is not None  # one row always: LEFT JOIN LATERAL
+        digest, next_due, found, *holder = row
+        next_due_s = float(next_due) if next_due is not None and math.isfinite(float(next_due)) else None
+        return Look(digest, next_due_s, bool(found), holder_of(*holder) if found else None)
+
+    def _sync(self) -> None:
+        """Make the collection's rows match this config's list: a row for each playlist (due at once when new), the
+        rows of playlists no longer listed left unclaimed (`configured` false, their records kept), and the list's
+        digest in the collection's row; one transaction, a few statements, whatever the number of playlists."""
+        parameters = {"collection": self.collection, "digest": self._digest, "keys": self._url_keys}
         with self.work.transaction():
-            while True:
-                row = self.work.execute(
-                    "SELECT id, url FROM playlist_cron_playlists WHERE collection = %s AND url = ANY(%s) "  # noqa: S608  # constants
-                    f"AND {DUE} AND NOT id = ANY(%s) ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    (self.collection, url_keys, *self._due_parameters(), tried),
-                ).fetchone()
-                if row is None:
-                    return None
-                row_id, url_key = row
-                if self._try_lock("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS_PLAYLISTS, playlist_key(row_id))):
-                    self.work.execute(
-                        "UPDATE playlist_cron_playlists SET holder_host = %s, holder_pid = %s, held_since = now() "
-                        "WHERE id = %s",
-                        (self.host, self.pid, row_id),
-                    )
-                    claim = Claim(row_id, url_key)
-                    self.claimed.append(claim)
-                    return claim
-                tried.append(row_id)
+            self.work.execute(
+                "INSERT INTO playlist_cron_collections (collection, playlists_digest) "
+                "VALUES (%(collection)s, %(digest)s) ON CONFLICT (collection) DO UPDATE "
+                "SET playlists_digest = EXCLUDED.playlists_digest, updated_at = now()",
+                parameters,
+            )
+            added = self.work.execute(
+                "INSERT INTO playlist_cron_playlists (collection, url) "
+                "SELECT %(collection)s, unnest(%(keys)s::text[]) ON CONFLICT (collection, url) DO NOTHING",
+                parameters,
+            ).rowcount
+            self.work.execute(
+                "UPDATE playlist_cron_playlists AS row SET configured = NOT row.configured FROM ("
+                "SELECT listed.id FROM playlist_cron_playlists AS listed "
+                "LEFT JOIN unnest(%(keys)s::text[]) AS key(url) ON key.url = listed.url "
+                "WHERE listed.collection = %(collection)s AND listed.configured <> (key.url IS NOT NULL)"
+                ") AS flipped WHERE row.id = flipped.id",
+                parameters,
+            )
+            if added:  # statistics for the claims' plan at once (an ordered scan that stops at LIMIT), not when
+                # autovacuum comes by: without, the first check of thousands of new rows sorts them all at each claim
+                self.work.execute("ANALYZE playlist_cron_playlists")
+        self._synced = True
 
     def release(self, claim: Claim, next_due_in_s: float, read_record: object = None) -> None:
         """Done with a playlist: it is due again in `next_due_in_s`, and free for any host from now. `read_record`
@@ -142,45 +259,43 @@ class Fleet:
                 "read_record = coalesce(%s, read_record) WHERE id = %s",
                 (next_due_in_s, read_record, claim.row_id),
             )
-        self._try_lock("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS_PLAYLISTS, playlist_key(claim.row_id)))
+        self.freed.append(claim.row_id)  # its advisory lock: let go of by the next claim, or `let_go`
         self.claimed.remove(claim)
         self.done.add(claim.row_id)
 
-    def due_holder(self, url_keys: list[str]) -> Holder | None:
-        """Who holds a due playlist of `url_keys` (the one held longest), or None when none of them is due.
+    def unclaim(self, claims: list[Claim]) -> None:
+        """Give back claims never worked on (a check stopped first): free, and due as they were."""
+        if not claims:
+            return
+        self.work.execute(
+            "UPDATE playlist_cron_playlists SET holder_host = NULL, holder_pid = NULL, held_since = NULL "
+            "WHERE id = ANY(%s) AND holder_host = %s AND holder_pid = %s",
+            ([claim.row_id for claim in claims], self.host, self.pid),
+        )
+        for claim in claims:
+            self.claimed.remove(claim)
+        self.freed.extend(claim.row_id for claim in claims)
+        self.let_go()
 
-        The holder is the session whose advisory lock holds the row's claim (`pg_locks`): named by the row when the
-        row names one, else described by what the server says of that session (`Holder`). A due row whose lock no
-        one holds is being claimed or released this very moment: its holder is unknown (all None).
-        """
-        row = self.work.execute(
-            f"SELECT {HOLDER_COLUMNS} FROM playlist_cron_playlists "  # noqa: S608  # constants, no outside value
-            f"LEFT JOIN pg_locks ON {CLAIM_LOCK_MATCH} LEFT JOIN pg_stat_activity USING (pid) "
-            f"WHERE collection = %s AND url = ANY(%s) AND {DUE} "
-            "ORDER BY pg_locks.pid IS NULL, coalesce(held_since, backend_start) NULLS LAST LIMIT 1",
-            (self.collection, url_keys, *self._due_parameters()),
-        ).fetchone()
-        self.work.commit()
-        if row is None:
-            return None
-        return holder_of(*row)
+    def let_go(self) -> None:
+        """Let go of the advisory locks of the claims released since the last claim (`freed`) now, in one statement:
+        when no claim follows at once, a released playlist would look held (by this session) to `status`."""
+        if self.freed:
+            self._lock_rows(
+                f"SELECT pg_advisory_unlock({LOCK_CLASS_PLAYLISTS}, {playlist_key_sql('id')}) "  # noqa: S608  # constants
+                "FROM unnest(%(ids)s::bigint[]) AS id",
+                {"ids": self.freed},
+            )
+            self.freed = []
 
-    def _due_parameters(self) -> tuple[bool, object]:
-        """The parameters of `DUE`: whether this check is forced, and since when it has been claiming."""
-        if self.force and self._started_at is None:
-            row = self.work.execute("SELECT statement_timestamp()").fetchone()
-            self._started_at = row[0] if row else None
-        return self.force, self._started_at
-
-    def next_due_s(self, url_keys: list[str]) -> float | None:
-        """When the first of `url_keys` is due next (epoch seconds), or None when none has a row."""
-        row = self.work.execute(
-            "SELECT extract(epoch FROM min(due_at)) FROM playlist_cron_playlists WHERE collection = %s "
-            "AND url = ANY(%s)",
-            (self.collection, url_keys),
-        ).fetchone()
-        self.work.commit()
-        return float(row[0]) if row and row[0] is not None and row[0] != float("-inf") else None
+    def _parameters(self) -> dict[str, object]:
+        """The parameters of `DUE`, `CLAIM` and `LOOK` but the claim's own."""
+        return {
+            "collection": self.collection,
+            "digest": self._digest,
+            "forced": self.force,
+            "since": self._started_at,
+        }
 
     # -- videos
 
@@ -200,6 +315,20 @@ class Fleet:
     def beat(self) -> None:
         """Ask the lock connection whether it still lives; raise when it does not."""
         self._try_lock("SELECT true", ())
+
+    def _lock_rows(self, sql: str, parameters: dict[str, object]) -> list[tuple[Any, ...]]:
+        """Run one statement on the lock connection and return its rows; raise `WatchdogFired("lock_lost")` when the
+        connection is gone, as `_try_lock` does."""
+        import psycopg
+
+        try:
+            with self._lock_guard:
+                return self.lock.execute(sql, parameters).fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise WatchdogFired(
+                "lock_lost",
+                f"the database lock's connection was lost ({type(error).__name__}: {' '.join(str(error).split())})",
+            ) from None
 
     def _try_lock(self, sql: str, parameters: tuple[Any, ...]) -> bool:
         """Run one statement on the lock connection; raise `WatchdogFired("lock_lost")` when it is gone: with it,

@@ -21,7 +21,7 @@ from playlist_cron.errors import StateError
 from playlist_cron.lock import Holder
 from playlist_cron.reads import record_key
 from playlist_cron.state import StateStore, state_file_name
-from playlist_cron.storage.claims import Claim, Fleet, Heartbeat
+from playlist_cron.storage.claims import Claim, Fleet, Heartbeat, Look, playlists_digest
 from playlist_cron.storage.connection import Connection, Database, connect_lock
 from playlist_cron.storage.files import FileState
 from playlist_cron.storage.fleet_view import FleetStatus
@@ -94,17 +94,20 @@ class FleetRunLock:
         lock = self._connect_lock(self.config)
         fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
         fleet.force = force
+        fleet.add_playlists(self._url_keys())
         with self._database.guard():
-            fleet.add_playlists(self._url_keys())
-            first = fleet.claim_next(self._url_keys())
-            holder = fleet.due_holder(self._url_keys()) if first is None else None
-        if first is None:
-            self.nothing_due = holder is None
-            if holder is not None:
+            first = fleet.claim(self.config.parallel_reads)
+        if not first:
+            looked = fleet.looked
+            self.nothing_due = looked is None or not looked.due_held
+            if looked is not None and looked.holder is not None:
+                holder = looked.holder
                 self._holder = Holder(pid=holder.pid, started_at=holder.since_s, host=holder.host)
+            if looked is not None:
+                learn_next_due(self.config, looked)
             lock.close()
             return None
-        return FleetHold(self.config, self._database, fleet, first, self._url_keys(), local)
+        return FleetHold(self.config, self._database, fleet, first, local)
 
     def holder(self) -> Holder | None:
         return self._holder
@@ -114,17 +117,16 @@ class FleetHold:
     """What a check holds of the fleet: its claims on the playlists it reads now, and the connections behind it."""
 
     def __init__(
-        self, config: Config, database: Database, fleet: Fleet, first: Claim, url_keys: list[str], local: lock.HeldLock
+        self, config: Config, database: Database, fleet: Fleet, first: list[Claim], local: lock.HeldLock
     ) -> None:
         self.config = config
         self._database = database
         self.fleet = fleet
         self._local = local
         self.started_at = clock.now_s()
-        self._first: Claim | None = first
-        self._url_keys = url_keys
+        self._waiting: list[Claim] = list(first)  # claimed, not yet handed to a reader
         self._by_key = {record_key(playlist.url): playlist for playlist in config.playlists}
-        self._claims: dict[str, Claim] = {}  # the playlists claimed and not yet done, by key
+        self._claims: dict[str, Claim] = {}  # the playlists handed out and not yet done, by key
         # The work connection's claims and releases, one thread at a time (the check's readers ask from several).
         self._guard = threading.RLock()
         self.heartbeat: Heartbeat | None = None
@@ -138,15 +140,22 @@ class FleetHold:
         self.heartbeat = Heartbeat(self.fleet, self.config.database_heartbeat_seconds, on_lost).__enter__()
 
     def next_playlist(self) -> Playlist | None:
-        """Claim the playlist that has been due longest and that no host holds (the first, claimed to hold the lock,
-        at the first call); None when none is left. Each stays claimed until `done`."""
+        """The next playlist claimed for this check: those due longest first, claimed as many at once as the check
+        reads (`parallel_reads`, less those it reads now), never more: a host holds no playlist it cannot read yet
+        while other hosts could. None when none is left. Each stays claimed until `done`."""
         with self._guard, self._database.guard():
-            claim, self._first = self._first, None
-            if claim is None:
+            if not self._waiting:
+                room = self.config.parallel_reads - len(self._claims)
+                if room < 1:
+                    self.fleet.let_go()
+                    return None
                 self.fleet.work = self._database.connection()  # a new one, should the last have been lost while idle
-                claim = self.fleet.claim_next(self._url_keys)
-            if claim is None:
+                self._waiting = self.fleet.claim(room)  # lets go of the claims released since the last, too
+            else:
+                self.fleet.let_go()  # no claim now: the released ones are let go of at once all the same
+            if not self._waiting:
                 return None
+            claim = self._waiting.pop(0)
             self._claims[claim.url_key] = claim
             return self._by_key[claim.url_key]
 
@@ -166,9 +175,17 @@ class FleetHold:
         return row_value is not None
 
     def release(self) -> None:
-        """End the claims: the connections close, and the database frees every advisory lock they held."""
+        """End the claims: the connections close, and the database frees every advisory lock they held. Before,
+        when the check ended with its connections sound, learn when the collection is due next (`learn_next_due`),
+        and give back the claims no reader took."""
         if self.heartbeat is not None:
             self.heartbeat.__exit__()
+        sound = self.heartbeat is None or self.heartbeat.lost is None
+        if sound and not self.fleet.work.closed:
+            with contextlib.suppress(Exception), self._guard, self._database.guard():
+                self.fleet.unclaim(self._waiting)
+                self._waiting = []
+                learn_next_due(self.config, self.fleet.look())
         # Closing it frees every advisory lock of its session; one already lost holds nothing any more.
         with contextlib.suppress(Exception):
             self.fleet.lock.close()
@@ -176,3 +193,24 @@ class FleetHold:
 
     def held_s(self) -> float:
         return time.time() - self.started_at
+
+
+def learn_next_due(config: Config, looked: Look) -> None:
+    """Keep in this host's own state file when the collection is due next, as the database said just now (`looked`),
+    for the not-due path to answer from without loading psycopg (`state.collection_is_due`); forget it when the
+    database said nothing to go by: a playlist due or held, or the collection's rows made for another list."""
+    listed = looked.digest == playlists_digest(record_key(playlist.url) for playlist in config.playlists)
+    now_s = clock.now_s()
+    learned = looked.next_due_s if listed and not looked.due_held else None
+    store = StateStore.for_config(config)
+    if learned is None or learned <= now_s:
+        if store.read().get("collection_due") is not None:
+            with store.update() as state:
+                state["collection_due"] = None
+        return
+    with store.update() as state:
+        state["collection_due"] = {
+            "next_due_at": clock.iso(learned),
+            "learned_at": clock.iso(now_s),
+            "config_digest": config.digest,
+        }

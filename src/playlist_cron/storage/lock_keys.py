@@ -25,9 +25,23 @@ def playlist_key(row_id: int) -> int:
     return key - _INT4_SPAN if key >= 1 << 31 else key
 
 
+def playlist_key_sql(column: str) -> str:
+    """`playlist_key` in SQL, of the bigint `column` (a row id): the id's low 32 bits, read as a signed int4."""
+    return f"{column}::bit(32)::integer"
+
+
 # `pg_locks` rows of a claim on the row `playlist_cron_playlists.id`, granted, in this database (a SQL fragment).
 CLAIM_LOCK_MATCH = (
     f"locktype = 'advisory' AND granted AND objsubid = 2 AND classid::bigint = {LOCK_CLASS_PLAYLISTS} "  # noqa: S608  # constants
     f"AND objid::bigint = mod(playlist_cron_playlists.id, {_INT4_SPAN}) "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+# The claims' keys held now, in this database, as `mod(id, 2^32)` of their rows (a SQL subquery): `mod(id, 2^32) NOT
+# IN (...)` is a hashed filter the planner keeps beside an ordered index scan, where `NOT EXISTS` would become a join
+# that reads every due row before the first.
+CLAIM_KEYS_HELD = (
+    f"SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "  # noqa: S608  # constants
+    f"AND classid::bigint = {LOCK_CLASS_PLAYLISTS} "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+CLAIM_KEY_OF_ROW = f"mod(playlist_cron_playlists.id, {_INT4_SPAN})"

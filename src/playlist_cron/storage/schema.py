@@ -59,11 +59,26 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # other's claims, so the version keeps them apart: a release that knows version 1 refuses a database at
     # version 2 ("made by a newer playlist-cron"), and this one refuses a database at version 1 until migrated.
     2: (),
-    # Version 3: what is the collection's moves out of the fleet's shared row (host '' of `playlist_cron_state`),
-    # which every host locked and rewrote whole at each change: each playlist's read record into its own row
-    # (`read_record`, written as its claim is released), each failed video's record into a row of its own. Both
-    # kept as {"version": 1, "record": {...}}; the fleet's row goes.
+    # Version 3, two changes. The configured playlists reach the table once per change of the list, not with every
+    # claim: the collection's row keeps the digest of the list its rows were last made to match (`configured`), and
+    # a claim takes the due rows of the list in the order of an index of their own. And what is the collection's
+    # moves out of the fleet's shared row (host '' of `playlist_cron_state`), which every host locked and rewrote
+    # whole at each change: each playlist's read record into its own row (`read_record`, written as its claim is
+    # released), each failed video's record into a row of its own, both kept as {"version": 1, "record": {...}}; the
+    # fleet's row goes. Rows made here for records of playlists no longer configured are marked so at the first
+    # check, whose list's digest the new `playlist_cron_collections` does not have yet.
     3: (
+        """
+        CREATE TABLE IF NOT EXISTS playlist_cron_collections (
+            collection text PRIMARY KEY,
+            playlists_digest text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )
+        """,
+        "ALTER TABLE playlist_cron_playlists ADD COLUMN IF NOT EXISTS configured boolean NOT NULL DEFAULT true",
+        "CREATE INDEX IF NOT EXISTS playlist_cron_playlists_claim ON playlist_cron_playlists (collection, due_at, id) "
+        "WHERE configured",
+        "DROP INDEX IF EXISTS playlist_cron_playlists_due",
         "ALTER TABLE playlist_cron_playlists ADD COLUMN IF NOT EXISTS read_record jsonb",
         """
         CREATE TABLE IF NOT EXISTS playlist_cron_failed_videos (
@@ -138,8 +153,12 @@ def migrate(connection: psycopg.Connection[Any]) -> tuple[int, int]:
 
 
 def require_current(connection: psycopg.Connection[Any]) -> None:
-    """Return when the schema is the one this release knows; raise SchemaMissing (none, or older) or SchemaNewer."""
-    found = version(connection)
+    """Return when the schema is the one this release knows; raise SchemaMissing (none, or older) or SchemaNewer.
+
+    On an autocommit connection (every check's) in one statement: a missing table is the server's UndefinedTable,
+    which aborts no transaction there.
+    """
+    found = _version_in_one_statement(connection) if connection.autocommit else version(connection)
     if found is None:
         raise SchemaMissing(f"playlist-cron: the database has no playlist-cron tables: {MIGRATE_FIRST}")
     if found < SCHEMA_VERSION:
@@ -149,6 +168,14 @@ def require_current(connection: psycopg.Connection[Any]) -> None:
         )
     if found > SCHEMA_VERSION:
         raise _newer(found)
+
+
+def _version_in_one_statement(connection: psycopg.Connection[Any]) -> int | None:
+    try:
+        row = connection.execute("SELECT version FROM playlist_cron_schema").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return None if row is None else int(row[0])
 
 
 def _newer(found: int) -> SchemaNewer:
