@@ -75,6 +75,7 @@ def test_migrate_creates_the_tables_and_a_second_migrate_changes_nothing(project
         "playlist_cron_state",
         "playlist_cron_playlists",
         "playlist_cron_failed_videos",
+        "playlist_cron_collections",
     }
     sql(database, "INSERT INTO playlist_cron_archive (collection, extractor, video_id) VALUES ('c', 'youtube', 'a')")
     second = project.run("db", "migrate")

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from playlist_cron import clock, lock
-from playlist_cron.errors import StateError
+from playlist_cron.errors import DatabaseUnavailable, StateError, WatchdogFired
 from playlist_cron.lock import Holder
 from playlist_cron.reads import record_key
 from playlist_cron.state import StateStore, state_file_name
 from playlist_cron.storage.claims import Claim, Fleet, Heartbeat, Look, playlists_digest
-from playlist_cron.storage.connection import Connection, Database, connect_lock
+from playlist_cron.storage.connection import Connection, Database, connect_lock, describe
 from playlist_cron.storage.files import FileState
 from playlist_cron.storage.fleet_view import FleetStatus
 from playlist_cron.storage.parts import Storage
@@ -95,8 +95,18 @@ class FleetRunLock:
         fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
         fleet.force = force
         fleet.add_playlists(self._url_keys())
-        with self._database.guard():
-            first = fleet.claim(self.config.parallel_reads)
+        try:
+            with self._database.guard():
+                first = fleet.claim(self.config.parallel_reads)
+        except WatchdogFired as lost:
+            # The claim runs on the lock connection: lost before this check holds anything, it is the database
+            # lost, as the work connection's would be (FAILED `database`, exit 75), not a claim taken from a check.
+            with contextlib.suppress(Exception):
+                lock.close()
+            detail = str(lost)
+            raise DatabaseUnavailable(
+                f"playlist-cron: lost the database {describe(self.config)}: {detail}", detail=detail
+            ) from None
         if not first:
             looked = fleet.looked
             self.nothing_due = looked is None or not looked.due_held
