@@ -186,6 +186,7 @@ class Fleet:
         rows match another list than this config's, they are made to match it (once in a check: two hosts with
         different lists would otherwise take turns at it for ever) and the claim is tried again.
         """
+        claimed_again = False
         while True:
             parameters = {**self._parameters(), "limit": limit, "host": self.host, "pid": self.pid, "freed": self.freed}
             rows = self._lock_rows(CLAIM, parameters)
@@ -202,6 +203,12 @@ class Fleet:
                 return []
             self.looked = self.look()
             if self.looked.digest == self._digest or self._synced:
+                # The claim saw the rows as they were when it began, the look a moment later: another host's first
+                # sync of this list, committed between the two, made due rows the claim could not see. Once more,
+                # then the look's answer stands (a host found them all held: SKIPPED).
+                if self.looked.due_held and not claimed_again:
+                    claimed_again = True
+                    continue
                 return []
             self._sync()
 
