@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import pytest
+from conftest import skip_or_fail
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -59,11 +59,10 @@ def find_chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    reason = f"no headless browser to render the page with (none of {', '.join(CHROMIUM_NAMES)} on PATH)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs Debian's chromium)", pytrace=False)
-    print(f"SKIPPED: {reason}")
-    pytest.skip(reason)
+    skip_or_fail(
+        f"no headless browser to render the page with (none of {', '.join(CHROMIUM_NAMES)} on PATH)",
+        "CI must run the browser tests (.ci/run installs Debian's chromium)",
+    )
 
 
 def closed_port() -> int:

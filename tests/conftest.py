@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import structlog
@@ -47,17 +47,22 @@ def youtube() -> Iterator[YouTubeStandIn]:
         yield stand_in
 
 
+def skip_or_fail(reason: str, in_ci: str) -> NoReturn:
+    """Skip the test, printing `reason`; but fail it in CI (`CI` set), saying `in_ci` (what CI must run): a skip in
+    CI's output would hide a program or package it forgot to install."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; {in_ci}", pytrace=False)
+    print(f"SKIPPED: {reason}")
+    pytest.skip(reason)
+
+
 def unstarted_postgres_server() -> PostgresServer:
     """A `PostgresServer` to start; skips the test, saying why, where the server programs are missing, but fails it in
     CI (`CI` set): CI must run the PostgreSQL tests."""
     try:
         return PostgresServer()
     except PostgresUnavailable as unavailable:
-        reason = f"no PostgreSQL to test against: {unavailable}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run the PostgreSQL tests", pytrace=False)
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(f"no PostgreSQL to test against: {unavailable}", "CI must run the PostgreSQL tests")
 
 
 def required_program(name: str, purpose: str) -> str:
@@ -65,11 +70,7 @@ def required_program(name: str, purpose: str) -> str:
     is missing, but fails it in CI (`CI` set): CI must run every test."""
     program = shutil.which(name)
     if program is None:
-        reason = f"{name} is not installed: {purpose}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run this test", pytrace=False)
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(f"{name} is not installed: {purpose}", "CI must run this test")
     return program
 
 

@@ -15,11 +15,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-from conftest import clean_env, wait_for
+from conftest import clean_env, skip_or_fail, wait_for
 from playlist_cron import __version__
 from playlist_cron.demo.feed import FeedServer, make_items
 
@@ -52,11 +52,8 @@ def podman(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess
     )
 
 
-def skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must build and run the image", pytrace=False)
-    print(f"SKIPPED: {reason}")
-    pytest.skip(reason)
+def skip_unless_ci(reason: str) -> NoReturn:
+    skip_or_fail(reason, "CI must build and run the image")
 
 
 def dist_wheel() -> list[str]:
@@ -75,9 +72,9 @@ def image() -> Iterator[str]:
         pytest.skip(f"{ONLY_ELSEWHERE}=0: another nox session builds and runs the image (noxfile.py)")
     missing = [program for program in ("podman", "mmdebstrap", "runc") if shutil.which(program) is None]
     if missing:
-        skip_or_fail(f"{', '.join(missing)} missing (.ci/run installs them from Debian's packages)")
+        skip_unless_ci(f"{', '.join(missing)} missing (.ci/run installs them from Debian's packages)")
     if os.geteuid() != 0:
-        skip_or_fail("not root: podman runs the image and mmdebstrap makes its base as root here")
+        skip_unless_ci("not root: podman runs the image and mmdebstrap makes its base as root here")
     tag = f"localhost/playlist-cron-test:{os.getpid()}"
     built = subprocess.run(
         [str(BUILD_IMAGE), *dist_wheel(), tag],

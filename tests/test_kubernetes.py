@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import containerfile
-from conftest import Project, clean_env
+from conftest import Project, clean_env, skip_or_fail
 from playlist_cron import exit_codes
 from playlist_cron.config import ENVIRONMENT_VARIABLE, load
 from playlist_cron.demo.feed import FeedServer, make_items
@@ -60,11 +60,10 @@ def validator() -> Any:
     try:
         from kubernetes_validate import utils
     except ImportError as error:
-        reason = f"kubernetes-validate is not installed ({error}); pip install -e '.[test]'"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must validate the manifests", pytrace=False)
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(
+            f"kubernetes-validate is not installed ({error}); pip install -e '.[test]'",
+            "CI must validate the manifests",
+        )
     return utils
 
 
