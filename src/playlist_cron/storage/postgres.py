@@ -133,14 +133,24 @@ class PostgresState:
         return self._reads(found.items() if isinstance(found, dict) else [])
 
     def _reads(self, rows: Iterable[tuple[str, object]]) -> dict[str, PlaylistReadRecord]:
-        reads: dict[str, PlaylistReadRecord] = {}
-        for url, value in rows:
-            found = stored_record(value, PLAYLIST_READ_FIELDS, f"the read record of {url} in {self._where()}")
+        reads = self._sound(
+            rows, PLAYLIST_READ_FIELDS, "the read record of {}", "the playlist is read whole at its next check"
+        )
+        return cast("dict[str, PlaylistReadRecord]", reads)
+
+    def _sound(
+        self, rows: Iterable[tuple[str, object]], fields: dict[str, Field], what: str, consequence: str
+    ) -> dict[str, dict[str, object]]:
+        """Given rows of (key, stored record), return the sound records by key; each damaged one is left out with a
+        note naming it (`what`, a format string given the key) and what follows (`consequence`)."""
+        sound: dict[str, dict[str, object]] = {}
+        for key, value in rows:
+            found = stored_record(value, fields, f"{what.format(key)} in {self._where()}")
             if found.record is not None:
-                reads[url] = cast("PlaylistReadRecord", found.record)
+                sound[key] = found.record
             elif found.problem is not None:
-                self._note(f"{found.problem}; the playlist is read whole at its next check")
-        return reads
+                self._note(f"{found.problem}; {consequence}")
+        return sound
 
     def _note(self, message: str) -> None:
         if all(note.message != message for note in self.notes):
@@ -150,14 +160,8 @@ class PostgresState:
         rows = connection.execute(
             "SELECT video, record FROM playlist_cron_failed_videos WHERE collection = %s", (self.database.collection,)
         )
-        failed: dict[str, FailedVideoRecord] = {}
-        for key, value in rows:
-            found = stored_record(value, FAILED_VIDEO_FIELDS, f"failed video {key!r} in {self._where()}")
-            if found.record is not None:
-                failed[key] = cast("FailedVideoRecord", found.record)
-            elif found.problem is not None:
-                self._note(f"{found.problem}; the video is tried as a new one")
-        return failed
+        failed = self._sound(rows, FAILED_VIDEO_FIELDS, "failed video {!r}", "the video is tried as a new one")
+        return cast("dict[str, FailedVideoRecord]", failed)
 
     @contextlib.contextmanager
     def update(self) -> Iterator[State]:
