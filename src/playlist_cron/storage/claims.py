@@ -179,6 +179,11 @@ class Fleet:
         self._url_keys = sorted(set(url_keys))
         self._digest = playlists_digest(self._url_keys)
 
+    @property
+    def digest(self) -> str:
+        """The digest of the config's list of playlists (`add_playlists`)."""
+        return self._digest
+
     def claim(self, limit: int) -> list[Claim]:
         """Claim up to `limit` due playlists that no host holds, those due longest first; none when none is.
 

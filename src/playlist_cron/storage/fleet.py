@@ -21,7 +21,7 @@ from playlist_cron.errors import DatabaseUnavailable, StateError, WatchdogFired
 from playlist_cron.lock import Holder
 from playlist_cron.reads import record_key
 from playlist_cron.state import StateStore, state_file_name
-from playlist_cron.storage.claims import Claim, Fleet, Heartbeat, Look, playlists_digest
+from playlist_cron.storage.claims import Claim, Fleet, Heartbeat, Look
 from playlist_cron.storage.connection import Connection, Database, connect_lock, describe
 from playlist_cron.storage.files import FileState
 from playlist_cron.storage.fleet_view import FleetStatus
@@ -42,7 +42,7 @@ def open_for(config: Config) -> Storage:
         run_lock=FleetRunLock(config, database, connect_lock),
         state=PostgresState(database),
         archive=PostgresArchive(database),
-        status=FleetStatus(config, [record_key(playlist.url) for playlist in config.playlists]),
+        status=FleetStatus(config),  # the playlists' keys made when `status` reads, not at every check's start
         reach_state=FileState(StateStore.for_config(config)),
         # A fleet shares its download folder: partial downloads stay on each host (`<state_dir>/partial`), so that
         # two hosts never write one `.part` file.
@@ -114,7 +114,7 @@ class FleetRunLock:
                 holder = looked.holder
                 self._holder = Holder(pid=holder.pid, started_at=holder.since_s, host=holder.host)
             if looked is not None:
-                learn_next_due(self.config, looked)
+                learn_next_due(self.config, looked, fleet.digest)
             lock.close()
             return None
         return FleetHold(self.config, self._database, fleet, first, local)
@@ -195,7 +195,7 @@ class FleetHold:
             with contextlib.suppress(Exception), self._guard, self._database.guard():
                 self.fleet.unclaim(self._waiting)
                 self._waiting = []
-                learn_next_due(self.config, self.fleet.look())
+                learn_next_due(self.config, self.fleet.look(), self.fleet.digest)
         # Closing it frees every advisory lock of its session; one already lost holds nothing any more.
         with contextlib.suppress(Exception):
             self.fleet.lock.close()
@@ -205,11 +205,12 @@ class FleetHold:
         return time.time() - self.started_at
 
 
-def learn_next_due(config: Config, looked: Look) -> None:
+def learn_next_due(config: Config, looked: Look, listed_digest: str) -> None:
     """Keep in this host's own state file when the collection is due next, as the database said just now (`looked`),
     for the not-due path to answer from without loading psycopg (`state.collection_is_due`); forget it when the
-    database said nothing to go by: a playlist due or held, or the collection's rows made for another list."""
-    listed = looked.digest == playlists_digest(record_key(playlist.url) for playlist in config.playlists)
+    database said nothing to go by: a playlist due or held, or the collection's rows made for another list than the
+    config's (`listed_digest`, the digest the claims made of it)."""
+    listed = looked.digest == listed_digest
     now_s = clock.now_s()
     learned = looked.next_due_s if listed and not looked.due_held else None
     store = StateStore.for_config(config)

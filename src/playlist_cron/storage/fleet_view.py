@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from playlist_cron.reads import record_key
 from playlist_cron.storage.claims import HOLDER_COLUMNS, holder_of
 from playlist_cron.storage.connection import Database, describe
 from playlist_cron.storage.lock_keys import CLAIM_LOCK_MATCH
@@ -78,14 +79,13 @@ def _seconds(value: object) -> float | None:
 class FleetStatus:
     """`status`'s reading of a config kept in a database: this host's state and the fleet's, in one snapshot."""
 
-    def __init__(self, config: Config, url_keys: list[str]) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.url_keys = url_keys
 
     @property
     def where(self) -> str:
         return f"the database {describe(self.config)}"
 
     def read(self) -> StatusReading:
-        view = read(self.config, self.url_keys)
+        view = read(self.config, [record_key(playlist.url) for playlist in self.config.playlists])
         return StatusReading(view.state, view.reads, [], lock_file=None, holder=None, state_file=None, fleet=view)
