@@ -69,9 +69,6 @@ class FleetRunLock:
     def name(self) -> str:
         return f"the playlists of collection {self._database.collection!r} in the database"
 
-    def _url_keys(self) -> list[str]:
-        return [record_key(playlist.url) for playlist in self.config.playlists]
-
     def try_acquire(self, *, force: bool = False) -> FleetHold | None:
         """Claim the first due playlist; None when none could be: another check of this host runs, every due one is
         held (see `holder`), or none is due (`nothing_due`). `force`: playlists not due yet are claimed too."""
@@ -94,7 +91,8 @@ class FleetRunLock:
         lock = self._connect_lock(self.config)
         fleet = Fleet(work, lock, self._database.collection, self._database.host, os.getpid())
         fleet.force = force
-        fleet.add_playlists(self._url_keys())
+        by_key = {record_key(playlist.url): playlist for playlist in self.config.playlists}
+        fleet.add_playlists(by_key)
         try:
             with self._database.guard():
                 first = fleet.claim(self.config.parallel_reads)
@@ -117,7 +115,7 @@ class FleetRunLock:
                 learn_next_due(self.config, looked, fleet.digest)
             lock.close()
             return None
-        return FleetHold(self.config, self._database, fleet, first, local)
+        return FleetHold(self.config, self._database, fleet, first, local, by_key)
 
     def holder(self) -> Holder | None:
         return self._holder
@@ -127,7 +125,13 @@ class FleetHold:
     """What a check holds of the fleet: its claims on the playlists it reads now, and the connections behind it."""
 
     def __init__(
-        self, config: Config, database: Database, fleet: Fleet, first: list[Claim], local: lock.HeldLock
+        self,
+        config: Config,
+        database: Database,
+        fleet: Fleet,
+        first: list[Claim],
+        local: lock.HeldLock,
+        by_key: dict[str, Playlist],
     ) -> None:
         self.config = config
         self._database = database
@@ -135,7 +139,7 @@ class FleetHold:
         self._local = local
         self.started_at = clock.now_s()
         self._waiting: list[Claim] = list(first)  # claimed, not yet handed to a reader
-        self._by_key = {record_key(playlist.url): playlist for playlist in config.playlists}
+        self._by_key = by_key  # the config's playlists by their keys, as the claims name them
         self._claims: dict[str, Claim] = {}  # the playlists handed out and not yet done, by key
         # The work connection's claims and releases, one thread at a time (the check's readers ask from several).
         self._guard = threading.RLock()
