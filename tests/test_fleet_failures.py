@@ -3,6 +3,7 @@ traceback: real processes as hosts, a real PostgreSQL server (stopped, restarted
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +53,30 @@ def test_a_database_restarted_in_the_middle_of_a_check_ends_it_with_one_line(
     assert (result.returncode, result.stderr) == (0, "")
     downloaded = sorted(path.name for path in downloads.rglob("*") if path.is_file())
     assert len(downloaded) == 3, downloaded
+
+
+def test_a_database_still_down_when_the_check_ends_gets_its_end_written_once_it_is_back(
+    tmp_path: Path, own_postgres_server: PostgresServer, slow_feed: FeedServer
+) -> None:
+    """A restart slower than the heartbeat: the check has logged its end (`lock_lost`) while the server is still down.
+    It writes that end once the server is back, within database_connect_timeout_seconds, and says the same one line
+    with the same exit code as when the server came back first (before: exit 75, "cannot reach the database")."""
+    url = own_postgres_server.create_database("fleet")
+    downloads = tmp_path / "downloads"
+    host = Host(tmp_path, "a", url, downloads, playlist_url=slow_feed.feed_url, database_heartbeat_seconds=1)
+    migrate(host)
+    holder = host.start("check")
+    wait_for(lambda: slow_feed.requests_for("/media/"), what="the host downloading")
+    own_postgres_server.stop()
+    wait_for(lambda: host.events("check_failed"), timeout=30, what="the check to log its end")
+    own_postgres_server.restart()  # stopped: started again on the same port
+    _, stderr = holder.communicate(timeout=60)
+    line = one_line(stderr)
+    [failed] = host.events("check_failed")
+    assert failed["reason"] == "lock_lost", failed
+    assert (holder.returncode, line.startswith("playlist-cron: check #1 FAILED (lock_lost): ")) == (1, True), stderr
+    status = host.run("status", "--json")
+    assert json.loads(status.stdout)["last_outcome"] == "FAILED", status.stdout
 
 
 def test_an_archive_table_locked_by_another_session_ends_the_check_with_timeout_in_one_line(

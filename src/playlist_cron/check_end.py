@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from playlist_cron import clock, log, monitoring
 from playlist_cron.check_records import apply_final_event, count_lost_log_lines
-from playlist_cron.errors import StateError
+from playlist_cron.errors import DatabaseUnavailable, StateError
 from playlist_cron.outcomes import Outcome
 from playlist_cron.state import MAX_COOLDOWN_FACTOR
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from playlist_cron.records import PlaylistReadRecord, State
     from playlist_cron.storage import StateStorage
     from playlist_cron.watchdog import Watchdog
+
+END_RETRY_S = 0.25  # between tries to write a check's end into a database that is restarting
 
 
 class Ending:
@@ -118,15 +120,7 @@ class Ending:
                 **fields,
             }
             event["timestamp"] = clock.iso(clock.now_s())
-            self._keep_read_records()
-            with self.store.update() as state:
-                apply_final_event(state, event)
-                if failing is not None or recovered is not None:
-                    state.update(self.streak)
-                count_lost_log_lines(state, self.log_file, self.number)
-                if outcome == "COMPLETED":
-                    state["cooldown_level"] = 0
-                    state["cooldown_until"] = None
+            state = self._write_end(event, outcome, counts_streak=failing is not None or recovered is not None)
             remaining_s = self.config.max_runtime_seconds - (time.monotonic() - self.started_monotonic)
             monitoring.send_metrics(self.config, state, 0.0, self.logger, remaining_s)
             self._end_pings(outcome, fields, failing)
@@ -138,6 +132,31 @@ class Ending:
             if holds_writer:
                 self.writer.release()
             self._finish_lock.release()
+
+    def _write_end(self, event: dict[str, Any], outcome: RanOutcome, *, counts_streak: bool) -> State:
+        """Write the check's read records and its final event into the stored state; return the state written.
+
+        A database restarted under the check (its end is often `lock_lost`, noticed as the server went) may still be
+        down: the end is tried again until it is back, for at most database_connect_timeout_seconds (and half the
+        watchdog's grace), so that the check ends as it logged it rather than as "cannot reach the database".
+        """
+        deadline_s = time.monotonic() + min(self.config.database_connect_timeout_seconds, self.watchdog.grace_s / 2)
+        while True:
+            try:
+                self._keep_read_records()
+                with self.store.update() as state:
+                    apply_final_event(state, event)
+                    if counts_streak:
+                        state.update(self.streak)
+                    count_lost_log_lines(state, self.log_file, self.number)
+                    if outcome == "COMPLETED":
+                        state["cooldown_level"] = 0
+                        state["cooldown_until"] = None
+                return state
+            except DatabaseUnavailable:
+                if time.monotonic() >= deadline_s:
+                    raise
+                time.sleep(END_RETRY_S)
 
     def _keep_read_records(self) -> None:
         """Write the read records of the playlists this check read into the stored ones, one by one (what `retry`
