@@ -85,13 +85,17 @@ def assert_counters_match_the_log(host: Host, state: dict[str, Any], killed_at: 
     assert [run for run, count in final_runs.items() if count > 1] == [], f"{host.name}: two final events for a run"
     assert [run for run, count in started.items() if count > 1] == []
     skipped = [event for event in finals if event["event"] == "check_skipped"]
-    assert set(started) == set(final_runs) - {event["run_id"] for event in skipped}, (
+    # A check killed after it counted itself and before it logged `check_started` (the state's commit and the log's
+    # line are two writes) has no start in the log: its final event is the settling one that says it was killed.
+    unstarted = set(final_runs) - set(started) - {event["run_id"] for event in skipped}
+    settled = {e["run_id"] for e in finals if e["event"] == "check_failed" and e.get("reason") == "interrupted"}
+    assert set(started) <= set(final_runs) and unstarted <= settled, (
         f"{host.name}: started without a final event: {sorted(set(started) - set(final_runs))}; "
-        f"a final event without a start: {sorted(set(final_runs) - set(started) - {e['run_id'] for e in skipped})}"
+        f"a final event without a start, not settled as killed: {sorted(unstarted - settled)}"
     )
     outcomes = Counter(event["outcome"] for event in finals)
     expected = {
-        "checks_total": len(started) + len(skipped),
+        "checks_total": len(final_runs),
         "completed_total": outcomes["COMPLETED"],
         "failed_total": outcomes["FAILED"],
         "deferred_total": outcomes["DEFERRED"],
@@ -195,7 +199,15 @@ def test_storm_of_checks_on_three_hosts_with_kill_9_downloads_each_video_once(
     items = {i.guid: i for server in feeds for i in server.settings.items}
     downloaded = Counter(e["video_id"] for host in hosts for e in host.events("video_downloaded"))
     assert {guid: count for guid, count in downloaded.items() if count != 1} == {}, "downloaded more than once"
-    assert set(downloaded) == set(items)
+    # A video's archive row and its count are one transaction, and its `video_downloaded` line is written after it:
+    # a check killed between the two leaves a video downloaded, archived and counted whose line the log lacks. Such
+    # a video is whole and archived (below), and the hosts' counters count one more download than their lines.
+    unlogged = set(items) - set(downloaded)
+    assert set(downloaded) <= set(items)
+    states = host_states(postgres_server, database)
+    counted_downloads = sum(states[host.name]["downloaded_total"] for host in hosts)
+    assert counted_downloads == len(items), f"downloads counted {counted_downloads}, {len(items)} videos"
+    assert len(unlogged) <= kills, f"no line for {sorted(unlogged)}, {kills} kills"
     files = sorted(path for path in downloads.rglob("*") if path.is_file())
     assert [path for path in files if path.suffix != ".mp4"] == [], "no partial file in the shared folder"
     for guid, served in items.items():
@@ -204,7 +216,6 @@ def test_storm_of_checks_on_three_hosts_with_kill_9_downloads_each_video_once(
     assert len(files) == len(items)
     archive = sql(postgres_server, database, "SELECT extractor, video_id FROM playlist_cron_archive")
     assert sorted(archive) == sorted(("generic", guid) for guid in items)
-    states = host_states(postgres_server, database)
     counted = {host.name: assert_counters_match_the_log(host, states[host.name], killed_at) for host in hosts}
     assert sql(postgres_server, database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
     held = "SELECT count(*) FROM playlist_cron_playlists WHERE holder_host IS NOT NULL"
@@ -218,7 +229,8 @@ def test_storm_of_checks_on_three_hosts_with_kill_9_downloads_each_video_once(
     reliability(
         f"fleet storm: {len(hosts)} hosts started {started} checks over {STORM_S:.0f} s on {PLAYLISTS} playlists "
         f"({len(items)} videos, {SHARED} listed twice, {new_items} added during the storm), {kills} kill -9 "
-        f"({kills_mid_download} with a partial file) -> every video downloaded exactly once ({during} during the "
+        f"({kills_mid_download} with a partial file) -> every video downloaded exactly once, counted once "
+        f"({len(unlogged)} without its log line, its check killed before it: {sorted(unlogged)}; {during} during the "
         f"storm; in all {per_host}), files byte-identical, archive rows = items, counters = final events "
         f"({checks}), no advisory lock left; exit codes {dict(codes)}"
     )
