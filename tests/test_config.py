@@ -499,3 +499,21 @@ def test_notify_urls_is_a_list_of_apprise_urls_never_shown_back(tmp_path: Path) 
     assert problems(tmp_path, {"playlist_url": URL, "notify_urls": "json://host/hunter2"}) == [
         "At 'notify_urls': expected a list of Apprise URLs such as json://host/path, got a string"
     ]
+
+
+@pytest.mark.parametrize("key", ["download_dir", "archive_file", "log_file", "state_dir"])
+@pytest.mark.parametrize("command", ["check", "status"])
+def test_null_for_a_path_that_has_a_default_exits_78_naming_the_file_and_the_key(
+    tmp_path: Path, key: str, command: str
+) -> None:
+    """null is "no path" only for keys whose absence means none (metrics_file): a folder, the archive, the log and
+    the state always have one (before: `internal error: TypeError`, exit 1, from the first use of the path)."""
+    path = write(tmp_path, {"playlist_url": URL, key: None})
+    result = run_cli(command, "--config", str(path), cwd=Path("/"))
+    default = config.KEYS[key].default
+    assert (result.returncode, result.stdout) == (78, "")
+    assert result.stderr == (
+        f"playlist-cron: {path}: At '{key}': expected a path string, got null "
+        f"(leave the key out for its default, {default!r})\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"], "a config error writes nothing"

@@ -442,8 +442,13 @@ class _Reader:
         return match.string
 
     def path_value(self, where: str, key: Key, value: object) -> Path | None:
-        """A path string, made absolute against the config file's folder; null is no path."""
+        """A path string, made absolute against the config file's folder; null is no path, for a key whose absence
+        is none (a key with a default always has a path)."""
+        if value is None and key.default is None:
+            return None
         if value is None:
+            default = key.default
+            self.problem(where, f"expected a path string, got null (leave the key out for its default, {default!r})")
             return None
         if not isinstance(value, str) or not value:
             self.problem(where, f"expected a path string, got {_json_type(value)}")
