@@ -97,6 +97,12 @@ def test_a_session_terminated_as_a_video_is_counted_ends_the_check_failed_databa
         server.settings.bytes_per_second = None
         again = host.run("check", "--now")
         assert again.returncode == 0, again.stderr
-        assert len(again.stderr.splitlines()) == 1 and "can be reached again" in again.stderr, "the alerted outage ends"
+        # The alerted outage ends, in the words of what failed (before: "the site can be reached again after 1 s of
+        # network failures" when it was the database).
+        [line] = again.stderr.splitlines()
+        assert line.startswith("playlist-cron: check #2: the database can be reached again after "), line
+        assert " s of database failures (1 check since " in line, line
+        [recovered] = host.events("network_recovered")
+        assert recovered["reason"] == "database", recovered
     downloaded = sorted(path.name for path in (tmp_path / "downloads").rglob("*") if path.is_file())
     assert len(downloaded) == 2, downloaded

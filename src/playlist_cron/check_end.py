@@ -211,7 +211,7 @@ class Ending:
         alerts: list[tuple[str, str, str]] = []
         if recovered is not None and recovered.alerted:
             line = f"playlist-cron: check #{self.number}: {outage.recovery_words(recovered)}"
-            alerts.append(("recovered", f"check #{self.number}: the site can be reached again", line))
+            alerts.append(("recovered", f"check #{self.number}: {outage.reached_again(recovered)}", line))
         if failing is not None:
             line = (
                 f"playlist-cron: check #{self.number} FAILED ({fields.get('reason')}): {fields.get('error')}; failing "

@@ -13,7 +13,14 @@ if TYPE_CHECKING:
     from playlist_cron.outcomes import OutcomeName
     from playlist_cron.records import NetworkOutage, State
 
-STREAK_FIELDS = ("network_failing_since", "network_failed_checks", "network_alerted_at", "network_error")
+STREAK_FIELDS = (
+    "network_failing_since",
+    "network_failed_checks",
+    "network_alerted_at",
+    "network_error",
+    "network_reason",
+)
+OUTAGE_REASONS = ("network", "database")  # the failures a streak counts: what could not be reached
 REPEAT_ALERT_S = 86400  # while an alerted outage lasts, at most one more line per day
 # Outcomes that prove the site answered: they end a streak. The rest (a cooldown, a full disk, a signal, a
 # stall) made no request or says nothing about the network, and leave the streak as it was.
@@ -26,6 +33,7 @@ def _clear_streak(state: State) -> None:
     state["network_failed_checks"] = 0  # how many checks of the streak failed with reason `network`
     state["network_alerted_at"] = None  # ISO 8601: when the last stderr line about it was printed; null: none yet
     state["network_error"] = None  # the plain words of the latest network failure
+    state["network_reason"] = None  # its reason: "network" (the site) or "database" (a fleet's database)
 
 
 class Failing(NamedTuple):
@@ -47,6 +55,7 @@ class Recovered(NamedTuple):
     since: str
     alerted: bool  # the user was told of it, so they are told it is over
     error: str | None
+    reason: str | None  # of the streak's last failure: "network", "database", or None (a state older than this field)
 
 
 def never_completed(state: State) -> bool:
@@ -58,10 +67,12 @@ def never_completed(state: State) -> bool:
     return state.get("last_completed_at") is None and not state.get("completed_total")
 
 
-def record_failure(state: State, now_s: float, alert_after_s: int, error: str, *, worked: bool = True) -> Failing:
+def record_failure(
+    state: State, now_s: float, alert_after_s: int, error: str, *, worked: bool = True, reason: str = "network"
+) -> Failing:
     """Given the state, now, the threshold, the failure's words and whether a check ever completed, extend (or start)
-    the streak in `state`. A config that never completed a check is past the threshold at once, and told once a day
-    like any outage that is."""
+    the streak in `state` (`reason`: the failure's, one of OUTAGE_REASONS). A config that never completed a check is
+    past the threshold at once, and told once a day like any outage that is."""
     since = state.get("network_failing_since")
     since_s = clock.parse_iso(since)
     if since is None or since_s is None or since_s > now_s:  # a new streak, or the clock was set back: start it now
@@ -72,6 +83,7 @@ def record_failure(state: State, now_s: float, alert_after_s: int, error: str, *
     failed_checks = int(state.get("network_failed_checks") or 0) + 1
     state["network_failed_checks"] = failed_checks
     state["network_error"] = error
+    state["network_reason"] = reason
     failing_s = now_s - since_s
     past_threshold = failing_s >= alert_after_s or not worked
     alerted_s = clock.parse_iso(state.get("network_alerted_at"))
@@ -93,6 +105,7 @@ def record_outcome(state: State, now_s: float, outcome: OutcomeName, reason: str
         since=since,
         alerted=state.get("network_alerted_at") is not None,
         error=state.get("network_error"),
+        reason=state.get("network_reason"),
     )
     _clear_streak(state)
     return recovered
@@ -110,6 +123,7 @@ def describe(state: State, now_s: float, alert_after_s: int, *, worked: bool = T
         "failing_s": round(max(0.0, now_s - since_s), 3),
         "failed_checks": int(state.get("network_failed_checks") or 0),
         "error": state.get("network_error"),
+        "reason": state.get("network_reason"),
         "alerted_at": state.get("network_alerted_at"),
         "alert_after_s": alert_after_s,
         "past_threshold": now_s - since_s >= alert_after_s or not worked,
@@ -147,8 +161,8 @@ def track(
     the final event); (None, None) when neither.
     """
     now_s = clock.now_s()
-    if outcome == "FAILED" and reason in ("network", "database"):
-        return record_failure(streak, now_s, alert_after_s, error, worked=worked), None
+    if outcome == "FAILED" and reason in OUTAGE_REASONS:
+        return record_failure(streak, now_s, alert_after_s, error, worked=worked, reason=reason), None
     recovered = record_outcome(streak, now_s, outcome, reason)
     if recovered is not None:
         logger.info(
@@ -157,14 +171,20 @@ def track(
             failed_checks=recovered.failed_checks,
             since=recovered.since,
             alerted=recovered.alerted,
+            reason=recovered.reason or "network",
             message=recovery_words(recovered),
         )
     return None, recovered
 
 
+def reached_again(recovered: Recovered) -> str:
+    """Given an ended streak, return what can be reached again, from its last failure's reason."""
+    return f"{'the database' if recovered.reason == 'database' else 'the site'} can be reached again"
+
+
 def recovery_words(recovered: Recovered) -> str:
     """Given an ended streak, return the words that tell the user it is over."""
     return (
-        f"the site can be reached again after {recovered.failing_s:.0f} s of network failures "
+        f"{reached_again(recovered)} after {recovered.failing_s:.0f} s of {recovered.reason or 'network'} failures "
         f"({checks(recovered.failed_checks)} since {recovered.since}; the last: {recovered.error})"
     )

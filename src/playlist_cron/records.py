@@ -113,6 +113,7 @@ class State(_StateRequired, total=False):
     network_alerted_at: str | None
     network_failed_checks: int
     network_error: str | None
+    network_reason: str | None
     log_write_failures_total: int
     last_log_write_failure: LogFailureRecord | None
     config_file_writable_reported: str | None
@@ -139,6 +140,7 @@ class NetworkOutage(TypedDict):
     failing_s: float
     failed_checks: int
     error: str | None
+    reason: str | None  # "network" or "database"; null for a streak recorded before this field
     alerted_at: str | None
     alert_after_s: int
     past_threshold: bool

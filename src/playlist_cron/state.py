@@ -56,6 +56,10 @@ def _is_current_version(value: object) -> bool:
     return is_count(value) and value in (LEGACY_VERSION, STATE_VERSION)  # a version 1 state is read as version 2
 
 
+def _is_outage_reason(value: object) -> bool:
+    return value in ("network", "database")
+
+
 # A `running` record: the check that holds the run lock now, or was killed holding it.
 RUNNING_FIELDS: dict[str, Field] = {
     "check": Field(is_check_number, "a check number >= 1", nullable=False, required=True),
@@ -118,6 +122,7 @@ STATE_FIELDS: dict[str, Field] = {
     "network_alerted_at": TIMESTAMP,  # when that streak last put a line on stderr
     "network_failed_checks": COUNT._replace(required=False),  # the checks of that streak
     "network_error": TEXT,  # the plain words of its latest failure
+    "network_reason": Field(_is_outage_reason, 'null, "network" or "database"'),  # its latest failure's reason
     "log_write_failures_total": COUNT._replace(required=False),  # log lines that could not be written, ever
     "last_log_write_failure": Field(  # the latest of them
         never, "null or an object with check, at and error", record=LOG_FAILURE_FIELDS
