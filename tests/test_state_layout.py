@@ -86,6 +86,7 @@ def test_a_damaged_reads_file_is_kept_aside_and_written_whole_again(project: Pro
     assert '"etag": 7' in kept.read_text()
     [note] = project.events("state_recovered")[-1:]
     assert str(reads_file(project)) in note["message"]
+    assert note["level"] == "warning", "as the log's reference says: damage is a warning, though cron hears nothing"
     records = json.loads(reads_file(project).read_text())["playlists"]
     assert list(records) == [reads.record_key(project.feed.feed_url)], "written whole again"
 

@@ -47,9 +47,11 @@ def count_lost_log_lines(state: State, log_file: log.LogFile, number: int) -> No
 
 
 def log_recovery(state: StateStorage, logger: FilteringBoundLogger, console: Console) -> None:
-    """Log what the state storage did on its own (adopted an old file, recovered a damaged one)."""
+    """Log what the state storage did on its own (adopted an old file, recovered a damaged one): damage as a warning
+    (`state_recovered`), whether or not it is also said on stderr (`alert`)."""
     for note in state.take_notes():
-        (logger.warning if note.alert else logger.info)(note.event, **(note.fields or {}), message=note.message)
+        warn = note.alert or note.event == "state_recovered"
+        (logger.warning if warn else logger.info)(note.event, **(note.fields or {}), message=note.message)
         (console.alert if note.alert else console.say)(f"playlist-cron: {note.message}")
 
 
