@@ -483,3 +483,26 @@ def test_connect_names_this_host_to_the_server(tmp_path: Path, database: str) ->
     assert row == ("playlist-cron node-7",)
     with pytest.raises(DatabaseUnavailable):
         postgres.connect(load_config(tmp_path, database.replace("/test_", "/missing_"), "b"))
+
+
+def test_an_exported_archive_is_on_disk_before_the_command_says_so(
+    project: Project, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is synced (its data, then its folder's entry) before `exported ... lines` is printed: a power cut
+    after the message must not leave an empty or half-written archive that passes for the whole one."""
+    database_project(project, migrated(database))
+    archive = tmp_path / "archive.txt"
+    archive.write_text("youtube aaa\nyoutube bbb\n")
+    assert project.run("db", "import-archive", str(archive)).returncode == 0
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    target = tmp_path / "exported.txt"
+    result = project.run_here("db", "export-archive", str(target))
+    assert (result.returncode, result.stdout) == (0, f"exported 2 lines to {target}\n"), result.stderr
+    assert synced == [str(target), str(tmp_path)], synced

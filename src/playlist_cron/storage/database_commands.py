@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from playlist_cron import atomic
 from playlist_cron.errors import PlaylistCronError
 from playlist_cron.storage import connection as connections
 from playlist_cron.storage import postgres, schema
@@ -63,6 +65,8 @@ def export_archive(config: Config, file: str) -> str | None:
         try:
             with os.fdopen(fd, "wb", buffering=WRITE_BUFFER_BYTES) as output:
                 count = _write(archive.export_lines(), output)
+                os.fsync(output.fileno())  # on disk before the command says it is done
+            atomic.fsync_directory(Path(file).absolute().parent)  # and its name in the folder
         except BaseException as error:  # a half-written archive would pass for a whole one
             with contextlib.suppress(OSError):
                 os.unlink(file)
