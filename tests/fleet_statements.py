@@ -40,6 +40,7 @@ from psycopg.types.json import Jsonb
 
 from playlist_cron import clock, failures
 from playlist_cron.storage import claims, schema
+from playlist_cron.storage.lock_keys import LOCK_CLASS_PLAYLISTS, playlist_key_sql
 from playlist_cron.storage.postgres import PostgresArchive, PostgresState, read_record_row
 
 PER_CHECK = "per check"
@@ -363,7 +364,9 @@ class Explained:
 
 def explain(url: str, moment: Moment, runs: int) -> dict[str, Explained]:
     """Each statement of `moment` by name (the last sent of each name), explained `runs` times after one more to
-    warm up, in a transaction rolled back, on a connection of its own (the advisory locks it took let go of after)."""
+    warm up, in a transaction rolled back, on a connection of its own (the advisory locks it took let go of after).
+    A statement that lets go of advisory locks (a claim lets go of the last batch's) finds them held by that
+    connection, as the check's own session held them."""
     latest = {known(sent.sql).name: sent for sent in moment.sent}
     explained: dict[str, Explained] = {}
     with psycopg.connect(url, autocommit=True) as connection:
@@ -381,6 +384,7 @@ def explain(url: str, moment: Moment, runs: int) -> dict[str, Explained]:
             times_ms: list[float] = []
             plan: dict[str, Any] = {}
             for attempt in range(runs + 1):
+                _hold_what_it_lets_go_of(connection, name, sent, latest)
                 with connection.transaction(force_rollback=True):
                     [(plans,)] = connection.execute(
                         f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sent.sql}",  # type: ignore[arg-type]
@@ -393,6 +397,22 @@ def explain(url: str, moment: Moment, runs: int) -> dict[str, Explained]:
             big = [table for table in seq_scans(plan["Plan"]) if rows.get(table, 0) > SEQ_SCAN_ROWS]
             explained[name] = Explained(statement, times_ms, plan_shape(plan["Plan"]), big, index_names(plan["Plan"]))
     return explained
+
+
+def _hold_what_it_lets_go_of(
+    connection: psycopg.Connection[Any], name: str, sent: Sent, latest: dict[str, Sent]
+) -> None:
+    """Take the advisory locks the statement `sent` lets go of: a claim's `freed` and let go's `ids` (claims), a
+    video unlock's (the video lock's statement with the same parameters)."""
+    claims_freed = {"claim": "freed", "let go": "ids"}.get(name)
+    if claims_freed is not None:
+        connection.execute(
+            f"SELECT pg_advisory_lock({LOCK_CLASS_PLAYLISTS}, {playlist_key_sql('id')}) "  # noqa: S608 - constants
+            "FROM unnest(%s::bigint[]) AS id",
+            (sent.parameters[claims_freed],),
+        )
+    elif name == "video unlock":
+        connection.execute(latest["video lock"].sql, sent.parameters)  # type: ignore[arg-type]
 
 
 def seq_scans(node: dict[str, Any]) -> list[str]:
