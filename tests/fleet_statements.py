@@ -18,7 +18,8 @@ fail, one whose feeds answer 304, one with nothing due) and from the code, which
 - heartbeat: every `database_heartbeat_seconds` (`Fleet.beat`)
 - read records, archive extractors: per check (`PostgresState.read_reads`, `PostgresArchive.extractors`)
 - archive look-up, release (with the read record): per playlist read (`PostgresArchive.lookup`, `Fleet.release`)
-- let go, unclaim: at a check's end, or when no claim follows a release (`Fleet.let_go`, `Fleet.unclaim`)
+- let go: per playlist handed to a reader without a claim (`Fleet.let_go`: the claims released since the last)
+- unclaim: at a check's end, the claims no reader took (`Fleet.unclaim`)
 - video lock, archive holds, video unlock: per video to download (`Fleet.lock_video`, `PostgresArchive.holds`)
 - host state row made, locked and written, failed videos read: per change of the state, a check's start and end
   and each video downloaded or failed (`PostgresState.update`)
@@ -88,7 +89,7 @@ STATEMENTS = (
     Known("failed video forgotten", PER_VIDEO, "DELETE FROM playlist_cron_failed_videos"),
     Known("video unlock", PER_VIDEO, "pg_advisory_unlock(%s, hashtext(%s))"),
     Known("release", PER_PLAYLIST, "SET due_at = now() + make_interval"),
-    Known("let go", PER_CHECK, "FROM unnest(%(ids)s::bigint[]) AS id"),
+    Known("let go", PER_PLAYLIST, "FROM unnest(%(ids)s::bigint[]) AS id"),
     Known("unclaim", PER_CHECK, "WHERE id = ANY(%s) AND holder_host = %s"),
 )
 NOT_EXPLAINABLE = ("sync: statistics",)  # a utility statement: EXPLAIN takes none
