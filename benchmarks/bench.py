@@ -968,8 +968,10 @@ def _bench_claims(server: object, runs: int) -> list[Row]:
             continue  # ANALYZE, after the list's rows are made: EXPLAIN takes no utility statement
         explained_first, explained_last = at_first[statement.name], at_last[statement.name]
         first_ms, last_ms = explained_first.median_ms, explained_last.median_ms
-        flagged = explained_first.big_seq_scans + explained_last.big_seq_scans
-        scans = f"; Seq Scan of {', '.join(sorted(set(flagged)))}" if flagged else ""
+        flagged = {**explained_first.scanned, **explained_last.scanned}
+        few = fleet_statements.FEW_ROWS
+        named = [f"{table} ({rows:,} rows)" for table, rows in sorted(flagged.items()) if rows > few]
+        scans = f"; Seq Scan of {', '.join(named)}" if named else ""
         at_first_row = Measurement(statement.name, [ms / 1000 for ms in explained_first.times_ms], [0] * runs)
         at_last_row = Measurement(statement.name, [ms / 1000 for ms in explained_last.times_ms], [0] * runs)
         rows.append(

@@ -52,6 +52,7 @@ PER_VIDEO = "per video"
 # Statements sent this often must find their rows by an index: a sequential scan of a table of more rows than this
 # (its planner statistics, `reltuples`) would cost a scan of the table per playlist or per video.
 SEQ_SCAN_ROWS = 1000
+FEW_ROWS = 100  # a sequential scan of a table of more rows than this is named in the benchmark's rows
 GROWING = (PER_CLAIM, PER_PLAYLIST, PER_VIDEO)
 
 
@@ -338,14 +339,19 @@ class Check:
 
 @dataclass
 class Explained:
-    """One statement explained at one moment: its execution times (ms), its plan's nodes, and the sequential scans
-    of tables of more than `SEQ_SCAN_ROWS` rows in it."""
+    """One statement explained at one moment: its execution times (ms), its plan's nodes, the tables it scans
+    sequentially with their rows (the planner's statistics), and the indexes it uses."""
 
     statement: Known
     times_ms: list[float]
     shape: str
-    big_seq_scans: list[str]
+    scanned: dict[str, int]
     indexes: list[str]
+
+    @property
+    def big_seq_scans(self) -> list[str]:
+        """The tables of more than `SEQ_SCAN_ROWS` rows it scans sequentially."""
+        return [table for table, rows in self.scanned.items() if rows > SEQ_SCAN_ROWS]
 
     @property
     def median_ms(self) -> float:
@@ -380,7 +386,7 @@ def explain(url: str, moment: Moment, runs: int) -> dict[str, Explained]:
         for name, sent in latest.items():
             statement = known(sent.sql)
             if name in NOT_EXPLAINABLE:
-                explained[name] = Explained(statement, [], "(a utility statement: not explained)", [], [])
+                explained[name] = Explained(statement, [], "(a utility statement: not explained)", {}, [])
                 continue
             times_ms: list[float] = []
             plan: dict[str, Any] = {}
@@ -395,8 +401,9 @@ def explain(url: str, moment: Moment, runs: int) -> dict[str, Explained]:
                 [plan] = plans
                 if attempt:
                     times_ms.append(float(plan["Execution Time"]))
-            big = [table for table in seq_scans(plan["Plan"]) if rows.get(table, 0) > SEQ_SCAN_ROWS]
-            explained[name] = Explained(statement, times_ms, plan_shape(plan["Plan"]), big, index_names(plan["Plan"]))
+            root = plan["Plan"]
+            scanned = {table: int(rows.get(table, 0)) for table in seq_scans(root)}
+            explained[name] = Explained(statement, times_ms, plan_shape(root), scanned, index_names(root))
     return explained
 
 
