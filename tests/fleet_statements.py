@@ -7,8 +7,8 @@ once as at its last, and each statement recorded is then explained (`EXPLAIN (AN
 rolled back) in the database as it is at that moment. `STATEMENTS` names every statement a check sends, and how
 often: a statement recorded that it does not name is an error, so that a new one cannot go unexplained. The list was
 made from the server's log of real fleet checks (`log_statement = 'all'`: a check that downloads, one whose videos
-fail, one whose feeds answer 304, one with nothing due) and from the code, which also sends `let go`, `unclaim` and
-`failed video forgotten` (none of which those checks happened to need):
+fail, one whose feeds answer 304, one with nothing due; tests/test_fleet_explain.py holds it to that log) and from
+the code, which also sends `let go`, `unclaim` and `failed video forgotten` (none of which those checks needed):
 
 - schema version: per connection, two a check (`schema.require_current`)
 - sync (collection's digest, playlists' rows, configured flags, statistics): per change of the config's list
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -110,6 +111,17 @@ def known(sql: str) -> Known:
         if statement.marker in sql:
             return statement
     raise LookupError(f"a statement STATEMENTS does not name: {' '.join(sql.split())[:200]}")
+
+
+def known_logged(text: str) -> Known:
+    """Given a statement as the server logs it (its parameters `$1`, `$2`..., its white space made single spaces),
+    return what it is; raise LookupError for one `STATEMENTS` does not name."""
+    for statement in STATEMENTS:
+        words = re.split(r"(%\([a-z_]+\)s|%s)", " ".join(statement.marker.split()))
+        parts = [r"\$\d+" if index % 2 else re.escape(part.replace("%%", "%")) for index, part in enumerate(words)]
+        if re.search("".join(parts), text):
+            return statement
+    raise LookupError(f"a statement STATEMENTS does not name: {text[:200]}")
 
 
 class Sent(NamedTuple):
