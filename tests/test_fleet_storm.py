@@ -343,3 +343,48 @@ def test_a_check_goes_through_each_playlist_once_even_when_it_is_due_again_befor
     finally:
         work.close()
         lock.close()
+
+
+def test_a_check_killed_between_a_videos_count_and_its_log_line_never_downloads_it_again(
+    tmp_path: Path, database: str, postgres_server: PostgresServer
+) -> None:
+    """The moment the storm above may hit: a video's archive row and its count are committed, and its
+    `video_downloaded` line is not yet written (here: stdout is a pipe nobody reads, with room for the check's first
+    lines, not for that long line). A kill -9 there leaves the video archived and counted without its line; the next
+    check settles the killed one, never downloads that video again, and downloads the rest."""
+    from test_blocked_stdout import unread_pipe
+
+    long_title = "long title " * 600  # 6.6 kB: more than the pipe's room
+    with FeedServer([FeedItem(guid=f"v{n}", title=f"{n} {long_title}", size_bytes=20_000) for n in (1, 2)]) as feed:
+        host = Host(
+            tmp_path, "a", database, tmp_path / "downloads", playlist_url=feed.feed_url, stall_timeout_seconds=600
+        )
+        migrate(host)
+        values = json.loads(host.config_path.read_text())
+        host.config_path.write_text(json.dumps({**values, "log_file": "-"}))
+        counted = "SELECT (state->>'downloaded_total')::int FROM playlist_cron_state WHERE host = 'a'"
+        with unread_pipe(room_bytes=4096) as stdout:
+            process = subprocess.Popen(
+                host.command("check"), stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, cwd="/"
+            )
+            wait_for(lambda: sql(postgres_server, database, counted) == [(1,)], what="the first video counted")
+            archived = sql(postgres_server, database, "SELECT video_id FROM playlist_cron_archive")
+            # yt-dlp's requests for it: its look at the link, and the download
+            fetched = len(feed.requests_for(f"/media/{archived[0][0]}.mp4"))
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=30)
+        assert len(archived) == 1, "one video archived, with its count, when the check was killed"
+        [(first,)] = archived
+        assert first in ("v1", "v2")
+
+        host.config_path.write_text(json.dumps(values))  # the next check logs to its file
+        result = host.run("check", "--now")
+        assert (result.returncode, result.stderr) == (0, ""), result.stderr
+        [settled] = host.events("check_failed")
+        assert settled["reason"] == "interrupted", settled
+        [completed] = host.events("check_completed")
+        assert [e["video_id"] for e in host.events("video_downloaded")] == [n for n in ("v1", "v2") if n != first]
+        assert completed["downloaded"] == 1 and completed["already_archived"] == 1, completed
+        assert len(feed.requests_for(f"/media/{first}.mp4")) == fetched, "never fetched again"
+        assert sql(postgres_server, database, counted) == [(2,)], "counted once each"
+        assert len(list((tmp_path / "downloads").rglob("*.mp4"))) == 2
