@@ -10,11 +10,20 @@ from playlist_cron.config import STDOUT_LOG
 from playlist_cron.failures import printed_id
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from playlist_cron.records import FleetHost, FleetTotals, PlaylistReads, Status
 
 
 def render_text(status: Status) -> str:
     """Given the `status --json` object, return it as lines for a person."""
+    return "\n".join(text_lines(status, status["playlists"]))
+
+
+def text_lines(status: Status, playlists: Iterable[PlaylistReads]) -> Iterator[str]:
+    """Given the `status --json` object and its playlists (in place of its own `playlists`), return its lines for a
+    person, each playlist's made as it is reached, and the lines after the playlists (the notes among them) only
+    once the playlists are done."""
     lines = [f"playlist-cron status for {status['config']}"]
     if status["checks_total"] is None:
         lines.append("Counters: unknown (they are in the database, which cannot be reached)")
@@ -70,12 +79,14 @@ def render_text(status: Status) -> str:
         lines.extend(f"  {host['host']}: {_host_line(host)}" for host in fleet["hosts"])
         if len(fleet["hosts"]) > 1:
             lines.append(f"  all {len(fleet['hosts'])} hosts: {_counters_line(fleet['totals'])}")
-    if status["playlists"]:
-        lines.append("Playlists (times UTC):")
-        lines.extend(
-            f"  {playlist['url']}: {_reads_line(playlist)}{_claim_words(playlist, fleet is not None)}"
-            for playlist in status["playlists"]
-        )
+    yield from lines
+    lines = []
+    heading = "Playlists (times UTC):"
+    for playlist in playlists:
+        if heading:
+            yield heading
+            heading = ""
+        yield f"  {playlist['url']}: {_reads_line(playlist)}{_claim_words(playlist, fleet is not None)}"
     if status["failed_videos"]:
         given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
         lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")
@@ -102,7 +113,7 @@ def render_text(status: Status) -> str:
     else:
         lines.append("Health: UNHEALTHY")
         lines.extend(f"  - {problem}" for problem in status["problems"])
-    return "\n".join(lines)
+    yield from lines
 
 
 def _counters_line(counters: FleetTotals) -> str:
