@@ -91,10 +91,9 @@ def is_youtube_url(url: str) -> bool:
     return _youtube_path(url) is not None
 
 
-def _channel_page(url: str) -> tuple[str, str | None, str] | None:
-    """Given a URL, return how it names a channel ("id", "handle") with the name, and its tab ("" for the
-    channel's own page), when it is a YouTube channel page; else None."""
-    found = _youtube_path(url)
+def _channel_page(found: tuple[str, dict[str, list[str]]] | None) -> tuple[str, str | None, str] | None:
+    """Given a URL's `_youtube_path`, return how it names a channel ("id", "handle") with the name, and its tab (""
+    for the channel's own page), when it is a YouTube channel page; else None."""
     if found is None:
         return None
     segments = found[0].split("/")[1:]
@@ -121,7 +120,8 @@ def derive_feed_url(url: str, channel_id: str | None = None) -> str | None:
     read fetches no more than the full read would. `/@handle` has one only once its channel id is known: see
     `needs_channel_id`.
     """
-    page = _channel_page(url)
+    found = _youtube_path(url)
+    page = _channel_page(found)
     if page is not None:
         how, named_id, tab = page
         channel_id = named_id if how == "id" else channel_id
@@ -129,7 +129,6 @@ def derive_feed_url(url: str, channel_id: str | None = None) -> str | None:
             return None
         prefix = _TAB_LISTS[tab]
         return channel_feed_url(channel_id) if prefix is None else playlist_feed_url(prefix + channel_id[2:])
-    found = _youtube_path(url)
     if found is None:
         return None
     path, query = found
@@ -151,7 +150,7 @@ def needs_channel_id(url: str) -> bool:
 
     Such a channel's feed needs its UC… id, which only a read of the channel page gives (once, then remembered).
     """
-    page = _channel_page(url)
+    page = _channel_page(_youtube_path(url))
     return page is not None and page[0] == "handle"
 
 

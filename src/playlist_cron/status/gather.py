@@ -353,9 +353,11 @@ def playlist_reads(entries: Iterable[PlaylistEntry], next_check_s: float) -> Ite
     """Given the config's playlists with their keys, read records and rows (a fleet's), and when its next check is
     due, return each playlist's reads, in the same order, as they are iterated; a fleet's with their holders and due
     times."""
+    next_check_at = clock.iso(next_check_s)  # the next full read of most playlists, whose are due by then
     for playlist, key, record, row in entries:
         feed_url = reads.feed_url_for(playlist, record)
         full_read_s = reads.full_read_s_given(playlist, record, key, feed_url)
+        full_read_due = full_read_s is not None and full_read_s <= next_check_s
         found = record or {}
         yield {
             "url": key,
@@ -365,13 +367,13 @@ def playlist_reads(entries: Iterable[PlaylistEntry], next_check_s: float) -> Ite
             "last_feed_error": found.get("last_feed_error"),
             "feed_repairs": list(found.get("feed_repairs") or []),
             "last_full_read_at": found.get("last_full_read_at"),
-            "next_full_read_at": None if full_read_s is None else clock.iso(max(full_read_s, next_check_s)),
-            "full_read_due": full_read_s is not None and full_read_s <= next_check_s,
+            "next_full_read_at": next_check_at if full_read_due else clock.iso(full_read_s),
+            "full_read_due": full_read_due,
             "channel_id": found.get("channel_id"),
             "full_scan_interval_seconds": playlist.full_scan_interval_seconds,
             "holder": _playlist_holder(row),
-            "due_at": clock.iso(row.due_at_s) if row is not None else None,
-            "last_checked_at": clock.iso(row.last_checked_at_s) if row is not None else None,
+            "due_at": row.due_at if row is not None else None,
+            "last_checked_at": row.last_checked_at if row is not None else None,
         }
 
 

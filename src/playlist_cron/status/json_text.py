@@ -6,12 +6,13 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping
 
     from playlist_cron.records import PlaylistReads, Status
 
 _INDENT = "  "
 _ENCODER = json.JSONEncoder(indent=len(_INDENT))
+_FLAT: dict[int, json.JSONEncoder] = {}  # by level: an encoder that parts an object's fields as that level does
 
 
 def json_pieces(status: Status, playlists: Iterable[PlaylistReads]) -> Iterator[str]:
@@ -29,13 +30,29 @@ def json_pieces(status: Status, playlists: Iterable[PlaylistReads]) -> Iterator[
     yield "\n}" if separator != "{\n" else "{}"
 
 
-def _list_pieces(items: Iterable[object]) -> Iterator[str]:
-    """A list, one level into the object, an item at a time."""
+def _list_pieces(items: Iterable[Mapping[str, object]]) -> Iterator[str]:
+    """A list of objects, one level into the object, an item at a time."""
     opening = "[\n"
     for item in items:
-        yield f"{opening}{_INDENT * 2}{_nested(_ENCODER.encode(item), 2)}"
+        yield f"{opening}{_INDENT * 2}{_object_text(item, 2)}"
         opening = ",\n"
     yield "[]" if opening == "[\n" else f"\n{_INDENT}]"
+
+
+def _object_text(value: Mapping[str, object], level: int) -> str:
+    """An object `level` levels into the document, as `json.dumps(..., indent=2)` writes it there.
+
+    One whose values hold nothing over several lines (strings, numbers, booleans, nulls, empty lists and objects: a
+    playlist with no holder and no repairs) is written by the encoder of C, its fields parted by a newline and the
+    indent: `json.dumps` with an indent writes everything in Python, twice the time for 10,000 playlists."""
+    for item in value.values():
+        if item and isinstance(item, (dict, list, tuple)):
+            return _nested(_ENCODER.encode(value), level)
+    if not value:
+        return "{}"
+    inner = "\n" + _INDENT * (level + 1)
+    flat = _FLAT.get(level) or _FLAT.setdefault(level, json.JSONEncoder(separators=("," + inner, ": ")))
+    return "{" + inner + flat.encode(value)[1:-1] + "\n" + _INDENT * level + "}"
 
 
 def _nested(text: str, level: int) -> str:

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 
 class PlaylistRow(NamedTuple):
-    """A playlist's row of `playlist_cron_playlists`; times in epoch seconds, None when unset (`due_at`: also when
-    it has never been checked, so that it is due at once)."""
+    """A playlist's row of `playlist_cron_playlists`; its times as `clock.iso` writes them, None when unset
+    (`due_at`: also when it has never been checked, so that it is due at once)."""
 
-    due_at_s: float | None
-    last_checked_at_s: float | None
+    due_at: str | None
+    last_checked_at: str | None
     holder_host: str | None  # None, as the other holder fields, unless the holder's advisory lock is held now
     holder_pid: int | None
     held_since_s: float | None
