@@ -154,3 +154,24 @@ def test_status_json_written_a_playlist_at_a_time_is_what_json_dumps_writes(play
     status = {"config": "c.json", "failed_videos": [{"video_id": "x"}], "playlists": playlists, "notes": ["n\u00e9"]}
     pieces = json_pieces(status, iter(playlists))  # type: ignore[arg-type]  # any object, not only a Status
     assert "".join(pieces) == json.dumps(status, indent=2)
+
+
+def test_a_time_is_shown_as_short_as_today_allows_whether_written_by_the_clock_or_not() -> None:
+    from datetime import datetime, timezone
+
+    from playlist_cron.status.text import _short_time
+
+    now = datetime.fromtimestamp(clock.now_s(), tz=timezone.utc)
+    today = now.replace(hour=1, minute=2, second=3, microsecond=456_000)
+    other_day = today.replace(day=1 if today.day != 1 else 2, month=1 if today.month != 1 else 2)
+    other_year = today.replace(year=today.year - 3)
+    for moment, shown in (
+        (today, "01:02"),
+        (other_day, other_day.strftime("%m-%d 01:02")),
+        (other_year, other_year.strftime("%Y-%m-%d 01:02")),
+    ):
+        written = clock.iso(moment.timestamp())
+        assert _short_time(written) == shown, written
+        assert _short_time(written.replace("Z", "+00:00")) == shown, "not as the clock writes it: parsed"
+        assert _short_time(moment.astimezone(timezone.utc).isoformat()) == shown
+    assert _short_time(None) == _short_time("") == "never"

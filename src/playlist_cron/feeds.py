@@ -75,6 +75,8 @@ def _youtube_path(url: str) -> tuple[str, dict[str, list[str]]] | None:
     """Given a URL, return its path and query when it is on YouTube's web host, else None."""
     from urllib.parse import parse_qs, urlsplit
 
+    if "youtube.com" not in url.lower():  # every host of `_YOUTUBE_HOSTS` has it: no parse (`status` of 10,000)
+        return None
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or (parts.hostname or "") not in _YOUTUBE_HOSTS:
         return None
