@@ -43,8 +43,11 @@ _FIRST_KEYS = ("timestamp", "level", "event", "check", "outcome")
 
 def redact(text: str) -> str:
     """Given text that may hold a URL, return it with `user:password@` and secret query values masked."""
-    text = _CREDENTIALS_IN_URL.sub(r"\g<scheme>***:***@", text)
-    return _SECRET_QUERY.sub(r"\g<name>***", text)
+    if "@" in text:
+        text = _CREDENTIALS_IN_URL.sub(r"\g<scheme>***:***@", text)
+    if "=" in text:
+        text = _SECRET_QUERY.sub(r"\g<name>***", text)
+    return text
 
 
 def redact_value(value: Any) -> Any:
