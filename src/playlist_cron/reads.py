@@ -7,8 +7,8 @@ import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron import clock, feeds
-from playlist_cron.log import redact, redact_value
 from playlist_cron.playlist_result import ReadKind
+from playlist_cron.redaction import redact, redact_value
 
 if TYPE_CHECKING:
     from playlist_cron.config import Playlist
