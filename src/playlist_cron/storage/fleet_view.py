@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
     from playlist_cron.config import Config
 
-# Rows of the playlists streamed at a time (libpq's chunks): about 150 kB of records.
-PAGE_ROWS = 250
 # The records a newer release wrote, refused before anything is shown: the version the database sees as a number
 # above this release's (checked again, as every record is, by `stored_record`).
 _NEWER_RECORDS = (
@@ -100,13 +98,12 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
 def _configured(
     database: Database, snapshot: contextlib.ExitStack, url_keys: list[str]
 ) -> Generator[ConfiguredPlaylist, None, None]:
-    """The config's playlists in its order, streamed a page at a time as the server finds them, each record checked
-    field by field (a damaged one is left out: the playlist is read whole at its next check); the snapshot ends
-    with the last."""
+    """The config's playlists in its order, streamed as the server finds them, each record checked field by field (a
+    damaged one is left out: the playlist is read whole at its next check); the snapshot ends with the last."""
     with snapshot, database.guard(), database.connection().cursor() as cursor:
-        for url, has_row, value, due_at, checked_at in cursor.stream(
-            _CONFIGURED, (url_keys, database.collection), size=PAGE_ROWS
-        ):
+        # Row by row (libpq's single-row mode, in every release psycopg supports; its chunks need libpq 17): as fast
+        # as pages of a cursor of the server's, whose each page waits for the server to find its rows.
+        for url, has_row, value, due_at, checked_at in cursor.stream(_CONFIGURED, (url_keys, database.collection)):
             record = None
             if value is not None:
                 record = stored_record(json.loads(value), PLAYLIST_READ_FIELDS, _where(url, database)).record
