@@ -303,18 +303,28 @@ def exit_code(outcome: Outcome, skip_exit_code: int) -> int:
 
 def _status(arguments: argparse.Namespace) -> int:
     """`status`: printed a playlist at a time, as its playlists are read (10,000 records are never held at once)."""
-    from playlist_cron import status
+    import gc
 
-    report, playlists = status.stream(_load(arguments))
+    # A short run whose objects hold no cycles to speak of, each playlist's freed as it is printed: the collector's
+    # passes over the config's 10,000 playlists and the modules cost 5% of `status` and free nothing.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        if arguments.json:
-            _write_pieces(status.json_pieces(report, playlists), "")
-        else:
-            _write_pieces(status.text_lines(report, playlists), "\n")
+        from playlist_cron import status
+
+        report, playlists = status.stream(_load(arguments))
+        try:
+            if arguments.json:
+                _write_pieces(status.json_pieces(report, playlists), "")
+            else:
+                _write_pieces(status.text_lines(report, playlists), "\n")
+        finally:
+            close = getattr(playlists, "close", None)  # a reader that left: the database's snapshot ends here
+            if close is not None:
+                close()
     finally:
-        close = getattr(playlists, "close", None)  # a reader that left: the database's snapshot ends here
-        if close is not None:
-            close()
+        if collecting:
+            gc.enable()
     return exit_codes.OK if report["healthy"] else exit_codes.FAILED
 
 
