@@ -61,12 +61,13 @@ def stream(config: Config) -> tuple[Status, Iterator[PlaylistReads]]:
     from playlist_cron import storage as storages
     from playlist_cron.errors import DatabaseUnavailable
 
-    storage = storages.open_for(config)
+    source = storages.status_for(config)
     try:
-        reading = storage.status.read()
+        reading = source.read()
     except DatabaseUnavailable as error:
+        storage = storages.open_for(config)  # the streak of checks that could not reach it: this host's own
         local = storage.reach_state.read() if storage.reach_state is not None else None
-        return _unreachable(config, local, f"{storage.status.where} cannot be reached: {error.detail}"), iter(())
+        return _unreachable(config, local, f"{source.where} cannot be reached: {error.detail}"), iter(())
     now_s = clock.now_s()
     if reading.fleet is not None:
         return _fleet_report(config, reading.fleet, now_s)
