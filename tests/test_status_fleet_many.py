@@ -64,8 +64,8 @@ def record_of(number: int) -> dict[str, Any] | None:
         return {"is_feed": False, "last_full_read_at": read_at}
     if kind == 3:  # the playlist's own URL is a feed: never read whole
         return {"is_feed": True, "last_feed_read_at": read_at, "etag": 'W/"x"'}
-    if kind == 4:  # damaged: left out, as if it had none
-        return {"etag": number}
+    if kind == 4:  # damaged (an etag that is no string): left out, as if it had none, its other fields unseen
+        return {"etag": number, "last_feed_read_at": read_at, "last_full_read_at": read_at, "feed_repairs": ["x"]}
     if kind == 7:
         return {"is_feed": False, "last_full_read_at": read_at}
     return None

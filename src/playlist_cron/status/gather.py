@@ -354,7 +354,7 @@ def playlist_reads(entries: Iterable[PlaylistEntry], next_check_s: float) -> Ite
     """Given the config's playlists with their keys, read records and rows (a fleet's), and when its next check is
     due, return each playlist's reads, in the same order, as they are iterated; a fleet's with their holders and due
     times."""
-    next_check_at = clock.iso(next_check_s)  # the next full read of most playlists, whose are due by then
+    next_check_at = clock.iso(next_check_s)  # the next full read of each playlist whose full read is due by then
     for playlist, key, record, row in entries:
         feed_url = reads.feed_url_for(playlist, record)
         full_read_s = reads.full_read_s_given(playlist, record, key, feed_url)
