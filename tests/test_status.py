@@ -123,3 +123,55 @@ def test_a_long_check_holding_the_lock_is_not_mistaken_for_a_stale_one(project: 
     status = project.status()
     assert status["healthy"] is False
     assert "more than three intervals" in status["problems"][0]
+
+
+@pytest.mark.parametrize(
+    "playlists",
+    [
+        [],
+        [{}],
+        [
+            {
+                "url": 'https://example.com/"quoted"\\ \u00e9\u2028\n',
+                "feed_url": None,
+                "feed_reads": True,
+                "full_read_due": False,
+                "full_scan_interval_seconds": 21600,
+                "feed_repairs": ["html_entity", "truncated"],
+                "empty": [],
+                "holder": {"host": "b", "pid": 12, "since": None, "held_s": 2.5, "nested": {"a": [1, {}]}},
+                "none_held": {},
+                "ratio": 0.1,
+                "huge": 10**30,
+            },
+            {"url": "https://example.com/2", "holder": None, "feed_repairs": []},
+        ],
+    ],
+)
+def test_status_json_written_a_playlist_at_a_time_is_what_json_dumps_writes(playlists: list[object]) -> None:
+    from playlist_cron.status import json_pieces
+
+    status = {"config": "c.json", "failed_videos": [{"video_id": "x"}], "playlists": playlists, "notes": ["n\u00e9"]}
+    pieces = json_pieces(status, iter(playlists))  # type: ignore[arg-type]  # any object, not only a Status
+    assert "".join(pieces) == json.dumps(status, indent=2)
+
+
+def test_a_time_is_shown_as_short_as_today_allows_whether_written_by_the_clock_or_not() -> None:
+    from datetime import datetime, timezone
+
+    from playlist_cron.status.text import _short_time
+
+    now = datetime.fromtimestamp(clock.now_s(), tz=timezone.utc)
+    today = now.replace(hour=1, minute=2, second=3, microsecond=456_000)
+    other_day = today.replace(day=1 if today.day != 1 else 2, month=1 if today.month != 1 else 2)
+    other_year = today.replace(year=today.year - 3)
+    for moment, shown in (
+        (today, "01:02"),
+        (other_day, other_day.strftime("%m-%d 01:02")),
+        (other_year, other_year.strftime("%Y-%m-%d 01:02")),
+    ):
+        written = clock.iso(moment.timestamp())
+        assert _short_time(written) == shown, written
+        assert _short_time(written.replace("Z", "+00:00")) == shown, "not as the clock writes it: parsed"
+        assert _short_time(moment.astimezone(timezone.utc).isoformat()) == shown
+    assert _short_time(None) == _short_time("") == "never"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from playlist_cron import clock, log
+from playlist_cron import clock
+from playlist_cron.redaction import redact
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -75,9 +76,7 @@ def due_retries(
     return [
         (url, record.get("title"))
         for record in failed_videos.values()
-        if record.get("playlist_url") == log.redact(playlist_url)
-        and (url := record.get("url"))
-        and is_due(record, now_s)
+        if record.get("playlist_url") == redact(playlist_url) and (url := record.get("url")) and is_due(record, now_s)
     ]
 
 
@@ -86,7 +85,7 @@ def waiting_count(failed_videos: dict[str, FailedVideoRecord], playlist_url: str
     return sum(
         1
         for record in failed_videos.values()
-        if record.get("playlist_url") == log.redact(playlist_url) and not is_due(record, now_s)
+        if record.get("playlist_url") == redact(playlist_url) and not is_due(record, now_s)
     )
 
 
@@ -108,10 +107,10 @@ def record_failure(
     """
     record = failed_videos.get(key) or {"video_id": video_id, "attempts": 0, "first_failed_at": clock.iso(now_s)}
     record["attempts"] += 1
-    record["error"] = log.redact(error)
+    record["error"] = redact(error)
     record["title"] = title
-    record["url"] = log.redact(url) if url else None
-    record["playlist_url"] = log.redact(playlist_url)
+    record["url"] = redact(url) if url else None
+    record["playlist_url"] = redact(playlist_url)
     record["last_failed_at"] = clock.iso(now_s)
     record["given_up"] = record["attempts"] > len(backoff_s)
     record["next_retry_at"] = None if record["given_up"] else clock.iso(now_s + backoff_s[record["attempts"] - 1])

@@ -75,6 +75,8 @@ def _youtube_path(url: str) -> tuple[str, dict[str, list[str]]] | None:
     """Given a URL, return its path and query when it is on YouTube's web host, else None."""
     from urllib.parse import parse_qs, urlsplit
 
+    if "youtube.com" not in url.lower():  # every host of `_YOUTUBE_HOSTS` has it: no parse (`status` of 10,000)
+        return None
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or (parts.hostname or "") not in _YOUTUBE_HOSTS:
         return None
@@ -91,10 +93,9 @@ def is_youtube_url(url: str) -> bool:
     return _youtube_path(url) is not None
 
 
-def _channel_page(url: str) -> tuple[str, str | None, str] | None:
-    """Given a URL, return how it names a channel ("id", "handle") with the name, and its tab ("" for the
-    channel's own page), when it is a YouTube channel page; else None."""
-    found = _youtube_path(url)
+def _channel_page(found: tuple[str, dict[str, list[str]]] | None) -> tuple[str, str | None, str] | None:
+    """Given a URL's `_youtube_path`, return how it names a channel ("id", "handle") with the name, and its tab (""
+    for the channel's own page), when it is a YouTube channel page; else None."""
     if found is None:
         return None
     segments = found[0].split("/")[1:]
@@ -121,7 +122,8 @@ def derive_feed_url(url: str, channel_id: str | None = None) -> str | None:
     read fetches no more than the full read would. `/@handle` has one only once its channel id is known: see
     `needs_channel_id`.
     """
-    page = _channel_page(url)
+    found = _youtube_path(url)
+    page = _channel_page(found)
     if page is not None:
         how, named_id, tab = page
         channel_id = named_id if how == "id" else channel_id
@@ -129,7 +131,6 @@ def derive_feed_url(url: str, channel_id: str | None = None) -> str | None:
             return None
         prefix = _TAB_LISTS[tab]
         return channel_feed_url(channel_id) if prefix is None else playlist_feed_url(prefix + channel_id[2:])
-    found = _youtube_path(url)
     if found is None:
         return None
     path, query = found
@@ -151,7 +152,7 @@ def needs_channel_id(url: str) -> bool:
 
     Such a channel's feed needs its UC… id, which only a read of the channel page gives (once, then remembered).
     """
-    page = _channel_page(url)
+    page = _channel_page(_youtube_path(url))
     return page is not None and page[0] == "handle"
 
 

@@ -7,7 +7,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 import stat
 import sys
 import time
@@ -19,6 +18,8 @@ import structlog
 
 from playlist_cron import atomic
 from playlist_cron.errors import ConfigError
+from playlist_cron.redaction import redact as redact  # the names callers of this module know
+from playlist_cron.redaction import redact_value as redact_value
 
 # The events users' scripts read; see the contract.
 CHECK_STARTED = "check_started"
@@ -31,30 +32,9 @@ VIDEO_FAILED = "video_failed"
 VIDEO_GIVEN_UP = "video_given_up"
 FINAL_EVENTS = (CHECK_SKIPPED, CHECK_DEFERRED, CHECK_COMPLETED, CHECK_FAILED)
 
-_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]+:[^/\s@]*@")
-_SECRET_QUERY = re.compile(
-    r"(?P<name>[?&](?:token|key|api_key|apikey|password|passwd|secret|sig|signature)=)[^&\s]+", re.IGNORECASE
-)
-
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
 _FIRST_KEYS = ("timestamp", "level", "event", "check", "outcome")
-
-
-def redact(text: str) -> str:
-    """Given text that may hold a URL, return it with `user:password@` and secret query values masked."""
-    text = _CREDENTIALS_IN_URL.sub(r"\g<scheme>***:***@", text)
-    return _SECRET_QUERY.sub(r"\g<name>***", text)
-
-
-def redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: redact_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_value(item) for item in value]
-    return value
 
 
 def _redact_secrets(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -7,8 +7,8 @@ import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from playlist_cron import clock, feeds
-from playlist_cron.log import redact, redact_value
 from playlist_cron.playlist_result import ReadKind
+from playlist_cron.redaction import redact, redact_value
 
 if TYPE_CHECKING:
     from playlist_cron.config import Playlist
@@ -86,8 +86,15 @@ def next_full_read_s(playlist: Playlist, record: PlaylistReadRecord | None) -> f
     `status` can say it, no playlist waits behind others past its interval (two full reads are never more than one
     interval apart, plus the wait for a check), and every host of a fleet agrees on it.
     """
+    return full_read_s_given(playlist, record, record_key(playlist.url), feed_url_for(playlist, record))
+
+
+def full_read_s_given(
+    playlist: Playlist, record: PlaylistReadRecord | None, key: str, feed_url: str | None
+) -> float | None:
+    """`next_full_read_s`, given what a caller that has them has already made of the playlist: its record's key
+    (`record_key`) and its feed (`feed_url_for`)."""
     record = record or {}
-    feed_url = feed_url_for(playlist, record)
     if feed_url is None:
         return 0.0
     if feed_url == playlist.url and playlist.feed_url is None:
@@ -98,7 +105,7 @@ def next_full_read_s(playlist: Playlist, record: PlaylistReadRecord | None) -> f
     last_s = clock.parse_iso(record.get("last_full_read_at"))
     if last_s is None:
         return 0.0
-    slot_s = full_read_slot_s(record_key(playlist.url), interval_s, last_s)
+    slot_s = full_read_slot_s(key, interval_s, last_s)
     if slot_s - last_s > min(MIN_FULL_READ_GAP_S, interval_s / 8):
         return float(slot_s)
     return last_s + interval_s

@@ -11,6 +11,9 @@ from playlist_cron.config import STDOUT_LOG, Config
 from playlist_cron.failures import printed_id
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from playlist_cron.config import Playlist
     from playlist_cron.records import (
         FailedVideo,
         Fleet,
@@ -23,7 +26,10 @@ if TYPE_CHECKING:
         State,
         Status,
     )
-    from playlist_cron.storage.status_view import FleetView, PlaylistRow
+    from playlist_cron.storage.status_view import FleetView, PlaylistRow, StatusReading
+
+    # A playlist of the config, its key, its read record, and its row in the database (a fleet's).
+    PlaylistEntry = tuple[Playlist, str, PlaylistReadRecord | None, PlaylistRow | None]
 
 STALE_AFTER_INTERVALS = 3
 
@@ -35,23 +41,41 @@ def log_setting(config: Config) -> str:
 
 
 def report(config: Config) -> Status:
-    """Given a config, return the `status --json` object.
+    """Given a config, return the `status --json` object, whole.
 
     For a config with `database_url`, raise SchemaMissing or SchemaNewer as a check would; a database that cannot be
     reached is a problem in the object, not an error.
     """
+    status, playlists = stream(config)
+    status["playlists"] = list(playlists)
+    return status
+
+
+def stream(config: Config) -> tuple[Status, Iterator[PlaylistReads]]:
+    """Given a config, return the `status --json` object without its playlists (an empty list in their place), and
+    its playlists, made one at a time as they are iterated: 10,000 of them, with their records, are never held
+    at once. Iterate them once, to the end (or close them): a fleet's are read from the database as they go.
+
+    Raise as `report` does; and DatabaseUnavailable when the database is lost while the playlists are read.
+    """
     from playlist_cron import storage as storages
     from playlist_cron.errors import DatabaseUnavailable
 
-    storage = storages.open_for(config)
+    source = storages.status_for(config)
     try:
-        reading = storage.status.read()
+        reading = source.read()
     except DatabaseUnavailable as error:
+        storage = storages.open_for(config)  # the streak of checks that could not reach it: this host's own
         local = storage.reach_state.read() if storage.reach_state is not None else None
-        return _unreachable(config, local, f"{storage.status.where} cannot be reached: {error.detail}")
+        return _unreachable(config, local, f"{source.where} cannot be reached: {error.detail}"), iter(())
     now_s = clock.now_s()
     if reading.fleet is not None:
         return _fleet_report(config, reading.fleet, now_s)
+    return _file_report(config, reading, now_s)
+
+
+def _file_report(config: Config, reading: StatusReading, now_s: float) -> tuple[Status, Iterator[PlaylistReads]]:
+    """The status of a config whose storage is this host's files."""
     holder = reading.holder
     problems = []
     last_check_s = clock.parse_iso(reading.state["last_check_at"])
@@ -65,10 +89,15 @@ def report(config: Config) -> Status:
             f"the lock has been held by pid {holder.pid} for {held_s:.0f} s, longer than max_runtime_seconds "
             f"({config.max_runtime_seconds})"
         )
+    records = reading.reads
+    entries: Iterable[PlaylistEntry] = (
+        (playlist, key, records.get(key), None)
+        for playlist, key in ((playlist, reads.record_key(playlist.url)) for playlist in config.playlists)
+    )
     return _with_state(
         config,
         reading.state,
-        reading.reads,
+        entries,
         now_s,
         problems=problems,
         notes=reading.notes,
@@ -78,17 +107,16 @@ def report(config: Config) -> Status:
     )
 
 
-def _fleet_report(config: Config, view: FleetView, now_s: float) -> Status:
+def _fleet_report(config: Config, view: FleetView, now_s: float) -> tuple[Status, Iterator[PlaylistReads]]:
     """The status of a config whose storage several hosts share: this host's state and the fleet's."""
     problems: list[str] = []
     hosts = [_fleet_host(host, row, now_s) for host, row in view.hosts]
     checks_s = [moment for moment in (clock.parse_iso(host["last_check_at"]) for host in hosts) if moment is not None]
-    holders = [(key, row) for key, row in view.playlists.items() if row.holder_host is not None]
     # A playlist held within max_runtime_seconds is a check at work: while it runs, no other host may find anything
     # due, so the fleet's last check may be old without anything wrong.
-    running = any(row.held_s is None or row.held_s <= config.max_runtime_seconds for _, row in holders)
+    running = any(row.held_s is None or row.held_s <= config.max_runtime_seconds for row in view.held.values())
     problems += _staleness(config, max(checks_s, default=None), now_s, running, fleet=True)
-    for key, row in holders:
+    for key, row in view.held.items():
         if row.held_s is not None and row.held_s > config.max_runtime_seconds:
             problems.append(
                 f"the playlist {key} has been held by {row.holder_host} (pid {row.holder_pid}) for {row.held_s:.0f} s, "
@@ -101,10 +129,16 @@ def _fleet_report(config: Config, view: FleetView, now_s: float) -> Status:
         "hosts": hosts,
         "totals": _totals(hosts),
     }
+    held = view.held
+    # The database's playlists first: the last of them ends its snapshot, before zip looks at the config's.
+    entries: Iterable[PlaylistEntry] = (
+        (playlist, found.key, found.record, held.get(found.key, found.row))
+        for found, playlist in zip(view.playlists, config.playlists, strict=True)
+    )
     return _with_state(
         config,
         view.state,
-        view.reads,
+        entries,
         now_s,
         problems=problems,
         notes=[],
@@ -112,7 +146,6 @@ def _fleet_report(config: Config, view: FleetView, now_s: float) -> Status:
         lock_holder=None,
         state_file=None,
         fleet=fleet,
-        view=view,
     )
 
 
@@ -213,7 +246,7 @@ def _staleness(config: Config, last_check_s: float | None, now_s: float, running
 def _with_state(
     config: Config,
     state: State,
-    reads: dict[str, PlaylistReadRecord],
+    entries: Iterable[PlaylistEntry],
     now_s: float,
     *,
     problems: list[str],
@@ -222,10 +255,10 @@ def _with_state(
     lock_holder: HolderRecord | None,
     state_file: str | None,
     fleet: Fleet | None = None,
-    view: FleetView | None = None,
-) -> Status:
+) -> tuple[Status, Iterator[PlaylistReads]]:
     """Given a config's state and what its storage found, return the `status --json` object: the state's fields and
-    the problems the state itself shows (this host's), after `problems`."""
+    the problems the state itself shows (this host's), after `problems`; and its playlists, made from `entries` as
+    they are iterated."""
     problems = list(problems)
     notes = list(notes)
     capped_from = state_module.cap_cooldown(state, config.cooldown_seconds, now_s)
@@ -282,7 +315,7 @@ def _with_state(
         for archive_id, record in sorted(state["failed_videos"].items())
     ]
     next_check_s = last_check_s + config.check_interval_seconds if last_check_s else None
-    return {
+    status: Status = {
         "config": str(config.path),
         "checks_total": state["checks_total"],
         "skipped_total": state["skipped_total"],
@@ -303,7 +336,7 @@ def _with_state(
         "lock_holder": lock_holder,
         "cooldown_until": state["cooldown_until"] if _in_future(state["cooldown_until"], now_s) else None,
         "failed_videos": failed_videos,
-        "playlists": playlist_reads(config, reads, now_s if next_check_s is None else next_check_s, view),
+        "playlists": [],
         "network_outage": network_outage,
         "log_file": log_setting(config),
         "log_write_failures_total": state.get("log_write_failures_total", 0),
@@ -314,40 +347,35 @@ def _with_state(
         "problems": problems,
         "notes": notes,
     }
+    return status, playlist_reads(entries, now_s if next_check_s is None else next_check_s)
 
 
-def playlist_reads(
-    config: Config, records: dict[str, PlaylistReadRecord], next_check_s: float, view: FleetView | None = None
-) -> list[PlaylistReads]:
-    """Given a config, its playlists' read records and when its next check is due, return each playlist's reads in
-    config order; with the fleet's `view` (a database config), each playlist's holder and due time too."""
-    shown: list[PlaylistReads] = []
-    for playlist in config.playlists:
-        key = reads.record_key(playlist.url)
-        record = records.get(key)
+def playlist_reads(entries: Iterable[PlaylistEntry], next_check_s: float) -> Iterator[PlaylistReads]:
+    """Given the config's playlists with their keys, read records and rows (a fleet's), and when its next check is
+    due, return each playlist's reads, in the same order, as they are iterated; a fleet's with their holders and due
+    times."""
+    next_check_at = clock.iso(next_check_s)  # the next full read of each playlist whose full read is due by then
+    for playlist, key, record, row in entries:
         feed_url = reads.feed_url_for(playlist, record)
-        full_read_s = reads.next_full_read_s(playlist, record)
-        record = record or {}
-        row = view.playlists.get(key) if view is not None else None
-        shown.append(
-            {
-                "url": key,
-                "feed_url": reads.record_key(feed_url) if feed_url else None,
-                "feed_reads": feed_url is not None,
-                "last_feed_read_at": record.get("last_feed_read_at"),
-                "last_feed_error": record.get("last_feed_error"),
-                "feed_repairs": list(record.get("feed_repairs") or []),
-                "last_full_read_at": record.get("last_full_read_at"),
-                "next_full_read_at": None if full_read_s is None else clock.iso(max(full_read_s, next_check_s)),
-                "full_read_due": full_read_s is not None and full_read_s <= next_check_s,
-                "channel_id": record.get("channel_id"),
-                "full_scan_interval_seconds": playlist.full_scan_interval_seconds,
-                "holder": _playlist_holder(row),
-                "due_at": clock.iso(row.due_at_s) if row is not None else None,
-                "last_checked_at": clock.iso(row.last_checked_at_s) if row is not None else None,
-            }
-        )
-    return shown
+        full_read_s = reads.full_read_s_given(playlist, record, key, feed_url)
+        full_read_due = full_read_s is not None and full_read_s <= next_check_s
+        found = record or {}
+        yield {
+            "url": key,
+            "feed_url": reads.record_key(feed_url) if feed_url else None,
+            "feed_reads": feed_url is not None,
+            "last_feed_read_at": found.get("last_feed_read_at"),
+            "last_feed_error": found.get("last_feed_error"),
+            "feed_repairs": list(found.get("feed_repairs") or []),
+            "last_full_read_at": found.get("last_full_read_at"),
+            "next_full_read_at": next_check_at if full_read_due else clock.iso(full_read_s),
+            "full_read_due": full_read_due,
+            "channel_id": found.get("channel_id"),
+            "full_scan_interval_seconds": playlist.full_scan_interval_seconds,
+            "holder": _playlist_holder(row),
+            "due_at": row.due_at if row is not None else None,
+            "last_checked_at": row.last_checked_at if row is not None else None,
+        }
 
 
 def _playlist_holder(row: PlaylistRow | None) -> PlaylistHolder | None:

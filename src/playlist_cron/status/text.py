@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -10,11 +12,24 @@ from playlist_cron.config import STDOUT_LOG
 from playlist_cron.failures import printed_id
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from playlist_cron.records import FleetHost, FleetTotals, PlaylistReads, Status
+
+
+# A time as `clock.iso` writes it, in UTC: its date and its hour and minute are where `_short_time` cuts them.
+_AS_CLOCK_WRITES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def render_text(status: Status) -> str:
     """Given the `status --json` object, return it as lines for a person."""
+    return "\n".join(text_lines(status, status["playlists"]))
+
+
+def text_lines(status: Status, playlists: Iterable[PlaylistReads]) -> Iterator[str]:
+    """Given the `status --json` object and its playlists (in place of its own `playlists`), return its lines for a
+    person, each playlist's made as it is reached, and the lines after the playlists (the notes among them) only
+    once the playlists are done."""
     lines = [f"playlist-cron status for {status['config']}"]
     if status["checks_total"] is None:
         lines.append("Counters: unknown (they are in the database, which cannot be reached)")
@@ -70,12 +85,14 @@ def render_text(status: Status) -> str:
         lines.extend(f"  {host['host']}: {_host_line(host)}" for host in fleet["hosts"])
         if len(fleet["hosts"]) > 1:
             lines.append(f"  all {len(fleet['hosts'])} hosts: {_counters_line(fleet['totals'])}")
-    if status["playlists"]:
-        lines.append("Playlists (times UTC):")
-        lines.extend(
-            f"  {playlist['url']}: {_reads_line(playlist)}{_claim_words(playlist, fleet is not None)}"
-            for playlist in status["playlists"]
-        )
+    yield from lines
+    lines = []
+    heading = "Playlists (times UTC):"
+    for playlist in playlists:
+        if heading:
+            yield heading
+            heading = ""
+        yield f"  {playlist['url']}: {_reads_line(playlist)}{_claim_words(playlist, fleet is not None)}"
     if status["failed_videos"]:
         given_up = sum(1 for video in status["failed_videos"] if video["given_up"])
         lines.append(f"Failed videos: {len(status['failed_videos'])} ({given_up} given up)")
@@ -102,7 +119,7 @@ def render_text(status: Status) -> str:
     else:
         lines.append("Health: UNHEALTHY")
         lines.extend(f"  - {problem}" for problem in status["problems"])
-    return "\n".join(lines)
+    yield from lines
 
 
 def _counters_line(counters: FleetTotals) -> str:
@@ -151,6 +168,11 @@ def _reads_line(playlist: PlaylistReads) -> str:
 
 def _short_time(timestamp: str | None) -> str:
     """Given an ISO timestamp, return it as few characters as today allows (`23:40`, `12-01 23:40`), or "never"."""
+    if timestamp is not None and _AS_CLOCK_WRITES.fullmatch(timestamp):  # cut, not parsed: 3 for each of 10,000
+        today_at = time.strftime("%Y-%m-%d", time.gmtime(clock.now_s()))
+        if timestamp[:10] == today_at:
+            return timestamp[11:16]
+        return f"{timestamp[5 if timestamp[:4] == today_at[:4] else 0 : 10]} {timestamp[11:16]}"
     moment_s = clock.parse_iso(timestamp)
     if moment_s is None:
         return "never"

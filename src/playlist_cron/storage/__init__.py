@@ -14,8 +14,9 @@ from playlist_cron.storage.parts import Storage
 if TYPE_CHECKING:
     from playlist_cron.config import Config
     from playlist_cron.storage.interfaces import Archive, HeldRunLock, RunLock, StateStorage, VideoLocks
+    from playlist_cron.storage.status_view import StatusSource
 
-__all__ = ["ArchiveHealth", "Note", "Storage", "in_database", "open_for"]
+__all__ = ["ArchiveHealth", "Note", "Storage", "in_database", "open_for", "status_for"]
 if TYPE_CHECKING:
     __all__ += ["Archive", "HeldRunLock", "RunLock", "StateStorage", "VideoLocks"]
 
@@ -35,3 +36,13 @@ def open_for(config: Config) -> Storage:
     from playlist_cron.storage import files
 
     return files.open_for(config)
+
+
+def status_for(config: Config) -> StatusSource:
+    """Given a config, return what `status` reads its storage through (`open_for(config).status`), without loading
+    what only a check needs of a database: its claims and run lock, and the local files' lock (portalocker)."""
+    if in_database(config):
+        from playlist_cron.storage.fleet_view import FleetStatus
+
+        return FleetStatus(config)
+    return open_for(config).status

@@ -8,20 +8,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     from playlist_cron.lock import Holder
     from playlist_cron.records import PlaylistReadRecord, State
 
 
 class PlaylistRow(NamedTuple):
-    """A playlist's row of `playlist_cron_playlists`; times in epoch seconds, None when unset (`due_at`: also when
-    it has never been checked, so that it is due at once)."""
+    """A playlist's row of `playlist_cron_playlists`; its times as `clock.iso` writes them, None when unset
+    (`due_at`: also when it has never been checked, so that it is due at once)."""
 
-    due_at_s: float | None
-    last_checked_at_s: float | None
+    due_at: str | None
+    last_checked_at: str | None
     holder_host: str | None  # None, as the other holder fields, unless the holder's advisory lock is held now
     holder_pid: int | None
     held_since_s: float | None
     held_s: float | None  # by the database's clock, as `held_since` is
+
+
+class ConfiguredPlaylist(NamedTuple):
+    """One of the config's playlists as the database has it: its key, its read record (None: none, or a damaged one,
+    left out), and its row (None: no check has seen it yet)."""
+
+    key: str  # the playlist's key: its redacted URL
+    record: PlaylistReadRecord | None
+    row: PlaylistRow | None
 
 
 class FleetView(NamedTuple):
@@ -32,16 +43,18 @@ class FleetView(NamedTuple):
     host: str  # this host's name in the database
     collection: str
     state: State  # this host's row with the collection's failed videos, as a check reads it
-    reads: dict[str, PlaylistReadRecord]  # each playlist's read record, by its key
     hosts: list[tuple[str, dict[str, Any]]]  # every host's own row, by host name
-    playlists: dict[str, PlaylistRow]  # by the playlist's key (its redacted URL); none for one never seen by a check
+    held: dict[str, PlaylistRow]  # the rows of the config's playlists a check holds now, by key
+    # Each of the config's playlists, in the config's order, read as it is iterated: one pass, in the same snapshot
+    # as the rest, whose transaction stays open until it is exhausted or closed. Not a dict of 10,000 records.
+    playlists: Generator[ConfiguredPlaylist, None, None]
 
 
 class StatusReading(NamedTuple):
     """What `status` reads of a storage, in one go."""
 
     state: State
-    reads: dict[str, PlaylistReadRecord]  # each playlist's read record, by its key
+    reads: dict[str, PlaylistReadRecord]  # each playlist's read record, by its key (a fleet's: in `fleet.playlists`)
     notes: list[str]  # what the storage had to do or assume to read it (a state file adopted, recovered)
     lock_file: str | None  # the run lock's file, when the lock is one (files)
     holder: Holder | None  # who holds that lock now
