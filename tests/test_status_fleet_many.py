@@ -6,12 +6,14 @@ against a real PostgreSQL database."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from playlist_cron import clock, config, reads, state
+from conftest import clean_env, wait_for
+from playlist_cron import clock, config, exit_codes, reads, state
 from playlist_cron.config import Playlist
 from playlist_cron.storage import postgres
 from postgres_server import PostgresServer
@@ -226,3 +228,43 @@ def test_status_of_many_playlists_refuses_a_record_a_newer_release_wrote_before_
             f"playlist-cron: the read record of {newer} in collection {str(tmp_path / 'downloads')!r} was written by "
             "a newer version of playlist-cron (record version 2; this one reads version 1): upgrade playlist-cron"
         )
+
+
+def test_status_whose_database_is_lost_while_it_prints_the_playlists_ends_with_one_line_exit_75(
+    tmp_path: Path, database: str, postgres_server: PostgresServer
+) -> None:
+    """The playlists are printed as the server sends them: a session terminated half-way (the server blocked sending
+    rows, `status` blocked writing to a pipe the test has not read yet) cuts the output short, with one line on
+    stderr and exit 75 (the database could not be read), no traceback."""
+    big = "x" * 4000  # each record 4 kB: more rows than the sockets' buffers hold, so the server waits to send
+    count = 2000
+    downloads = tmp_path / "downloads"
+    urls = [f"https://example.com/list/{number}" for number in range(count)]
+    host = Host(tmp_path, "a", database, downloads, playlists=urls, check_interval_seconds=INTERVAL_S)
+    migrate(host)
+    record = json.dumps({"version": postgres.RECORD_VERSION, "record": {"playlist_fields": {"playlist_title": big}}})
+    with psycopg.connect(database, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO playlist_cron_playlists (collection, url, read_record) VALUES (%s, %s, %s::jsonb)",
+            [(str(downloads), url, record) for url in urls],
+        )
+    process = subprocess.Popen(
+        host.command("status", "--json"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        cwd="/",
+    )
+    sending = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'playlist-cron a' AND wait_event = 'ClientWrite'"
+    )
+    wait_for(lambda: sql(postgres_server, database, sending), what="the server waiting to send status its rows")
+    terminate = sending.replace("SELECT pid", "SELECT pg_terminate_backend(pid)")
+    assert sql(postgres_server, database, terminate) == [(True,)]
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == exit_codes.TEMPFAIL, stderr
+    [line] = stderr.decode().splitlines()
+    assert line.startswith("playlist-cron: lost the database postgresql://"), line
+    shown = stdout.decode().count('"url": "https://example.com/list/')
+    assert 0 < shown < count, f"{shown} of {count} playlists printed before the loss"
