@@ -170,6 +170,12 @@ def test_status_of_many_playlists_shows_each_as_its_row_says_in_config_order(
         "UPDATE playlist_cron_playlists SET holder_host = 'b', holder_pid = 4242, "  # noqa: S608  # the test's values
         f"held_since = to_timestamp({LAST_CHECK_S}) WHERE url = '{url_of(held_number)}' RETURNING id",
     )
+    sql(
+        postgres_server,
+        database,
+        "INSERT INTO playlist_cron_failed_videos (collection, video, record) VALUES "  # noqa: S608  # the test's values
+        f"""('{tmp_path / "downloads"}', 'generic bad', '{{"version": 1, "record": {{"attempts": "x"}}}}')""",
+    )
     with psycopg.connect(database, autocommit=True) as holder:
         hold_claim_key(holder, row_id)
         result = host.run("status", "--json")
@@ -191,8 +197,22 @@ def test_status_of_many_playlists_shows_each_as_its_row_says_in_config_order(
         assert list(playlist) == list(expected), number
         for field, value in expected.items():
             assert playlist[field] == value, (number, field, playlist[field], value)
-    # A damaged record is left out as before: its playlist is shown as one without a record; nothing else is said.
-    assert (report["notes"], report["problems"], report["healthy"]) == ([], [], True)
+    # A damaged record is left out: its playlist is shown as one without a record, and a note says so (the first
+    # three named, the rest counted), as the check that reads it whole says `state_recovered`. Healthy: the next
+    # check mends it.
+    damaged = [number for number in range(PLAYLISTS) if number % KINDS == 4]
+    collection = str(tmp_path / "downloads")
+    named = [
+        f"the read record of {key_of(number)} in collection {collection!r} is damaged (etag is {number}, expected "
+        "null or a string); its playlist is read whole at its next check"
+        for number in damaged[:3]
+    ]
+    [failed_video, *read_records] = report["notes"]
+    assert read_records == [*named, f"{len(damaged) - 3} more damaged read records; each is read whole too"]
+    assert failed_video.startswith("failed video 'generic bad' in "), failed_video
+    assert failed_video.endswith("; the video is tried as a new one"), failed_video
+    assert report["failed_videos"] == [], "the damaged one left out"
+    assert (report["problems"], report["healthy"]) == ([], True)
     assert (report["checks_total"], report["last_check_at"]) == (7, clock.iso(LAST_CHECK_S))
     assert report["next_check_due_at"] == clock.iso(NEXT_CHECK_S)
 

@@ -107,6 +107,9 @@ def _file_report(config: Config, reading: StatusReading, now_s: float) -> tuple[
     )
 
 
+DAMAGE_NAMED = 3  # the damaged read records a fleet's status names; the rest it counts
+
+
 def _fleet_report(config: Config, view: FleetView, now_s: float) -> tuple[Status, Iterator[PlaylistReads]]:
     """The status of a config whose storage several hosts share: this host's state and the fleet's."""
     problems: list[str] = []
@@ -130,23 +133,43 @@ def _fleet_report(config: Config, view: FleetView, now_s: float) -> tuple[Status
         "totals": _totals(hosts),
     }
     held = view.held
-    # The database's playlists first: the last of them ends its snapshot, before zip looks at the config's.
-    entries: Iterable[PlaylistEntry] = (
-        (playlist, found.key, found.record, held.get(found.key, found.row))
-        for found, playlist in zip(view.playlists, config.playlists, strict=True)
-    )
-    return _with_state(
+    damaged: list[str] = []
+
+    def entries() -> Iterator[PlaylistEntry]:
+        # The database's playlists first: the last of them ends its snapshot, before zip looks at the config's.
+        for found, playlist in zip(view.playlists, config.playlists, strict=True):
+            if found.damage is not None:
+                damaged.append(found.damage)
+            yield playlist, found.key, found.record, held.get(found.key, found.row)
+
+    status, playlists = _with_state(
         config,
         view.state,
-        entries,
+        entries(),
         now_s,
         problems=problems,
-        notes=[],
+        notes=list(view.notes),
         lock_file=None,
         lock_holder=None,
         state_file=None,
         fleet=fleet,
     )
+
+    def noting_damage() -> Iterator[PlaylistReads]:
+        """The playlists; then, before the notes are shown (they follow the playlists), the damaged records."""
+        yield from playlists
+        status["notes"] += damage_notes(damaged)
+
+    return status, noting_damage()
+
+
+def damage_notes(damaged: list[str]) -> list[str]:
+    """Given the problems of the read records left out as damaged, return their notes: the first few named, the
+    rest counted (10,000 damaged rows are not 10,000 notes)."""
+    notes = [f"{damage}; its playlist is read whole at its next check" for damage in damaged[:DAMAGE_NAMED]]
+    if len(damaged) > DAMAGE_NAMED:
+        notes.append(f"{len(damaged) - DAMAGE_NAMED} more damaged read records; each is read whole too")
+    return notes
 
 
 def _totals(hosts: list[FleetHost]) -> FleetTotals:

@@ -92,6 +92,7 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
         hosts=[(str(host), row if isinstance(row, dict) else {}) for host, row in hosts],
         held={url: _held_row(row) for url, *row in held_rows if url in configured},
         playlists=_configured(database, snapshot, url_keys),
+        notes=tuple(note.message for note in stored.notes),
     )
 
 
@@ -104,11 +105,11 @@ def _configured(
         # Row by row (libpq's single-row mode, in every release psycopg supports; its chunks need libpq 17): as fast
         # as pages of a cursor of the server's, whose each page waits for the server to find its rows.
         for url, has_row, value, due_at, checked_at in cursor.stream(_CONFIGURED, (url_keys, database.collection)):
-            record = None
+            record = damage = None
             if value is not None:
-                record = stored_record(json.loads(value), PLAYLIST_READ_FIELDS, _where(url, database)).record
+                record, damage = stored_record(json.loads(value), PLAYLIST_READ_FIELDS, _where(url, database))
             row = PlaylistRow(due_at, checked_at, None, None, None, None) if has_row else None
-            yield ConfiguredPlaylist(url, record, row)  # type: ignore[arg-type]  # a record's checked fields
+            yield ConfiguredPlaylist(url, record, row, damage)  # type: ignore[arg-type]  # a record's checked fields
 
 
 def _where(url: str, database: Database) -> str:

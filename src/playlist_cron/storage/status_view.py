@@ -33,6 +33,7 @@ class ConfiguredPlaylist(NamedTuple):
     key: str  # the playlist's key: its redacted URL
     record: PlaylistReadRecord | None
     row: PlaylistRow | None
+    damage: str | None = None  # what is wrong with its record, when one was left out as damaged
 
 
 class FleetView(NamedTuple):
@@ -48,6 +49,7 @@ class FleetView(NamedTuple):
     # Each of the config's playlists, in the config's order, read as it is iterated: one pass, in the same snapshot
     # as the rest, whose transaction stays open until it is exhausted or closed. Not a dict of 10,000 records.
     playlists: Generator[ConfiguredPlaylist, None, None]
+    notes: tuple[str, ...] = ()  # what reading the rest found damaged and left out (a failed video's record)
 
 
 class StatusReading(NamedTuple):
