@@ -87,6 +87,10 @@ class Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self.first_content_type: str | None = None  # of the playlist URL's answer: says what a non-playlist was
         super().__init__(params, auto_init=auto_init)
 
+    def add_default_info_extractors(self) -> None:
+        """yt-dlp's extractors, in its order: which ones, worked out once a process (`yt_dlp_private`)."""
+        yt_dlp_private.add_default_extractors(self, super().add_default_info_extractors)
+
     def failure_of(self, error: BaseException, fallback_host: str | None = None) -> Failure:
         """What kind of failure `error` is, given also what this client saw of the site's answers."""
         if self.rate_limited:  # a bot-check page, or a 429 that yt-dlp went on from
