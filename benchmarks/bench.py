@@ -68,8 +68,9 @@ class Measurement:
 GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
 
 
-def run_once(argv: list[str], cwd: Path) -> tuple[float, int, int]:
-    """Run a command; return (wall seconds, peak RSS KiB, exit code).
+def run_once(argv: list[str], cwd: Path, cpu_s: list[float] | None = None) -> tuple[float, int, int]:
+    """Run a command; return (wall seconds, peak RSS KiB, exit code). Add its CPU seconds (user and system, its
+    children's included) to `cpu_s` when given.
 
     A child forked from this (large) Python process counts this process's pages in its peak RSS until it execs,
     so the peak comes from GNU time, a small process that forks the command itself.
@@ -83,6 +84,8 @@ def run_once(argv: list[str], cwd: Path) -> tuple[float, int, int]:
     _, status, usage = os.wait4(process.pid, 0)
     wall_s = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
+    if cpu_s is not None:
+        cpu_s.append(usage.ru_utime + usage.ru_stime)
     peak_kib = int(report.read_text().split()[-1]) if GNU_TIME else usage.ru_maxrss
     return wall_s, peak_kib, code
 
@@ -619,10 +622,13 @@ def _fleet_config(folder: Path, database_url: str, name: str, downloads: Path, p
     return config
 
 
-def _drain(server: object, root: Path, urls: list[str], hosts: int, number: int) -> tuple[float, int]:
+def _drain(
+    server: object, root: Path, urls: list[str], hosts: int, number: int, cpu_s: list[float]
+) -> tuple[float, int]:
     """`hosts` host processes, each running plain checks back to back (as cron would, without waiting a minute)
     until one completes nothing (nothing due, or every due playlist held by another host), on a new database;
-    return (wall seconds until all 40 playlists are done, the largest peak RSS KiB of a check).
+    return (wall seconds until all 40 playlists are done, the largest peak RSS KiB of a check); add the CPU seconds
+    of each check that completed playlists to `cpu_s`.
 
     Not `check --now`: it claims playlists that are not due, so every host would go on completing checks of
     playlists already done."""
@@ -638,13 +644,15 @@ def _drain(server: object, root: Path, urls: list[str], hosts: int, number: int)
         log = config.parent / "logs" / "downloader.log"
         while True:
             lines = len(log.read_text().splitlines()) if log.exists() else 0
-            _, peak_kib, code = run_once([COMMAND, "check", "--config", str(config)], config.parent)
+            used: list[float] = []
+            _, peak_kib, code = run_once([COMMAND, "check", "--config", str(config)], config.parent, used)
             peaks.append(peak_kib)
             if code != 0:
                 raise SystemExit(f"fleet: a check exited {code}: see {log}")
             new = [json.loads(line) for line in log.read_text().splitlines()[lines:]] if log.exists() else []
             if not any(event["event"] == "check_completed" for event in new):  # nothing due, or all held: done
                 return
+            cpu_s.extend(used)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=host, args=(config,)) for config in configs]
@@ -685,15 +693,17 @@ def _bench_fleet(server: object, root: Path, runs: int) -> list[Row]:
         urls = [feed.feed_url for feed in feeds]
         drains = {hosts: Measurement(f"{hosts} hosts") for hosts in FLEET_HOSTS}
         loads: dict[int, list[float]] = {hosts: [] for hosts in FLEET_HOSTS}
+        cpu_s: dict[int, list[float]] = {hosts: [] for hosts in FLEET_HOSTS}  # of each check that did playlists
         for number in range(min(runs, FLEET_ROUNDS)):
             for hosts in FLEET_HOSTS:
-                wall_s, peak_kib = _drain(server, root, urls, hosts, number)
+                wall_s, peak_kib = _drain(server, root, urls, hosts, number, cpu_s[hosts])
                 drains[hosts].wall_s.append(wall_s)
                 drains[hosts].peak_kib.append(peak_kib)
                 loads[hosts].append(os.getloadavg()[0])  # the machine's load over the last minute: the drain's
 
         def load(hosts: int) -> str:
-            return f"load average {', '.join(f'{value:.1f}' for value in loads[hosts])}"
+            cpu = f"{statistics.median(cpu_s[hosts]):.2f}" if cpu_s[hosts] else "-"
+            return f"load average {', '.join(f'{value:.1f}' for value in loads[hosts])}; CPU s a check {cpu}"
 
         skips = _fleet_skip(server, root, runs)
     one = drains[1]

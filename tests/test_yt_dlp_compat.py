@@ -29,6 +29,7 @@ OVERRIDDEN = {
     "prepare_filename": "shorten file names until they fit the filesystem",
     "_match_entry": "count a playlist entry that yt-dlp skips before running it (archived, or filtered) as such",
     "build_request_director": "send every request through bounded_http's urllib handler, which checks links",
+    "add_default_info_extractors": "work out which extractors a client gets once a process, not at every client",
 }
 PACKAGE = ytdl.__name__.partition(".")[0]  # importing ytdl defined the subclass
 

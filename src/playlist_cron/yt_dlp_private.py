@@ -16,7 +16,17 @@ release the project supports.
 from __future__ import annotations
 
 import optparse
+import threading
+from collections.abc import Callable
 from typing import Any
+
+# yt-dlp compiles an extractor's pattern the first time the extractor is asked about a URL, and keeps it in the
+# class: the first search of a process compiles ~1,750 of them (a quarter of a second of CPU). Reader threads that
+# start their first playlists together would each search at once, racing through the same compiles and the GIL
+# (nearly twice the CPU, measured); one search at a time costs them nothing, the searches being CPU alone.
+_ONE_SEARCH = threading.Lock()
+_EXTRACTORS_PICKED: dict[str, list[Any]] = {}  # by `allowed_extractors`: the extractors yt-dlp gave a client, in order
+_EXTRACTORS_LOCK = threading.Lock()
 
 
 def archive_id(ydl: Any, info: dict[str, Any]) -> str | None:
@@ -68,7 +78,32 @@ def first_suitable_extractor(ydl: Any, url: str) -> str | None:
 
     Private: YoutubeDL._ies. yt-dlp offers no public way to ask which extractor a URL goes to without extracting it.
     """
-    return next((key for key, extractor in ydl._ies.items() if extractor.suitable(url)), None)
+    with _ONE_SEARCH:
+        return next((key for key, extractor in ydl._ies.items() if extractor.suitable(url)), None)
+
+
+def add_default_extractors(ydl: Any, yt_dlp_s_own: Callable[[], None]) -> None:
+    """Give `ydl` yt-dlp's extractors as `yt_dlp_s_own` (its YoutubeDL.add_default_info_extractors, bound) would:
+    the same classes in the same order, and new instances of those it adds as instances.
+
+    yt-dlp works out which extractors its `allowed_extractors` option picks at every YoutubeDL made (a search
+    quadratic in their ~1,750 names: tens of milliseconds); a check makes one per reader thread. The first client
+    made with a given option asks yt-dlp itself; the others get what it got.
+
+    Private: YoutubeDL._ies (its extractors in order, each a class or an instance), add_info_extractor and
+    write_debug's "Loaded N extractors".
+    """
+    allowed = ydl.params.get("allowed_extractors")
+    key = repr(allowed)
+    with _EXTRACTORS_LOCK:
+        picked = _EXTRACTORS_PICKED.get(key)
+        if picked is None:
+            yt_dlp_s_own()
+            _EXTRACTORS_PICKED[key] = list(ydl._ies.values())
+            return
+    for extractor in picked:
+        ydl.add_info_extractor(extractor if isinstance(extractor, type) else type(extractor)())
+    ydl.write_debug(f"Loaded {len(picked)} extractors")
 
 
 def is_playlist_entry(extra_info: Any) -> bool:

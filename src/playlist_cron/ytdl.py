@@ -45,6 +45,7 @@ BOT_CHECK_PATTERN = re.compile(rb"confirm you(?:'|&#39;|&#x27;|\xe2\x80\x99|\\u0
 PAGE_PEEK_MAX_BYTES = 4 * 1024 * 1024  # an HTML page is read whole (and handed on) to look for a bot check
 DISK_CHECK_EVERY_S = 1.0
 ONE_DOWNLOAD_WAIT_TICK_S = 0.25  # how often a read waiting for another's download asks whether it may go on
+UNSHOWN_PROGRESS_EVERY_S = 24 * 3600  # yt-dlp's progress line, which a check never shows: formatted once a download
 # Messages yt-dlp gives on every generic feed item: noise in a log that people read.
 QUIET_WARNINGS = ("Falling back on generic information extractor",)
 RETRY_WORDS = re.compile(r"retry|retrying|got error|timed out", re.IGNORECASE)
@@ -85,6 +86,10 @@ class Fetcher(yt_dlp.YoutubeDL):  # type: ignore[misc]
         self.failed_host: str | None = None  # the host of the last request that got no answer
         self.first_content_type: str | None = None  # of the playlist URL's answer: says what a non-playlist was
         super().__init__(params, auto_init=auto_init)
+
+    def add_default_info_extractors(self) -> None:
+        """yt-dlp's extractors, in its order: which ones, worked out once a process (`yt_dlp_private`)."""
+        yt_dlp_private.add_default_extractors(self, super().add_default_info_extractors)
 
     def failure_of(self, error: BaseException, fallback_host: str | None = None) -> Failure:
         """What kind of failure `error` is, given also what this client saw of the site's answers."""
@@ -562,6 +567,10 @@ def yt_dlp_params(
             "color": {"stdout": "never", "stderr": "never"},
         }
     )
+    if not params.get("consoletitle") and not params.get("progress_delta"):
+        # yt-dlp formats its progress line (sizes, speed, ETA: two output templates) at every block it reads, to
+        # show nowhere here (`noprogress`): once a download is enough. The check's own hooks still get every block.
+        params["progress_delta"] = UNSHOWN_PROGRESS_EVERY_S
     if config.cookies_file is not None:
         params["cookiefile"] = str(config.cookies_file)
     if playlist.date_after is not None:
