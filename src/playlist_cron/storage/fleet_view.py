@@ -11,7 +11,6 @@ import json
 import math
 from typing import TYPE_CHECKING
 
-from playlist_cron import clock
 from playlist_cron.reads import record_key
 from playlist_cron.reads_file import PLAYLIST_READ_FIELDS
 from playlist_cron.storage.claims import HOLDER_COLUMNS, holder_of
@@ -31,18 +30,18 @@ _NEWER_RECORDS = (
     "SELECT url, read_record::text FROM playlist_cron_playlists WHERE collection = %s "
     "AND jsonb_typeof(read_record -> 'version') = 'number' AND (read_record -> 'version')::numeric > %s"
 )
+# A time as `clock.iso` writes it (milliseconds, cut, not rounded), by the server: 20,000 of them cost `status` 30 ms
+# in Python. None for the never-checked due time (-infinity).
+_ISO = """CASE WHEN isfinite({0}) THEN to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') END"""
 # Who holds each claim's advisory lock now (`pg_locks`, the session's `pg_stat_activity`): a holder killed with -9
 # leaves its name in the row, until the next claim, but its session's lock is gone; a session that is not a check
 # holding the key leaves no name in the row, and is described by the server.
 _HELD = (
-    "SELECT DISTINCT ON (url) url, extract(epoch FROM due_at)::float8, "  # noqa: S608  # constants
-    f"extract(epoch FROM last_checked_at)::float8, {HOLDER_COLUMNS}, extract(epoch FROM now())::float8 "
+    f"SELECT DISTINCT ON (url) url, {_ISO.format('due_at')}, {_ISO.format('last_checked_at')}, "  # noqa: S608
+    f"{HOLDER_COLUMNS}, extract(epoch FROM now())::float8 "
     f"FROM playlist_cron_playlists JOIN pg_locks ON {CLAIM_LOCK_MATCH} "
     "LEFT JOIN pg_stat_activity USING (pid) WHERE collection = %s AND pg_locks.pid IS NOT NULL ORDER BY url"
 )
-# A time as `clock.iso` writes it (milliseconds, cut, not rounded), by the server: 20,000 of them cost `status` 30 ms
-# in Python. None for the never-checked due time (-infinity).
-_ISO = """CASE WHEN isfinite({0}) THEN to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') END"""
 # The config's playlists in its order, each with its row when it has one: looked up one by one by its key, in a
 # subquery the planner keeps apart (OFFSET 0), so that rows leave in the order of the list's ordinality as they are
 # found, while `status` prints the last ones. Joined at once, a hash join of the whole table sorted its 10,000 rows,
@@ -123,12 +122,11 @@ def _held_row(columns: list[object]) -> PlaylistRow:
     holder = holder_of(*holder_columns)  # type: ignore[arg-type]  # the columns' types, as selected
     now_s = _seconds(now)
     held_s = now_s - holder.since_s if now_s is not None and holder.since_s is not None else None
-    due_at_s, checked_at_s = _seconds(due_at), _seconds(checked_at)
-    return PlaylistRow(clock.iso(due_at_s), clock.iso(checked_at_s), holder.host, holder.pid, holder.since_s, held_s)
+    return PlaylistRow(due_at, checked_at, holder.host, holder.pid, holder.since_s, held_s)  # type: ignore[arg-type]
 
 
 def _seconds(value: object) -> float | None:
-    """Given an `extract(epoch ...)` (a float; -Infinity for the never-checked due time), return finite seconds."""
+    """Given an `extract(epoch ...)` (a float), return finite seconds, or None."""
     if value is None:
         return None
     seconds = float(value)  # type: ignore[arg-type]  # a float8
