@@ -4,6 +4,7 @@ traceback: real processes as hosts, a real PostgreSQL server (stopped, restarted
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,18 +32,29 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
+def downloading_host(tmp_path: Path, server: PostgresServer, feed: FeedServer) -> tuple[Host, subprocess.Popen[str]]:
+    """A host of a new database (heartbeat 1 s) whose check has begun downloading from `feed`: the host, and its
+    check's process."""
+    host = Host(
+        tmp_path,
+        "a",
+        server.create_database("fleet"),
+        tmp_path / "downloads",
+        playlist_url=feed.feed_url,
+        database_heartbeat_seconds=1,
+    )
+    migrate(host)
+    holder = host.start("check")
+    wait_for(lambda: feed.requests_for("/media/"), what="the host downloading")
+    return host, holder
+
+
 def test_a_database_restarted_in_the_middle_of_a_check_ends_it_with_one_line(
     tmp_path: Path, own_postgres_server: PostgresServer, slow_feed: FeedServer
 ) -> None:
-    url = own_postgres_server.create_database("fleet")
-    downloads = tmp_path / "downloads"
-    host = Host(tmp_path, "a", url, downloads, playlist_url=slow_feed.feed_url, database_heartbeat_seconds=1)
-    migrate(host)
-    holder = host.start("check")
-    wait_for(lambda: slow_feed.requests_for("/media/"), what="the host downloading")
+    host, holder = downloading_host(tmp_path, own_postgres_server, slow_feed)
     own_postgres_server.restart()  # pg_ctl stop --mode fast, then start: every session is ended
     _, stderr = holder.communicate(timeout=60)
-    print(holder.returncode, stderr)
     line = one_line(stderr)
     [failed] = host.events("check_failed")
     assert failed["reason"] in ("lock_lost", "database"), failed
@@ -51,7 +63,7 @@ def test_a_database_restarted_in_the_middle_of_a_check_ends_it_with_one_line(
     slow_feed.settings.bytes_per_second = None
     result = host.run("check", "--now")
     assert (result.returncode, result.stderr) == (0, "")
-    downloaded = sorted(path.name for path in downloads.rglob("*") if path.is_file())
+    downloaded = sorted(path.name for path in (tmp_path / "downloads").rglob("*") if path.is_file())
     assert len(downloaded) == 3, downloaded
 
 
@@ -61,12 +73,7 @@ def test_a_database_still_down_when_the_check_ends_gets_its_end_written_once_it_
     """A restart slower than the heartbeat: the check has logged its end (`lock_lost`) while the server is still down.
     It writes that end once the server is back, within database_connect_timeout_seconds, and says the same one line
     with the same exit code as when the server came back first (before: exit 75, "cannot reach the database")."""
-    url = own_postgres_server.create_database("fleet")
-    downloads = tmp_path / "downloads"
-    host = Host(tmp_path, "a", url, downloads, playlist_url=slow_feed.feed_url, database_heartbeat_seconds=1)
-    migrate(host)
-    holder = host.start("check")
-    wait_for(lambda: slow_feed.requests_for("/media/"), what="the host downloading")
+    host, holder = downloading_host(tmp_path, own_postgres_server, slow_feed)
     own_postgres_server.stop()
     wait_for(lambda: host.events("check_failed"), timeout=30, what="the check to log its end")
     own_postgres_server.restart()  # stopped: started again on the same port
