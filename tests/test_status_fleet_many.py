@@ -204,7 +204,7 @@ def test_status_of_many_playlists_shows_each_as_its_row_says_in_config_order(
     collection = str(tmp_path / "downloads")
     named = [
         f"the read record of {key_of(number)} in collection {collection!r} is damaged (etag is {number}, expected "
-        "null or a string); its playlist is read whole at its next check"
+        "null or a string); the playlist is read whole at its next check"
         for number in damaged[:3]
     ]
     [failed_video, *read_records] = report["notes"]

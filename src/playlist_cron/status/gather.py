@@ -164,9 +164,9 @@ def _fleet_report(config: Config, view: FleetView, now_s: float) -> tuple[Status
 
 
 def damage_notes(damaged: list[str]) -> list[str]:
-    """Given the problems of the read records left out as damaged, return their notes: the first few named, the
-    rest counted (10,000 damaged rows are not 10,000 notes)."""
-    notes = [f"{damage}; its playlist is read whole at its next check" for damage in damaged[:DAMAGE_NAMED]]
+    """Given the notes of the read records left out as damaged, return those status shows: the first few, the rest
+    counted (10,000 damaged rows are not 10,000 notes)."""
+    notes = damaged[:DAMAGE_NAMED]
     if len(damaged) > DAMAGE_NAMED:
         notes.append(f"{len(damaged) - DAMAGE_NAMED} more damaged read records; each is read whole too")
     return notes

@@ -16,7 +16,14 @@ from playlist_cron.reads_file import PLAYLIST_READ_FIELDS
 from playlist_cron.storage.claims import HOLDER_COLUMNS, holder_of
 from playlist_cron.storage.connection import Database, describe
 from playlist_cron.storage.lock_keys import CLAIM_LOCK_MATCH
-from playlist_cron.storage.postgres import FLEET_HOST, RECORD_VERSION, PostgresState, stored_record
+from playlist_cron.storage.postgres import (
+    FLEET_HOST,
+    READ_WHOLE,
+    RECORD_VERSION,
+    PostgresState,
+    read_record_where,
+    stored_record,
+)
 from playlist_cron.storage.status_view import ConfiguredPlaylist, FleetView, PlaylistRow, StatusReading
 
 if TYPE_CHECKING:
@@ -73,7 +80,8 @@ def read(config: Config, url_keys: list[str]) -> FleetView:
             stored = PostgresState(database)
             state = stored.read()
             for url, value in connection.execute(_NEWER_RECORDS, (database.collection, RECORD_VERSION)):
-                stored_record(json.loads(value), PLAYLIST_READ_FIELDS, _where(url, database))  # raises StateError
+                where = read_record_where(url, database.collection)
+                stored_record(json.loads(value), PLAYLIST_READ_FIELDS, where)  # raises StateError
             hosts = connection.execute(
                 "SELECT host, state FROM playlist_cron_state WHERE collection = %s AND host <> %s ORDER BY host",
                 (database.collection, FLEET_HOST),
@@ -106,13 +114,11 @@ def _configured(
         for url, has_row, value, due_at, checked_at in cursor.stream(_CONFIGURED, (url_keys, database.collection)):
             record = damage = None
             if value is not None:
-                record, damage = stored_record(json.loads(value), PLAYLIST_READ_FIELDS, _where(url, database))
+                where = read_record_where(url, database.collection)
+                record, problem = stored_record(json.loads(value), PLAYLIST_READ_FIELDS, where)
+                damage = None if problem is None else f"{problem}; {READ_WHOLE}"  # as a check's note says it
             row = PlaylistRow(due_at, checked_at, None, None, None, None) if has_row else None
             yield ConfiguredPlaylist(url, record, row, damage)  # type: ignore[arg-type]  # a record's checked fields
-
-
-def _where(url: str, database: Database) -> str:
-    return f"the read record of {url} in collection {database.collection!r}"
 
 
 def _held_row(columns: list[object]) -> PlaylistRow:

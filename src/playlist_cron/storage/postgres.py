@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from psycopg.types.json import Jsonb
@@ -53,6 +53,15 @@ class RowRecord(NamedTuple):
 
     record: dict[str, Any] | None
     problem: str | None
+
+
+# What follows a damaged read record, in its note: the check logs it (`state_recovered`), `status` shows it.
+READ_WHOLE = "the playlist is read whole at its next check"
+
+
+def read_record_where(url: str, collection: str) -> str:
+    """Where a playlist's read record is, as a message names it."""
+    return f"the read record of {url} in collection {collection!r}"
 
 
 def stored_record(value: object, fields: dict[str, Field], where: str) -> RowRecord:
@@ -133,19 +142,22 @@ class PostgresState:
         return self._reads(found.items() if isinstance(found, dict) else [])
 
     def _reads(self, rows: Iterable[tuple[str, object]]) -> dict[str, PlaylistReadRecord]:
-        reads = self._sound(
-            rows, PLAYLIST_READ_FIELDS, "the read record of {}", "the playlist is read whole at its next check"
-        )
+        collection = self.database.collection
+        reads = self._sound(rows, PLAYLIST_READ_FIELDS, lambda url: read_record_where(url, collection), READ_WHOLE)
         return cast("dict[str, PlaylistReadRecord]", reads)
 
     def _sound(
-        self, rows: Iterable[tuple[str, object]], fields: dict[str, Field], what: str, consequence: str
+        self,
+        rows: Iterable[tuple[str, object]],
+        fields: dict[str, Field],
+        where: Callable[[str], str],
+        consequence: str,
     ) -> dict[str, dict[str, object]]:
         """Given rows of (key, stored record), return the sound records by key; each damaged one is left out with a
-        note naming it (`what`, a format string given the key) and what follows (`consequence`)."""
+        note naming it (`where`, given the key) and what follows (`consequence`)."""
         sound: dict[str, dict[str, object]] = {}
         for key, value in rows:
-            found = stored_record(value, fields, f"{what.format(key)} in {self._where()}")
+            found = stored_record(value, fields, where(key))
             if found.record is not None:
                 sound[key] = found.record
             elif found.problem is not None:
@@ -160,7 +172,10 @@ class PostgresState:
         rows = connection.execute(
             "SELECT video, record FROM playlist_cron_failed_videos WHERE collection = %s", (self.database.collection,)
         )
-        failed = self._sound(rows, FAILED_VIDEO_FIELDS, "failed video {!r}", "the video is tried as a new one")
+        where = f"in {self._where()}"
+        failed = self._sound(
+            rows, FAILED_VIDEO_FIELDS, lambda key: f"failed video {key!r} {where}", "the video is tried as a new one"
+        )
         return cast("dict[str, FailedVideoRecord]", failed)
 
     @contextlib.contextmanager

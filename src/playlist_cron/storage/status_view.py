@@ -33,7 +33,7 @@ class ConfiguredPlaylist(NamedTuple):
     key: str  # the playlist's key: its redacted URL
     record: PlaylistReadRecord | None
     row: PlaylistRow | None
-    damage: str | None = None  # what is wrong with its record, when one was left out as damaged
+    damage: str | None = None  # the note of its record left out as damaged: what is wrong, and what follows
 
 
 class FleetView(NamedTuple):
