@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ class Watchdog:
         self.stall_timeout_s = stall_timeout_s
         self.started_monotonic = started_monotonic
         self.last_activity = started_monotonic
-        self.fired: WatchdogFired | None = None
+        self.fired: CheckStopped | None = None
         self.grace_s = GRACE_S
         self._is_finished = is_finished
         self._last_resort = last_resort
@@ -54,6 +55,8 @@ class Watchdog:
         self._previous_handlers: dict[int, Any] = {}
         self._requested: WatchdogFired | None = None  # asked for by another thread: see stop()
         self._interrupted = False  # a signal ends the check
+        self._dropped: CheckStopped | None = None  # a stop Python dropped where it was raised: to raise again
+        self._previous_unraisablehook: Callable[[Any], object] | None = None
 
     def activity(self) -> None:
         """The check made progress: the stall clock starts again."""
@@ -89,6 +92,8 @@ class Watchdog:
 
     def __enter__(self) -> Watchdog:
         self._install_signal_handlers()
+        self._previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = self._on_unraisable
         threading.Thread(target=self._watch, name="playlist-cron-watchdog", daemon=True).start()
         return self
 
@@ -98,6 +103,17 @@ class Watchdog:
         self._stopped.set()
         for signal_number, handler in self._previous_handlers.items():
             signal.signal(signal_number, handler)
+        if self._previous_unraisablehook is not None:
+            sys.unraisablehook = self._previous_unraisablehook
+
+    def _on_unraisable(self, unraisable: Any) -> None:
+        """Python calls this for an exception it drops: one raised in a `__del__` or a weakref callback (importlib's
+        module locks have one), where the signal handlers that raise the stops may run too. A stop dropped so is
+        raised again (`_watch`), and not printed; anything else goes to the hook that was there before."""
+        if isinstance(unraisable.exc_value, CheckStopped):
+            self._dropped = unraisable.exc_value
+        elif self._previous_unraisablehook is not None:
+            self._previous_unraisablehook(unraisable)
 
     def _install_signal_handlers(self) -> None:
         def on_signal(signal_number: int, frame: object) -> None:
@@ -119,25 +135,40 @@ class Watchdog:
     def _watch(self) -> None:
         while not self._stopped.wait(TICK_S):
             now = time.monotonic()
+            fired: CheckStopped
             if self._requested is not None:
-                self.fired = self._requested
+                fired = self._requested
+            elif self._dropped is not None:  # a signal's `Interrupted`, dropped where it was raised
+                fired = self._dropped
             elif now - self.started_monotonic > self.max_runtime_s:
-                self.fired = WatchdogFired(
+                fired = WatchdogFired(
                     "timeout", f"the check ran longer than max_runtime_seconds ({self.max_runtime_s} s)"
                 )
             elif now - self.last_activity > self.stall_timeout_s:
-                self.fired = WatchdogFired(
+                fired = WatchdogFired(
                     "stalled", f"no download progress for stall_timeout_seconds ({self.stall_timeout_s} s)"
                 )
             else:
                 continue
-            signal.pthread_kill(self._main_thread_id, WAKE_SIGNAL)
-            if not self._stopped.wait(self.grace_s):
+            self.fired = fired
+            self._dropped = None
+            self._raise_in_main_thread(fired)
+            return
+
+    def _raise_in_main_thread(self, fired: CheckStopped) -> None:
+        """Have the main thread raise `fired` (`on_wake`), again whenever Python drops it where it landed; end the
+        process from here when the main thread has not stopped within `grace_s`."""
+        deadline = time.monotonic() + self.grace_s
+        signal.pthread_kill(self._main_thread_id, WAKE_SIGNAL)
+        while not self._stopped.wait(TICK_S):
+            if self._dropped is not None:
+                self._dropped = None
+                signal.pthread_kill(self._main_thread_id, WAKE_SIGNAL)
+            if time.monotonic() >= deadline:
                 # The main thread is stuck somewhere a signal cannot reach: end the process from here.
                 # Like kill -9, this loses nothing: the archive, the state and the log are only ever appended
                 # to or replaced whole, and the partial file resumes next time.
                 try:
-                    self._last_resort(self.fired)
+                    self._last_resort(fired)
                 finally:
                     os._exit(exit_codes.FAILED)
-            return
